@@ -1,0 +1,42 @@
+# Thin wrappers; the README shows the two that matter: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run up down test lint bench env clean
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+## The main job: Kafka (fetched on first use) + ingest, catalog, publish on SQLite + demo events.
+## Stays in the foreground; Ctrl-C stops everything it started.
+run: $(STAMP)
+	bash deploy/local/run-stack.sh
+
+## Same, but returns once everything is up (stop with `make down`).
+up: $(STAMP)
+	CITYOS_DETACH=1 bash deploy/local/run-stack.sh
+
+down:
+	bash deploy/local/stop-stack.sh
+
+## The whole test suite: lint, types, unit and integration tests on a real broker, SQLite and PostgreSQL.
+test: $(STAMP)
+	bash deploy/local/test.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	bash deploy/local/bench.sh
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""CityOS Connector shared kernel: settings, events, schemas, Kafka, DB, metrics, errors."""

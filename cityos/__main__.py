@@ -1,0 +1,5 @@
+"""``python -m cityos``: the same as the ``cityos`` console script."""
+
+from cityos.cli import main
+
+main()

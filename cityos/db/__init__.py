@@ -1,0 +1,1 @@
+"""Catalog database: SQLAlchemy models, engine/session helpers, Alembic migrations."""

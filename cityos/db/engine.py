@@ -1,0 +1,157 @@
+"""Engines, sessions and migrations of the catalog database (SQLite by default, PostgreSQL in production).
+
+Everything that depends on the backend is decided here, so service code stays portable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+
+# Execution option naming how a SQLite transaction begins. DEFERRED (default) suits readers; a writer
+# that reads before it writes (the catalog consumer) should use IMMEDIATE: it then waits for the write
+# lock up front (busy timeout) instead of failing with SQLITE_BUSY_SNAPSHOT when another process
+# committed between its read and its first write. Example:
+#     session_factory(engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}))
+SQLITE_BEGIN: Final = "cityos_sqlite_begin"
+SqliteBegin = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
+_SQLITE_BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+# Long enough to ride out another process's migration or batch; short enough to surface a stuck lock.
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+# Key of the PostgreSQL advisory lock that serialises concurrent migrations: the ASCII bytes
+# "cityosdb" read as a big-endian integer (fits a signed bigint), so it is recognisable in pg_locks.
+MIGRATION_LOCK_KEY: Final = int.from_bytes(b"cityosdb", "big")
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with PostgreSQL pinned to psycopg 3, the only PostgreSQL driver we ship."""
+    if isinstance(url, str):
+        # SQLAlchemy dropped the "postgres" alias, yet it is what many hosting providers hand out.
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        url = make_url(url)
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _json_dumps(value: Any) -> str:
+    # orjson: several times faster than json for the record documents, and it writes UTF-8 text
+    # instead of \\u escapes, so Japanese values stay readable in SQLite files.
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 module begins transactions lazily and on its own rules; turning that off lets
+    # the "begin" hook below issue the real BEGIN, so reads and writes of one unit of work share one
+    # transaction (and DDL in migrations is transactional too).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL: readers (publish API) never block the writer (catalog consumer) and vice versa.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # SQLite ignores foreign keys unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    if mode not in _SQLITE_BEGIN_MODES:
+        raise ValueError(f"{SQLITE_BEGIN} must be one of {sorted(_SQLITE_BEGIN_MODES)}, not {mode!r}")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """An engine for ``url``: SQLite (file created on demand, WAL, foreign keys) or PostgreSQL (psycopg)."""
+    sa_url = normalize_url(url)
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite":
+        path = _sqlite_file(sa_url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            sa_url,
+            echo=echo,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        return create_engine(
+            sa_url,
+            echo=echo,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            # Connections die behind a pool (server restarts, idle timeouts); test before use.
+            pool_pre_ping=True,
+        )
+    raise ValueError(f"unsupported database backend {backend!r} (use sqlite or postgresql)")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit (API handlers serialise them)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """An Alembic ``Config`` built in code: the migrations ship inside the package, no alembic.ini.
+
+    Developers create a revision with, e.g.::
+
+        from alembic import command
+        command.revision(alembic_config("sqlite:///var/dev.db"), message="...", autogenerate=True)
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        rendered = normalize_url(url).render_as_string(hide_password=False)
+        # ConfigParser interpolation would eat a '%' of a URL-encoded password.
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+def migrate(url: str | URL, *, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision``; a no-op when it is already there.
+
+    Safe on every service start and from several processes at once: the whole upgrade runs in one
+    transaction that first takes a lock (PostgreSQL advisory lock; SQLite write lock), so the second
+    process waits, then finds the schema current and does nothing.
+    """
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Transaction-scoped: released by the commit or rollback below, even on error.
+                    connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+                config = alembic_config()
+                # env.py runs on this connection; being inside our transaction, Alembic adds none.
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+    finally:
+        engine.dispose()

@@ -1,0 +1,337 @@
+"""CloudEvents 1.0 envelope: strict decoding of department events (structured and Kafka binary mode).
+
+Decoding is a pure function of bytes + headers; it returns ``Decoded`` or ``Rejected`` and never
+raises for bad input, so the ingest loop can dead-letter with a reason and move on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+# Record change types a department may send.
+TYPE_UPSERTED = "jp.cityos.record.upserted"
+TYPE_DELETED = "jp.cityos.record.deleted"
+RECORD_EVENT_TYPES = frozenset({TYPE_UPSERTED, TYPE_DELETED})
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedEvent:
+    """A validated record change as the catalog consumes it from the validated topic."""
+
+    dataset_id: str
+    record_key: str
+    schema_version: int
+    source: str
+    id: str
+    type: str
+    time: datetime  # timezone-aware
+    data: dict[str, Any] | None  # None for deletions
+    partition: int
+    offset: int
+
+    @property
+    def is_deletion(self) -> bool:
+        return self.type == TYPE_DELETED
+
+
+# --------------------------------------------------------------------------------------------
+# Strict decoding
+# --------------------------------------------------------------------------------------------
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_NESTING_DEPTH = 32
+SPEC_VERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+CE_HEADER_PREFIX = "ce_"
+
+
+class Reason(StrEnum):
+    """Why an event was dead-lettered. Stable codes: operators filter and alert on them."""
+
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NESTING_TOO_DEEP = "nesting_too_deep"
+    DUPLICATE_KEY = "duplicate_key"
+    NON_FINITE_NUMBER = "non_finite_number"
+    NUL_CHARACTER = "nul_character"
+    INVALID_UNICODE = "invalid_unicode"
+    INVALID_ENVELOPE = "invalid_envelope"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    INVALID_EVENT_TIME = "invalid_event_time"
+    FUTURE_EVENT_TIME = "future_event_time"
+    UNKNOWN_DATASET = "unknown_dataset"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    SCHEMA_VIOLATION = "schema_violation"
+    MISSING_RECORD_KEY = "missing_record_key"
+    WRONG_DEPARTMENT = "wrong_department"
+
+
+Header = tuple[str, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The CloudEvents context attributes we rely on."""
+
+    id: str
+    source: str
+    type: str
+    time: datetime | None
+    dataschema: str | None
+    subject: str | None
+    mode: str  # "structured" | "binary"
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A well-formed CloudEvent; its data is not yet checked against the dataset schema."""
+
+    envelope: Envelope
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Bad input: the reason code, a JSON pointer into the message where known, and a sentence."""
+
+    reason: Reason
+    detail: str
+    pointer: str = ""
+    event_id: str | None = None
+
+
+class _Refusal(Exception):
+    """Internal: aborts JSON parsing with a reason (never escapes this module)."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refusal(Reason.DUPLICATE_KEY, f"duplicate object key {key!r}")
+            seen.add(key)
+    return obj
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refusal(Reason.NON_FINITE_NUMBER, f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400 overflows to inf
+        raise _Refusal(Reason.NON_FINITE_NUMBER, f"number {text[:40]} is out of range")
+    return value
+
+
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs_without_duplicates,
+    parse_constant=_refuse_constant,
+    parse_float=_finite_float,
+    strict=True,  # raw control characters inside strings are malformed
+)
+
+
+def _nesting_depth(raw: bytes, limit: int) -> int:
+    """Depth of [ and { outside strings, stopping once past ``limit`` (exact only up to it)."""
+    depth = 0
+    deepest = 0
+    in_string = False
+    escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a parsed JSON value, keys included."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_strict_json(raw: bytes) -> Any:
+    """Parse UTF-8 JSON refusing what a lenient parser lets through. Raises ``_Refusal``."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _Refusal(
+            Reason.MESSAGE_TOO_LARGE, f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refusal(Reason.INVALID_UTF8, f"not UTF-8 at byte {exc.start}") from None
+    # Counting brackets is a cheap upper bound on depth; only when it exceeds the cap do we
+    # scan exactly. This also keeps the recursive parser away from deep input.
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING_DEPTH:
+        depth = _nesting_depth(raw, MAX_NESTING_DEPTH)
+        if depth > MAX_NESTING_DEPTH:
+            raise _Refusal(Reason.NESTING_TOO_DEEP, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
+    try:
+        value = _STRICT_DECODER.decode(text)
+    except _Refusal:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise _Refusal(Reason.MALFORMED_JSON, f"malformed JSON: {exc}") from None
+    if b"\\u0000" in raw and any("\x00" in s for s in _strings(value)):
+        raise _Refusal(Reason.NUL_CHARACTER, "strings must not contain U+0000")
+    if (b"\\ud" in raw or b"\\uD" in raw) and not all(_is_encodable(s) for s in _strings(value)):
+        raise _Refusal(Reason.INVALID_UNICODE, "lone UTF-16 surrogate escape")
+    return value
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_event_time(text: str) -> datetime:
+    """RFC 3339 timestamp with an explicit offset, as CloudEvents requires. Raises ValueError."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no UTC offset")
+    return parsed.astimezone(UTC)
+
+
+def _header_text(headers: Sequence[Header], name: str) -> str | None:
+    for key, value in headers:
+        if key == name and value is not None:
+            return value.decode("utf-8", errors="replace")
+    return None
+
+
+def _is_binary_mode(headers: Sequence[Header]) -> bool:
+    content_type = _header_text(headers, "content-type") or ""
+    if content_type.startswith(STRUCTURED_CONTENT_TYPE):
+        return False
+    return any(key == "ce_specversion" for key, _ in headers)
+
+
+_REQUIRED = ("specversion", "id", "source", "type")
+_OPTIONAL = ("time", "dataschema", "subject")
+
+
+def _attributes_from_headers(headers: Sequence[Header]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for key, value in headers:
+        if key.startswith(CE_HEADER_PREFIX) and value is not None:
+            try:
+                attrs[key[len(CE_HEADER_PREFIX) :]] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Refusal(Reason.INVALID_UTF8, f"header {key} is not UTF-8") from None
+    return attrs
+
+
+def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timedelta) -> Envelope:
+    for name in _REQUIRED:
+        value = attrs.get(name)
+        if not isinstance(value, str) or not value:
+            raise _Refusal(
+                Reason.INVALID_ENVELOPE, f"attribute '{name}' is required and must be a non-empty string"
+            )
+    if attrs["specversion"] != SPEC_VERSION:
+        raise _Refusal(Reason.INVALID_ENVELOPE, f"specversion {attrs['specversion']!r} is not {SPEC_VERSION}")
+    for name in _OPTIONAL:
+        if name in attrs and attrs[name] is not None and not isinstance(attrs[name], str):
+            raise _Refusal(Reason.INVALID_ENVELOPE, f"attribute '{name}' must be a string")
+    if len(attrs["id"]) > 200 or len(attrs["source"]) > 500:
+        raise _Refusal(Reason.INVALID_ENVELOPE, "id (200) or source (500) is too long")
+    time: datetime | None = None
+    if attrs.get("time"):
+        try:
+            time = parse_event_time(attrs["time"])
+        except ValueError as exc:
+            raise _Refusal(Reason.INVALID_EVENT_TIME, f"time {attrs['time']!r}: {exc}") from None
+        if time - now > max_future:
+            raise _Refusal(Reason.FUTURE_EVENT_TIME, f"time {attrs['time']} is more than {max_future} ahead")
+    return Envelope(
+        id=attrs["id"],
+        source=attrs["source"],
+        type=attrs["type"],
+        time=time,
+        dataschema=attrs.get("dataschema"),
+        subject=attrs.get("subject"),
+        mode=mode,
+    )
+
+
+def decode_event(
+    value: bytes | None,
+    headers: Sequence[Header],
+    *,
+    now: datetime,
+    max_future: timedelta = timedelta(minutes=5),
+) -> Decoded | Rejected:
+    """Decode one Kafka message as a CloudEvent, structured or binary mode, strictly."""
+    raw = value or b""
+    attrs: dict[str, Any] = {}
+    try:
+        if _is_binary_mode(headers):
+            attrs = _attributes_from_headers(headers)
+            data = parse_strict_json(raw)
+            envelope = _envelope(attrs, "binary", now, max_future)
+        else:
+            document = parse_strict_json(raw)
+            if not isinstance(document, dict):
+                raise _Refusal(Reason.INVALID_ENVELOPE, "a structured CloudEvent must be a JSON object")
+            attrs = document
+            if "data_base64" in document:
+                raise _Refusal(Reason.INVALID_ENVELOPE, "data_base64 is not accepted; send JSON data")
+            data = document.get("data")
+            envelope = _envelope(attrs, "structured", now, max_future)
+    except _Refusal as refusal:
+        event_id = attrs.get("id") if isinstance(attrs.get("id"), str) else None
+        return Rejected(refusal.reason, refusal.detail, _pointer_for(refusal), event_id)
+    return Decoded(envelope, data)
+
+
+def _pointer_for(refusal: _Refusal) -> str:
+    # Attribute problems name the attribute; payload-level problems have no finer position.
+    for name in (*_REQUIRED, *_OPTIONAL):
+        if f"'{name}'" in refusal.detail or refusal.detail.startswith(f"{name} "):
+            return f"/{name}"
+    return ""
+
+
+def json_pointer(path: Iterable[str | int]) -> str:
+    """RFC 6901 pointer from path segments."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)

@@ -1,0 +1,86 @@
+"""Department side: turn records into CloudEvents and send them to the department's topic.
+
+Used by ``cityos import-csv`` and ``cityos demo``; a departmental system would do the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Message, Producer
+
+from cityos.errors import DeliveryFailed
+from cityos.events import STRUCTURED_CONTENT_TYPE, TYPE_UPSERTED
+
+
+def record_event(
+    *,
+    record: dict[str, Any],
+    dataschema: str,
+    source: str,
+    event_id: str,
+    subject: str | None = None,
+    time: datetime | None = None,
+    event_type: str = TYPE_UPSERTED,
+) -> bytes:
+    """A structured-mode CloudEvent (JSON) carrying one record."""
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "time": (time or datetime.now(UTC)).isoformat(),
+        "dataschema": dataschema,
+        "datacontenttype": "application/json",
+        "data": record,
+    }
+    if subject is not None:
+        body["subject"] = subject
+    return orjson.dumps(body)
+
+
+class EventSender:
+    """Idempotent producer that remembers the first delivery failure and raises it on flush."""
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        from cityos.kafka import producer_config
+
+        self._producer = Producer(producer_config(bootstrap, **overrides))
+        self._failure: str | None = None
+        self.acknowledged = 0
+
+    def send(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers or [], on_delivery=self._delivered
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 60.0, on_progress: Callable[[int], None] | None = None) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if on_progress:
+            on_progress(self.acknowledged)
+        if self._failure is not None:
+            raise DeliveryFailed(self._failure)
+        if remaining:
+            raise DeliveryFailed(f"{remaining} messages not acknowledged within {timeout_s} s")
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            if self._failure is None:
+                self._failure = str(err)
+        else:
+            self.acknowledged += 1
+
+    @staticmethod
+    def content_type_header() -> list[tuple[str, bytes]]:
+        return [("content-type", STRUCTURED_CONTENT_TYPE.encode())]

@@ -1,0 +1,67 @@
+"""One settings object for every service, read from the environment (prefix ``CITYOS_``)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Defaults run the whole stack on one machine with an embedded SQLite catalog."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYOS_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.db'}"
+    schemas_dir: Path = REPO_ROOT / "schemas"
+
+    # Topics. Departments publish to <prefix>dept.<department>.events; ingest follows them by
+    # pattern so a new department needs no redeploy. The prefix isolates environments (and tests)
+    # sharing one cluster.
+    topic_prefix: str = ""
+    validated_topic_name: str = "cityos.validated"
+    deadletter_topic_name: str = "cityos.deadletter"
+    ingest_group: str = "cityos-ingest"
+    catalog_group: str = "cityos-catalog"
+
+    publish_host: str = "127.0.0.1"
+    publish_port: int = 8000
+    catalog_host: str = "127.0.0.1"
+    catalog_port: int = 8001
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = 8002
+
+    # Public base URL of the publish API, used in links (DCAT, CKAN resources, GeoJSON ids).
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    catalog_batch_size: int = 500
+    catalog_batch_timeout_s: float = 0.2
+    # Events dated further than this into the future are rejected at decode time.
+    max_future_skew_s: int = 300
+
+
+    @property
+    def validated_topic(self) -> str:
+        return self.topic_prefix + self.validated_topic_name
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.topic_prefix + self.deadletter_topic_name
+
+    @property
+    def department_topic_pattern(self) -> str:
+        return "^" + re.escape(self.topic_prefix) + r"dept\.[a-z0-9-]+\.events$"
+
+    def department_topic(self, department: str) -> str:
+        return f"{self.topic_prefix}dept.{department}.events"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

@@ -1,0 +1,126 @@
+"""Dataset-schema validation of decoded events, with validators compiled once per schema version."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsonschema_rs
+
+from cityos.events import (
+    RECORD_EVENT_TYPES,
+    TYPE_DELETED,
+    Decoded,
+    Reason,
+    Rejected,
+    json_pointer,
+)
+
+if TYPE_CHECKING:
+    from cityos.schemas import DatasetMeta, SchemaSet
+
+SCHEMA_URI_BASE = "https://cityos.example/schemas/"
+_SCHEMA_URI = re.compile(
+    r"^https://cityos\.example/schemas/(?P<dataset>[a-z0-9-]+)/(?P<version>[1-9][0-9]*)$"
+)
+
+
+def schema_uri(dataset_id: str, version: int) -> str:
+    """The stable URI of a schema version: its ``$id`` and the value events put in ``dataschema``."""
+    return f"{SCHEMA_URI_BASE}{dataset_id}/{version}"
+
+
+def parse_schema_uri(uri: str) -> tuple[str, int] | None:
+    """(dataset id, version) of a schema URI, or None when it is not one of ours."""
+    match = _SCHEMA_URI.match(uri)
+    if match is None:
+        return None
+    return match["dataset"], int(match["version"])
+
+
+@dataclass(frozen=True, slots=True)
+class ValidRecord:
+    """An event whose data conforms to its dataset schema version."""
+
+    dataset_id: str
+    schema_version: int
+    record_key: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    meta: DatasetMeta
+    version: int
+    validator: Any  # jsonschema_rs validator (untyped extension object)
+
+
+class ValidatorRegistry:
+    """Compiled validators by schema URI. Built once; ``add`` lets new versions arrive live."""
+
+    def __init__(self, schema_set: SchemaSet) -> None:
+        self._datasets: dict[str, DatasetMeta] = dict(schema_set.datasets)
+        self._by_uri: dict[str, _Compiled] = {}
+        for version in schema_set.versions.values():
+            self.add(self._datasets[version.dataset_id], version.version, version.uri, version.document)
+
+    def add(self, meta: DatasetMeta, version: int, uri: str, document: dict[str, Any]) -> None:
+        """Compile and register one schema version (format assertions on, never the network)."""
+        validator = jsonschema_rs.validator_for(document, validate_formats=True)
+        self._datasets[meta.id] = meta
+        self._by_uri[uri] = _Compiled(meta, version, validator)
+
+    def dataset(self, dataset_id: str) -> DatasetMeta | None:
+        return self._datasets.get(dataset_id)
+
+    def validate(self, event: Decoded) -> ValidRecord | Rejected:
+        """Check type, dataschema and data of a decoded event; never raises for bad input."""
+        envelope = event.envelope
+        if envelope.type not in RECORD_EVENT_TYPES:
+            return Rejected(
+                Reason.UNKNOWN_EVENT_TYPE,
+                f"type {envelope.type!r} is not one of {sorted(RECORD_EVENT_TYPES)}",
+                "/type",
+                envelope.id,
+            )
+        if not envelope.dataschema:
+            return Rejected(Reason.INVALID_ENVELOPE, "dataschema is required", "/dataschema", envelope.id)
+        compiled = self._by_uri.get(envelope.dataschema)
+        if compiled is None:
+            return self._unknown_schema(envelope.dataschema, envelope.id)
+        data = event.data
+        if not isinstance(data, dict):
+            return Rejected(Reason.SCHEMA_VIOLATION, "data must be a JSON object", "/data", envelope.id)
+        key_field = compiled.meta.record_key
+        key_value = data.get(key_field)
+        if key_value is None or key_value == "":
+            return Rejected(
+                Reason.MISSING_RECORD_KEY,
+                f"record key {key_field!r} is missing",
+                json_pointer(["data", key_field]),
+                envelope.id,
+            )
+        # A deletion names the record only; its other fields need not satisfy the schema.
+        if envelope.type != TYPE_DELETED and not compiled.validator.is_valid(data):
+            error = next(iter(compiled.validator.iter_errors(data)))
+            return Rejected(
+                Reason.SCHEMA_VIOLATION,
+                str(error.message)[:500],
+                json_pointer(["data", *error.instance_path]),
+                envelope.id,
+            )
+        return ValidRecord(compiled.meta.id, compiled.version, str(key_value), data)
+
+    def _unknown_schema(self, uri: str, event_id: str) -> Rejected:
+        parsed = parse_schema_uri(uri)
+        if parsed is None or parsed[0] not in self._datasets:
+            return Rejected(
+                Reason.UNKNOWN_DATASET, f"no dataset for dataschema {uri[:300]!r}", "/dataschema", event_id
+            )
+        return Rejected(
+            Reason.UNKNOWN_SCHEMA_VERSION,
+            f"dataset {parsed[0]!r} has no registered version {parsed[1]}",
+            "/dataschema",
+            event_id,
+        )

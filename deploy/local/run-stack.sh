@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The main job: local Kafka + the three services on the embedded SQLite catalog + demo events.
+#
+#   run-stack.sh                 foreground; Ctrl-C stops the services and the broker it started
+#   CITYOS_DETACH=1 run-stack.sh return once everything is up (stop with stop-stack.sh)
+#
+# Ports (env): KAFKA_PORT 9092, CITYOS_PUBLISH_PORT 8000, CITYOS_CATALOG_PORT 8001,
+# CITYOS_INGEST_METRICS_PORT 8002. Logs and pid files: var/log, var/run.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+cd "$REPO_ROOT"
+
+export CITYOS_KAFKA_BOOTSTRAP=${CITYOS_KAFKA_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}
+PUBLISH_PORT=${CITYOS_PUBLISH_PORT:-8000}
+CATALOG_PORT=${CITYOS_CATALOG_PORT:-8001}
+INGEST_PORT=${CITYOS_INGEST_METRICS_PORT:-8002}
+CITYOS=$REPO_ROOT/.venv/bin/cityos
+mkdir -p var/log var/run
+
+log() { printf '[cityos] %s\n' "$*"; }
+
+wait_http() {  # name url timeout_s
+  local deadline=$((SECONDS + $3))
+  until curl -fsS -o /dev/null "$2" 2>/dev/null; do
+    if ((SECONDS > deadline)); then
+      log "ERROR: $1 did not answer $2 within $3 s; last log lines:"
+      tail -n 30 "var/log/$1.log" >&2 || true
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+start_service() {  # name
+  local pid_file=var/run/$1.pid
+  if [[ -f $pid_file ]] && kill -0 "$(<"$pid_file")" 2>/dev/null; then
+    log "$1 already running (pid $(<"$pid_file"))"
+    return
+  fi
+  nohup "$CITYOS" serve "$1" >"var/log/$1.log" 2>&1 &
+  echo $! >"$pid_file"
+  log "$1 started (pid $!, log var/log/$1.log)"
+}
+
+bash "$SCRIPT_DIR/kafka.sh" fetch
+bash "$SCRIPT_DIR/kafka.sh" start
+
+start_service catalog   # migrates the database and registers the schemas first
+wait_http catalog "http://127.0.0.1:$CATALOG_PORT/readyz" 60
+start_service ingest
+start_service publish
+wait_http ingest "http://127.0.0.1:$INGEST_PORT/metrics" 60
+wait_http publish "http://127.0.0.1:$PUBLISH_PORT/readyz" 60
+
+log "producing demo events"
+"$CITYOS" demo
+
+cat <<URLS
+
+  CityOS Connector is up (catalog: SQLite at var/cityos.db, Kafka at $CITYOS_KAFKA_BOOTSTRAP)
+
+  open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
+  example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
+  API docs          http://127.0.0.1:$PUBLISH_PORT/docs
+  catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets
+  metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics
+  import a CSV      .venv/bin/cityos import-csv FILE --dataset aed
+
+URLS
+
+if [[ ${CITYOS_DETACH:-0} == 1 ]]; then
+  log "detached; stop with: make down"
+  exit 0
+fi
+trap 'bash "$SCRIPT_DIR/stop-stack.sh"; exit 0' INT TERM
+log "running; Ctrl-C stops everything"
+while true; do sleep 1; done

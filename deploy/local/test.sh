@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite on this machine: starts what the tests need (Kafka, PostgreSQL, promtool),
+# runs lint, type checks and pytest, and stops what it started.
+#
+# Env: PYTEST_ARGS (extra pytest arguments), CITYOS_TEST_SKIP_LINT=1 to skip ruff/mypy.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+cd "$REPO_ROOT"
+VENV=$REPO_ROOT/.venv
+
+log() { printf '[test] %s\n' "$*"; }
+
+started_kafka=0
+started_pg=0
+cleanup() {
+  local rc=$?
+  if ((started_kafka)); then bash "$SCRIPT_DIR/kafka.sh" stop || true; fi
+  if ((started_pg)); then bash "$SCRIPT_DIR/postgres.sh" stop || true; fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# promtool checks the metrics exposition format; Debian ships it in the prometheus package.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing promtool (Debian package prometheus)"
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
+fi
+
+if ! bash "$SCRIPT_DIR/kafka.sh" status >/dev/null 2>&1; then
+  bash "$SCRIPT_DIR/kafka.sh" fetch
+  bash "$SCRIPT_DIR/kafka.sh" start
+  started_kafka=1
+fi
+if ! bash "$SCRIPT_DIR/postgres.sh" status >/dev/null 2>&1; then
+  bash "$SCRIPT_DIR/postgres.sh" start
+  started_pg=1
+fi
+
+export CITYOS_TEST_KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT:-9092}
+CITYOS_TEST_PG_URL=$(bash "$SCRIPT_DIR/postgres.sh" url)
+export CITYOS_TEST_PG_URL
+
+if [[ ${CITYOS_TEST_SKIP_LINT:-0} != 1 ]]; then
+  log "ruff"
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
+  log "mypy"
+  "$VENV/bin/mypy"
+fi
+log "pytest"
+# shellcheck disable=SC2086  # PYTEST_ARGS is a list of words on purpose
+"$VENV/bin/pytest" ${PYTEST_ARGS:-}

@@ -1,0 +1,156 @@
+"""Catalog consumer: validated topic -> one database transaction per batch -> commit offsets.
+
+The transaction commits before the offsets do; a crash between the two re-delivers the batch,
+and the processed-events ledger turns the replay into a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from sqlalchemy.orm import Session, sessionmaker
+
+from cityos.errors import KafkaUnavailable
+from cityos.events import ValidatedEvent, parse_event_time
+from cityos.kafka import headers_list
+from cityos.metrics import CatalogMetrics
+from services.catalog.store import apply_batch
+
+log = logging.getLogger(__name__)
+
+
+class UndecodableEvent(ValueError):
+    """A message on the validated topic that ingest could not have produced."""
+
+
+def _header(headers: list[tuple[str, bytes | None]], name: str) -> str:
+    for key, value in headers:
+        if key == name and value is not None:
+            return value.decode("utf-8")
+    raise UndecodableEvent(f"header {name} missing")
+
+
+def decode_validated(
+    value: bytes | None, headers: list[tuple[str, bytes | None]], partition: int, offset: int
+) -> ValidatedEvent:
+    """Parse one validated-topic message (written by ingest). Raises UndecodableEvent."""
+    try:
+        body = orjson.loads(value or b"")
+        return ValidatedEvent(
+            dataset_id=_header(headers, "cityos_dataset"),
+            record_key=_header(headers, "cityos_record_key"),
+            schema_version=int(_header(headers, "cityos_schema_version")),
+            source=body["source"],
+            id=body["id"],
+            type=body["type"],
+            time=parse_event_time(body["time"]),
+            data=body.get("data"),
+            partition=partition,
+            offset=offset,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise UndecodableEvent(str(exc)) from exc
+
+
+class CatalogConsumer:
+    """Applies validated events to the catalog database in batches."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        deadletter: Producer,
+        deadletter_topic: str,
+        sessions: sessionmaker[Session],
+        metrics: CatalogMetrics,
+        batch_size: int = 500,
+        batch_timeout_s: float = 0.2,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._consumer = consumer
+        self._deadletter = deadletter
+        self._deadletter_topic = deadletter_topic
+        self._sessions = sessions
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._batch_timeout_s = batch_timeout_s
+        self._clock = clock
+        self.applied = 0
+
+    def subscribe(self, topic: str) -> None:
+        self._consumer.subscribe([topic])
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            messages = self._consumer.consume(num_messages=self._batch_size, timeout=self._batch_timeout_s)
+            if messages:
+                self.process(messages)
+        self._deadletter.flush(30)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def process(self, messages: Sequence[Message]) -> None:
+        events: list[ValidatedEvent] = []
+        positions: dict[tuple[str, int], int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    if error.fatal():
+                        raise KafkaUnavailable(f"fatal consumer error: {error}")
+                    log.warning("consumer error (retried by the client): %s", error)
+                continue
+            partition, offset = message.partition() or 0, message.offset() or 0
+            positions[(message.topic() or "", partition)] = offset + 1
+            headers = headers_list(message.headers())
+            try:
+                events.append(decode_validated(message.value(), headers, partition, offset))
+            except UndecodableEvent as exc:
+                self._reject(message, headers, str(exc))
+        if events:
+            with self._metrics.batch_seconds.time(), self._sessions.begin() as session:
+                result = apply_batch(session, events=events, now=self._clock())
+            self._count(result)
+            self.applied += len(events)
+        if positions:
+            self._deadletter.flush(30)  # dead-lettered originals are durable before we move on
+            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # The batch is durable in the DB; a failed commit only means a harmless replay.
+                log.warning("offset commit failed, batch will be re-delivered: %s", exc)
+
+    def _reject(self, message: Message, headers: list[tuple[str, bytes | None]], why: str) -> None:
+        log.error(
+            "undecodable message on %s[%s]@%s: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            why,
+        )
+        self._metrics.events.labels("undecodable").inc()
+        out = [(k, v) for k, v in headers if v is not None] + [
+            ("cityos_reason", b"undecodable_validated_event"),
+            ("cityos_detail", why.encode("utf-8", errors="replace")[:1000]),
+            ("cityos_source_topic", (message.topic() or "").encode()),
+            ("cityos_source_partition", str(message.partition()).encode()),
+            ("cityos_source_offset", str(message.offset()).encode()),
+        ]
+        self._deadletter.produce(
+            self._deadletter_topic, value=message.value() or b"", key=message.key(), headers=out
+        )
+
+    def _count(self, result: object) -> None:
+        for outcome in ("applied", "stale", "duplicate", "deleted"):
+            count = getattr(result, outcome, 0)
+            if count:
+                self._metrics.events.labels(outcome).inc(count)
+        for dataset, count in getattr(result, "applied_by_dataset", {}).items():
+            self._metrics.upserted.labels(dataset).inc(count)

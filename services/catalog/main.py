@@ -1,0 +1,62 @@
+"""Catalog entrypoint: migrate, sync schemas, serve the admin API, run the consumer."""
+
+from __future__ import annotations
+
+import threading
+
+import uvicorn
+from cityos.db.engine import make_engine, migrate, session_factory
+from cityos.schemas import load_schema_dir
+from confluent_kafka import Consumer, Producer
+from prometheus_client import REGISTRY
+
+from cityos.kafka import consumer_config, ensure_topics, producer_config
+from cityos.metrics import CatalogMetrics
+from cityos.runtime import configure_logging, stop_on_signals
+from cityos.settings import Settings
+from services.catalog.api import create_catalog_app
+from services.catalog.consumer import CatalogConsumer
+from services.catalog.store import sync_schema_set
+from services.ingest.main import DEADLETTER_PARTITIONS, VALIDATED_PARTITIONS
+
+
+def serve(settings: Settings) -> None:
+    configure_logging()
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        sync_schema_set(session, schema_set=load_schema_dir(settings.schemas_dir))
+    ensure_topics(
+        settings.kafka_bootstrap,
+        {settings.validated_topic: VALIDATED_PARTITIONS, settings.deadletter_topic: DEADLETTER_PARTITIONS},
+    )
+    metrics = CatalogMetrics(REGISTRY)
+    api = uvicorn.Server(
+        uvicorn.Config(
+            create_catalog_app(sessions, REGISTRY),
+            host=settings.catalog_host,
+            port=settings.catalog_port,
+            log_level="warning",
+        )
+    )
+    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # main thread owns signals
+    threading.Thread(target=api.run, name="catalog-api", daemon=True).start()
+    consumer = CatalogConsumer(
+        consumer=Consumer(
+            consumer_config(settings.kafka_bootstrap, settings.catalog_group, **{"enable.auto.commit": False})
+        ),
+        deadletter=Producer(producer_config(settings.kafka_bootstrap)),
+        deadletter_topic=settings.deadletter_topic,
+        sessions=sessions,
+        metrics=metrics,
+        batch_size=settings.catalog_batch_size,
+        batch_timeout_s=settings.catalog_batch_timeout_s,
+    )
+    consumer.subscribe(settings.validated_topic)
+    stop = stop_on_signals()
+    try:
+        consumer.run(stop)
+    finally:
+        consumer.close()
+        api.should_exit = True

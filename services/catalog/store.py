@@ -1,0 +1,450 @@
+"""Catalog writes: schema-set synchronisation and idempotent application of validated record events.
+
+Service functions take keyword-only arguments and never commit: the caller owns the transaction, so
+the consumer commits Kafka offsets only after the transaction holding these writes has committed.
+Portable across SQLite and PostgreSQL (plain SQLAlchemy constructs, no dialect-specific upserts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from sqlalchemy import case, delete, insert, or_, select, tuple_, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from cityos.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow
+from cityos.errors import SchemaError
+from cityos.events import ValidatedEvent
+
+if TYPE_CHECKING:
+    from cityos.schemas import SchemaSet
+
+# Ledger outcomes. A duplicate is never written: the ledger row of its first delivery already exists.
+OUTCOME_APPLIED: Final = "applied"
+OUTCOME_DELETED: Final = "deleted"
+OUTCOME_STALE: Final = "stale"
+
+# Rows per IN list. Composite keys take two bind parameters each, so 400 keys stay under the 999
+# variables of SQLite builds older than 3.32 -- and one batch of 500 events needs only two queries.
+IN_CHUNK: Final = 400
+
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound=Base)
+
+# Ordering of record changes: event time, then position in the validated topic.
+_Version = tuple[datetime, int, int]
+_Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What ``apply_batch`` did; every event lands in exactly one of the four counts."""
+
+    applied: int = 0  # upserts written
+    deleted: int = 0  # deletions processed (record removed, or already absent)
+    stale: int = 0  # older than the stored state: recorded in the ledger, nothing else changed
+    duplicate: int = 0  # (source, id) already in the ledger or earlier in the batch: nothing changed
+    applied_by_dataset: dict[str, int] = field(default_factory=dict)  # upserts per dataset
+    deleted_by_dataset: dict[str, int] = field(default_factory=dict)  # deletions per dataset
+
+    @property
+    def total(self) -> int:
+        return self.applied + self.deleted + self.stale + self.duplicate
+
+
+@dataclass(slots=True)
+class _RecordState:
+    """A record as known while a batch is applied: from the database, then changed in memory."""
+
+    version: _Version  # of the event that produced this state (a deletion too)
+    source: str
+    event_id: str
+    row: dict[str, Any] | None  # values to write; None while present and unchanged, or absent
+    present: bool
+
+
+def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _bump(counts: dict[str, int], key: str, by: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + by
+
+
+def _latest(moments: dict[str, datetime], key: str, moment: datetime) -> None:
+    current = moments.get(key)
+    if current is None or moment > current:
+        moments[key] = moment
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite keeps DateTime as text without offset: storing UTC everywhere keeps values comparable
+    # (also as text) and correct when read back.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: event times must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _as_aware(moment: datetime) -> datetime:
+    # SQLite returns the stored UTC text as a naive datetime.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _coordinate(value: object, limit: float) -> float | None:
+    # bool is an int subclass, but a flag is no coordinate.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > limit:
+        return None
+    return number
+
+
+def _location_fields(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    location = meta.get("location")
+    if not isinstance(location, Mapping):
+        return None
+    latitude, longitude = location.get("latitude"), location.get("longitude")
+    if isinstance(latitude, str) and isinstance(longitude, str):
+        return latitude, longitude
+    return None
+
+
+def json_equal(left: object, right: object) -> bool:
+    """JSON equality: numbers by value (1 == 1.0, as JSONB normalises them), booleans never numbers."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return left == right
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right, strict=True))
+    return type(left) is type(right) and left == right
+
+
+def _set_if_changed(obj: object, **values: Any) -> None:
+    # Assigning an equal value is harmless for the ORM, but skipping it keeps flushes minimal and
+    # avoids rewriting JSON columns whose stored form only differs in key order.
+    for name, value in values.items():
+        current = getattr(obj, name)
+        if not json_equal(current, value):
+            setattr(obj, name, value)
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(mode="json")
+    return dumped
+
+
+def _by_ids(
+    session: Session, entity: type[_M], column: InstrumentedAttribute[str], ids: Collection[str]
+) -> Iterator[_M]:
+    for chunk in _chunks(sorted(ids)):
+        yield from session.scalars(select(entity).where(column.in_(chunk)))
+
+
+def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | None = None) -> None:
+    """Upsert departments, datasets and schema versions of ``schema_set`` into the catalog.
+
+    Rows absent from the set are kept: records and feeds still refer to them. A schema version is
+    immutable once registered: the same URI with another document, dataset or version number raises
+    ``SchemaError`` (events already validated against the old document would silently change meaning).
+    """
+    registered_at = _utc(now) if now is not None else datetime.now(UTC)
+
+    departments = {dep.id: _dump(dep) for dep in schema_set.departments.values()}
+    stored_departments: dict[str, Department] = {
+        row.id: row for row in _by_ids(session, Department, Department.id, departments.keys())
+    }
+    for dep_id, dumped in departments.items():
+        values = {
+            "name_ja": dumped["name"]["ja"],
+            "name_en": dumped["name"]["en"],
+            "kafka_principal": dumped.get("kafka_principal"),
+        }
+        dep_row = stored_departments.get(dep_id)
+        if dep_row is None:
+            session.add(Department(id=dep_id, **values))
+        else:
+            _set_if_changed(dep_row, **values)
+    # Flush per table: the models declare no relationships, so the unit of work would not order
+    # departments before the datasets that reference them.
+    session.flush()
+
+    datasets = {meta.id: _dump(meta) for meta in schema_set.datasets.values()}
+    referenced = {dumped["department"] for dumped in datasets.values()}
+    known_departments = set(departments) | {
+        row.id for row in _by_ids(session, Department, Department.id, referenced - departments.keys())
+    }
+    stored_datasets: dict[str, Dataset] = {
+        row.id: row for row in _by_ids(session, Dataset, Dataset.id, datasets.keys())
+    }
+    for dataset_id, dumped in datasets.items():
+        if dumped["department"] not in known_departments:
+            raise SchemaError(f"dataset {dataset_id}: unknown department {dumped['department']!r}")
+        values = {
+            "department_id": dumped["department"],
+            "title_ja": dumped["title"]["ja"],
+            "title_en": dumped["title"]["en"],
+            "classification": dumped["classification"],
+            "license": dumped["license"],
+            "record_key": dumped["record_key"],
+            "meta": dumped,
+        }
+        ds_row = stored_datasets.get(dataset_id)
+        if ds_row is None:
+            session.add(Dataset(id=dataset_id, record_count=0, last_record_at=None, **values))
+        else:
+            _set_if_changed(ds_row, **values)
+    session.flush()
+
+    versions = list(schema_set.versions.values())
+    version_datasets = {v.dataset_id for v in versions}
+    known_datasets = set(datasets) | {
+        row.id for row in _by_ids(session, Dataset, Dataset.id, version_datasets - datasets.keys())
+    }
+    stored_versions: list[SchemaVersionRow] = list(
+        _by_ids(session, SchemaVersionRow, SchemaVersionRow.dataset_id, version_datasets)
+    )
+    by_uri = {row.uri: row for row in stored_versions}
+    by_number = {(row.dataset_id, row.version): row for row in stored_versions}
+    # A URI may already be registered under a dataset outside this set; look those up too.
+    for chunk in _chunks(sorted({v.uri for v in versions} - by_uri.keys())):
+        for row in session.scalars(select(SchemaVersionRow).where(SchemaVersionRow.uri.in_(chunk))):
+            by_uri[row.uri] = row
+    for version in sorted(versions, key=lambda v: (v.dataset_id, v.version)):
+        if version.dataset_id not in known_datasets:
+            raise SchemaError(f"schema {version.uri}: unknown dataset {version.dataset_id!r}")
+        existing = by_uri.get(version.uri)
+        if existing is not None:
+            if (existing.dataset_id, existing.version) != (version.dataset_id, version.version):
+                raise SchemaError(
+                    f"schema {version.uri} is registered as {existing.dataset_id} v{existing.version}, "
+                    f"not {version.dataset_id} v{version.version}"
+                )
+            if not json_equal(existing.document, version.document):
+                raise SchemaError(
+                    f"schema {version.uri} changed after registration; publish a new version instead"
+                )
+            continue
+        taken = by_number.get((version.dataset_id, version.version))
+        if taken is not None:
+            raise SchemaError(
+                f"{version.dataset_id} v{version.version} is already registered as {taken.uri}, "
+                f"not {version.uri}"
+            )
+        new_row = SchemaVersionRow(
+            dataset_id=version.dataset_id,
+            version=version.version,
+            uri=version.uri,
+            document=version.document,
+            registered_at=registered_at,
+        )
+        session.add(new_row)
+        by_uri[new_row.uri] = new_row
+        by_number[(new_row.dataset_id, new_row.version)] = new_row
+    session.flush()
+
+
+def _existing_ledger(session: Session, keys: Iterable[_Key]) -> set[_Key]:
+    found: set[_Key] = set()
+    key_list = sorted(keys)
+    pk = tuple_(ProcessedEvent.source, ProcessedEvent.event_id)
+    for chunk in _chunks(key_list):
+        rows = session.execute(select(ProcessedEvent.source, ProcessedEvent.event_id).where(pk.in_(chunk)))
+        found.update((source, event_id) for source, event_id in rows)
+    return found
+
+
+def _stored_records(session: Session, keys: Iterable[_Key]) -> dict[_Key, _RecordState]:
+    # Only the ordering columns: the documents are not needed to decide, and plain rows keep the
+    # ORM identity map out of a path that then writes with bulk statements.
+    states: dict[_Key, _RecordState] = {}
+    key_list = sorted(keys)
+    pk = tuple_(Record.dataset_id, Record.record_key)
+    for chunk in _chunks(key_list):
+        rows = session.execute(
+            select(
+                Record.dataset_id,
+                Record.record_key,
+                Record.event_time,
+                Record.kafka_partition,
+                Record.kafka_offset,
+                Record.event_source,
+                Record.event_id,
+            ).where(pk.in_(chunk))
+        )
+        for dataset_id, record_key, event_time, partition, offset, source, event_id in rows:
+            states[(dataset_id, record_key)] = _RecordState(
+                version=(_utc(_as_aware(event_time)), partition, offset),
+                source=source,
+                event_id=event_id,
+                row=None,
+                present=True,
+            )
+    return states
+
+
+def _dataset_locations(session: Session, dataset_ids: Collection[str]) -> dict[str, tuple[str, str] | None]:
+    locations: dict[str, tuple[str, str] | None] = {}
+    for chunk in _chunks(sorted(dataset_ids)):
+        rows = session.execute(select(Dataset.id, Dataset.meta).where(Dataset.id.in_(chunk)))
+        for dataset_id, meta in rows:
+            locations[dataset_id] = _location_fields(meta)
+    missing = set(dataset_ids) - locations.keys()
+    if missing:
+        # Validated events name datasets from the schema set; the catalog has not been synced with it.
+        raise SchemaError(f"events for datasets missing from the catalog: {sorted(missing)}")
+    return locations
+
+
+def _record_row(
+    event: ValidatedEvent, version: _Version, location: tuple[str, str] | None, now: datetime
+) -> dict[str, Any]:
+    data = event.data if event.data is not None else {}
+    latitude = longitude = None
+    if location is not None:
+        latitude = _coordinate(data.get(location[0]), 90.0)
+        longitude = _coordinate(data.get(location[1]), 180.0)
+        if latitude is None or longitude is None:
+            # Half a coordinate pair would place a point on the equator or the meridian.
+            latitude = longitude = None
+    return {
+        "dataset_id": event.dataset_id,
+        "record_key": event.record_key,
+        "data": data,
+        "schema_version": event.schema_version,
+        "event_source": event.source,
+        "event_id": event.id,
+        "event_time": version[0],
+        "kafka_partition": event.partition,
+        "kafka_offset": event.offset,
+        "latitude": latitude,
+        "longitude": longitude,
+        "updated_at": now,
+    }
+
+
+def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: datetime) -> BatchResult:
+    """Apply validated record events in order, exactly once each, newest state winning.
+
+    - an event whose (source, id) is in the ledger, or earlier in the batch, is a duplicate: no change;
+    - an upsert or deletion older than the record's state -- by (time, partition, offset) -- is stale:
+      ledgered, nothing else changes, so redelivery and replay never roll a record back;
+    - otherwise the record is written or removed, and the dataset's count and last change updated.
+
+    A handful of queries per batch (IN lists), then bulk writes. On a concurrent apply of the same
+    events the ledger's primary key raises ``IntegrityError``: roll back and retry the batch.
+    Known gap: without tombstones, a deletion followed by an *older* upsert in a later batch
+    recreates the record (within one batch the deletion's position is remembered).
+    """
+    result = BatchResult()
+    if not events:
+        return result
+    processed_at = _utc(now)
+
+    seen = _existing_ledger(session, {(e.source, e.id) for e in events})
+    states = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
+    stored_keys = frozenset(states)
+    locations = _dataset_locations(session, {e.dataset_id for e in events})
+
+    ledger_rows: list[dict[str, Any]] = []
+    last_change: dict[str, datetime] = {}
+
+    for event in events:
+        ledger_key = (event.source, event.id)
+        if ledger_key in seen:
+            result.duplicate += 1
+            continue
+        seen.add(ledger_key)
+
+        version: _Version = (_utc(event.time), event.partition, event.offset)
+        record_key = (event.dataset_id, event.record_key)
+        state = states.get(record_key)
+        note: str | None = None
+        if state is not None and version <= state.version:
+            outcome = OUTCOME_STALE
+            note = f"superseded by {state.source} {state.event_id}"
+            result.stale += 1
+        elif event.is_deletion:
+            outcome = OUTCOME_DELETED
+            if state is None or not state.present:
+                note = "record absent"
+            else:
+                _latest(last_change, event.dataset_id, version[0])
+            states[record_key] = _RecordState(version, event.source, event.id, row=None, present=False)
+            result.deleted += 1
+            _bump(result.deleted_by_dataset, event.dataset_id)
+        else:
+            outcome = OUTCOME_APPLIED
+            row = _record_row(event, version, locations[event.dataset_id], processed_at)
+            states[record_key] = _RecordState(version, event.source, event.id, row=row, present=True)
+            _latest(last_change, event.dataset_id, version[0])
+            result.applied += 1
+            _bump(result.applied_by_dataset, event.dataset_id)
+        ledger_rows.append(
+            {
+                "source": event.source,
+                "event_id": event.id,
+                "dataset_id": event.dataset_id,
+                "outcome": outcome,
+                "processed_at": processed_at,
+                "note": note,
+            }
+        )
+
+    # Net effect per record against what the database held before the batch.
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    deletes: list[_Key] = []
+    count_delta: dict[str, int] = {}
+    for record_key, state in states.items():
+        in_db = record_key in stored_keys
+        if state.present and state.row is not None:
+            (updates if in_db else inserts).append(state.row)
+            if not in_db:
+                _bump(count_delta, record_key[0])
+        elif not state.present and in_db:
+            deletes.append(record_key)
+            _bump(count_delta, record_key[0], -1)
+
+    if ledger_rows:
+        # render_nulls: keep NULL columns in the statement so every row shares one executemany
+        # (by default the ORM splits rows into groups by which values are None).
+        session.execute(insert(ProcessedEvent).execution_options(render_nulls=True), ledger_rows)
+    if deletes:
+        pk = tuple_(Record.dataset_id, Record.record_key)
+        for chunk in _chunks(deletes):
+            session.execute(
+                delete(Record).where(pk.in_(chunk)), execution_options={"synchronize_session": False}
+            )
+    if inserts:
+        session.execute(insert(Record).execution_options(render_nulls=True), inserts)
+    if updates:
+        # ORM bulk UPDATE by primary key: one executemany (pipelined by psycopg 3).
+        session.execute(update(Record), updates)
+    # Sorted: two consumers touching the same datasets lock their rows in the same order (no deadlock).
+    for dataset_id in sorted(last_change.keys() | count_delta.keys()):
+        values: dict[str, Any] = {}
+        delta = count_delta.get(dataset_id, 0)
+        if delta:
+            # Relative update: a concurrent consumer of another partition may change the same row.
+            values["record_count"] = Dataset.record_count + delta
+        changed_at = last_change.get(dataset_id)
+        if changed_at is not None:
+            values["last_record_at"] = case(
+                (or_(Dataset.last_record_at.is_(None), Dataset.last_record_at < changed_at), changed_at),
+                else_=Dataset.last_record_at,
+            )
+        if values:
+            session.execute(
+                update(Dataset).where(Dataset.id == dataset_id).values(**values),
+                execution_options={"synchronize_session": "fetch"},
+            )
+    return result

@@ -1,0 +1,155 @@
+"""The ingest decision as a pure function: one inbound Kafka message -> one outbound message.
+
+Valid events go to the validated topic, normalised to structured-mode CloudEvents and keyed by
+``<dataset>/<record key>`` so every change of a record lands on one partition, in order.
+Everything else goes to the dead-letter topic with the original bytes and headers untouched
+plus ``cityos_*`` headers that say why and where it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from cityos.events import STRUCTURED_CONTENT_TYPE, Decoded, Header, Reason, Rejected, decode_event
+from cityos.validation import ValidatorRegistry, ValidRecord, parse_schema_uri
+
+_DEPARTMENT_TOPIC = re.compile(r"dept\.(?P<department>[a-z0-9-]+)\.events$")
+UNKNOWN = "unknown"  # label value for anything outside the bounded sets
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header]
+    timestamp_ms: int | None  # Kafka record timestamp, used when the event has no time
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a message goes and the bounded labels to count it by."""
+
+    outbound: OutboundMessage
+    department: str
+    dataset: str
+    reason: Reason | None  # None when valid
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    validated: str
+    deadletter: str
+
+
+def department_of(topic: str) -> str | None:
+    """The department a topic belongs to (any environment prefix before ``dept.`` is ignored)."""
+    match = _DEPARTMENT_TOPIC.search(topic)
+    if match is None or (match.start() > 0 and topic[match.start() - 1] != "."):
+        return None
+    return match["department"]
+
+
+def route(
+    message: InboundMessage,
+    *,
+    registry: ValidatorRegistry,
+    topics: Topics,
+    now: datetime,
+    max_future: timedelta,
+) -> Routed:
+    """Decide the fate of one message. Pure: no I/O, never raises for bad input."""
+    department = department_of(message.topic) or UNKNOWN
+    decoded = decode_event(message.value, message.headers, now=now, max_future=max_future)
+    if isinstance(decoded, Rejected):
+        return _deadletter(message, decoded, department, UNKNOWN, "", topics)
+    checked = registry.validate(decoded)
+    schema = decoded.envelope.dataschema or ""
+    if isinstance(checked, Rejected):
+        dataset = _dataset_label(registry, schema)
+        return _deadletter(message, checked, department, dataset, schema, topics)
+    owner = registry.dataset(checked.dataset_id)
+    if owner is not None and owner.department != department:
+        refusal = Rejected(
+            Reason.WRONG_DEPARTMENT,
+            f"dataset {checked.dataset_id!r} is published by {owner.department!r}, not {department!r}",
+            "/dataschema",
+            decoded.envelope.id,
+        )
+        return _deadletter(message, refusal, department, checked.dataset_id, schema, topics)
+    return Routed(_validated(message, decoded, checked, now, topics), department, checked.dataset_id, None)
+
+
+def _dataset_label(registry: ValidatorRegistry, schema: str) -> str:
+    parsed = parse_schema_uri(schema)
+    if parsed and registry.dataset(parsed[0]) is not None:
+        return parsed[0]
+    return UNKNOWN
+
+
+def _event_time(decoded: Decoded, message: InboundMessage, now: datetime) -> datetime:
+    if decoded.envelope.time is not None:
+        return decoded.envelope.time
+    if message.timestamp_ms and message.timestamp_ms > 0:
+        return datetime.fromtimestamp(message.timestamp_ms / 1000, UTC)
+    return now
+
+
+def _validated(
+    message: InboundMessage, decoded: Decoded, record: ValidRecord, now: datetime, topics: Topics
+) -> OutboundMessage:
+    envelope = decoded.envelope
+    body = {
+        "specversion": "1.0",
+        "id": envelope.id,
+        "source": envelope.source,
+        "type": envelope.type,
+        "time": _event_time(decoded, message, now).isoformat(),
+        "dataschema": envelope.dataschema,
+        "subject": record.record_key,
+        "datacontenttype": "application/json",
+        "data": record.data,
+    }
+    key = f"{record.dataset_id}/{record.record_key}".encode()
+    headers = [
+        ("content-type", STRUCTURED_CONTENT_TYPE.encode()),
+        ("cityos_dataset", record.dataset_id.encode()),
+        ("cityos_record_key", record.record_key.encode()),
+        ("cityos_schema_version", str(record.schema_version).encode()),
+        ("cityos_event_id", envelope.id.encode()),
+    ]
+    return OutboundMessage(topics.validated, key, orjson.dumps(body), headers)
+
+
+def _deadletter(
+    message: InboundMessage, refusal: Rejected, department: str, dataset: str, schema: str, topics: Topics
+) -> Routed:
+    headers: list[tuple[str, bytes]] = [(k, v) for k, v in message.headers if v is not None]
+    headers += [
+        ("cityos_reason", refusal.reason.value.encode()),
+        ("cityos_detail", refusal.detail.encode("utf-8", errors="replace")[:1000]),
+        ("cityos_pointer", refusal.pointer.encode("utf-8", errors="replace")),
+        ("cityos_schema", schema.encode("utf-8", errors="replace")[:500]),
+        ("cityos_dataset", dataset.encode()),
+        ("cityos_department", department.encode()),
+        ("cityos_source_topic", message.topic.encode()),
+        ("cityos_source_partition", str(message.partition).encode()),
+        ("cityos_source_offset", str(message.offset).encode()),
+        ("cityos_event_id", (refusal.event_id or "").encode("utf-8", errors="replace")[:200]),
+    ]
+    outbound = OutboundMessage(topics.deadletter, message.key, message.value or b"", headers)
+    return Routed(outbound, department, dataset, refusal.reason)

@@ -1,0 +1,202 @@
+"""The ingest loop: consume department topics, route each message, produce, store offsets.
+
+Offsets are stored only after the broker acknowledged every output of a batch (OffsetTracker),
+so a crash at any point re-delivers rather than loses; downstream is idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from cityos.errors import KafkaUnavailable
+from cityos.kafka import OffsetTracker, headers_list
+from cityos.metrics import IngestMetrics
+from cityos.validation import ValidatorRegistry
+from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Routed, Topics, route
+
+log = logging.getLogger(__name__)
+
+LAG_REFRESH_S = 5.0
+
+
+def inbound(message: Message) -> InboundMessage:
+    """Copy the fields routing needs out of a confluent-kafka message."""
+    kind, stamp = message.timestamp()
+    return InboundMessage(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        headers=headers_list(message.headers()),
+        timestamp_ms=stamp if kind != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
+    )
+
+
+class IngestService:
+    """Wires a consumer and a producer to the pure ``route`` function."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        producer: Producer,
+        registry: ValidatorRegistry,
+        topics: Topics,
+        metrics: IngestMetrics,
+        known_departments: frozenset[str],
+        max_future: timedelta = timedelta(minutes=5),
+        batch_size: int = 1000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._registry = registry
+        self._topics = topics
+        self._metrics = metrics
+        self._departments = known_departments
+        self._max_future = max_future
+        self._batch_size = batch_size
+        self._clock = clock
+        self._tracker = OffsetTracker()
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._next_lag_refresh = 0.0
+        self.processed = 0
+
+    def subscribe(self, pattern: str) -> None:
+        self._consumer.subscribe([pattern], on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process until ``stop`` is set, then flush output and commit what is durable."""
+        try:
+            while not stop.is_set():
+                messages = self._consumer.consume(num_messages=self._batch_size, timeout=0.5)
+                if messages:
+                    self.process(messages)
+                self._producer.poll(0)
+                self._store_ready()
+                self._refresh_lag()
+        finally:
+            self.drain()
+
+    def process(self, messages: Sequence[Message]) -> None:
+        batch = self._tracker.open()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_consume_error(error)
+                continue
+            started = time.perf_counter()
+            routed = route(
+                inbound(message),
+                registry=self._registry,
+                topics=self._topics,
+                now=self._clock(),
+                max_future=self._max_future,
+            )
+            self._metrics.validation_seconds.observe(time.perf_counter() - started)
+            self._count(routed)
+            self._tracker.expect(
+                batch, message.topic() or "", message.partition() or 0, message.offset() or 0
+            )
+            self._produce(routed.outbound, batch.ack)
+        self._tracker.seal(batch)
+        self.processed += len(messages)
+
+    def drain(self) -> None:
+        """Wait for every produce acknowledgement and commit the final positions."""
+        self._producer.flush(30)
+        self._store_ready()
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            # Nothing stored yet is a normal case at shutdown, not a failure.
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    def close(self) -> None:
+        """Leave the group cleanly (stored offsets are committed by close)."""
+        self._consumer.close()
+
+    def _produce(
+        self, out: OutboundMessage, on_delivery: Callable[[KafkaError | None, Message], None]
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    out.topic, value=out.value, key=out.key, headers=out.headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                # Local queue full: serve delivery reports until there is room (back-pressure).
+                self._producer.poll(0.1)
+
+    def _store_ready(self) -> None:
+        offsets = self._tracker.ready()
+        self._metrics.in_flight.set(self._tracker.in_flight)
+        if offsets:
+            self._consumer.store_offsets(offsets=offsets)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Before giving partitions away, make their output durable and commit their positions,
+        # so the next owner starts exactly where our acknowledged output ends.
+        self._producer.flush(30)
+        self._store_ready()
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit on revoke failed: %s", exc)
+        self._tracker.forget(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions lost without revoke: %s", [(p.topic, p.partition) for p in partitions])
+        self._tracker.forget(partitions)
+
+    def _on_consume_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaUnavailable(f"fatal consumer error: {error}")
+        log.warning("consumer error (retried by the client): %s", error)
+
+    def _count(self, routed: Routed) -> None:
+        department = routed.department if routed.department in self._departments else UNKNOWN
+        self._child(self._metrics.consumed, department).inc()
+        if routed.reason is None:
+            self._child(self._metrics.valid, department, routed.dataset).inc()
+        else:
+            self._child(self._metrics.deadlettered, department, routed.dataset, routed.reason.value).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() takes a lock and builds a tuple each call; cache the children on the hot path.
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*labels)
+            self._children[key] = child
+        return child
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_refresh:
+            return
+        self._next_lag_refresh = now + LAG_REFRESH_S
+        try:
+            assigned = self._consumer.assignment()
+            positions = self._consumer.position(assigned) if assigned else []
+        except KafkaException:
+            return
+        lag = 0
+        for tp in positions:
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and high >= 0:
+                lag += max(high - tp.offset, 0)
+        self._metrics.lag.set(lag)

@@ -1,0 +1,116 @@
+"""Prometheus metrics of the publish API, declared in one place, on a registry the app owns.
+
+Each ``create_app`` builds its own ``CollectorRegistry``: the global default registry would refuse
+a second app's metrics (duplicate names) and mix counts between test apps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Label values that are not a route template. Requests matching no route share one value so that
+# scanners probing random paths cannot create new series.
+UNMATCHED_ROUTE = "unmatched"
+NO_FORMAT = "none"
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Handlers set ``request.state.response_format`` to the representation they chose; Starlette keeps
+# request.state in scope["state"], where this middleware reads it after the response.
+FORMAT_STATE_KEY = "response_format"
+
+
+class PublishMetrics:
+    """The publish service's collectors, bound to one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "cityos_publish_http_requests",
+            "HTTP requests answered by the publish API.",
+            ["route", "method", "status", "format"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "cityos_publish_http_request_duration_seconds",
+            "Time from receiving a request to sending the last byte of its response.",
+            ["route"],
+            registry=registry,
+        )
+        self.records_served = Counter(
+            "cityos_publish_records_served",
+            "Records returned to clients, by public dataset and output format.",
+            ["dataset", "format"],
+            registry=registry,
+        )
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """Body and content type, honouring an OpenMetrics ``Accept`` from Prometheus."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+def route_template(scope: Scope, routes: list[BaseRoute]) -> str:
+    """The matched route's path template, e.g. ``/api/v1/datasets/{dataset_id}``.
+
+    FastAPI records its own routes in ``scope["route"]``; the built-in docs and OpenAPI routes are
+    plain Starlette routes, and a CORS preflight matches a GET route only partially, so those are
+    found by matching again.
+    """
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    partial: str | None = None
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        candidate_path = getattr(candidate, "path", None)
+        if not isinstance(candidate_path, str):
+            continue
+        if match is Match.FULL:
+            return candidate_path
+        if match is Match.PARTIAL and partial is None:
+            partial = candidate_path
+    return partial if partial is not None else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts and times every HTTP request by route template.
+
+    Pure ASGI rather than ``BaseHTTPMiddleware`` so that streaming bodies are timed to the last byte
+    and exceptions propagate unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: PublishMetrics, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before starting a response
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_template(scope, self.routes)
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+            state: MutableMapping[str, Any] = scope.get("state") or {}
+            response_format = str(state.get(FORMAT_STATE_KEY, NO_FORMAT))
+            self.metrics.requests.labels(route, method, str(status), response_format).inc()
+            self.metrics.duration.labels(route).observe(time.perf_counter() - started)

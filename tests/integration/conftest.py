@@ -1,0 +1,70 @@
+"""Integration fixtures: the real broker and databases that `make test` starts.
+
+Outside CI a missing service skips the test with the reason; in CI (CI=true) it fails instead,
+so a broken set-up can never pass as green.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.stack import Stack
+
+
+def _service_env(name: str) -> str:
+    value = os.environ.get(name)
+    if value:
+        return value
+    message = f"{name} is not set: run the suite with `make test`, which starts Kafka and PostgreSQL"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return _service_env("CITYOS_TEST_KAFKA_BOOTSTRAP")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """SQLAlchemy URL of the test PostgreSQL server's admin database."""
+    return _service_env("CITYOS_TEST_PG_URL")
+
+
+def fresh_pg_database(pg_url: str) -> Iterator[str]:
+    """Create an empty database for one test and drop it afterwards."""
+    name = f"cityos_t_{uuid.uuid4().hex[:12]}"
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = pg_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test runs once on the embedded default (SQLite) and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        yield from fresh_pg_database(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    environment = Stack(kafka_bootstrap=kafka_bootstrap, database_url=database_url, log_dir=tmp_path)
+    try:
+        yield environment
+    finally:
+        environment.stop_all()

@@ -1,0 +1,769 @@
+"""Catalog persistence: migrations, schema-set sync, idempotent event application, read queries.
+
+Every test runs on SQLite (a new file per test) and on PostgreSQL (a new schema per test, dropped
+afterwards; URL from ``CITYOS_TEST_PG_URL``, marked ``integration``), so the two backends are held to
+the same behaviour.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, event, func, inspect, select
+from sqlalchemy.orm import Session
+
+from cityos.db.engine import alembic_config, make_engine, migrate, normalize_url, session_factory
+from cityos.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow
+from cityos.errors import SchemaError
+from cityos.events import TYPE_DELETED, TYPE_UPSERTED, ValidatedEvent
+from cityos.schemas import DatasetMeta, LocalizedText, LocationFields, SchemaSet, SchemaVersion, schema_uri
+from cityos.schemas import Department as DepartmentMeta
+from services.catalog import queries
+from services.catalog.store import BatchResult, apply_batch, sync_schema_set
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(os.environ.get("CITYOS_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
+PG_URL_ENV = "CITYOS_TEST_PG_URL"
+
+JST = timezone(timedelta(hours=9))
+T0 = datetime(2025, 4, 1, 9, 0, tzinfo=JST)
+NOW = datetime(2025, 4, 2, 12, 0, tzinfo=UTC)
+FACILITY = "public-facility"
+COPIER = "copier-usage"
+SOURCE = "urn:cityos:dept:planning:facility-db"
+
+
+# --- databases -------------------------------------------------------------------------------------
+
+
+def pg_base_url() -> str:
+    """The PostgreSQL admin URL, or skip (fail in CI, where a missing server is a broken set-up)."""
+    url = os.environ.get(PG_URL_ENV)
+    if url:
+        return url
+    message = (
+        f"{PG_URL_ENV} is not set: PostgreSQL variants need a server "
+        "(`make test` starts one; or export e.g. postgresql+psycopg://user@127.0.0.1:5432/db)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def pg_schema_url(base_url: str) -> Iterator[str]:
+    """A URL whose connections work in a new, empty schema; the schema is dropped afterwards.
+
+    A schema rather than a database: it needs no CREATEDB right and is created in milliseconds.
+    """
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base_url)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = normalize_url(base_url)
+        options = " ".join(filter(None, [url.query.get("options"), f"-csearch_path={schema}"]))  # type: ignore[list-item]
+        yield url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        # A subfolder that does not exist yet: make_engine must create it.
+        yield f"sqlite:///{tmp_path / 'var' / 'catalog.db'}"
+    else:
+        yield from pg_schema_url(pg_base_url())
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with session_factory(engine)() as session:
+        yield session
+
+
+# --- schema set ------------------------------------------------------------------------------------
+
+
+def facility_schema(version: int = 1, *, extra: dict[str, Any] | None = None) -> SchemaVersion:
+    document: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": schema_uri(FACILITY, version),
+        "type": "object",
+        "required": ["NO", "名称"],
+        "properties": {
+            "NO": {"type": "string"},
+            "名称": {"type": "string"},
+            "階数": {"type": "integer", "minimum": 1, "maximum": 99.0},
+            "面積": {"type": "number"},
+            "バリアフリー": {"type": "boolean"},
+            "緯度": {"type": "number"},
+            "経度": {"type": "number"},
+        },
+        **(extra or {}),
+    }
+    return SchemaVersion(dataset_id=FACILITY, version=version, uri=schema_uri(FACILITY, version), document=document)
+
+
+def make_schema_set(*, facility_title: str = "公共施設一覧", versions: Sequence[SchemaVersion] = ()) -> SchemaSet:
+    departments = {
+        "planning": DepartmentMeta(
+            id="planning",
+            name=LocalizedText(ja="企画調整局", en="Planning and Coordination Bureau"),
+            kafka_principal="User:dept-planning",
+        ),
+        "citizens": DepartmentMeta(
+            id="citizens",
+            name=LocalizedText(ja="市民文化スポーツ局", en="Citizens, Culture and Sports Bureau"),
+            kafka_principal="User:dept-citizens",
+        ),
+    }
+    datasets = {
+        FACILITY: DatasetMeta(
+            id=FACILITY,
+            title=LocalizedText(ja=facility_title, en="Public facilities"),
+            description=LocalizedText(ja="市の公共施設。", en="The city's public facilities."),
+            department="planning",
+            classification="public",
+            record_key="NO",
+            location=LocationFields(latitude="緯度", longitude="経度"),
+            update_frequency="annual",
+            keywords=["公共施設"],
+        ),
+        COPIER: DatasetMeta(
+            id=COPIER,
+            title=LocalizedText(ja="複合機利用実績", en="Copier usage"),
+            description=LocalizedText(ja="庁内向け。", en="Internal."),
+            department="citizens",
+            classification="internal",
+            record_key="id",
+            update_frequency="monthly",
+        ),
+    }
+    copier = SchemaVersion(
+        dataset_id=COPIER,
+        version=1,
+        uri=schema_uri(COPIER, 1),
+        document={"type": "object", "properties": {"id": {"type": "string"}, "枚数": {"type": "integer"}}},
+    )
+    all_versions = [facility_schema(1), copier, *versions]
+    return SchemaSet(datasets=datasets, departments=departments, versions={v.uri: v for v in all_versions})
+
+
+@pytest.fixture
+def catalog(session: Session) -> Session:
+    """A session on a migrated database that knows the test schema set."""
+    sync_schema_set(session, schema_set=make_schema_set(), now=NOW)
+    session.commit()
+    return session
+
+
+# --- events ----------------------------------------------------------------------------------------
+
+
+def upsert(
+    key: str,
+    data: dict[str, Any] | None = None,
+    *,
+    at: datetime = T0,
+    offset: int = 0,
+    partition: int = 0,
+    dataset: str = FACILITY,
+    event_id: str | None = None,
+) -> ValidatedEvent:
+    return ValidatedEvent(
+        dataset_id=dataset,
+        record_key=key,
+        schema_version=1,
+        source=SOURCE,
+        id=event_id or f"{dataset}/{key}/{partition}/{offset}",
+        type=TYPE_UPSERTED,
+        time=at,
+        data={"NO": key, "名称": f"施設{key}"} if data is None else data,
+        partition=partition,
+        offset=offset,
+    )
+
+
+def deletion(
+    key: str, *, at: datetime = T0, offset: int = 0, partition: int = 0, dataset: str = FACILITY
+) -> ValidatedEvent:
+    return ValidatedEvent(
+        dataset_id=dataset,
+        record_key=key,
+        schema_version=1,
+        source=SOURCE,
+        id=f"{dataset}/{key}/{partition}/{offset}/deleted",
+        type=TYPE_DELETED,
+        time=at,
+        data=None,
+        partition=partition,
+        offset=offset,
+    )
+
+
+def apply(session: Session, events: Sequence[ValidatedEvent]) -> BatchResult:
+    result = apply_batch(session, events=events, now=NOW)
+    session.commit()
+    return result
+
+
+def snapshot(session: Session) -> dict[str, Any]:
+    """Everything apply_batch may change, in comparable form."""
+    session.expire_all()
+    records = session.execute(select(Record).order_by(Record.dataset_id, Record.record_key)).scalars()
+    ledger = session.execute(select(ProcessedEvent).order_by(ProcessedEvent.source, ProcessedEvent.event_id))
+    datasets = session.execute(select(Dataset.id, Dataset.record_count, Dataset.last_record_at).order_by(Dataset.id))
+    return {
+        "records": [
+            (r.dataset_id, r.record_key, r.data, r.event_id, r.kafka_offset, r.latitude, r.longitude) for r in records
+        ],
+        "ledger": [(p.source, p.event_id, p.outcome, p.note) for p in ledger.scalars()],
+        "datasets": [tuple(row) for row in datasets],
+    }
+
+
+def record(session: Session, key: str, dataset: str = FACILITY) -> Record | None:
+    session.expire_all()
+    return session.get(Record, (dataset, key))
+
+
+def dataset_row(session: Session, dataset_id: str = FACILITY) -> Dataset:
+    session.expire_all()
+    row = session.get(Dataset, dataset_id)
+    assert row is not None
+    return row
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back the stored UTC text as a naive datetime.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+# --- migrations ------------------------------------------------------------------------------------
+
+
+def test_migration_matches_models_and_is_repeatable(db_url: str) -> None:
+    migrate(db_url)
+    migrate(db_url)  # every service start calls it: the second run must be a no-op
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+            assert context.get_current_revision() == "0001"
+            if conn.dialect.name == "postgresql":
+                columns = {c["name"]: c["type"] for c in inspect(conn).get_columns("records")}
+                assert type(columns["data"]).__name__ == "JSONB"
+            else:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_and_back(db_url: str) -> None:
+    migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        migrate(db_url)
+        assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_migrations_from_several_processes(db_url: str) -> None:
+    code = "import sys; from cityos.db.engine import migrate; migrate(sys.argv[1])"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, db_url],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr.decode()
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0001"
+    finally:
+        engine.dispose()
+
+
+# --- schema-set sync -------------------------------------------------------------------------------
+
+
+def test_sync_inserts_everything(session: Session) -> None:
+    sync_schema_set(session, schema_set=make_schema_set(), now=NOW)
+    session.commit()
+    assert {d.id: d.name_ja for d in session.scalars(select(Department))} == {
+        "planning": "企画調整局",
+        "citizens": "市民文化スポーツ局",
+    }
+    facility = session.get(Dataset, FACILITY)
+    assert facility is not None
+    assert (facility.department_id, facility.title_ja, facility.classification) == ("planning", "公共施設一覧", "public")
+    assert (facility.license, facility.record_key, facility.record_count) == ("CC-BY-4.0", "NO", 0)
+    assert facility.meta["location"] == {"latitude": "緯度", "longitude": "経度"}
+    assert facility.meta == make_schema_set().datasets[FACILITY].model_dump(mode="json")
+    versions = session.scalars(select(SchemaVersionRow).order_by(SchemaVersionRow.uri)).all()
+    assert [(v.dataset_id, v.version) for v in versions] == [(COPIER, 1), (FACILITY, 1)]
+    assert aware(versions[0].registered_at) == NOW
+
+
+def test_sync_is_idempotent(session: Session) -> None:
+    sync_schema_set(session, schema_set=make_schema_set(), now=NOW)
+    session.commit()
+    statements: list[str] = []
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+
+    def remember(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        sync_schema_set(session, schema_set=make_schema_set(), now=NOW + timedelta(days=1))
+        session.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    # Only reads: no row is rewritten, even where PostgreSQL's JSONB reordered the document's keys.
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == []
+    versions = session.scalars(select(SchemaVersionRow)).all()
+    assert len(versions) == 2
+    assert all(aware(v.registered_at) == NOW for v in versions)
+
+
+def test_sync_updates_metadata_and_adds_new_versions(session: Session) -> None:
+    sync_schema_set(session, schema_set=make_schema_set(), now=NOW)
+    session.commit()
+    later = NOW + timedelta(days=30)
+    sync_schema_set(
+        session,
+        schema_set=make_schema_set(facility_title="公共施設一覧（改訂）", versions=[facility_schema(2)]),
+        now=later,
+    )
+    session.commit()
+    assert dataset_row(session).title_ja == "公共施設一覧（改訂）"
+    assert dataset_row(session).meta["title"]["ja"] == "公共施設一覧（改訂）"
+    latest = queries.latest_schema(session, dataset_id=FACILITY)
+    assert latest is not None
+    assert (latest.version, latest.uri, aware(latest.registered_at)) == (2, schema_uri(FACILITY, 2), later)
+
+
+def test_sync_rejects_a_changed_document_under_a_registered_uri(session: Session) -> None:
+    sync_schema_set(session, schema_set=make_schema_set(), now=NOW)
+    session.commit()
+    changed = make_schema_set()
+    changed.versions[schema_uri(FACILITY, 1)] = facility_schema(1, extra={"additionalProperties": False})
+    with pytest.raises(SchemaError, match="changed after registration"):
+        sync_schema_set(session, schema_set=changed, now=NOW)
+    session.rollback()
+
+
+def test_sync_rejects_a_version_number_registered_under_another_uri(session: Session) -> None:
+    sync_schema_set(session, schema_set=make_schema_set(), now=NOW)
+    session.commit()
+    clash = make_schema_set()
+    original = clash.versions.pop(schema_uri(FACILITY, 1))
+    moved = original.model_copy(update={"uri": "https://cityos.example/schemas/public-facility/one"})
+    clash.versions[moved.uri] = moved
+    with pytest.raises(SchemaError, match="already registered"):
+        sync_schema_set(session, schema_set=clash, now=NOW)
+    session.rollback()
+
+
+def test_sync_rejects_an_unknown_department(session: Session) -> None:
+    broken = make_schema_set()
+    broken.departments.pop("citizens")
+    with pytest.raises(SchemaError, match="unknown department 'citizens'"):
+        sync_schema_set(session, schema_set=broken, now=NOW)
+    session.rollback()
+
+
+def test_sync_of_the_repository_schemas_is_idempotent(session: Session) -> None:
+    from cityos.schemas import default_schema_dir, load_schema_dir
+
+    schema_set = load_schema_dir(default_schema_dir())
+    sync_schema_set(session, schema_set=schema_set)
+    session.commit()
+    sync_schema_set(session, schema_set=schema_set)
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(SchemaVersionRow)) == len(schema_set.versions)
+    assert session.scalar(select(func.count()).select_from(Dataset)) == len(schema_set.datasets)
+
+
+# --- apply_batch -----------------------------------------------------------------------------------
+
+
+def test_apply_inserts_records_with_coordinates(catalog: Session) -> None:
+    result = apply(
+        catalog,
+        [
+            upsert("1", {"NO": "1", "名称": "焼津市役所", "緯度": 34.867221, "経度": 138.322876}),
+            upsert("2", {"NO": "2", "名称": "座標が文字列", "緯度": "34.8", "経度": "138.3"}),
+            upsert("3", {"NO": "3", "名称": "片方だけ", "緯度": 34.8}),
+            upsert("4", {"NO": "4", "名称": "真偽値", "緯度": True, "経度": False}),
+            upsert("5", {"NO": "5", "名称": "範囲外", "緯度": 134.8, "経度": 34.0}),
+            upsert("c1", {"id": "c1", "枚数": 3}, dataset=COPIER),
+        ],
+    )
+    assert (result.applied, result.deleted, result.stale, result.duplicate) == (6, 0, 0, 0)
+    assert result.applied_by_dataset == {FACILITY: 5, COPIER: 1}
+    first = record(catalog, "1")
+    assert first is not None
+    assert (first.latitude, first.longitude) == (34.867221, 138.322876)
+    assert (first.schema_version, first.event_source, first.kafka_partition, first.kafka_offset) == (1, SOURCE, 0, 0)
+    assert aware(first.event_time) == T0
+    assert aware(first.updated_at) == NOW
+    for key in ("2", "3", "4", "5"):
+        row = record(catalog, key)
+        assert row is not None
+        assert (row.latitude, row.longitude) == (None, None), key
+    copier = record(catalog, "c1", COPIER)
+    assert copier is not None
+    assert (copier.latitude, copier.longitude) == (None, None)
+    assert dataset_row(catalog).record_count == 5
+    assert aware(dataset_row(catalog).last_record_at) == T0
+    assert dataset_row(catalog, COPIER).record_count == 1
+
+
+def test_same_batch_twice_changes_nothing(catalog: Session) -> None:
+    batch = [upsert(str(n), offset=n) for n in range(10)] + [deletion("3", at=T0 + timedelta(hours=1), offset=10)]
+    first = apply(catalog, batch)
+    assert (first.applied, first.deleted) == (10, 1)
+    before = snapshot(catalog)
+    second = apply_batch(catalog, events=batch, now=NOW + timedelta(hours=1))
+    catalog.commit()
+    assert (second.applied, second.deleted, second.stale, second.duplicate) == (0, 0, 0, 11)
+    assert second.applied_by_dataset == {}
+    assert snapshot(catalog) == before
+
+
+def test_duplicates_within_one_batch(catalog: Session) -> None:
+    original = upsert("1", {"NO": "1", "名称": "最初"}, offset=5)
+    # Same CloudEvent (source, id) redelivered with other content and a later position: still a duplicate.
+    redelivered = upsert("1", {"NO": "1", "名称": "再送"}, offset=9, event_id=original.id)
+    result = apply(catalog, [original, redelivered, original])
+    assert (result.applied, result.duplicate) == (1, 2)
+    row = record(catalog, "1")
+    assert row is not None
+    assert row.data["名称"] == "最初"
+    assert catalog.scalar(select(func.count()).select_from(ProcessedEvent)) == 1
+
+
+def test_older_event_never_overwrites_newer(catalog: Session) -> None:
+    newer = upsert("1", {"NO": "1", "名称": "新"}, at=T0 + timedelta(minutes=5), offset=1)
+    older = upsert("1", {"NO": "1", "名称": "旧"}, at=T0, offset=2)
+    # Across batches...
+    apply(catalog, [newer])
+    result = apply(catalog, [older])
+    assert (result.applied, result.stale) == (0, 1)
+    row = record(catalog, "1")
+    assert row is not None
+    assert (row.data["名称"], row.event_id) == ("新", newer.id)
+    ledger = catalog.get(ProcessedEvent, (SOURCE, older.id))
+    assert ledger is not None
+    assert ledger.outcome == "stale"
+    assert ledger.note == f"superseded by {SOURCE} {newer.id}"
+    # ...and within one batch.
+    newer2 = upsert("2", {"NO": "2", "名称": "新"}, at=T0 + timedelta(minutes=5), offset=3)
+    older2 = upsert("2", {"NO": "2", "名称": "旧"}, at=T0, offset=4)
+    result = apply(catalog, [newer2, older2])
+    assert (result.applied, result.stale) == (1, 1)
+    row = record(catalog, "2")
+    assert row is not None
+    assert row.data["名称"] == "新"
+    assert aware(dataset_row(catalog).last_record_at) == T0 + timedelta(minutes=5)
+
+
+def test_equal_time_is_decided_by_partition_then_offset(catalog: Session) -> None:
+    apply(catalog, [upsert("1", {"NO": "1", "名称": "offset 7"}, offset=7)])
+    lower = apply(catalog, [upsert("1", {"NO": "1", "名称": "offset 6"}, offset=6)])
+    same = apply(catalog, [upsert("1", {"NO": "1", "名称": "offset 7 again"}, offset=7, event_id="other-id")])
+    higher = apply(catalog, [upsert("1", {"NO": "1", "名称": "offset 8"}, offset=8)])
+    assert (lower.stale, same.stale, higher.applied) == (1, 1, 1)
+    row = record(catalog, "1")
+    assert row is not None
+    assert (row.data["名称"], row.kafka_offset) == ("offset 8", 8)
+    other_partition = apply(catalog, [upsert("1", {"NO": "1", "名称": "p1"}, offset=0, partition=1)])
+    assert other_partition.applied == 1
+
+
+def test_times_in_other_offsets_compare_as_instants(catalog: Session) -> None:
+    jst_morning = upsert("1", {"NO": "1", "名称": "JST 10:00 = 01:00Z"}, at=datetime(2025, 4, 1, 10, tzinfo=JST))
+    utc_later = upsert("1", {"NO": "1", "名称": "02:00Z"}, at=datetime(2025, 4, 1, 2, tzinfo=UTC), offset=1)
+    apply(catalog, [utc_later])
+    assert apply(catalog, [jst_morning]).stale == 1
+    row = record(catalog, "1")
+    assert row is not None
+    assert aware(row.event_time) == datetime(2025, 4, 1, 2, tzinfo=UTC)
+    with pytest.raises(ValueError, match="naive"):
+        apply_batch(catalog, events=[upsert("2", at=datetime(2025, 4, 1, 2))], now=NOW)
+    catalog.rollback()
+
+
+def test_deletions(catalog: Session) -> None:
+    apply(catalog, [upsert(str(n), offset=n) for n in range(1, 4)])
+    assert dataset_row(catalog).record_count == 3
+
+    removed = apply(catalog, [deletion("1", at=T0 + timedelta(minutes=1), offset=10)])
+    assert (removed.deleted, removed.deleted_by_dataset) == (1, {FACILITY: 1})
+    assert record(catalog, "1") is None
+    assert dataset_row(catalog).record_count == 2
+    assert aware(dataset_row(catalog).last_record_at) == T0 + timedelta(minutes=1)
+
+    stale = apply(catalog, [deletion("2", at=T0 - timedelta(minutes=1), offset=11)])
+    assert (stale.deleted, stale.stale) == (0, 1)
+    assert record(catalog, "2") is not None
+    assert dataset_row(catalog).record_count == 2
+
+    absent = apply(catalog, [deletion("404", at=T0 + timedelta(minutes=2), offset=12)])
+    assert absent.deleted == 1
+    ledger = catalog.get(ProcessedEvent, (SOURCE, deletion("404", offset=12).id))
+    assert ledger is not None
+    assert (ledger.outcome, ledger.note) == ("deleted", "record absent")
+    assert dataset_row(catalog).record_count == 2
+    # Deleting nothing is no change to the dataset.
+    assert aware(dataset_row(catalog).last_record_at) == T0 + timedelta(minutes=1)
+
+
+def test_deletion_and_recreation_within_one_batch(catalog: Session) -> None:
+    apply(catalog, [upsert("1", offset=1)])
+    t = T0 + timedelta(minutes=1)
+    result = apply(
+        catalog,
+        [
+            deletion("1", at=t, offset=2),
+            upsert("1", {"NO": "1", "名称": "older than the deletion"}, at=T0, offset=3),
+            upsert("2", offset=4, at=t),
+            deletion("2", at=t, offset=5),
+            upsert("3", {"NO": "3", "名称": "再作成"}, at=t, offset=6),
+        ],
+    )
+    assert (result.applied, result.deleted, result.stale) == (2, 2, 1)
+    assert record(catalog, "1") is None
+    assert record(catalog, "2") is None
+    assert record(catalog, "3") is not None
+    assert dataset_row(catalog).record_count == 1
+
+    back = apply(catalog, [upsert("1", {"NO": "1", "名称": "戻った"}, at=t + timedelta(seconds=1), offset=7)])
+    assert back.applied == 1
+    assert dataset_row(catalog).record_count == 2
+
+
+def test_record_count_matches_rows_after_mixed_batches(catalog: Session) -> None:
+    offset = 0
+    for round_ in range(5):
+        batch: list[ValidatedEvent] = []
+        for n in range(40):
+            offset += 1
+            at = T0 + timedelta(seconds=offset)
+            key = str((n * 7 + round_ * 3) % 50)
+            batch.append(deletion(key, at=at, offset=offset) if n % 4 == 0 else upsert(key, at=at, offset=offset))
+        apply(catalog, batch)
+        rows = catalog.scalar(select(func.count()).select_from(Record).where(Record.dataset_id == FACILITY))
+        assert dataset_row(catalog).record_count == rows
+
+
+def test_unknown_dataset_is_a_setup_error(catalog: Session) -> None:
+    with pytest.raises(SchemaError, match="missing from the catalog"):
+        apply_batch(catalog, events=[upsert("1", dataset="no-such-dataset")], now=NOW)
+    catalog.rollback()
+
+
+def test_large_batch_uses_few_statements(catalog: Session) -> None:
+    engine = catalog.get_bind()
+    assert isinstance(engine, Engine)
+    apply(catalog, [upsert(str(n), offset=n) for n in range(0, 1000, 2)])  # half of them exist already
+    statements: list[str] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    batch = [upsert(str(n), at=T0 + timedelta(minutes=1), offset=1000 + n) for n in range(500)]
+    batch += [deletion(str(n), at=T0 + timedelta(minutes=2), offset=2000 + n) for n in range(0, 100, 3)]
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        result = apply(catalog, batch)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert (result.applied, result.deleted) == (500, 34)
+    # Independent of the batch size: 2+2 IN-list reads, 1 dataset read, 4 bulk writes, the dataset
+    # update, the commit -- never one per event.
+    assert len(statements) <= 15, statements
+    rows = catalog.scalar(select(func.count()).select_from(Record).where(Record.dataset_id == FACILITY))
+    assert rows == dataset_row(catalog).record_count == 500 + 250 - 34
+
+
+def test_empty_batch(catalog: Session) -> None:
+    assert apply(catalog, []) == BatchResult()
+
+
+# --- read queries ----------------------------------------------------------------------------------
+
+
+def test_dataset_and_schema_queries(catalog: Session) -> None:
+    assert [d.id for d in queries.list_datasets(catalog)] == [FACILITY]
+    assert [d.id for d in queries.list_datasets(catalog, classification="internal")] == [COPIER]
+    assert [d.id for d in queries.list_datasets(catalog, classification=None)] == [COPIER, FACILITY]
+    facility = queries.get_dataset(catalog, dataset_id=FACILITY)
+    assert facility is not None
+    assert facility.title_en == "Public facilities"
+    assert queries.get_dataset(catalog, dataset_id="nope") is None
+    latest = queries.latest_schema(catalog, dataset_id=FACILITY)
+    assert latest is not None
+    assert latest.document == facility_schema(1).document
+    assert queries.latest_schema(catalog, dataset_id="nope") is None
+    by_uri = queries.get_schema_by_uri(catalog, uri=schema_uri(COPIER, 1))
+    assert by_uri is not None
+    assert (by_uri.dataset_id, by_uri.version) == (COPIER, 1)
+    assert queries.get_schema_by_uri(catalog, uri="https://cityos.example/schemas/nope/1") is None
+
+
+def _facilities() -> list[dict[str, Any]]:
+    return [
+        {"NO": "0001", "名称": "焼津市役所", "階数": 5, "面積": 1234.5, "バリアフリー": True},
+        {"NO": "0002", "名称": "焼津市役所", "階数": 1, "面積": 80.0, "バリアフリー": False},
+        {"NO": "0003", "名称": "大井川庁舎", "階数": 3, "面積": 3.0, "バリアフリー": True},
+        {"NO": "0004", "名称": "5", "階数": 5.0, "面積": 1, "バリアフリー": 1},
+        {"NO": "0005", "名称": "true", "階数": "5"},
+    ]
+
+
+def _keys(records: Sequence[Record]) -> list[str]:
+    return [r.record_key for r in records]
+
+
+def test_json_equality_filters(catalog: Session) -> None:
+    apply(catalog, [upsert(d["NO"], d, offset=i) for i, d in enumerate(_facilities())])
+
+    def find(**filters: str | int | float | bool) -> list[str]:
+        found, total = queries.list_records(catalog, dataset_id=FACILITY, filters=filters, limit=100, offset=0)
+        assert total == len(found)
+        return _keys(found)
+
+    assert find(名称="焼津市役所") == ["0001", "0002"]
+    assert find(名称="焼津市役所", 階数=5) == ["0001"]
+    # JSON typing: the string "5" is not the number 5, and 1 is not true. 5 == 5.0 as in JSON Schema.
+    assert find(階数=5) == ["0001", "0004"]
+    assert find(階数=5.0) == ["0001", "0004"]
+    assert find(名称="5") == ["0004"]
+    assert find(面積=1234.5) == ["0001"]
+    assert find(面積=3) == ["0003"]
+    assert find(バリアフリー=True) == ["0001", "0003"]
+    assert find(バリアフリー=False) == ["0002"]
+    assert find(名称="true") == ["0005"]
+    assert find(名称="存在しない") == []
+    assert find(未定義の項目="x") == []
+    assert find() == ["0001", "0002", "0003", "0004", "0005"]
+    # Filters never leak across datasets.
+    apply(catalog, [upsert("c1", {"id": "c1", "名称": "焼津市役所"}, dataset=COPIER, offset=99)])
+    assert find(名称="焼津市役所") == ["0001", "0002"]
+    with pytest.raises(ValueError):
+        queries.list_records(catalog, dataset_id=FACILITY, filters={'a"b': "x"}, limit=1, offset=0)
+    with pytest.raises(ValueError):
+        queries.list_records(catalog, dataset_id=FACILITY, filters={"面積": float("nan")}, limit=1, offset=0)
+
+
+def test_pagination_is_stable(catalog: Session) -> None:
+    keys = [f"{n:03d}" for n in range(47)]
+    shuffled = keys[1::2] + keys[0::2]  # arrival order differs from key order
+    apply(catalog, [upsert(k, {"NO": k, "名称": "公園", "番号": int(k)}, offset=i) for i, k in enumerate(shuffled)])
+    pages: list[str] = []
+    for offset in range(0, 60, 10):
+        page, total = queries.list_records(catalog, dataset_id=FACILITY, filters={"名称": "公園"}, limit=10, offset=offset)
+        assert total == 47
+        pages += _keys(page)
+    assert pages == keys
+    again, _ = queries.list_records(catalog, dataset_id=FACILITY, filters={}, limit=10, offset=20)
+    assert _keys(again) == keys[20:30]
+    empty, total = queries.list_records(catalog, dataset_id=FACILITY, filters={}, limit=0, offset=0)
+    assert (empty, total) == ([], 47)
+
+
+def test_unicode_round_trip(catalog: Session, engine: Engine) -> None:
+    data = {
+        "NO": "ｱｲｳ-①",
+        "名称": "焼津市役所　本庁舎（旧館）",
+        "名称_カナ": "ヤイヅシヤクショ",
+        "記号": "○ と 〇 は別の文字",
+        "異体字": "髙橋・𠮷野家・葛󠄀城",
+        "絵文字": "🏯🗾",
+        "結合文字": "\u304b\u3099",  # か + combining dakuten: must not be normalised
+        "改行": "一行目\r\n二行目",
+        "入れ子": {"配列": ["ア", 1, 2.5, True, None], "空": {}},
+    }
+    apply(catalog, [upsert(data["NO"], data)])
+    with session_factory(engine)() as fresh:
+        row = fresh.get(Record, (FACILITY, "ｱｲｳ-①"))
+        assert row is not None
+        assert row.data == data
+        found, total = queries.list_records(fresh, dataset_id=FACILITY, filters={"異体字": data["異体字"]}, limit=5, offset=0)
+        assert (total, _keys(found)) == (1, ["ｱｲｳ-①"])
+        assert queries.list_records(fresh, dataset_id=FACILITY, filters={"記号": "〇 と ○ は別の文字"}, limit=5, offset=0)[1] == 0
+
+
+def test_yaizu_public_facilities(catalog: Session) -> None:
+    """The real Yaizu 公共施設一覧 (230 rows): stored, located and found by name."""
+    source = FIXTURES / "opendata-jp" / "samples" / "yaizu-222127" / "222127_public_facility.csv"
+    if not source.exists():
+        pytest.skip(f"fixture {source} not found (set CITYOS_FIXTURES)")
+    with source.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    events = []
+    for offset, row in enumerate(rows):
+        data: dict[str, Any] = {k: v for k, v in row.items() if v}
+        for field in ("緯度", "経度"):
+            if field in data:
+                data[field] = float(data[field])
+        events.append(upsert(data["NO"], data, offset=offset))
+    result = apply(catalog, events)
+    assert result.applied == len(rows) == 230
+    found, total = queries.list_records(
+        catalog, dataset_id=FACILITY, filters={"名称": "焼津市役所本庁舎"}, limit=10, offset=0
+    )
+    assert total == 1
+    assert (found[0].latitude, found[0].longitude) == (34.867221, 138.322876)
+    assert found[0].data["利用可能日時特記事項"] == "【開館時間】8:30～17:15 【休館日】土曜、日曜日、祝日"
+    located = catalog.scalar(
+        select(func.count()).select_from(Record).where(Record.dataset_id == FACILITY, Record.latitude.is_not(None))
+    )
+    assert located == sum(1 for r in rows if r["緯度"] and r["経度"])

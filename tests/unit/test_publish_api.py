@@ -1,0 +1,710 @@
+"""Publish API: real HTTP (TestClient) against a migrated SQLite file catalog, plus its pure helpers.
+
+The catalog is filled the way production fills it: the repository's schemas are synced with
+``sync_schema_set`` and records arrive as ``ValidatedEvent`` batches through ``apply_batch``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
+
+from cityos.db.engine import make_engine, migrate, session_factory
+from cityos.db.models import Record
+from cityos.events import TYPE_UPSERTED, ValidatedEvent
+from cityos.schemas import load_schema_dir, schema_uri
+from cityos.settings import REPO_ROOT, Settings
+from services.catalog.store import apply_batch, sync_schema_set
+from services.publish import filters, render
+from services.publish.app import create_app
+
+BASE_URL = "https://opendata.example.jp/city"
+T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
+RECORDS = "/api/v1/datasets/{}/records"
+RECORDS_ROUTE = "/api/v1/datasets/{dataset_id}/records"
+
+# A public dataset without a location, added beside the repository's schemas for the GeoJSON refusal.
+NO_LOCATION_ID = "budget-lines"
+
+
+def _aed(n: int) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "都道府県コード又は市区町村コード": "401005",
+        "NO": f"{n:03d}",
+        "都道府県名": "福岡県",
+        "市区町村名": "北九州市",
+        "名称": f"小倉北区役所{n}",
+        "名称_カナ": f"コクラキタクヤクショ{n}",
+        "住所": f"福岡県北九州市小倉北区大手町{n}-1",
+        "設置位置": "1階ロビー" if n % 2 else "2階",
+        "緯度": 33.88 + n / 1000,
+        "経度": 130.87 + n / 1000,
+    }
+    return row
+
+
+def _aed_rows() -> list[dict[str, Any]]:
+    rows = [_aed(n) for n in range(1, 13)]
+    # One record without coordinates: GeoJSON must keep it with a null geometry.
+    del rows[6]["緯度"], rows[6]["経度"]
+    # A comma, a quote and a newline: CSV quoting must round-trip them.
+    rows[2]["備考"] = '土日は閉館、"要予約"\n夜間不可'
+    return rows
+
+
+def _toilet(
+    key: str, name: str, address: str, place: str, men: int, lat: float, lon: float
+) -> dict[str, Any]:
+    return {
+        "ID": key,
+        "名称": name,
+        "所在地_連結表記": f"福岡県北九州市{address}",
+        "設置位置": place,
+        "男性トイレ総数": men,
+        "緯度": lat,
+        "経度": lon,
+    }
+
+
+TOILETS = [
+    _toilet("T01", "小倉城公衆トイレ", "小倉北区城内", "屋外", 3, 33.884, 130.874),
+    _toilet("T02", "門司港レトロトイレ", "門司区港町", "屋外", 5, 33.945, 130.962),
+    _toilet("T03", "若松公園トイレ", "若松区本町", "屋内", 3, 33.906, 130.811),
+]
+
+COPIER = {"ID": "C1", "全国地方公共団体コード": "401005", "部局コード": "01", "部局名": "総務局",
+          "年月": "2025-03", "枚数_モノクロ": 1200, "枚数_カラー": 300}  # fmt: skip
+MOVE = {"異動ID": "M1", "全国地方公共団体コード": "401005", "住民番号": "000123", "氏名": "北九 太郎",
+        "生年月日": "1980-01-01", "性別": "男", "住所": "小倉北区", "異動日": "2025-03-31",
+        "異動事由": "転入"}  # fmt: skip
+
+
+@dataclass
+class Catalog:
+    client: TestClient
+    schemas_dir: Path
+
+
+def _events(dataset_id: str, key_field: str, rows: list[dict[str, Any]], start: int) -> list[ValidatedEvent]:
+    return [
+        ValidatedEvent(
+            dataset_id=dataset_id,
+            record_key=str(row[key_field]),
+            schema_version=1,
+            source=f"/departments/test/{dataset_id}",
+            id=f"{dataset_id}-{i}",
+            type=TYPE_UPSERTED,
+            time=T0 + timedelta(minutes=i),
+            data=row,
+            partition=0,
+            offset=start + i,
+        )
+        for i, row in enumerate(rows)
+    ]
+
+
+def _schema_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "schemas"
+    shutil.copytree(REPO_ROOT / "schemas", target)
+    folder = target / NO_LOCATION_ID
+    folder.mkdir()
+    meta = {
+        "id": NO_LOCATION_ID,
+        "title": {"ja": "予算事業一覧", "en": "Budget lines"},
+        "description": {"ja": "事業別の当初予算額", "en": "Initial budget per line"},
+        "department": "digital",
+        "classification": "public",
+        "record_key": "事業ID",
+        "update_frequency": "annual",
+    }
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": schema_uri(NO_LOCATION_ID, 1),
+        "type": "object",
+        "properties": {
+            "事業ID": {"type": "string"},
+            "事業名": {"type": "string"},
+            "予算額": {"type": "integer"},
+            "継続": {"type": "boolean"},
+            "内訳": {"type": "array"},
+        },
+        "required": ["事業ID"],
+    }
+    (folder / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    (folder / "v1.schema.json").write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
+    return target
+
+
+@pytest.fixture()
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    schemas_dir = _schema_dir(tmp_path)
+    schema_set = load_schema_dir(schemas_dir)
+    budget = [
+        {"事業ID": "B1", "事業名": "DX推進", "予算額": 5000000, "継続": True, "内訳": [1, 2]},
+        {"事業ID": "B2", "事業名": "窓口改善", "予算額": 1200000, "継続": False},
+    ]
+    events = (
+        _events("aed", "NO", _aed_rows(), 0)
+        + _events("public-toilet", "ID", TOILETS, 100)
+        + _events("copier-usage", "ID", [COPIER], 200)
+        + _events("resident-moves", "異動ID", [MOVE], 300)
+        + _events(NO_LOCATION_ID, "事業ID", budget, 400)
+    )
+    with session_factory(engine)() as session, session.begin():
+        sync_schema_set(session, schema_set=schema_set, now=T0)
+        apply_batch(session, events=events, now=T0 + timedelta(hours=1))
+    settings = Settings(database_url=url, public_base_url=BASE_URL + "/")
+    with TestClient(create_app(settings, engine=engine)) as client:
+        yield Catalog(client=client, schemas_dir=schemas_dir)
+    engine.dispose()
+
+
+def _aed_properties(catalog: Catalog) -> list[str]:
+    document = json.loads((catalog.schemas_dir / "aed" / "v1.schema.json").read_text(encoding="utf-8"))
+    return list(document["properties"])
+
+
+def _local(url: str) -> str:
+    """A public link as the test client can request it (path below the base URL, plus query)."""
+    assert url.startswith(BASE_URL)
+    parts = urlsplit(url[len(BASE_URL) :])
+    return f"{parts.path}?{parts.query}"
+
+
+# --- catalog listing and visibility -------------------------------------------------------------
+
+
+def test_lists_only_public_datasets(catalog: Catalog) -> None:
+    response = catalog.client.get("/api/v1/datasets")
+    assert response.status_code == 200
+    body = response.json()
+    ids = [d["id"] for d in body["datasets"]]
+    assert ids == ["aed", NO_LOCATION_ID, "evacuation-space", "public-facility", "public-toilet", "tourism"]
+    assert body["count"] == len(ids)
+    assert all(d["classification"] == "public" for d in body["datasets"])
+    aed = body["datasets"][0]
+    assert aed["title"]["ja"] == "AED設置箇所一覧"
+    assert aed["department"]["id"] == "fire"
+    assert aed["department"]["name"]["ja"]
+    assert aed["license"] == "CC-BY-4.0"
+    assert aed["record_count"] == 12
+    assert aed["last_updated"] == "2025-04-01T09:11:00Z"
+    assert aed["links"]["records"] == f"{BASE_URL}/api/v1/datasets/aed/records"
+    assert aed["links"]["geojson"].endswith("/records?format=geojson")
+    budget = body["datasets"][1]
+    assert "geojson" not in budget["links"]
+
+
+@pytest.mark.parametrize("dataset_id", ["copier-usage", "resident-moves", "no-such-dataset"])
+@pytest.mark.parametrize(
+    "suffix",
+    ["", "/records", "/records?format=csv", "/records?format=geojson", "/records?色=赤", "/records?limit=0"],
+)
+def test_hidden_and_missing_datasets_are_indistinguishable(
+    catalog: Catalog, dataset_id: str, suffix: str
+) -> None:
+    response = catalog.client.get(f"/api/v1/datasets/{dataset_id}{suffix}")
+    reference = catalog.client.get(f"/api/v1/datasets/no-such-dataset{suffix}")
+    if suffix.endswith("limit=0"):
+        # Parameter syntax is checked before any lookup, identically for every id.
+        assert response.status_code == 400
+    else:
+        assert response.status_code == 404
+        assert response.json() == {"error": "not_found", "detail": "no public dataset with this id"}
+    assert response.content == reference.content
+    assert response.headers.get("content-type") == reference.headers.get("content-type")
+
+
+def test_dataset_detail_has_current_schema(catalog: Catalog) -> None:
+    response = catalog.client.get("/api/v1/datasets/aed")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == "aed"
+    assert body["record_count"] == 12
+    assert body["record_key"] == "NO"
+    assert body["location"] == {"latitude": "緯度", "longitude": "経度"}
+    assert body["schema"]["version"] == 1
+    assert body["schema"]["uri"] == schema_uri("aed", 1)
+    assert list(body["schema"]["document"]["properties"]) == _aed_properties(catalog)
+
+
+# --- records: paging and filters -----------------------------------------------------------------
+
+
+def test_records_pagination_follows_next_links(catalog: Catalog) -> None:
+    url: str | None = RECORDS.format("aed") + "?limit=5"
+    seen: list[str] = []
+    pages = 0
+    while url is not None:
+        response = catalog.client.get(url)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["dataset"] == "aed"
+        assert body["total"] == 12
+        assert body["limit"] == 5
+        assert body["offset"] == pages * 5
+        assert response.headers["x-total-count"] == "12"
+        seen += [r["NO"] for r in body["records"]]
+        pages += 1
+        url = _local(body["next"]) if body["next"] is not None else None
+    assert pages == 3
+    assert seen == [f"{n:03d}" for n in range(1, 13)]
+
+
+def test_records_default_limit_and_link_header(catalog: Catalog) -> None:
+    body = catalog.client.get(RECORDS.format("aed")).json()
+    assert body["limit"] == 100
+    assert body["offset"] == 0
+    assert len(body["records"]) == 12
+    assert body["next"] is None
+    first = catalog.client.get(RECORDS.format("aed"), params={"limit": 4, "offset": 8})
+    assert [r["NO"] for r in first.json()["records"]] == ["009", "010", "011", "012"]
+    assert first.json()["next"] is None
+    assert "link" not in first.headers
+    paged = catalog.client.get(RECORDS.format("aed"), params={"limit": 4})
+    assert paged.headers["link"] == f'<{paged.json()["next"]}>; rel="next"'
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("limit=0", "limit"), ("limit=10001", "limit"), ("limit=abc", "limit"), ("offset=-1", "offset"),
+     ("format=xml", "format"), ("bom=maybe", "bom")],
+)  # fmt: skip
+def test_paging_parameters_are_validated(catalog: Catalog, query: str, parameter: str) -> None:
+    response = catalog.client.get(RECORDS.format("aed") + "?" + query)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_parameter"
+    assert body["parameter"] == parameter
+
+
+def test_max_limit_is_accepted(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("aed"), params={"limit": 10000})
+    assert response.status_code == 200
+    assert response.json()["limit"] == 10000
+
+
+def test_japanese_string_filter(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("aed"), params={"名称": "小倉北区役所5"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] == 1
+    assert body["records"][0]["NO"] == "005"
+    # The percent-encoded form a browser sends is the same request.
+    encoded = catalog.client.get(RECORDS.format("aed") + "?%E8%A8%AD%E7%BD%AE%E4%BD%8D%E7%BD%AE=2%E9%9A%8E")
+    assert encoded.json()["total"] == 6  # 設置位置=2階: the even-numbered records
+
+
+def test_filters_combine_and_keep_in_next_link(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("aed"), params={"設置位置": "2階", "limit": 2})
+    body = response.json()
+    assert body["total"] == 6
+    assert [r["NO"] for r in body["records"]] == ["002", "004"]
+    query = dict(parse_qsl(urlsplit(body["next"]).query))
+    assert query == {"設置位置": "2階", "limit": "2", "offset": "2"}
+
+
+def test_integer_filter_converts_to_json_integer(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("public-toilet"), params={"男性トイレ総数": "3"})
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["ID"] for r in body["records"]] == ["T01", "T03"]
+    both = catalog.client.get(
+        RECORDS.format("public-toilet"), params={"男性トイレ総数": "3", "設置位置": "屋内"}
+    )
+    assert [r["ID"] for r in both.json()["records"]] == ["T03"]
+
+
+def test_number_and_boolean_filters(catalog: Catalog) -> None:
+    by_number = catalog.client.get(RECORDS.format("public-toilet"), params={"緯度": "33.945"})
+    assert [r["ID"] for r in by_number.json()["records"]] == ["T02"]
+    by_bool = catalog.client.get(RECORDS.format(NO_LOCATION_ID), params={"継続": "true"})
+    assert [r["事業ID"] for r in by_bool.json()["records"]] == ["B1"]
+
+
+def test_unknown_parameter_is_400_naming_it(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("aed"), params={"色": "赤"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body == {
+        "error": "invalid_parameter",
+        "parameter": "色",
+        "detail": "not a declared property of this dataset's schema",
+    }
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "parameter", "value", "expected"),
+    [
+        ("public-toilet", "男性トイレ総数", "三", "expected an integer, got '三'"),
+        ("public-toilet", "男性トイレ総数", "3.5", "expected an integer, got '3.5'"),
+        ("public-toilet", "緯度", "北緯33度", "expected a number, got '北緯33度'"),
+        ("public-toilet", "男性トイレ総数", "99999999999999999999", "out of the supported integer range"),
+        (NO_LOCATION_ID, "継続", "はい", "expected true or false, got 'はい'"),
+        (NO_LOCATION_ID, "内訳", "1", "cannot be filtered by equality"),
+    ],
+)
+def test_unconvertible_value_is_400_naming_the_parameter(
+    catalog: Catalog, dataset_id: str, parameter: str, value: str, expected: str
+) -> None:
+    response = catalog.client.get(RECORDS.format(dataset_id), params={parameter: value})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["parameter"] == parameter
+    assert expected in body["detail"]
+
+
+def test_repeated_property_is_400(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("aed") + "?名称=a&名称=b")
+    assert response.status_code == 400
+    assert response.json()["parameter"] == "名称"
+
+
+# --- records: CSV and GeoJSON ---------------------------------------------------------------------
+
+
+def _expected_cells(row: dict[str, Any], columns: list[str]) -> list[str]:
+    cells = []
+    for column in columns:
+        value = row.get(column)
+        cells.append("" if value is None else str(value) if isinstance(value, str) else repr(value))
+    return cells
+
+
+@pytest.mark.parametrize("bom", [False, True])
+def test_csv_round_trips_in_schema_column_order(catalog: Catalog, bom: bool) -> None:
+    params: dict[str, str] = {"format": "csv"}
+    if bom:
+        params["bom"] = "true"
+    response = catalog.client.get(RECORDS.format("aed"), params=params)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "charset=utf-8" in response.headers["content-type"]
+    assert response.headers["content-disposition"].startswith('attachment; filename="aed.csv"')
+    assert response.content.startswith(b"\xef\xbb\xbf") is bom
+    text = response.content.decode("utf-8-sig" if bom else "utf-8")
+    assert text.startswith("都道府県コード又は市区町村コード,")  # no stray BOM in the header cell
+    table = list(csv.reader(io.StringIO(text, newline="")))
+    columns = _aed_properties(catalog)
+    assert table[0] == columns
+    rows = _aed_rows()
+    assert table[1:] == [_expected_cells(row, columns) for row in rows]
+    latitude = columns.index("緯度")
+    assert float(table[1][latitude]) == rows[0]["緯度"]
+    assert table[3][columns.index("備考")] == '土日は閉館、"要予約"\n夜間不可'
+    assert response.content.count(b"\r\n") >= len(rows) + 1  # RFC 4180 line ends
+
+
+def test_csv_keeps_filters_and_pagination(catalog: Catalog) -> None:
+    response = catalog.client.get(
+        RECORDS.format("public-toilet"), params={"format": "csv", "男性トイレ総数": "3", "limit": 1}
+    )
+    table = list(csv.reader(io.StringIO(response.text, newline="")))
+    assert len(table) == 2
+    assert table[1][table[0].index("ID")] == "T01"
+    assert table[1][table[0].index("男性トイレ総数")] == "3"
+    assert response.headers["x-total-count"] == "2"
+    assert "offset=1" in response.headers["link"]
+
+
+def test_accept_header_negotiates_when_format_absent(catalog: Catalog) -> None:
+    as_csv = catalog.client.get(RECORDS.format("aed"), headers={"Accept": "text/csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    as_geo = catalog.client.get(RECORDS.format("aed"), headers={"Accept": "application/geo+json"})
+    assert as_geo.headers["content-type"] == "application/geo+json"
+    assert as_geo.json()["type"] == "FeatureCollection"
+    browser = catalog.client.get(RECORDS.format("aed"), headers={"Accept": "text/html,*/*;q=0.8"})
+    assert browser.headers["content-type"] == "application/json"
+    explicit = catalog.client.get(
+        RECORDS.format("aed"), params={"format": "json"}, headers={"Accept": "text/csv"}
+    )
+    assert explicit.headers["content-type"] == "application/json"
+    assert "Accept" in as_csv.headers["vary"]
+
+
+def test_geojson_points_are_lon_lat(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("aed"), params={"format": "geojson"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/geo+json"
+    collection = response.json()
+    assert collection["type"] == "FeatureCollection"
+    features = collection["features"]
+    rows = _aed_rows()
+    assert len(features) == len(rows)
+    for feature, row in zip(features, rows, strict=True):
+        assert feature["type"] == "Feature"
+        assert feature["id"] == row["NO"]
+        assert feature["properties"] == row
+        if "緯度" in row:
+            assert feature["geometry"] == {"type": "Point", "coordinates": [row["経度"], row["緯度"]]}
+            longitude, latitude = feature["geometry"]["coordinates"]
+            assert 130 < longitude < 131 and 33 < latitude < 34  # Kitakyushu, not the Indian Ocean
+        else:
+            assert feature["geometry"] is None  # kept, so pages match the JSON and CSV pages
+
+
+def test_geojson_needs_a_declared_location(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format(NO_LOCATION_ID), params={"format": "geojson"})
+    assert response.status_code == 400
+    assert response.json()["parameter"] == "format"
+    by_accept = catalog.client.get(RECORDS.format(NO_LOCATION_ID), headers={"Accept": "application/geo+json"})
+    assert by_accept.status_code == 400
+    assert by_accept.json()["parameter"] == "accept"
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+
+def test_health_and_readiness(catalog: Catalog) -> None:
+    assert catalog.client.get("/healthz").json() == {"status": "ok"}
+    ready = catalog.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    # A file in a directory that does not exist: SQLite cannot open it (and nothing creates it).
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'catalog.db'}")
+    settings = Settings(database_url=str(engine.url))
+    with TestClient(create_app(settings, engine=engine)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+        assert client.get("/healthz").status_code == 200
+    engine.dispose()
+
+
+def test_cors_allows_any_origin(catalog: Catalog) -> None:
+    response = catalog.client.get("/api/v1/datasets", headers={"Origin": "https://example.org"})
+    assert response.headers["access-control-allow-origin"] == "*"
+    preflight = catalog.client.options(
+        RECORDS.format("aed"),
+        headers={"Origin": "https://example.org", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 200
+    assert "GET" in preflight.headers["access-control-allow-methods"]
+    paged = catalog.client.get(RECORDS.format("aed"), params={"limit": 1}, headers={"Origin": "https://a.b"})
+    assert "Link" in paged.headers["access-control-expose-headers"]
+
+
+def test_openapi_and_docs(catalog: Catalog) -> None:
+    spec = catalog.client.get("/openapi.json").json()
+    assert spec["info"]["title"] == "CityOS Open Data API"
+    assert "/api/v1/datasets/{dataset_id}/records" in spec["paths"]
+    docs = catalog.client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def test_metrics_count_by_route_template(catalog: Catalog) -> None:
+    client = catalog.client
+    client.get(RECORDS.format("aed"), params={"format": "csv", "limit": 5})
+    client.get(RECORDS.format("aed"), params={"format": "geojson"})
+    client.get(RECORDS.format("public-toilet"), params={"男性トイレ総数": "3"})
+    client.get(RECORDS.format("copier-usage"), params={"format": "csv"})
+    client.get("/api/v1/datasets/resident-moves")
+    client.get("/no/such/path/" + "x" * 50)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = _samples(response.text)
+
+    def value(name: str, **labels: str) -> float | None:
+        for sample_name, sample_labels, sample_value in samples:
+            if sample_name == name and sample_labels == labels:
+                return sample_value
+        return None
+
+    requests = "cityos_publish_http_requests_total"
+    assert value(requests, route=RECORDS_ROUTE, method="GET", status="200", format="csv") == 1
+    assert value(requests, route=RECORDS_ROUTE, method="GET", status="200", format="geojson") == 1
+    assert value(requests, route=RECORDS_ROUTE, method="GET", status="200", format="json") == 1
+    assert value(requests, route=RECORDS_ROUTE, method="GET", status="404", format="csv") == 1
+    detail_route = "/api/v1/datasets/{dataset_id}"
+    assert value(requests, route=detail_route, method="GET", status="404", format="json") == 1
+    assert value(requests, route="unmatched", method="GET", status="404", format="none") == 1
+
+    served = "cityos_publish_records_served_total"
+    assert value(served, dataset="aed", format="csv") == 5
+    assert value(served, dataset="aed", format="geojson") == 12
+    assert value(served, dataset="public-toilet", format="json") == 2
+    # Hidden datasets never appear as a label value.
+    assert "copier-usage" not in response.text
+    assert "resident-moves" not in response.text
+
+    duration_count = "cityos_publish_http_request_duration_seconds_count"
+    assert value(duration_count, route=RECORDS_ROUTE) == 4
+    routes = {labels["route"] for name, labels, _ in samples if name == requests}
+    # Every route label is a template (or "unmatched"), never a concrete path.
+    assert all(route == "unmatched" or route.startswith("/") for route in routes)
+    assert not any("aed" in route or "x" * 10 in route for route in routes)
+
+
+def test_each_app_has_its_own_registry(catalog: Catalog, tmp_path: Path) -> None:
+    # A second app in the same process must neither fail on duplicate metrics nor share counts.
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with TestClient(create_app(Settings(), engine=engine)) as other:
+        catalog.client.get("/healthz")
+        assert "/healthz" not in other.get("/metrics").text
+    engine.dispose()
+
+
+def test_promtool_accepts_the_metrics(catalog: Catalog) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    catalog.client.get(RECORDS.format("aed"), params={"format": "csv"})
+    catalog.client.get("/api/v1/datasets")
+    text = catalog.client.get("/metrics").text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stdout + result.stderr
+
+
+# --- pure helpers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("format_param", "accept", "expected"),
+    [
+        (None, None, "json"),
+        (None, "text/csv", "csv"),
+        (None, "application/geo+json", "geojson"),
+        (None, "application/vnd.geo+json", "geojson"),
+        (None, "text/csv;q=0.5, application/geo+json;q=0.9", "geojson"),
+        (None, "text/csv, application/json", "csv"),
+        (None, "text/csv;q=0", "json"),
+        (None, "image/png", "json"),
+        ("geojson", "text/csv", "geojson"),
+    ],
+)
+def test_negotiate_format(format_param: str | None, accept: str | None, expected: str) -> None:
+    assert filters.negotiate_format(format_param, accept) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "types", "expected"),
+    [
+        ("12", ("integer",), 12),
+        ("-0", ("integer",), 0),
+        ("１２", ("integer",), None),  # full-width digits are not JSON
+        (" 1", ("integer",), None),
+        ("1e3", ("number",), 1000.0),
+        ("12", ("number",), 12),
+        ("1_000", ("number",), None),
+        ("nan", ("number",), None),
+        ("1e999", ("number",), None),
+        ("true", ("boolean",), True),
+        ("True", ("boolean",), None),
+        ("12", ("integer", "string"), 12),
+        ("abc", ("integer", "string"), "abc"),
+        ("abc", (), "abc"),
+        ("x", ("null",), None),
+    ],
+)
+def test_convert(raw: str, types: tuple[str, ...], expected: object) -> None:
+    result = filters.convert(raw, types)
+    if expected is None:
+        assert isinstance(result, filters.Invalid)
+    else:
+        assert isinstance(result, filters.Converted)
+        assert result.value == expected
+        assert type(result.value) is type(expected)
+
+
+def test_declared_types_follow_local_refs_and_enums() -> None:
+    schema: dict[str, Any] = {
+        "$defs": {"count": {"type": "integer"}},
+        "properties": {
+            "a": {"$ref": "#/$defs/count"},
+            "b": {"enum": ["x", "y"]},
+            "c": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "d": {"$ref": "https://cityos.example/schemas/common/1"},
+        },
+    }
+    props = schema["properties"]
+    assert filters.declared_types(schema, props["a"]) == ("integer",)
+    assert filters.declared_types(schema, props["b"]) == ("string",)
+    assert filters.declared_types(schema, props["c"]) == ("integer", "null")
+    assert filters.declared_types(schema, props["d"]) == ()
+
+
+def test_parse_filters_skips_reserved_and_refuses_without_schema() -> None:
+    schema = {"properties": {"名称": {"type": "string"}, "件数": {"type": "integer"}}}
+    params = [("limit", "5"), ("名称", "図書館"), ("件数", "2"), ("format", "csv")]
+    assert filters.parse_filters(params, schema) == {"名称": "図書館", "件数": 2}
+    assert filters.parse_filters([("名称", "x")], None) == filters.ParamProblem(
+        "名称", "not a declared property of this dataset's schema"
+    )
+
+
+def test_render_csv_cells() -> None:
+    rows = [{"a": True, "b": None, "c": 1.5, "d": {"k": "値"}, "e": 7}]
+    text = render.render_csv(["a", "b", "c", "d", "e"], rows, bom=False).decode()
+    assert text == 'a,b,c,d,e\r\ntrue,,1.5,"{""k"":""値""}",7\r\n'
+
+
+def test_csv_columns_keep_schema_order_then_extras() -> None:
+    schema: dict[str, Any] = {"properties": {"z": {}, "a": {}}}
+    assert render.csv_columns(schema, [{"a": 1, "old": 2}]) == ["z", "a", "old"]
+    assert render.csv_columns(None, [{"b": 1}, {"a": 2, "b": 3}]) == ["b", "a"]
+
+
+def test_record_point_prefers_columns_and_parses_text() -> None:
+    fields = ("緯度", "経度")
+    stored = Record(record_key="1", data={}, latitude=33.9, longitude=130.9)
+    assert render.record_point(stored, fields) == [130.9, 33.9]
+    textual = Record(record_key="2", data={"緯度": "33.5", "経度": "130.5"}, latitude=None, longitude=None)
+    assert render.record_point(textual, fields) == [130.5, 33.5]
+    outside = Record(record_key="3", data={"緯度": 95, "経度": 130}, latitude=None, longitude=None)
+    assert render.record_point(outside, fields) is None
+
+
+def test_next_page_url_and_content_disposition() -> None:
+    url = render.next_page_url(
+        base_url="https://x.jp/",
+        path="/api/v1/datasets/aed/records",
+        params=[("名称", "市役所"), ("limit", "2"), ("offset", "0")],
+        limit=2,
+        offset=0,
+        returned=2,
+        total=3,
+    )
+    assert (
+        url
+        == "https://x.jp/api/v1/datasets/aed/records?%E5%90%8D%E7%A7%B0=%E5%B8%82%E5%BD%B9%E6%89%80&limit=2&offset=2"
+    )
+    last = render.next_page_url(
+        base_url="https://x.jp", path="/p", params=[], limit=2, offset=2, returned=1, total=3
+    )
+    assert last is None
+    header = render.content_disposition("公衆トイレ.csv")
+    assert header.startswith('attachment; filename="')
+    assert "filename*=UTF-8''%E5%85%AC" in header
