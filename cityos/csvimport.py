@@ -105,27 +105,32 @@ def detect_and_decode(raw: bytes) -> tuple[str, str]:
         if encoding == "utf-8-sig":
             # A BOM promises UTF-8; falling back to CP932 would only produce mojibake.
             raise CsvImportError(f"the file starts with a UTF-8 BOM but is not UTF-8: {utf8_error}") from None
-        try:
-            text = raw.decode("cp932")
-        except UnicodeDecodeError as cp932_error:
-            raise CsvImportError(
-                "the file is neither UTF-8 nor Shift_JIS (CP932): "
-                f"UTF-8 fails at byte {utf8_error.start}, CP932 at byte {cp932_error.start}"
-            ) from None
-        encoding = "cp932"
-        if _PRIVATE_USE.search(text):
-            # 外字 (user-defined characters) and bytes Shift_JIS leaves unassigned decode to private-use
-            # code points that mean nothing outside the PC that wrote the file.
-            raise CsvImportError(
-                "the file contains CP932 user-defined characters (外字) or unassigned bytes, "
-                "which have no standard Unicode meaning"
-            )
+        text, encoding = _decode_cp932(raw, utf8_error), "cp932"
     control = _CONTROL.search(text)
     if control:
+        code = ord(control.group())
         raise CsvImportError(
-            f"the file contains control character U+{ord(control.group()):04X}: binary data or a wrong encoding"
+            f"the file contains control character U+{code:04X}: binary data or a wrong encoding"
         )
     return text, encoding
+
+
+def _decode_cp932(raw: bytes, utf8_error: UnicodeDecodeError) -> str:
+    try:
+        text = raw.decode("cp932")
+    except UnicodeDecodeError as cp932_error:
+        raise CsvImportError(
+            "the file is neither UTF-8 nor Shift_JIS (CP932): "
+            f"UTF-8 fails at byte {utf8_error.start}, CP932 at byte {cp932_error.start}"
+        ) from None
+    if _PRIVATE_USE.search(text):
+        # 外字 (user-defined characters) and bytes Shift_JIS leaves unassigned decode to private-use
+        # code points that mean nothing outside the PC that wrote the file.
+        raise CsvImportError(
+            "the file contains CP932 user-defined characters (外字) or unassigned bytes, "
+            "which have no standard Unicode meaning"
+        )
+    return text
 
 
 def normalize_header(h: str) -> str:
@@ -144,7 +149,9 @@ def normalize_header(h: str) -> str:
     return "".join(out)
 
 
-def map_headers(headers: Sequence[str], dataset_meta: DatasetMeta, schema: Mapping[str, Any]) -> HeaderMapping:
+def map_headers(
+    headers: Sequence[str], dataset_meta: DatasetMeta, schema: Mapping[str, Any]
+) -> HeaderMapping:
     """Map CSV headers to schema properties by normalised name, then by the dataset's ``csv_aliases``."""
     properties: Mapping[str, Any] = schema.get("properties", {})
     by_key: dict[str, str] = {}
@@ -245,12 +252,18 @@ def iter_csv_records(
 
 
 def _report(path: Path, encoding: str, meta: DatasetMeta, mapping: HeaderMapping) -> None:
-    log.info("%s: %s, %d of %d columns used for %s", path, encoding, len(mapping.mapped),
-             len(mapping.headers), meta.id)
+    log.info(
+        "%s: %s, %d of %d columns used for %s",
+        path,
+        encoding,
+        len(mapping.mapped),
+        len(mapping.headers),
+        meta.id,
+    )
     if mapping.unknown:
         log.warning("%s: ignoring columns not in %s: %s", path, meta.id, ", ".join(mapping.unknown))
     if mapping.duplicates:
-        log.warning("%s: ignoring columns that repeat an earlier one: %s", path, ", ".join(mapping.duplicates))
+        log.warning("%s: ignoring repeated columns: %s", path, ", ".join(mapping.duplicates))
     if mapping.missing_required:
         log.warning("%s: no column for required properties: %s", path, ", ".join(mapping.missing_required))
 

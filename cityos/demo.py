@@ -28,7 +28,9 @@ _PATTERN_VALUES: dict[str, Any] = {
     "^[0-9]{6}$": lambda rng, i: KITAKYUSHU_CODE,
     "^[0-9]{13}$": lambda rng, i: f"{rng.randrange(10**12, 10**13):013d}",
     "^[0-9]{8,15}$": lambda rng, i: f"9{rng.randrange(10**10, 10**11):011d}",  # 9…: never a real 住民票コード
-    "^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$": lambda rng, i: rng.choice(("08:30", "09:00", "17:15", "21:00")),
+    "^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$": lambda rng, i: rng.choice(
+        ("08:30", "09:00", "17:15", "21:00")
+    ),
     "^[0-9]{4}-(?:0[1-9]|1[0-2])$": lambda rng, i: f"2026-{rng.randint(1, 10):02d}",
     "^-?[0-9]+(?:\\.[0-9]+)?$": lambda rng, i: f"{rng.uniform(0, 300):.1f}",
     "^[!-~]+$": lambda rng, i: f"DEMO-{i:05d}",

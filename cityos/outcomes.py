@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from cityos.kafka import headers_list
@@ -28,6 +29,15 @@ def _header(headers: list[tuple[str, bytes | None]], name: str) -> str:
         if key == name and value is not None:
             return value.decode("utf-8", errors="replace")
     return ""
+
+
+def _body_id(value: bytes | None) -> str:
+    """Event id of a validated-topic message (structured CloudEvent JSON)."""
+    try:
+        body = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return ""
+    return str(body.get("id", "")) if isinstance(body, dict) else ""
 
 
 class OutcomeWatcher:
@@ -71,7 +81,7 @@ class OutcomeWatcher:
                     if message.error() is not None:
                         continue
                     headers = headers_list(message.headers())
-                    event_id = _header(headers, "cityos_event_id")
+                    event_id = _header(headers, "cityos_event_id") or _body_id(message.value())
                     if event_id not in event_ids or event_id in outcomes:
                         continue
                     reason = _header(headers, "cityos_reason")

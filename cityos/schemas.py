@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError as JsonSchemaError
+import jsonschema_rs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cityos.errors import SchemaError
@@ -215,14 +214,16 @@ def _load_version(meta: DatasetMeta, number: int, file: Path) -> SchemaVersion:
     uri = schema_uri(meta.id, number)
     if document.get("$id") != uri:
         raise SchemaError(f"{file}: $id must be {uri!r}, found {document.get('$id')!r}")
-    try:
-        Draft202012Validator.check_schema(document)
-    except JsonSchemaError as exc:
-        raise SchemaError(f"{file}: not a valid draft 2020-12 schema: {exc.message}") from exc
     for ref in _refs(document):
         # Schemas are resolved offline: only in-document and CityOS references can be followed.
         if not ref.startswith(("#", SCHEMA_URI_BASE)):
             raise SchemaError(f"{file}: $ref {ref!r} would need the network")
+    try:
+        # The same compilation the ingest service does: meta-schema, regexes and local $refs.
+        jsonschema_rs.validator_for(document, validate_formats=True)
+    except (ValueError, jsonschema_rs.ReferencingError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemaError(f"{file}: not a usable draft 2020-12 schema: {first_line}") from exc
 
     properties = document.get("properties")
     required = document.get("required", [])

@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     # Events dated further than this into the future are rejected at decode time.
     max_future_skew_s: int = 300
 
-
     @property
     def validated_topic(self) -> str:
         return self.topic_prefix + self.validated_topic_name

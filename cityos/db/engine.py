@@ -5,10 +5,10 @@ Everything that depends on the backend is decided here, so service code stays po
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
@@ -19,9 +19,9 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
 # Execution option naming how a SQLite transaction begins. DEFERRED (default) suits readers; a writer
 # that reads before it writes (the catalog consumer) should use IMMEDIATE: it then waits for the write
-# lock up front (busy timeout) instead of failing with SQLITE_BUSY_SNAPSHOT when another process
-# committed between its read and its first write. Example:
-#     session_factory(engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}))
+# lock up front (busy timeout). A deferred reader that then writes while another writer is active
+# fails at once with "database is locked": SQLite cannot let it wait without risking a deadlock.
+# Writers use ``session_factory(engine, sqlite_begin="IMMEDIATE")``.
 SQLITE_BEGIN: Final = "cityos_sqlite_begin"
 SqliteBegin = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
 _SQLITE_BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
@@ -47,9 +47,10 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def _json_dumps(value: Any) -> str:
-    # orjson: several times faster than json for the record documents, and it writes UTF-8 text
-    # instead of \\u escapes, so Japanese values stay readable in SQLite files.
-    return orjson.dumps(value).decode()
+    # UTF-8 text rather than \u escapes: Japanese values stay readable (and shorter) in SQLite files.
+    # The standard library rather than orjson: it keeps integers beyond 64 bits exact and refuses
+    # NaN/Infinity (orjson would write null), and the documents are small enough not to matter.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _sqlite_file(url: URL) -> Path | None:
@@ -71,6 +72,8 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         # SQLite ignores foreign keys unless asked, per connection.
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # synchronous stays FULL (the default), not NORMAL: Kafka offsets are committed right after
+        # our commit, so a committed batch must survive a power cut, not only a process crash.
     finally:
         cursor.close()
 
@@ -94,7 +97,7 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
             sa_url,
             echo=echo,
             json_serializer=_json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=json.loads,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -105,15 +108,20 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
             sa_url,
             echo=echo,
             json_serializer=_json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=json.loads,
             # Connections die behind a pool (server restarts, idle timeouts); test before use.
             pool_pre_ping=True,
         )
     raise ValueError(f"unsupported database backend {backend!r} (use sqlite or postgresql)")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions bound to ``engine``; objects stay readable after commit (API handlers serialise them)."""
+def session_factory(engine: Engine, *, sqlite_begin: SqliteBegin = "DEFERRED") -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit (API handlers serialise them).
+
+    Writers pass ``sqlite_begin="IMMEDIATE"`` (see ``SQLITE_BEGIN``); PostgreSQL ignores it.
+    """
+    if sqlite_begin != "DEFERRED":
+        engine = engine.execution_options(**{SQLITE_BEGIN: sqlite_begin})
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 

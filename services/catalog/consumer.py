@@ -20,6 +20,7 @@ from cityos.events import ValidatedEvent, parse_event_time
 from cityos.kafka import headers_list
 from cityos.metrics import CatalogMetrics
 from services.catalog.store import apply_batch
+from services.ingest.routing import EXT_DATASET, EXT_SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +29,25 @@ class UndecodableEvent(ValueError):
     """A message on the validated topic that ingest could not have produced."""
 
 
-def _header(headers: list[tuple[str, bytes | None]], name: str) -> str:
-    for key, value in headers:
-        if key == name and value is not None:
-            return value.decode("utf-8")
-    raise UndecodableEvent(f"header {name} missing")
-
-
-def decode_validated(
-    value: bytes | None, headers: list[tuple[str, bytes | None]], partition: int, offset: int
-) -> ValidatedEvent:
+def decode_validated(value: bytes | None, partition: int, offset: int) -> ValidatedEvent:
     """Parse one validated-topic message (written by ingest). Raises UndecodableEvent."""
     try:
         body = orjson.loads(value or b"")
+        data = body.get("data")
         return ValidatedEvent(
-            dataset_id=_header(headers, "cityos_dataset"),
-            record_key=_header(headers, "cityos_record_key"),
-            schema_version=int(_header(headers, "cityos_schema_version")),
+            dataset_id=body[EXT_DATASET],
+            record_key=body["subject"],
+            schema_version=int(body[EXT_SCHEMA_VERSION]),
             source=body["source"],
             id=body["id"],
             type=body["type"],
             time=parse_event_time(body["time"]),
-            data=body.get("data"),
+            data=data if isinstance(data, dict) else None,
             partition=partition,
             offset=offset,
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise UndecodableEvent(str(exc)) from exc
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UndecodableEvent(f"{type(exc).__name__}: {exc}") from exc
 
 
 class CatalogConsumer:
@@ -108,11 +101,10 @@ class CatalogConsumer:
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             positions[(message.topic() or "", partition)] = offset + 1
-            headers = headers_list(message.headers())
             try:
-                events.append(decode_validated(message.value(), headers, partition, offset))
+                events.append(decode_validated(message.value(), partition, offset))
             except UndecodableEvent as exc:
-                self._reject(message, headers, str(exc))
+                self._reject(message, headers_list(message.headers()), str(exc))
         if events:
             with self._metrics.batch_seconds.time(), self._sessions.begin() as session:
                 result = apply_batch(session, events=events, now=self._clock())

@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 
 import uvicorn
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.schemas import load_schema_dir
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY
 
+from cityos.db.engine import make_engine, migrate, session_factory
 from cityos.kafka import consumer_config, ensure_topics, producer_config
 from cityos.metrics import CatalogMetrics
 from cityos.runtime import configure_logging, stop_on_signals
+from cityos.schemas import load_schema_dir
 from cityos.settings import Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.consumer import CatalogConsumer

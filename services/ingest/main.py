@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cityos.schemas import load_schema_dir
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY, start_http_server
 
 from cityos.kafka import consumer_config, ensure_topics, producer_config
 from cityos.metrics import IngestMetrics
 from cityos.runtime import configure_logging, stop_on_signals
+from cityos.schemas import load_schema_dir
 from cityos.settings import Settings
 from cityos.validation import ValidatorRegistry
 from services.ingest.routing import Topics

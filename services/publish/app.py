@@ -8,7 +8,8 @@ tests pass their own. Handlers stay thin: visibility check, one query, then a pu
 # No ``from __future__ import annotations`` here: FastAPI reads handler annotations at runtime, and
 # the handlers refer to ``SessionDep``, a local of ``create_app`` that string annotations cannot reach.
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -77,6 +78,7 @@ def create_app(
 ) -> FastAPI:
     """Build the publish app. Defaults come from the environment; tests inject their own."""
     settings = settings or get_settings()
+    owns_engine = engine is None
     engine = engine or make_engine(settings.database_url)
     if registry is None:
         registry = CollectorRegistry()
@@ -87,7 +89,14 @@ def create_app(
     make_session = session_factory(engine)
     base_url = settings.public_base_url
 
-    app = FastAPI(title=TITLE, description=DESCRIPTION, version="1")
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Close pooled connections only of an engine we made; an injected one belongs to the caller.
+        if owns_engine:
+            engine.dispose()
+
+    app = FastAPI(title=TITLE, description=DESCRIPTION, version="1", lifespan=lifespan)
 
     def get_session() -> Iterator[Session]:
         # Read-only use: the session never commits, closing it rolls back the read transaction.

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ def pg_schema_url(base_url: str) -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         url = normalize_url(base_url)
-        options = " ".join(filter(None, [url.query.get("options"), f"-csearch_path={schema}"]))  # type: ignore[list-item]
+        existing = url.query.get("options", ())
+        options = " ".join(
+            [*([existing] if isinstance(existing, str) else existing), f"-csearch_path={schema}"]
+        )
         yield url.update_query_dict({"options": options}).render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
@@ -127,10 +131,14 @@ def facility_schema(version: int = 1, *, extra: dict[str, Any] | None = None) ->
         },
         **(extra or {}),
     }
-    return SchemaVersion(dataset_id=FACILITY, version=version, uri=schema_uri(FACILITY, version), document=document)
+    return SchemaVersion(
+        dataset_id=FACILITY, version=version, uri=schema_uri(FACILITY, version), document=document
+    )
 
 
-def make_schema_set(*, facility_title: str = "公共施設一覧", versions: Sequence[SchemaVersion] = ()) -> SchemaSet:
+def make_schema_set(
+    *, facility_title: str = "公共施設一覧", versions: Sequence[SchemaVersion] = ()
+) -> SchemaSet:
     departments = {
         "planning": DepartmentMeta(
             id="planning",
@@ -238,10 +246,13 @@ def snapshot(session: Session) -> dict[str, Any]:
     session.expire_all()
     records = session.execute(select(Record).order_by(Record.dataset_id, Record.record_key)).scalars()
     ledger = session.execute(select(ProcessedEvent).order_by(ProcessedEvent.source, ProcessedEvent.event_id))
-    datasets = session.execute(select(Dataset.id, Dataset.record_count, Dataset.last_record_at).order_by(Dataset.id))
+    datasets = session.execute(
+        select(Dataset.id, Dataset.record_count, Dataset.last_record_at).order_by(Dataset.id)
+    )
     return {
         "records": [
-            (r.dataset_id, r.record_key, r.data, r.event_id, r.kafka_offset, r.latitude, r.longitude) for r in records
+            (r.dataset_id, r.record_key, r.data, r.event_id, r.kafka_offset, r.latitude, r.longitude)
+            for r in records
         ],
         "ledger": [(p.source, p.event_id, p.outcome, p.note) for p in ledger.scalars()],
         "datasets": [tuple(row) for row in datasets],
@@ -338,7 +349,11 @@ def test_sync_inserts_everything(session: Session) -> None:
     }
     facility = session.get(Dataset, FACILITY)
     assert facility is not None
-    assert (facility.department_id, facility.title_ja, facility.classification) == ("planning", "公共施設一覧", "public")
+    assert (facility.department_id, facility.title_ja, facility.classification) == (
+        "planning",
+        "公共施設一覧",
+        "public",
+    )
     assert (facility.license, facility.record_key, facility.record_count) == ("CC-BY-4.0", "NO", 0)
     assert facility.meta["location"] == {"latitude": "緯度", "longitude": "経度"}
     assert facility.meta == make_schema_set().datasets[FACILITY].model_dump(mode="json")
@@ -450,7 +465,12 @@ def test_apply_inserts_records_with_coordinates(catalog: Session) -> None:
     first = record(catalog, "1")
     assert first is not None
     assert (first.latitude, first.longitude) == (34.867221, 138.322876)
-    assert (first.schema_version, first.event_source, first.kafka_partition, first.kafka_offset) == (1, SOURCE, 0, 0)
+    assert (first.schema_version, first.event_source, first.kafka_partition, first.kafka_offset) == (
+        1,
+        SOURCE,
+        0,
+        0,
+    )
     assert aware(first.event_time) == T0
     assert aware(first.updated_at) == NOW
     for key in ("2", "3", "4", "5"):
@@ -466,7 +486,9 @@ def test_apply_inserts_records_with_coordinates(catalog: Session) -> None:
 
 
 def test_same_batch_twice_changes_nothing(catalog: Session) -> None:
-    batch = [upsert(str(n), offset=n) for n in range(10)] + [deletion("3", at=T0 + timedelta(hours=1), offset=10)]
+    batch = [upsert(str(n), offset=n) for n in range(10)] + [
+        deletion("3", at=T0 + timedelta(hours=1), offset=10)
+    ]
     first = apply(catalog, batch)
     assert (first.applied, first.deleted) == (10, 1)
     before = snapshot(catalog)
@@ -528,7 +550,9 @@ def test_equal_time_is_decided_by_partition_then_offset(catalog: Session) -> Non
 
 
 def test_times_in_other_offsets_compare_as_instants(catalog: Session) -> None:
-    jst_morning = upsert("1", {"NO": "1", "名称": "JST 10:00 = 01:00Z"}, at=datetime(2025, 4, 1, 10, tzinfo=JST))
+    jst_morning = upsert(
+        "1", {"NO": "1", "名称": "JST 10:00 = 01:00Z"}, at=datetime(2025, 4, 1, 10, tzinfo=JST)
+    )
     utc_later = upsert("1", {"NO": "1", "名称": "02:00Z"}, at=datetime(2025, 4, 1, 2, tzinfo=UTC), offset=1)
     apply(catalog, [utc_later])
     assert apply(catalog, [jst_morning]).stale == 1
@@ -597,10 +621,35 @@ def test_record_count_matches_rows_after_mixed_batches(catalog: Session) -> None
             offset += 1
             at = T0 + timedelta(seconds=offset)
             key = str((n * 7 + round_ * 3) % 50)
-            batch.append(deletion(key, at=at, offset=offset) if n % 4 == 0 else upsert(key, at=at, offset=offset))
+            batch.append(
+                deletion(key, at=at, offset=offset) if n % 4 == 0 else upsert(key, at=at, offset=offset)
+            )
         apply(catalog, batch)
         rows = catalog.scalar(select(func.count()).select_from(Record).where(Record.dataset_id == FACILITY))
         assert dataset_row(catalog).record_count == rows
+
+
+def test_concurrent_consumers_keep_counts_exact(catalog: Session, engine: Engine) -> None:
+    # Consumers of different partitions write disjoint records but the same dataset row. SQLite
+    # writers must begin IMMEDIATE (session_factory's sqlite_begin); PostgreSQL needs nothing.
+    factory = session_factory(engine, sqlite_begin="IMMEDIATE")
+
+    def consume(partition: int) -> None:
+        for batch in range(5):
+            numbers = range(batch * 40, batch * 40 + 40)
+            events = [upsert(f"p{partition}-{n}", partition=partition, offset=n) for n in numbers]
+            events.append(
+                deletion(f"p{partition}-{batch * 40}", at=T0 + timedelta(hours=partition), offset=999)
+            )
+            with factory() as session:
+                apply_batch(session, events=events, now=NOW)
+                session.commit()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(consume, range(4)))
+    rows = catalog.scalar(select(func.count()).select_from(Record).where(Record.dataset_id == FACILITY))
+    assert rows == dataset_row(catalog).record_count == 4 * (200 - 5)
+    assert aware(dataset_row(catalog).last_record_at) == T0 + timedelta(hours=3)
 
 
 def test_unknown_dataset_is_a_setup_error(catalog: Session) -> None:
@@ -676,7 +725,9 @@ def test_json_equality_filters(catalog: Session) -> None:
     apply(catalog, [upsert(d["NO"], d, offset=i) for i, d in enumerate(_facilities())])
 
     def find(**filters: str | int | float | bool) -> list[str]:
-        found, total = queries.list_records(catalog, dataset_id=FACILITY, filters=filters, limit=100, offset=0)
+        found, total = queries.list_records(
+            catalog, dataset_id=FACILITY, filters=filters, limit=100, offset=0
+        )
         assert total == len(found)
         return _keys(found)
 
@@ -706,10 +757,15 @@ def test_json_equality_filters(catalog: Session) -> None:
 def test_pagination_is_stable(catalog: Session) -> None:
     keys = [f"{n:03d}" for n in range(47)]
     shuffled = keys[1::2] + keys[0::2]  # arrival order differs from key order
-    apply(catalog, [upsert(k, {"NO": k, "名称": "公園", "番号": int(k)}, offset=i) for i, k in enumerate(shuffled)])
+    apply(
+        catalog,
+        [upsert(k, {"NO": k, "名称": "公園", "番号": int(k)}, offset=i) for i, k in enumerate(shuffled)],
+    )
     pages: list[str] = []
     for offset in range(0, 60, 10):
-        page, total = queries.list_records(catalog, dataset_id=FACILITY, filters={"名称": "公園"}, limit=10, offset=offset)
+        page, total = queries.list_records(
+            catalog, dataset_id=FACILITY, filters={"名称": "公園"}, limit=10, offset=offset
+        )
         assert total == 47
         pages += _keys(page)
     assert pages == keys
@@ -720,7 +776,7 @@ def test_pagination_is_stable(catalog: Session) -> None:
 
 
 def test_unicode_round_trip(catalog: Session, engine: Engine) -> None:
-    data = {
+    data: dict[str, Any] = {
         "NO": "ｱｲｳ-①",
         "名称": "焼津市役所　本庁舎（旧館）",
         "名称_カナ": "ヤイヅシヤクショ",
@@ -730,15 +786,23 @@ def test_unicode_round_trip(catalog: Session, engine: Engine) -> None:
         "結合文字": "\u304b\u3099",  # か + combining dakuten: must not be normalised
         "改行": "一行目\r\n二行目",
         "入れ子": {"配列": ["ア", 1, 2.5, True, None], "空": {}},
+        "大きな整数": 2**70 + 1,  # beyond 64 bits: must come back exact, not as a float
     }
     apply(catalog, [upsert(data["NO"], data)])
     with session_factory(engine)() as fresh:
         row = fresh.get(Record, (FACILITY, "ｱｲｳ-①"))
         assert row is not None
         assert row.data == data
-        found, total = queries.list_records(fresh, dataset_id=FACILITY, filters={"異体字": data["異体字"]}, limit=5, offset=0)
+        found, total = queries.list_records(
+            fresh, dataset_id=FACILITY, filters={"異体字": data["異体字"]}, limit=5, offset=0
+        )
         assert (total, _keys(found)) == (1, ["ｱｲｳ-①"])
-        assert queries.list_records(fresh, dataset_id=FACILITY, filters={"記号": "〇 と ○ は別の文字"}, limit=5, offset=0)[1] == 0
+        assert (
+            queries.list_records(
+                fresh, dataset_id=FACILITY, filters={"記号": "〇 と ○ は別の文字"}, limit=5, offset=0
+            )[1]
+            == 0
+        )
 
 
 def test_yaizu_public_facilities(catalog: Session) -> None:
@@ -764,6 +828,8 @@ def test_yaizu_public_facilities(catalog: Session) -> None:
     assert (found[0].latitude, found[0].longitude) == (34.867221, 138.322876)
     assert found[0].data["利用可能日時特記事項"] == "【開館時間】8:30～17:15 【休館日】土曜、日曜日、祝日"
     located = catalog.scalar(
-        select(func.count()).select_from(Record).where(Record.dataset_id == FACILITY, Record.latitude.is_not(None))
+        select(func.count())
+        .select_from(Record)
+        .where(Record.dataset_id == FACILITY, Record.latitude.is_not(None))
     )
     assert located == sum(1 for r in rows if r["緯度"] and r["経度"])

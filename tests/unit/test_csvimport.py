@@ -144,7 +144,12 @@ def test_map_headers_by_normalised_name_and_alias() -> None:
     assert mapping.unknown == ("url", "区分1", "")
     assert mapping.duplicates == ("名称",)
     assert mapping.missing_required == ()
-    assert mapping.mapped == {"ID": "NO", "施設名": "名称", "料金（基本）": "料金(基本)", "男性トイレ数(小便器)": "男性トイレ数（小便器）"}
+    assert mapping.mapped == {
+        "ID": "NO",
+        "施設名": "名称",
+        "料金（基本）": "料金(基本)",
+        "男性トイレ数(小便器)": "男性トイレ数（小便器）",
+    }
 
 
 def test_map_headers_reports_missing_required() -> None:
@@ -239,10 +244,15 @@ def test_wrong_cell_count_is_a_row_error(tmp_path: Path) -> None:
 def test_blank_rows_are_skipped(tmp_path: Path) -> None:
     body = "NO,名称\n\n1,a\n,\n \n2,b\n"
     rows = _rows(_write(tmp_path, body.encode("utf-8")))
-    assert [(r.line_no, r.record) for r in rows] == [(3, {"NO": "1", "名称": "a"}), (6, {"NO": "2", "名称": "b"})]
+    assert [(r.line_no, r.record) for r in rows] == [
+        (3, {"NO": "1", "名称": "a"}),
+        (6, {"NO": "2", "名称": "b"}),
+    ]
 
 
-def test_unknown_columns_are_ignored_and_reported_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_columns_are_ignored_and_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     body = "NO,名称,区分1,タグ\n" + "".join(f"{i},n{i},x,y\n" for i in range(50))
     seen: list[HeaderMapping] = []
     with caplog.at_level(logging.WARNING, logger="cityos.csvimport"):

@@ -69,9 +69,8 @@ def test_valid_event_goes_to_validated_topic_keyed_by_dataset_and_record(registr
     body = orjson.loads(routed.outbound.value)
     assert body["data"] == AED
     assert body["subject"] == "1"
-    assert headers(routed)["cityos_dataset"] == "aed"
-    assert headers(routed)["cityos_schema_version"] == "1"
-    assert headers(routed)["cityos_event_id"] == "evt-1"
+    assert (body["cityosdataset"], body["cityosschemaversion"], body["id"]) == ("aed", 1, "evt-1")
+    assert routed.outbound.headers == []
     assert (routed.department, routed.dataset) == ("fire", "aed")
 
 

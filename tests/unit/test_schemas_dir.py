@@ -185,7 +185,8 @@ def test_hazard_flags_accept_only_1() -> None:
     flags = [n for n in document["properties"] if n.startswith("災害種別_")] + ["指定避難所との重複"]
     assert len(flags) == 9
     validator = jsonschema_rs.validator_for(document)
-    base = {"NO": "1", "名称": "a", "名称_カナ": "ア", "住所": "b", "電話番号": "0", "市区町村コード": "222127"}
+    base = {"NO": "1", "名称": "a", "名称_カナ": "ア", "住所": "b", "電話番号": "0"}
+    base["市区町村コード"] = "222127"
     assert validator.is_valid(base)
     for flag in flags:
         assert validator.is_valid({**base, flag: "1"})
@@ -242,7 +243,11 @@ def _set(key: str, value: Any) -> Any:
 
 
 BROKEN: dict[str, tuple[str, Any, str]] = {
-    "wrong $id": ("aed/v1.schema.json", _set("$id", "https://cityos.example/schemas/aed/2"), "v1.schema.json"),
+    "wrong $id": (
+        "aed/v1.schema.json",
+        _set("$id", "https://cityos.example/schemas/aed/2"),
+        "v1.schema.json",
+    ),
     "not 2020-12": (
         "aed/v1.schema.json",
         _set("$schema", "http://json-schema.org/draft-07/schema#"),
@@ -286,7 +291,8 @@ def test_loader_rejects_duplicate_json_keys(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     file = root / "tourism" / "dataset.json"
     text = file.read_text(encoding="utf-8")
-    file.write_text(text.replace('"license": "CC-BY-4.0",', '"license": "CC-BY-4.0", "license": "CC0",'), "utf-8")
+    duplicated = text.replace('"license": "CC-BY-4.0",', '"license": "CC-BY-4.0", "license": "CC0",')
+    file.write_text(duplicated, encoding="utf-8")
     with pytest.raises(SchemaError, match="duplicate key 'license'"):
         load_schema_dir(root)
 
@@ -306,5 +312,53 @@ def test_loader_errors_are_cityos_errors(tmp_path: Path) -> None:
         load_schema_dir(tmp_path / "missing")
     root = _copy(tmp_path)
     (root / "aed" / "dataset.json").unlink()
-    with pytest.raises(SchemaError, match="dataset.json: file not found"):
+    with pytest.raises(SchemaError, match=r"dataset\.json: file not found"):
         load_schema_dir(root)
+
+
+def test_internal_and_personal_datasets_accept_a_typical_record() -> None:
+    copier = jsonschema_rs.validator_for(
+        _load(SCHEMAS_DIR / "copier-usage" / "v1.schema.json"), validate_formats=True
+    )
+    usage = {
+        "ID": "digital-2024-04",
+        "全国地方公共団体コード": "401005",
+        "部局コード": "digital",
+        "部局名": "デジタル市役所推進室",
+        "年月": "2024-04",
+        "枚数_モノクロ": 12034,
+        "枚数_カラー": 2210,
+        "用紙削減目標枚数": 13000,
+    }
+    assert copier.is_valid(usage)
+    for change in (
+        {"年月": "2024-13"},
+        {"枚数_カラー": -1},
+        {"枚数_モノクロ": 1.5},
+        {"ID": "デジタル-2024-04"},
+    ):
+        assert not copier.is_valid({**usage, **change}), change
+
+    moves_document = _load(SCHEMAS_DIR / "resident-moves" / "v1.schema.json")
+    moves = jsonschema_rs.validator_for(moves_document, validate_formats=True)
+    move = {
+        "異動ID": "MV-2024-000123",
+        "全国地方公共団体コード": "401005",
+        "住民番号": "0012345678",
+        "氏名": "北九 太郎",
+        "生年月日": "1980-02-29",
+        "性別": "男",
+        "住所": "福岡県北九州市小倉北区城内1-1",
+        "住所_全国地方公共団体コード": "401064",
+        "異動日": "2024-04-01",
+        "異動事由": "転入",
+        "前住所地": "福岡県福岡市中央区天神1-8-1",
+        "世帯人数": 3,
+        "要介護度": "要介護2",
+    }
+    assert moves.is_valid(move)
+    for change in ({"異動事由": "転勤"}, {"生年月日": "1981-02-29"}, {"世帯人数": 0}, {"住民番号": "12-34"}):
+        assert not moves.is_valid({**move, **change}), change
+    # Every property tells the anonymisation gate how to treat it.
+    kinds = {p["x-anonymization"] for p in moves_document["properties"].values()}
+    assert kinds <= {"direct", "quasi", "sensitive", "none"}

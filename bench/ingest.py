@@ -1,0 +1,186 @@
+"""bench/ingest: the ingest service's throughput against the bare loop it is built from.
+
+In one run, on the same local broker and the same input topic (~1 KB AED events):
+  limit   — consume → orjson parse → jsonschema-rs validate → produce, nothing else
+            (the same libraries the service's hot path uses);
+  ingest  — the real IngestService (strict decoding, envelope checks, routing, dead-letter
+            headers, metrics, offsets stored only after acknowledgement).
+Prints events/s of both and the ratio. Target: ratio ≥ 0.8 and ingest ≥ 25,000 events/s.
+
+    .venv/bin/python -m bench.ingest [--events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import jsonschema_rs
+import orjson
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from cityos.kafka import consumer_config, ensure_topics, producer_config
+from cityos.metrics import IngestMetrics
+from cityos.schemas import load_schema_dir
+from cityos.settings import Settings
+from cityos.validation import ValidatorRegistry, schema_uri
+from services.ingest.routing import Topics
+from services.ingest.service import IngestService
+
+PARTITIONS = 3
+
+
+def aed_event(index: int) -> bytes:
+    record = {
+        "都道府県コード又は市区町村コード": "401005",
+        "NO": f"B{index:08d}",
+        "都道府県名": "福岡県",
+        "市区町村名": "北九州市",
+        "名称": f"北九州市立ベンチマーク施設{index}",
+        "名称_カナ": "キタキュウシュウシリツベンチマークシセツ",
+        "住所": "福岡県北九州市小倉北区城内1-1",
+        "方書": "1階ロビー",
+        "緯度": 33.88 + (index % 1000) / 100000,
+        "経度": 130.87 + (index % 1000) / 100000,
+        "設置位置": "正面玄関を入って右側、受付の横",
+        "電話番号": "093-582-2102",
+        "利用可能曜日": "月火水木金",
+        "開始時間": "08:30",
+        "終了時間": "17:15",
+        "利用可能日時特記事項": "土日祝日、年末年始は閉館のため利用できません。",
+        "小児対応設備の有無": "有",
+        "備考": "ベンチマーク用の合成データです。",
+    }
+    event = {
+        "specversion": "1.0",
+        "id": f"bench-{index}",
+        "source": "/departments/fire/bench",
+        "type": "jp.cityos.record.upserted",
+        "time": datetime.now(UTC).isoformat(),
+        "dataschema": schema_uri("aed", 1),
+        "datacontenttype": "application/json",
+        "data": record,
+    }
+    return json.dumps(event, ensure_ascii=False).encode()
+
+
+def fill(bootstrap: str, topic: str, count: int) -> float:
+    producer = Producer(producer_config(bootstrap))
+    size = 0
+    for index in range(count):
+        value = aed_event(index)
+        size += len(value)
+        while True:
+            try:
+                producer.produce(topic, value=value, key=f"aed/B{index:08d}".encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if index % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return size / count
+
+
+def bare_loop(bootstrap: str, topic: str, out_topic: str, count: int, document: dict[str, object]) -> float:
+    """The limit: the same libraries with no safety, bookkeeping or metrics."""
+    validator = jsonschema_rs.validator_for(document, validate_formats=True)
+    consumer = Consumer(consumer_config(bootstrap, f"bench-bare-{uuid.uuid4().hex[:6]}"))
+    producer = Producer(producer_config(bootstrap))
+    consumer.subscribe([topic])
+    seen = 0
+    started = 0.0
+    while seen < count:
+        messages = consumer.consume(num_messages=1000, timeout=1.0)
+        if messages and not started:
+            started = time.perf_counter()
+        for message in messages:
+            if message.error():
+                continue
+            event = orjson.loads(message.value() or b"")
+            validator.is_valid(event["data"])
+            while True:
+                try:
+                    producer.produce(out_topic, value=message.value(), key=message.key())
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            seen += 1
+        producer.poll(0)
+    producer.flush(120)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return count / elapsed
+
+
+def service_loop(settings: Settings, topic_pattern: str, count: int) -> float:
+    schema_set = load_schema_dir(settings.schemas_dir)
+    service = IngestService(
+        consumer=Consumer(consumer_config(settings.kafka_bootstrap, f"bench-ingest-{uuid.uuid4().hex[:6]}")),
+        producer=Producer(producer_config(settings.kafka_bootstrap)),
+        registry=ValidatorRegistry(schema_set),
+        topics=Topics(validated=settings.validated_topic, deadletter=settings.deadletter_topic),
+        metrics=IngestMetrics(CollectorRegistry()),
+        known_departments=frozenset(schema_set.departments),
+    )
+    service.subscribe(topic_pattern)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    while service.processed == 0:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    while service.processed < count:
+        time.sleep(0.005)
+    stop.set()
+    runner.join()  # run() drains: every output acknowledged and offsets committed
+    elapsed = time.perf_counter() - started
+    service.close()
+    return count / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each loop")
+    parser.add_argument("--bootstrap", default=Settings().kafka_bootstrap)
+    args = parser.parse_args()
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    settings = Settings(kafka_bootstrap=args.bootstrap, topic_prefix=prefix)
+    topic = settings.department_topic("fire")
+    outputs = {settings.validated_topic: 6, settings.deadletter_topic: 3, f"{prefix}bare.out": 6}
+    ensure_topics(args.bootstrap, {topic: PARTITIONS, **outputs})
+    avg = fill(args.bootstrap, topic, args.events)
+    document = load_schema_dir(settings.schemas_dir).latest("aed").document
+    # The broker shares the machine's cores, so single runs are noisy: alternate the two loops
+    # over the same input (fresh consumer groups) and compare medians.
+    limits: list[float] = []
+    ingests: list[float] = []
+    for _ in range(args.rounds):
+        limits.append(bare_loop(args.bootstrap, topic, f"{prefix}bare.out", args.events, document))
+        ingests.append(service_loop(settings, settings.department_topic_pattern, args.events))
+    limit, ingest = statistics.median(limits), statistics.median(ingests)
+    ratio = ingest / limit
+    print(
+        f"bench/ingest  events={args.events} x {args.rounds} rounds  avg_event_bytes={avg:.0f}  partitions={PARTITIONS}"
+    )
+    print(f"  limit  (bare consume→parse→validate→produce): {limit:>10,.0f} events/s  runs {_runs(limits)}")
+    print(
+        f"  ingest (IngestService, one process):           {ingest:>10,.0f} events/s  runs {_runs(ingests)}"
+    )
+    verdict = "PASS" if ratio >= 0.8 and ingest >= 25_000 else "BELOW TARGET"
+    print(f"  ratio ingest/limit (medians): {ratio:.2f}   (target ≥ 0.80 and ≥ 25,000 events/s: {verdict})")
+
+
+def _runs(values: list[float]) -> str:
+    return " ".join(f"{value:,.0f}" for value in values)
+
+
+if __name__ == "__main__":
+    main()
