@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -64,6 +65,9 @@ def import_csv(
         float, typer.Option(help="seconds to wait for ingest's verdict on every row (0: don't)")
     ] = 60,
     show_rejected: Annotated[int, typer.Option(help="how many rejected rows to list")] = 20,
+    json_summary: Annotated[
+        Path | None, typer.Option(help="also write the summary as JSON to this file")
+    ] = None,
 ) -> None:
     """Send every row of a standard CSV (CP932 or UTF-8, BOM or not) as events, then report."""
     from cityos.importer import ImportSummary, csv_events
@@ -109,6 +113,8 @@ def import_csv(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     _print_summary(summary, waited=wait > 0, show_rejected=show_rejected)
+    if json_summary is not None:
+        json_summary.write_text(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
     if summary.local_errors or summary.rows_deadlettered or (wait > 0 and summary.rows_undecided):
         raise typer.Exit(1)
 

@@ -91,9 +91,16 @@ def _value(name: str, prop: dict[str, Any], rng: random.Random, index: int) -> A
     return text[: prop.get("maxLength", 100)]
 
 
-def _fix_up(dataset_id: str, record: dict[str, Any]) -> None:
+_BUREAUS = ("digital", "fire", "construction", "citizens", "health-welfare", "planning")
+
+
+def _fix_up(dataset_id: str, record: dict[str, Any], index: int) -> None:
     """Cross-field rules a per-property generator cannot know."""
-    if dataset_id == "copier-usage" and "部局コード" in record and "年月" in record:
+    if dataset_id == "copier-usage":
+        # One row per bureau per month, enumerated so that record keys never collide.
+        months = (index - 1) // len(_BUREAUS)
+        record["部局コード"] = _BUREAUS[(index - 1) % len(_BUREAUS)]
+        record["年月"] = f"{2024 + months // 12}-{months % 12 + 1:02d}"
         record["ID"] = f"{record['部局コード']}-{record['年月']}"
 
 
@@ -109,7 +116,7 @@ def demo_records(dataset_id: str, document: dict[str, Any], *, count: int, seed:
             for name, prop in document.get("properties", {}).items()
             if (value := _value(name, prop, rng, index)) is not None
         }
-        _fix_up(dataset_id, record)
+        _fix_up(dataset_id, record, index)
         for error in list(validator.iter_errors(record)):
             path = list(error.instance_path)
             if path and path[0] not in required:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -220,7 +220,8 @@ def parse_strict_json(raw: bytes) -> Any:
 # orjson turns integers beyond 64 bits into floats; 19 digits in a row may be such an integer.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGIT_RUN = b"0" * 19
-_CONTAINERS = frozenset({dict, list})
+_CONTAINERS: frozenset[type] = frozenset({dict, list})
+_type_of: Callable[[Any], type] = type
 
 
 def _keys_and_depth(value: Any) -> tuple[int, int]:
@@ -230,6 +231,7 @@ def _keys_and_depth(value: Any) -> tuple[int, int]:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if type(item) is dict:
             keys += len(item)
             children = item.values()
@@ -239,7 +241,7 @@ def _keys_and_depth(value: Any) -> tuple[int, int]:
             continue
         deepest = max(deepest, depth)
         # map/isdisjoint run in C: a flat object of scalars costs no Python-level loop.
-        if not _CONTAINERS.isdisjoint(map(type, children)):
+        if not _CONTAINERS.isdisjoint(map(_type_of, children)):
             stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
     return keys, deepest
 
@@ -332,7 +334,7 @@ def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timed
     for name, value in (("time", time_text), ("dataschema", dataschema), ("subject", subject)):
         if value is not None and type(value) is not str:
             raise _Refusal(Reason.INVALID_ENVELOPE, f"attribute '{name}' must be a string")
-    if len(event_id) > 200 or len(source) > 500:
+    if len(cast(str, event_id)) > 200 or len(cast(str, source)) > 500:
         raise _Refusal(Reason.INVALID_ENVELOPE, "id (200) or source (500) is too long")
     time: datetime | None = None
     if time_text:
@@ -342,7 +344,10 @@ def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timed
             raise _Refusal(Reason.INVALID_EVENT_TIME, f"time {time_text!r}: {exc}") from None
         if time - now > max_future:
             raise _Refusal(Reason.FUTURE_EVENT_TIME, f"time {time_text} is more than {max_future} ahead")
-    return Envelope(event_id, source, event_type, time, dataschema, subject, mode)
+    # The checks above proved these are strings; cast only informs the type checker.
+    return Envelope(
+        cast(str, event_id), cast(str, source), cast(str, event_type), time, dataschema, subject, mode
+    )
 
 
 def decode_event(

@@ -52,6 +52,22 @@ class ImportSummary:
     def reasons(self) -> Counter[str]:
         return Counter(outcome.reason for outcome in self.outcomes.values() if not outcome.valid)
 
+    def as_dict(self) -> dict[str, object]:
+        """Machine-readable summary (``import-csv --json-summary``)."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_sent": self.rows_sent,
+            "rows_refused_before_sending": [{"line": line, "why": why} for line, why in self.local_errors],
+            "rows_valid": self.rows_valid,
+            "rows_deadlettered": self.rows_deadlettered,
+            "rows_undecided": self.rows_undecided,
+            "reasons": dict(self.reasons()),
+            "rejected": [
+                {"line": line, "reason": o.reason, "pointer": o.pointer, "detail": o.detail}
+                for line, o in self.rejected_rows()
+            ],
+        }
+
     def rejected_rows(self) -> list[tuple[int, Outcome]]:
         rows = [(self.lines_by_event[eid], o) for eid, o in self.outcomes.items() if not o.valid]
         return sorted(rows, key=lambda pair: pair[0])

@@ -145,6 +145,12 @@ class OffsetTracker:
                 batch.positions.pop(key, None)
 
 
+def error_code(exc: KafkaException) -> int | None:
+    """The KafkaError code carried by an exception, if any."""
+    error = exc.args[0] if exc.args else None
+    return error.code() if isinstance(error, KafkaError) else None
+
+
 def headers_list(raw: Any) -> list[tuple[str, bytes | None]]:
     """confluent-kafka returns None or a list of (str, bytes) tuples; normalise to a list."""
     if not raw:

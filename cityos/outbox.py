@@ -53,7 +53,12 @@ class EventSender:
         self.acknowledged = 0
 
     def send(
-        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, str | bytes]] | None = None,
     ) -> None:
         while True:
             try:
@@ -82,5 +87,5 @@ class EventSender:
             self.acknowledged += 1
 
     @staticmethod
-    def content_type_header() -> list[tuple[str, bytes]]:
+    def content_type_header() -> list[tuple[str, str | bytes]]:
         return [("content-type", STRUCTURED_CONTENT_TYPE.encode())]

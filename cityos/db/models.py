@@ -2,15 +2,60 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: stored in UTC, always read back as an aware UTC ``datetime``, on every backend.
+
+    The DDL is plain ``DateTime(timezone=True)`` (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL). SQLite
+    has no such type: its text keeps no offset and comes back naive, so every value is converted to
+    UTC before it is stored -- which also keeps the text comparable -- and read back as UTC. Naive
+    values are refused: their instant is unknown.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: store timezone-aware datetimes only")
+        utc = value.astimezone(UTC)
+        # SQLite's DATETIME text would silently drop any offset; make the UTC convention explicit.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # SQLite: the UTC text written above
+        return value.astimezone(UTC)  # PostgreSQL: aware, in the session's TimeZone
 
 
 class Base(DeclarativeBase):
@@ -43,7 +88,7 @@ class Dataset(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # the whole dataset.json
     record_count: Mapped[int] = mapped_column(Integer, default=0)
     # Time of the newest applied record change; None until the first record arrives.
-    last_record_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_record_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SchemaVersionRow(Base):
@@ -57,13 +102,24 @@ class SchemaVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     uri: Mapped[str] = mapped_column(String(500), unique=True)
     document: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
-    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Record(Base):
-    """Current state of one record of a dataset (latest event wins, by event time then offset)."""
+    """Current state of one record of a dataset (latest event wins, by event time then offset).
+
+    A deleted record stays as a tombstone: ``deleted_at`` set, ``data`` emptied, coordinates cleared,
+    and the deletion's event time and topic position kept, so an older upsert arriving later (a
+    dead-letter replay, a lagging partition) is recognised as stale instead of resurrecting it.
+    Every read must exclude tombstones (``Record.deleted_at.is_(None)``).
+    """
 
     __tablename__ = "records"
+    __table_args__ = (
+        # Live records of a dataset in key order: list_records' filter, count and pagination order.
+        # Portable (no partial index); tombstones sort apart under their non-NULL deleted_at.
+        Index("ix_records_dataset_id_deleted_at_record_key", "dataset_id", "deleted_at", "record_key"),
+    )
 
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
     record_key: Mapped[str] = mapped_column(String(300), primary_key=True)
@@ -71,14 +127,17 @@ class Record(Base):
     schema_version: Mapped[int] = mapped_column(Integer)
     event_source: Mapped[str] = mapped_column(String(500))
     event_id: Mapped[str] = mapped_column(String(200))
-    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime())
     # Position in the validated topic: breaks ties between events with the same time.
+    # A partition number is an int32 in the Kafka protocol; an offset is an int64.
     kafka_partition: Mapped[int] = mapped_column(Integer)
-    kafka_offset: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
     # Denormalised coordinates for geo output and bbox filters; None when absent.
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # When the catalog applied the deletion; None while the record exists.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ProcessedEvent(Base):
@@ -90,5 +149,5 @@ class ProcessedEvent(Base):
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     dataset_id: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # applied | stale
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -128,7 +128,8 @@ class CatalogConsumer:
             why,
         )
         self._metrics.events.labels("undecodable").inc()
-        out = [(k, v) for k, v in headers if v is not None] + [
+        out: list[tuple[str, str | bytes]] = [(k, v) for k, v in headers if v is not None]
+        out += [
             ("cityos_reason", b"undecodable_validated_event"),
             ("cityos_detail", why.encode("utf-8", errors="replace")[:1000]),
             ("cityos_source_topic", (message.topic() or "").encode()),

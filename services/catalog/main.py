@@ -24,7 +24,9 @@ def serve(settings: Settings) -> None:
     configure_logging()
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    sessions = session_factory(engine)
+    # IMMEDIATE: the batch takes the SQLite write lock at BEGIN, so a second writer waits instead
+    # of failing with "database is locked" halfway through a batch.
+    sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
     with sessions.begin() as session:
         sync_schema_set(session, schema_set=load_schema_dir(settings.schemas_dir))
     ensure_topics(
@@ -40,7 +42,8 @@ def serve(settings: Settings) -> None:
             log_level="warning",
         )
     )
-    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # main thread owns signals
+    # uvicorn leaves signal handling to the main thread when run from another thread: the
+    # consumer loop below owns SIGTERM/SIGINT and stops the API after its last batch.
     threading.Thread(target=api.run, name="catalog-api", daemon=True).start()
     consumer = CatalogConsumer(
         consumer=Consumer(

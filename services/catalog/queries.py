@@ -1,6 +1,7 @@
 """Catalog reads for the publish API: datasets, records with JSON-equality filters, schema versions.
 
-Read-only; like the store, nothing here commits or opens a transaction of its own.
+Read-only; like the store, nothing here commits or opens a transaction of its own. Deleted records
+stay in ``records`` as tombstones (see ``Record``); every record read here excludes them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ def list_datasets(session: Session, *, classification: str | None = "public") ->
 def get_dataset(session: Session, *, dataset_id: str) -> Dataset | None:
     """One dataset by id, whatever its classification (the caller enforces access)."""
     return session.get(Dataset, dataset_id)
+
+
+def _live(dataset_id: str) -> list[ColumnElement[bool]]:
+    # Served, with the key order, by ix_records_dataset_id_deleted_at_record_key.
+    return [Record.dataset_id == dataset_id, Record.deleted_at.is_(None)]
+
+
+def get_record(session: Session, *, dataset_id: str, record_key: str) -> Record | None:
+    """One live record by key; None when it never existed or was deleted."""
+    return session.scalars(select(Record).where(*_live(dataset_id), Record.record_key == record_key)).first()
 
 
 def _check_filter(key: str, value: object) -> None:
@@ -68,7 +79,7 @@ def list_records(
     limit: int,
     offset: int,
 ) -> tuple[list[Record], int]:
-    """One page of a dataset's records matching every ``filters`` equality, by record key; plus the total.
+    """One page of a dataset's live records matching every ``filters`` equality, by key; plus the total.
 
     Filter values must already have the JSON type the schema declares for the field: the string "5"
     does not match the integer 5.
@@ -76,7 +87,7 @@ def list_records(
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must be non-negative")
     dialect = session.get_bind(mapper=Record.__mapper__).dialect.name
-    conditions: list[ColumnElement[bool]] = [Record.dataset_id == dataset_id]
+    conditions = _live(dataset_id)
     for key, value in filters.items():
         _check_filter(key, value)
         conditions.append(_json_field_equals(dialect, key, value))

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import case, delete, insert, or_, select, update
+from sqlalchemy import case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from cityos.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow
+from cityos.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow, UTCDateTime
 from cityos.errors import SchemaError
 from cityos.events import ValidatedEvent
 
@@ -46,7 +47,7 @@ class BatchResult:
     """What ``apply_batch`` did; every event lands in exactly one of the four counts."""
 
     applied: int = 0  # upserts written
-    deleted: int = 0  # deletions processed (record removed, or already absent)
+    deleted: int = 0  # deletions processed (record tombstoned, or already absent)
     stale: int = 0  # older than the stored state: recorded in the ledger, nothing else changed
     duplicate: int = 0  # (source, id) already in the ledger or earlier in the batch: nothing changed
     applied_by_dataset: dict[str, int] = field(default_factory=dict)  # upserts per dataset
@@ -64,8 +65,8 @@ class _RecordState:
     version: _Version  # of the event that produced this state (a deletion too)
     source: str
     event_id: str
-    row: dict[str, Any] | None  # values to write; None while present and unchanged, or absent
-    present: bool
+    row: dict[str, Any] | None  # values to write (a record or a tombstone); None while unchanged
+    present: bool  # False for a tombstone
 
 
 def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
@@ -84,16 +85,11 @@ def _latest(moments: dict[str, datetime], key: str, moment: datetime) -> None:
 
 
 def _utc(moment: datetime) -> datetime:
-    # SQLite keeps DateTime as text without offset: storing UTC everywhere keeps values comparable
-    # (also as text) and correct when read back.
+    # Versions compare as instants (UTCDateTime stores and returns UTC too); refuse naive times early,
+    # before anything of the batch is decided.
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment.isoformat()}: event times must be timezone-aware")
     return moment.astimezone(UTC)
-
-
-def _as_aware(moment: datetime) -> datetime:
-    # SQLite returns the stored UTC text as a naive datetime.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _coordinate(value: object, limit: float) -> float | None:
@@ -264,6 +260,26 @@ def _pair_chunks(pairs: Collection[_Key]) -> Iterator[tuple[list[str], list[str]
         yield sorted({first for first, _ in chunk}), [second for _, second in chunk]
 
 
+@contextmanager
+def _custom_plans(session: Session) -> Iterator[None]:
+    """On PostgreSQL, plan the enclosed statements for their actual parameters.
+
+    psycopg prepares a statement after a few executions and PostgreSQL may then keep a generic plan.
+    Made while the tables were still small (a fresh catalog), the IN-list look-ups' generic plan is a
+    sequential scan that stays until the next ANALYZE: 20,000 events loaded into an empty catalog ran
+    at a third of the speed. The bulk writes keep their prepared plans (primary-key access is right
+    at any size); ``set_config(..., true)`` is transaction-local, so nothing leaks to the connection.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
+    try:
+        yield
+    finally:
+        if postgres:
+            session.execute(select(func.set_config("plan_cache_mode", "auto", True)))
+
+
 def _existing_ledger(session: Session, keys: Collection[_Key]) -> set[_Key]:
     found: set[_Key] = set()
     wanted = set(keys)
@@ -279,7 +295,8 @@ def _existing_ledger(session: Session, keys: Collection[_Key]) -> set[_Key]:
 
 def _stored_records(session: Session, keys: Collection[_Key]) -> dict[_Key, _RecordState]:
     # Only the ordering columns: the documents are not needed to decide, and plain rows keep the
-    # ORM identity map out of a path that then writes with bulk statements.
+    # ORM identity map out of a path that then writes with bulk statements. Tombstones included:
+    # their version is what keeps an older upsert from resurrecting the record.
     states: dict[_Key, _RecordState] = {}
     wanted = set(keys)
     for dataset_ids, record_keys in _pair_chunks(wanted):
@@ -292,17 +309,18 @@ def _stored_records(session: Session, keys: Collection[_Key]) -> dict[_Key, _Rec
                 Record.kafka_offset,
                 Record.event_source,
                 Record.event_id,
+                Record.deleted_at,
             ).where(Record.dataset_id.in_(dataset_ids), Record.record_key.in_(record_keys))
         )
-        for dataset_id, record_key, event_time, partition, offset, source, event_id in rows:
+        for dataset_id, record_key, event_time, partition, offset, source, event_id, deleted_at in rows:
             if (dataset_id, record_key) not in wanted:
                 continue
             states[(dataset_id, record_key)] = _RecordState(
-                version=(_utc(_as_aware(event_time)), partition, offset),
+                version=(event_time, partition, offset),
                 source=source,
                 event_id=event_id,
                 row=None,
-                present=True,
+                present=deleted_at is None,
             )
     return states
 
@@ -345,6 +363,27 @@ def _record_row(
         "latitude": latitude,
         "longitude": longitude,
         "updated_at": now,
+        "deleted_at": None,
+    }
+
+
+def _tombstone_row(event: ValidatedEvent, version: _Version, now: datetime) -> dict[str, Any]:
+    # The same columns as _record_row (one executemany for both). The document and the coordinates go:
+    # a deletion must not leave the data behind (personal data included); only the version stays.
+    return {
+        "dataset_id": event.dataset_id,
+        "record_key": event.record_key,
+        "data": {},
+        "schema_version": event.schema_version,
+        "event_source": event.source,
+        "event_id": event.id,
+        "event_time": version[0],
+        "kafka_partition": event.partition,
+        "kafka_offset": event.offset,
+        "latitude": None,
+        "longitude": None,
+        "updated_at": now,
+        "deleted_at": now,
     }
 
 
@@ -354,21 +393,27 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
     - an event whose (source, id) is in the ledger, or earlier in the batch, is a duplicate: no change;
     - an upsert or deletion older than the record's state -- by (time, partition, offset) -- is stale:
       ledgered, nothing else changes, so redelivery and replay never roll a record back;
-    - otherwise the record is written or removed, and the dataset's count and last change updated.
+    - otherwise the record is written, or replaced by a tombstone (``deleted_at`` set, document
+      dropped, the deletion's version kept), and the dataset's count and last change updated.
+
+    The state a record is compared against may be a tombstone: a deletion followed, in any later
+    batch, by an older upsert (a dead-letter replay) stays deleted, while a newer upsert re-creates
+    the record. A deletion of an unknown record leaves a tombstone too, so an older upsert that
+    arrives after it cannot create the record either. Tombstones are never counted or read.
 
     A handful of queries per batch (IN lists), then bulk writes. On a concurrent apply of the same
     events the ledger's primary key raises ``IntegrityError``: roll back and retry the batch.
-    Known gap: without tombstones, a deletion followed by an *older* upsert in a later batch
-    recreates the record (within one batch the deletion's position is remembered).
     """
     result = BatchResult()
     if not events:
         return result
     processed_at = _utc(now)
 
-    seen = _existing_ledger(session, {(e.source, e.id) for e in events})
-    states = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
+    with _custom_plans(session):
+        seen = _existing_ledger(session, {(e.source, e.id) for e in events})
+        states = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
     stored_keys = frozenset(states)
+    stored_live = frozenset(key for key, state in states.items() if state.present)
     locations = _dataset_locations(session, {e.dataset_id for e in events})
 
     ledger_rows: list[dict[str, Any]] = []
@@ -395,7 +440,8 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
                 note = "record absent"
             else:
                 _latest(last_change, event.dataset_id, version[0])
-            states[record_key] = _RecordState(version, event.source, event.id, row=None, present=False)
+            row = _tombstone_row(event, version, processed_at)
+            states[record_key] = _RecordState(version, event.source, event.id, row=row, present=False)
             result.deleted += 1
             _bump(result.deleted_by_dataset, event.dataset_id)
         else:
@@ -416,37 +462,24 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
             }
         )
 
-    # Net effect per record against what the database held before the batch.
+    # Net effect per record against what the database held before the batch. Records and tombstones
+    # alike are rows: a key with a row is updated in place, a new key inserted; nothing is deleted.
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    deletes: list[_Key] = []
     count_delta: dict[str, int] = {}
     # Key order: concurrent writers then lock rows in the same order, and B-tree pages are hit in turn.
     for record_key, state in sorted(states.items()):
-        in_db = record_key in stored_keys
-        if state.present and state.row is not None:
-            (updates if in_db else inserts).append(state.row)
-            if not in_db:
-                _bump(count_delta, record_key[0])
-        elif not state.present and in_db:
-            deletes.append(record_key)
-            _bump(count_delta, record_key[0], -1)
+        if state.row is None:
+            continue  # unchanged by this batch
+        (updates if record_key in stored_keys else inserts).append(state.row)
+        was_live = record_key in stored_live
+        if state.present != was_live:
+            _bump(count_delta, record_key[0], 1 if state.present else -1)
 
     if ledger_rows:
         # render_nulls: keep NULL columns in the statement so every row shares one executemany
         # (by default the ORM splits rows into groups by which values are None).
         session.execute(insert(ProcessedEvent).execution_options(render_nulls=True), ledger_rows)
-    if deletes:
-        # One dataset per statement: an IN list per column would also hit other datasets' keys.
-        by_dataset: dict[str, list[str]] = {}
-        for dataset_id, key in sorted(deletes):
-            by_dataset.setdefault(dataset_id, []).append(key)
-        for dataset_id, keys in by_dataset.items():
-            for chunk in _chunks(keys):
-                session.execute(
-                    delete(Record).where(Record.dataset_id == dataset_id, Record.record_key.in_(chunk)),
-                    execution_options={"synchronize_session": False},
-                )
     if inserts:
         session.execute(insert(Record).execution_options(render_nulls=True), inserts)
     if updates:
@@ -461,8 +494,10 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
             values["record_count"] = Dataset.record_count + delta
         changed_at = last_change.get(dataset_id)
         if changed_at is not None:
+            # Typed literal: bound through UTCDateTime like the column it is compared with and stored in.
+            moment = literal(changed_at, UTCDateTime())
             values["last_record_at"] = case(
-                (or_(Dataset.last_record_at.is_(None), Dataset.last_record_at < changed_at), changed_at),
+                (or_(Dataset.last_record_at.is_(None), Dataset.last_record_at < moment), moment),
                 else_=Dataset.last_record_at,
             )
         if values:

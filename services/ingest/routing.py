@@ -40,7 +40,7 @@ class OutboundMessage:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes]]
 
 
 @dataclass(slots=True)  # not frozen: frozen construction costs 4x on the hot path
@@ -138,7 +138,7 @@ def _validated(
 def _deadletter(
     message: InboundMessage, refusal: Rejected, department: str, dataset: str, schema: str, topics: Topics
 ) -> Routed:
-    headers: list[tuple[str, bytes]] = [(k, v) for k, v in message.headers if v is not None]
+    headers: list[tuple[str, str | bytes]] = [(k, v) for k, v in message.headers if v is not None]
     headers += [
         ("cityos_reason", refusal.reason.value.encode()),
         ("cityos_detail", refusal.detail.encode("utf-8", errors="replace")[:1000]),

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from cityos.errors import KafkaUnavailable
 from cityos.events import Reason
-from cityos.kafka import OffsetTracker, headers_list
+from cityos.kafka import OffsetTracker, error_code, headers_list
 from cityos.metrics import IngestMetrics
 from cityos.validation import ValidatorRegistry
 from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
@@ -130,7 +130,7 @@ class IngestService:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             # Nothing stored yet is a normal case at shutdown, not a failure.
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
+            if error_code(exc) != KafkaError._NO_OFFSET:
                 raise
 
     def close(self) -> None:
@@ -164,7 +164,7 @@ class IngestService:
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
+            if error_code(exc) != KafkaError._NO_OFFSET:
                 log.warning("commit on revoke failed: %s", exc)
         self._tracker.forget(partitions)
 

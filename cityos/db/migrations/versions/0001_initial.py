@@ -5,7 +5,9 @@ Revises:
 Create Date: 2026-11-27
 
 Written out in full rather than importing the models: a migration must keep describing the schema
-of its day after the models move on.
+of its day after the models move on. Timestamps are plain ``DateTime(timezone=True)`` here; the
+models' ``UTCDateTime`` only converts values in Python and emits the same DDL. Deleted records stay
+as tombstones (``records.deleted_at``), indexed with their dataset for the live-record reads.
 """
 
 from __future__ import annotations
@@ -76,14 +78,21 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("kafka_partition", sa.Integer(), nullable=False),
-        sa.Column("kafka_offset", sa.Integer(), nullable=False),
+        sa.Column("kafka_offset", sa.BigInteger(), nullable=False),
         sa.Column("latitude", sa.Float(), nullable=True),
         sa.Column("longitude", sa.Float(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"]),
         sa.PrimaryKeyConstraint("dataset_id", "record_key"),
     )
     op.create_index("ix_records_updated_at", "records", ["updated_at"], unique=False)
+    op.create_index(
+        "ix_records_dataset_id_deleted_at_record_key",
+        "records",
+        ["dataset_id", "deleted_at", "record_key"],
+        unique=False,
+    )
     op.create_table(
         "processed_events",
         sa.Column("source", sa.String(length=500), nullable=False),
@@ -98,6 +107,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("processed_events")
+    op.drop_index("ix_records_dataset_id_deleted_at_record_key", table_name="records")
     op.drop_index("ix_records_updated_at", table_name="records")
     op.drop_table("records")
     op.drop_index("ix_schema_versions_dataset_id", table_name="schema_versions")
