@@ -58,7 +58,7 @@ def go(registry: ValidatorRegistry, msg: InboundMessage) -> Routed:
 
 
 def headers(routed: Routed) -> dict[str, str]:
-    return {k: v.decode() for k, v in routed.outbound.headers}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in routed.outbound.headers}
 
 
 def test_valid_event_goes_to_validated_topic_keyed_by_dataset_and_record(registry: ValidatorRegistry) -> None:
