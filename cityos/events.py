@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -294,6 +294,8 @@ def _header_text(headers: Sequence[Header], name: str) -> str | None:
 
 
 def _is_binary_mode(headers: Sequence[Header]) -> bool:
+    if not headers:
+        return False
     content_type = _header_text(headers, "content-type") or ""
     if content_type.startswith(STRUCTURED_CONTENT_TYPE):
         return False
@@ -316,7 +318,7 @@ def _attributes_from_headers(headers: Sequence[Header]) -> dict[str, Any]:
 
 
 def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timedelta) -> Envelope:
-    get = attrs.get
+    get: Callable[[str], Any] = attrs.get  # Any: the checks below establish the types
     specversion, event_id, source, event_type = get("specversion"), get("id"), get("source"), get("type")
     for name, value in (
         ("specversion", specversion),
@@ -334,7 +336,7 @@ def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timed
     for name, value in (("time", time_text), ("dataschema", dataschema), ("subject", subject)):
         if value is not None and type(value) is not str:
             raise _Refusal(Reason.INVALID_ENVELOPE, f"attribute '{name}' must be a string")
-    if len(cast(str, event_id)) > 200 or len(cast(str, source)) > 500:
+    if len(event_id) > 200 or len(source) > 500:
         raise _Refusal(Reason.INVALID_ENVELOPE, "id (200) or source (500) is too long")
     time: datetime | None = None
     if time_text:
@@ -344,10 +346,19 @@ def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timed
             raise _Refusal(Reason.INVALID_EVENT_TIME, f"time {time_text!r}: {exc}") from None
         if time - now > max_future:
             raise _Refusal(Reason.FUTURE_EVENT_TIME, f"time {time_text} is more than {max_future} ahead")
-    # The checks above proved these are strings; cast only informs the type checker.
-    return Envelope(
-        cast(str, event_id), cast(str, source), cast(str, event_type), time, dataschema, subject, mode
-    )
+    return Envelope(event_id, source, event_type, time, dataschema, subject, mode)
+
+
+def parse_structured(value: bytes | None, headers: Sequence[Header]) -> dict[str, Any] | None:
+    """The strictly parsed JSON object of a structured-mode message, or None for binary mode and
+    for anything refused (``decode_event`` then says why)."""
+    if value is None or _is_binary_mode(headers):
+        return None
+    try:
+        document = parse_strict_json(value)
+    except _Refusal:
+        return None
+    return document if type(document) is dict else None
 
 
 def decode_event(

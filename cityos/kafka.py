@@ -92,6 +92,11 @@ class _Batch:
     failed: str | None = None
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
+    def expect(self, topic: str, partition: int, offset: int) -> None:
+        """One output will be produced for input (topic, partition, offset)."""
+        self.pending += 1
+        self.positions[(topic, partition)] = offset + 1
+
     def ack(self, err: KafkaError | None, _msg: Message) -> None:
         self.pending -= 1
         if err is not None and self.failed is None:
@@ -110,12 +115,6 @@ class OffsetTracker:
         batch = _Batch()
         self._batches.append(batch)
         return batch
-
-    @staticmethod
-    def expect(batch: _Batch, topic: str, partition: int, offset: int) -> None:
-        """One output will be produced for input (topic, partition, offset)."""
-        batch.pending += 1
-        batch.positions[(topic, partition)] = offset + 1
 
     def seal(self, batch: _Batch) -> None:
         batch.sealed = True

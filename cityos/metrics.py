@@ -46,6 +46,11 @@ class IngestMetrics:
             "Messages behind the end of the department topics, summed over assigned partitions.",
             registry=registry,
         )
+        self.assigned = Gauge(
+            "cityos_ingest_assigned_partitions",
+            "Department-topic partitions currently assigned to this process.",
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "cityos_ingest_produce_in_flight_messages",
             "Produced messages not yet acknowledged by the broker.",

@@ -19,8 +19,8 @@ from cityos.errors import KafkaUnavailable
 from cityos.events import ValidatedEvent, parse_event_time
 from cityos.kafka import headers_list
 from cityos.metrics import CatalogMetrics
+from cityos.validation import parse_schema_uri
 from services.catalog.store import apply_batch
-from services.ingest.routing import EXT_DATASET, EXT_SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,47 @@ class UndecodableEvent(ValueError):
     """A message on the validated topic that ingest could not have produced."""
 
 
-def decode_validated(value: bytes | None, partition: int, offset: int) -> ValidatedEvent:
-    """Parse one validated-topic message (written by ingest). Raises UndecodableEvent."""
+def decode_validated(
+    value: bytes | None, key: bytes | None, timestamp_ms: int | None, partition: int, offset: int
+) -> ValidatedEvent:
+    """Parse one validated-topic message (written by ingest). Raises UndecodableEvent.
+
+    The key is ``<dataset>/<record key>``; the value a structured CloudEvent whose ``dataschema``
+    names the schema version; a missing ``time`` falls back to the Kafka timestamp.
+    """
     try:
+        dataset_id, _, record_key = (key or b"").decode("utf-8").partition("/")
         body = orjson.loads(value or b"")
+        schema = parse_schema_uri(body["dataschema"])
+        if not record_key or schema is None or schema[0] != dataset_id:
+            raise ValueError(f"key {key!r} does not match dataschema {body.get('dataschema')!r}")
+        if body.get("time"):
+            time = parse_event_time(body["time"])
+        elif timestamp_ms:
+            time = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+        else:
+            raise ValueError("event has neither time nor a Kafka timestamp")
         data = body.get("data")
         return ValidatedEvent(
-            dataset_id=body[EXT_DATASET],
-            record_key=body["subject"],
-            schema_version=int(body[EXT_SCHEMA_VERSION]),
+            dataset_id=dataset_id,
+            record_key=record_key,
+            schema_version=schema[1],
             source=body["source"],
             id=body["id"],
             type=body["type"],
-            time=parse_event_time(body["time"]),
+            time=time,
             data=data if isinstance(data, dict) else None,
             partition=partition,
             offset=offset,
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        UnicodeDecodeError,
+    ) as exc:
         raise UndecodableEvent(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -102,7 +125,9 @@ class CatalogConsumer:
             partition, offset = message.partition() or 0, message.offset() or 0
             positions[(message.topic() or "", partition)] = offset + 1
             try:
-                events.append(decode_validated(message.value(), partition, offset))
+                kind, stamp = message.timestamp()
+                stamp_ms = stamp if kind != 0 else None  # 0 = TIMESTAMP_NOT_AVAILABLE
+                events.append(decode_validated(message.value(), message.key(), stamp_ms, partition, offset))
             except UndecodableEvent as exc:
                 self._reject(message, headers_list(message.headers()), str(exc))
         if events:

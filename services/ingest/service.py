@@ -72,10 +72,13 @@ class IngestService:
         self._tracker = OffsetTracker()
         self._children: dict[tuple[str, ...], Any] = {}
         self._next_lag_refresh = 0.0
+        self._assigned: set[tuple[str, int]] = set()
         self.processed = 0
 
     def subscribe(self, pattern: str) -> None:
-        self._consumer.subscribe([pattern], on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._consumer.subscribe(
+            [pattern], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set, then flush output and commit what is durable."""
@@ -93,9 +96,12 @@ class IngestService:
     def process(self, messages: Sequence[Message]) -> None:
         batch = self._tracker.open()
         # One clock reading and one metrics update per batch: per-event locking in the metrics
-        # library would cost more than the validation itself.
+        # library would cost more than the validation itself. Names are bound once: this loop
+        # runs for every event.
         now = self._clock()
         outcomes: dict[tuple[str, str, Reason | None], int] = {}
+        registry, topics, max_future = self._registry, self._topics, self._max_future
+        produce, ack, expect = self._producer.produce, batch.ack, batch.expect
         for index, message in enumerate(messages):
             error = message.error()
             if error is not None:
@@ -103,21 +109,25 @@ class IngestService:
                 continue
             timed = index % VALIDATION_SAMPLE_EVERY == 0
             started = time.perf_counter() if timed else 0.0
-            routed = route(
-                inbound(message),
-                registry=self._registry,
-                topics=self._topics,
-                now=now,
-                max_future=self._max_future,
-            )
+            incoming = inbound(message)
+            routed = route(incoming, registry=registry, topics=topics, now=now, max_future=max_future)
             if timed:
                 self._metrics.validation_seconds.observe(time.perf_counter() - started)
             label = (routed.department, routed.dataset, routed.reason)
             outcomes[label] = outcomes.get(label, 0) + 1
-            self._tracker.expect(
-                batch, message.topic() or "", message.partition() or 0, message.offset() or 0
-            )
-            self._produce(routed.outbound, batch.ack)
+            expect(incoming.topic, incoming.partition, incoming.offset)
+            out = routed.outbound
+            try:
+                produce(
+                    out.topic,
+                    value=out.value,
+                    key=out.key,
+                    headers=out.headers,
+                    timestamp=out.timestamp_ms or 0,  # 0: let the client stamp it
+                    on_delivery=ack,
+                )
+            except BufferError:
+                self._produce_when_room(out, ack)
         self._tracker.seal(batch)
         self._count(outcomes)
         self.processed += len(messages)
@@ -137,24 +147,35 @@ class IngestService:
         """Leave the group cleanly (stored offsets are committed by close)."""
         self._consumer.close()
 
-    def _produce(
+    def _produce_when_room(
         self, out: OutboundMessage, on_delivery: Callable[[KafkaError | None, Message], None]
     ) -> None:
         while True:
+            # Local queue full: serve delivery reports until there is room (back-pressure).
+            self._producer.poll(0.1)
             try:
                 self._producer.produce(
-                    out.topic, value=out.value, key=out.key, headers=out.headers, on_delivery=on_delivery
+                    out.topic,
+                    value=out.value,
+                    key=out.key,
+                    headers=out.headers,
+                    timestamp=out.timestamp_ms or 0,
+                    on_delivery=on_delivery,
                 )
                 return
             except BufferError:
-                # Local queue full: serve delivery reports until there is room (back-pressure).
-                self._producer.poll(0.1)
+                continue
 
     def _store_ready(self) -> None:
         offsets = self._tracker.ready()
         self._metrics.in_flight.set(self._tracker.in_flight)
         if offsets:
             self._consumer.store_offsets(offsets=offsets)
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Cooperative rebalancing hands out increments, not the whole assignment.
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._metrics.assigned.set(len(self._assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Before giving partitions away, make their output durable and commit their positions,
@@ -167,10 +188,16 @@ class IngestService:
             if error_code(exc) != KafkaError._NO_OFFSET:
                 log.warning("commit on revoke failed: %s", exc)
         self._tracker.forget(partitions)
+        self._unassign(partitions)
+
+    def _unassign(self, partitions: list[TopicPartition]) -> None:
+        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self._metrics.assigned.set(len(self._assigned))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost without revoke: %s", [(p.topic, p.partition) for p in partitions])
         self._tracker.forget(partitions)
+        self._unassign(partitions)
 
     def _on_consume_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

@@ -66,19 +66,27 @@ def test_valid_event_goes_to_validated_topic_keyed_by_dataset_and_record(registr
     assert routed.reason is None
     assert routed.outbound.topic == "cityos.validated"
     assert routed.outbound.key == b"aed/1"
-    body = orjson.loads(routed.outbound.value)
-    assert body["data"] == AED
-    assert body["subject"] == "1"
-    assert (body["cityosdataset"], body["cityosschemaversion"], body["id"]) == ("aed", 1, "evt-1")
+    assert routed.outbound.value == message(aed_event()).value, "structured events pass through unchanged"
+    assert routed.outbound.timestamp_ms == 1_764_244_800_000
     assert routed.outbound.headers == []
     assert (routed.department, routed.dataset) == ("fire", "aed")
 
 
-def test_event_without_time_takes_the_kafka_timestamp(registry: ValidatorRegistry) -> None:
-    event = aed_event()
-    del event["time"]
-    body = orjson.loads(go(registry, message(event)).outbound.value)
-    assert body["time"] == datetime.fromtimestamp(1_764_244_800, UTC).isoformat()
+def test_binary_mode_event_is_normalised_to_structured_json(registry: ValidatorRegistry) -> None:
+    headers: list[tuple[str, bytes | None]] = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"bin-1"),
+        ("ce_source", b"/departments/fire/aed"),
+        ("ce_type", b"jp.cityos.record.upserted"),
+        ("ce_time", b"2026-11-27T11:00:00Z"),
+        ("ce_dataschema", schema_uri("aed", 1).encode()),
+    ]
+    inbound = InboundMessage("dept.fire.events", 0, 5, b"k", json.dumps(AED).encode(), headers, None)
+    routed = go(registry, inbound)
+    assert routed.reason is None
+    body = orjson.loads(routed.outbound.value)
+    assert (body["id"], body["specversion"], body["data"]) == ("bin-1", "1.0", AED)
+    assert body["time"] == "2026-11-27T11:00:00+00:00"
 
 
 def test_schema_violation_is_dead_lettered_with_pointer_and_provenance(registry: ValidatorRegistry) -> None:

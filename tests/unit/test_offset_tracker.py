@@ -16,8 +16,8 @@ def positions(tracker: OffsetTracker) -> dict[tuple[str, int], int]:
 def test_nothing_is_released_before_acknowledgement() -> None:
     tracker = OffsetTracker()
     batch = tracker.open()
-    tracker.expect(batch, "t", 0, 10)
-    tracker.expect(batch, "t", 1, 5)
+    batch.expect("t", 0, 10)
+    batch.expect("t", 1, 5)
     tracker.seal(batch)
     assert positions(tracker) == {}
     batch.ack(None, None)  # type: ignore[arg-type]
@@ -30,10 +30,10 @@ def test_nothing_is_released_before_acknowledgement() -> None:
 def test_a_later_batch_waits_for_an_earlier_one() -> None:
     tracker = OffsetTracker()
     first, second = tracker.open(), None
-    tracker.expect(first, "t", 0, 1)
+    first.expect("t", 0, 1)
     tracker.seal(first)
     second = tracker.open()
-    tracker.expect(second, "t", 0, 2)
+    second.expect("t", 0, 2)
     tracker.seal(second)
     second.ack(None, None)  # type: ignore[arg-type]
     assert positions(tracker) == {}, "offset 3 must not be committed while offset 1's output is unacked"
@@ -44,7 +44,7 @@ def test_a_later_batch_waits_for_an_earlier_one() -> None:
 def test_an_unsealed_batch_is_not_released() -> None:
     tracker = OffsetTracker()
     batch = tracker.open()
-    tracker.expect(batch, "t", 0, 1)
+    batch.expect("t", 0, 1)
     batch.ack(None, None)  # type: ignore[arg-type]
     assert positions(tracker) == {}
 
@@ -52,7 +52,7 @@ def test_an_unsealed_batch_is_not_released() -> None:
 def test_a_failed_delivery_stops_the_line() -> None:
     tracker = OffsetTracker()
     batch = tracker.open()
-    tracker.expect(batch, "t", 0, 1)
+    batch.expect("t", 0, 1)
     tracker.seal(batch)
     batch.ack(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # type: ignore[arg-type]
     with pytest.raises(DeliveryFailed):
@@ -64,8 +64,8 @@ def test_revoked_partitions_are_forgotten() -> None:
 
     tracker = OffsetTracker()
     batch = tracker.open()
-    tracker.expect(batch, "t", 0, 1)
-    tracker.expect(batch, "t", 1, 1)
+    batch.expect("t", 0, 1)
+    batch.expect("t", 1, 1)
     tracker.seal(batch)
     tracker.forget([TopicPartition("t", 1)])
     batch.ack(None, None)  # type: ignore[arg-type]
