@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cityos.errors import DeliveryFailed, KafkaUnavailable
@@ -142,6 +142,33 @@ class OffsetTracker:
         for batch in self._batches:
             for key in revoked:
                 batch.positions.pop(key, None)
+
+
+# Partitions of the pipeline's own topics. Validated events are keyed by record, so more
+# partitions mean more catalog (and later feed) processes can share the work.
+VALIDATED_PARTITIONS = 6
+DEADLETTER_PARTITIONS = 3
+
+
+def ensure_pipeline_topics(bootstrap: str, *, validated: str, deadletter: str) -> None:
+    """The validated and dead-letter topics exist before anyone produces or consumes them."""
+    ensure_topics(bootstrap, {validated: VALIDATED_PARTITIONS, deadletter: DEADLETTER_PARTITIONS})
+
+
+def consumer_lag(consumer: Consumer) -> int | None:
+    """Messages between the consumer's positions and the ends of its assigned partitions, from
+    the client's cached watermarks (no broker round trip); None when it cannot be known now."""
+    try:
+        assigned = consumer.assignment()
+        positions = consumer.position(assigned) if assigned else []
+    except KafkaException:
+        return None
+    lag = 0
+    for tp in positions:
+        _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        if tp.offset >= 0 and high >= 0:
+            lag += max(high - tp.offset, 0)
+    return lag
 
 
 def error_code(exc: KafkaException) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -17,12 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.errors import KafkaUnavailable
 from cityos.events import ValidatedEvent, parse_event_time
-from cityos.kafka import headers_list
+from cityos.kafka import consumer_lag, headers_list
 from cityos.metrics import CatalogMetrics
 from cityos.validation import parse_schema_uri
 from services.catalog.store import apply_batch
 
 log = logging.getLogger(__name__)
+
+LAG_REFRESH_S = 5.0
 
 
 class UndecodableEvent(ValueError):
@@ -102,10 +105,16 @@ class CatalogConsumer:
         self._consumer.subscribe([topic])
 
     def run(self, stop: threading.Event) -> None:
+        next_lag_refresh = 0.0
         while not stop.is_set():
             messages = self._consumer.consume(num_messages=self._batch_size, timeout=self._batch_timeout_s)
             if messages:
                 self.process(messages)
+            if time.monotonic() >= next_lag_refresh:
+                next_lag_refresh = time.monotonic() + LAG_REFRESH_S
+                lag = consumer_lag(self._consumer)
+                if lag is not None:
+                    self._metrics.lag.set(lag)
         self._deadletter.flush(30)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY
 
 from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.kafka import consumer_config, ensure_topics, producer_config
+from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.metrics import CatalogMetrics
 from cityos.runtime import configure_logging, stop_on_signals
 from cityos.schemas import load_schema_dir
@@ -17,7 +17,6 @@ from cityos.settings import Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.consumer import CatalogConsumer
 from services.catalog.store import sync_schema_set
-from services.ingest.main import DEADLETTER_PARTITIONS, VALIDATED_PARTITIONS
 
 
 def serve(settings: Settings) -> None:
@@ -29,9 +28,8 @@ def serve(settings: Settings) -> None:
     sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
     with sessions.begin() as session:
         sync_schema_set(session, schema_set=load_schema_dir(settings.schemas_dir))
-    ensure_topics(
-        settings.kafka_bootstrap,
-        {settings.validated_topic: VALIDATED_PARTITIONS, settings.deadletter_topic: DEADLETTER_PARTITIONS},
+    ensure_pipeline_topics(
+        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
     )
     metrics = CatalogMetrics(REGISTRY)
     api = uvicorn.Server(

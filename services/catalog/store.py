@@ -370,21 +370,9 @@ def _record_row(
 def _tombstone_row(event: ValidatedEvent, version: _Version, now: datetime) -> dict[str, Any]:
     # The same columns as _record_row (one executemany for both). The document and the coordinates go:
     # a deletion must not leave the data behind (personal data included); only the version stays.
-    return {
-        "dataset_id": event.dataset_id,
-        "record_key": event.record_key,
-        "data": {},
-        "schema_version": event.schema_version,
-        "event_source": event.source,
-        "event_id": event.id,
-        "event_time": version[0],
-        "kafka_partition": event.partition,
-        "kafka_offset": event.offset,
-        "latitude": None,
-        "longitude": None,
-        "updated_at": now,
-        "deleted_at": now,
-    }
+    row = _record_row(event, version, None, now)
+    row.update(data={}, deleted_at=now)
+    return row
 
 
 def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: datetime) -> BatchResult:

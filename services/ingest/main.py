@@ -7,7 +7,7 @@ from datetime import timedelta
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY, start_http_server
 
-from cityos.kafka import consumer_config, ensure_topics, producer_config
+from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.metrics import IngestMetrics
 from cityos.runtime import configure_logging, stop_on_signals
 from cityos.schemas import load_schema_dir
@@ -16,16 +16,12 @@ from cityos.validation import ValidatorRegistry
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
 
-VALIDATED_PARTITIONS = 6
-DEADLETTER_PARTITIONS = 3
-
 
 def serve(settings: Settings) -> None:
     configure_logging()
     schema_set = load_schema_dir(settings.schemas_dir)
-    ensure_topics(
-        settings.kafka_bootstrap,
-        {settings.validated_topic: VALIDATED_PARTITIONS, settings.deadletter_topic: DEADLETTER_PARTITIONS},
+    ensure_pipeline_topics(
+        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
     )
     metrics = IngestMetrics(REGISTRY)
     start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from cityos.errors import KafkaUnavailable
 from cityos.events import Reason
-from cityos.kafka import OffsetTracker, error_code, headers_list
+from cityos.kafka import OffsetTracker, consumer_lag, error_code, headers_list
 from cityos.metrics import IngestMetrics
 from cityos.validation import ValidatorRegistry
 from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
@@ -229,14 +229,6 @@ class IngestService:
         if now < self._next_lag_refresh:
             return
         self._next_lag_refresh = now + LAG_REFRESH_S
-        try:
-            assigned = self._consumer.assignment()
-            positions = self._consumer.position(assigned) if assigned else []
-        except KafkaException:
-            return
-        lag = 0
-        for tp in positions:
-            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:
-                lag += max(high - tp.offset, 0)
-        self._metrics.lag.set(lag)
+        lag = consumer_lag(self._consumer)
+        if lag is not None:
+            self._metrics.lag.set(lag)
