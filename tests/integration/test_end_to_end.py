@@ -90,6 +90,16 @@ def test_real_csvs_flow_to_the_api_with_exact_values(stack: Stack, tmp_path: Pat
         got = {record[key]: record for record in body["records"]}
         assert got == expected, f"{dataset}: served values differ from the CSV"
 
+    # The same AED file as departments often have it: Shift_JIS (CP932) with CRLF. Different bytes,
+    # so new event ids; the records end up with the same values.
+    cp932 = tmp_path / "222127_aed_cp932.csv"
+    cp932.write_bytes((YAIZU / "222127_aed.csv").read_text(encoding="utf-8-sig").encode("cp932"))
+    code, summary, output = import_csv(stack, cp932, "aed", tmp_path)
+    assert code == 0, output
+    assert summary["rows_valid"] == 82
+    body = served(stack, "aed", 82)
+    assert {r["NO"]: r for r in body["records"]} == csv_records(YAIZU / "222127_aed.csv", "aed")
+
     # Real invalid rows: Yaizu's evacuation sites flag hazards with ○ where the standard says 1.
     code, summary, output = import_csv(
         stack, YAIZU / "222127_evacuation_space.csv", "evacuation-space", tmp_path
@@ -114,7 +124,8 @@ def test_real_csvs_flow_to_the_api_with_exact_values(stack: Stack, tmp_path: Pat
 
     # Each service counts what it did, in valid Prometheus exposition.
     ingest_metrics = httpx.get(stack.url("ingest", "/metrics")).text
-    assert 'cityos_ingest_events_valid_total{dataset="aed",department="fire"} 164.0' in ingest_metrics
+    # 82 rows, again 82 as CP932, again 82 as the same file (duplicates for the catalog).
+    assert 'cityos_ingest_events_valid_total{dataset="aed",department="fire"} 246.0' in ingest_metrics
     assert 'reason="schema_violation"' in ingest_metrics
     catalog_metrics = httpx.get(stack.url("catalog", "/metrics")).text
     assert 'cityos_catalog_records_upserted_total{dataset="public-facility"} 230.0' in catalog_metrics
