@@ -64,7 +64,7 @@ class CatalogMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
             "cityos_catalog_events",
-            "Validated events consumed, by outcome (applied, stale, duplicate, deleted, undecodable).",
+            "Validated events consumed, by outcome (applied, stale, duplicate, deleted, undecodable, rejected).",
             ["outcome"],
             registry=registry,
         )
@@ -78,6 +78,11 @@ class CatalogMetrics:
             "cityos_catalog_batch_duration_seconds",
             "Time to apply one batch in one database transaction.",
             buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.db_retries = Counter(
+            "cityos_catalog_db_retries",
+            "Batches retried because the database was unavailable.",
             registry=registry,
         )
         self.lag = Gauge(

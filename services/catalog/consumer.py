@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.errors import KafkaUnavailable
@@ -26,6 +27,10 @@ from services.catalog.store import apply_batch
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+
+
+class CatalogStopping(Exception):
+    """Internal: stop requested while waiting for the database; the batch stays uncommitted."""
 
 
 class UndecodableEvent(ValueError):
@@ -100,16 +105,22 @@ class CatalogConsumer:
         self._batch_timeout_s = batch_timeout_s
         self._clock = clock
         self.applied = 0
+        self._stop = threading.Event()
 
     def subscribe(self, topic: str) -> None:
         self._consumer.subscribe([topic])
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         next_lag_refresh = 0.0
         while not stop.is_set():
             messages = self._consumer.consume(num_messages=self._batch_size, timeout=self._batch_timeout_s)
             if messages:
-                self.process(messages)
+                try:
+                    self.process(messages)
+                except CatalogStopping:
+                    log.warning("stopped while the database was unavailable; the batch will be re-delivered")
+                    break
             if time.monotonic() >= next_lag_refresh:
                 next_lag_refresh = time.monotonic() + LAG_REFRESH_S
                 lag = consumer_lag(self._consumer)
@@ -121,7 +132,7 @@ class CatalogConsumer:
         self._consumer.close()
 
     def process(self, messages: Sequence[Message]) -> None:
-        events: list[ValidatedEvent] = []
+        pairs: list[tuple[ValidatedEvent, Message]] = []
         positions: dict[tuple[str, int], int] = {}
         for message in messages:
             error = message.error()
@@ -136,14 +147,14 @@ class CatalogConsumer:
             try:
                 kind, stamp = message.timestamp()
                 stamp_ms = stamp if kind != 0 else None  # 0 = TIMESTAMP_NOT_AVAILABLE
-                events.append(decode_validated(message.value(), message.key(), stamp_ms, partition, offset))
+                pairs.append(
+                    (decode_validated(message.value(), message.key(), stamp_ms, partition, offset), message)
+                )
             except UndecodableEvent as exc:
                 self._reject(message, headers_list(message.headers()), str(exc))
-        if events:
-            with self._metrics.batch_seconds.time(), self._sessions.begin() as session:
-                result = apply_batch(session, events=events, now=self._clock())
-            self._count(result)
-            self.applied += len(events)
+        if pairs:
+            self._store(pairs)
+            self.applied += len(pairs)
         if positions:
             self._deadletter.flush(30)  # dead-lettered originals are durable before we move on
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
@@ -153,7 +164,47 @@ class CatalogConsumer:
                 # The batch is durable in the DB; a failed commit only means a harmless replay.
                 log.warning("offset commit failed, batch will be re-delivered: %s", exc)
 
-    def _reject(self, message: Message, headers: list[tuple[str, bytes | None]], why: str) -> None:
+    def _store(self, pairs: list[tuple[ValidatedEvent, Message]]) -> None:
+        """Apply events in one transaction. A database that is unavailable is retried with backoff
+        (offsets stay uncommitted: nothing is lost, the partition waits). An event the database
+        refuses is isolated by splitting the batch and dead-lettered, so it cannot stall its
+        partition."""
+        delay = 0.5
+        attempts = 0
+        while True:
+            try:
+                with self._metrics.batch_seconds.time(), self._sessions.begin() as session:
+                    result = apply_batch(session, events=[event for event, _ in pairs], now=self._clock())
+                self._count(result)
+                return
+            except OperationalError as exc:  # connection lost, server restarting, locked, deadlock
+                if self._stop.is_set():
+                    raise CatalogStopping from exc
+                self._metrics.db_retries.inc()
+                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc.orig)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except SQLAlchemyError as exc:
+                attempts += 1
+                if len(pairs) > 1:
+                    middle = len(pairs) // 2
+                    self._store(pairs[:middle])
+                    self._store(pairs[middle:])
+                    return
+                if attempts < 2:
+                    continue  # a concurrent writer may have raced us once; the ledger settles it
+                event, message = pairs[0]
+                log.error("catalog refused event %s %s: %s", event.source, event.id, exc)
+                self._reject(message, headers_list(message.headers()), str(exc)[:900], "catalog_rejected")
+                return
+
+    def _reject(
+        self,
+        message: Message,
+        headers: list[tuple[str, bytes | None]],
+        why: str,
+        reason: str = "undecodable_validated_event",
+    ) -> None:
         log.error(
             "undecodable message on %s[%s]@%s: %s",
             message.topic(),
@@ -161,10 +212,10 @@ class CatalogConsumer:
             message.offset(),
             why,
         )
-        self._metrics.events.labels("undecodable").inc()
+        self._metrics.events.labels("undecodable" if reason != "catalog_rejected" else "rejected").inc()
         out: list[tuple[str, str | bytes]] = [(k, v) for k, v in headers if v is not None]
         out += [
-            ("cityos_reason", b"undecodable_validated_event"),
+            ("cityos_reason", reason.encode()),
             ("cityos_detail", why.encode("utf-8", errors="replace")[:1000]),
             ("cityos_source_topic", (message.topic() or "").encode()),
             ("cityos_source_partition", str(message.partition()).encode()),
