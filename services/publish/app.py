@@ -16,7 +16,7 @@ import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -144,7 +144,18 @@ def create_app(
             return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition (OpenMetrics when the Accept header asks for it)",
+                "content": {"text/plain": {}, "application/openmetrics-text": {}},
+            }
+        },
+    )
     def prometheus_metrics(accept: Annotated[str | None, Header()] = None) -> Response:
         body, content_type = metrics.exposition(accept)
         return Response(body, media_type=content_type)
