@@ -6,15 +6,16 @@ raises for bad input, so the ingest loop can dead-letter with a reason and move 
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-import orjson
+from cityos.reasons import Reason
+from cityos.strictjson import Refusal
+from cityos.strictjson import parse_strict_json
+
+__all__ = ["Reason", "parse_strict_json"]  # re-exported: callers see one decoding module
 
 # Record change types a department may send.
 TYPE_UPSERTED = "jp.cityos.record.upserted"
@@ -43,36 +44,12 @@ class ValidatedEvent:
 
 
 # --------------------------------------------------------------------------------------------
-# Strict decoding
+# Envelope decoding (the JSON itself is parsed strictly by cityos.strictjson)
 # --------------------------------------------------------------------------------------------
 
-MAX_MESSAGE_BYTES = 1024 * 1024
-MAX_NESTING_DEPTH = 32
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 CE_HEADER_PREFIX = "ce_"
-
-
-class Reason(StrEnum):
-    """Why an event was dead-lettered. Stable codes: operators filter and alert on them."""
-
-    MESSAGE_TOO_LARGE = "message_too_large"
-    INVALID_UTF8 = "invalid_utf8"
-    MALFORMED_JSON = "malformed_json"
-    NESTING_TOO_DEEP = "nesting_too_deep"
-    DUPLICATE_KEY = "duplicate_key"
-    NON_FINITE_NUMBER = "non_finite_number"
-    NUL_CHARACTER = "nul_character"
-    INVALID_UNICODE = "invalid_unicode"
-    INVALID_ENVELOPE = "invalid_envelope"
-    UNKNOWN_EVENT_TYPE = "unknown_event_type"
-    INVALID_EVENT_TIME = "invalid_event_time"
-    FUTURE_EVENT_TIME = "future_event_time"
-    UNKNOWN_DATASET = "unknown_dataset"
-    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
-    SCHEMA_VIOLATION = "schema_violation"
-    MISSING_RECORD_KEY = "missing_record_key"
-    WRONG_DEPARTMENT = "wrong_department"
 
 
 Header = tuple[str, bytes | None]
@@ -107,175 +84,6 @@ class Rejected:
     detail: str
     pointer: str = ""
     event_id: str | None = None
-
-
-class _Refusal(Exception):
-    """Internal: aborts JSON parsing with a reason (never escapes this module)."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Refusal(Reason.DUPLICATE_KEY, f"duplicate object key {key!r}")
-            seen.add(key)
-    return obj
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _Refusal(Reason.NON_FINITE_NUMBER, f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # e.g. 1e400 overflows to inf
-        raise _Refusal(Reason.NON_FINITE_NUMBER, f"number {text[:40]} is out of range")
-    return value
-
-
-_STRICT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_pairs_without_duplicates,
-    parse_constant=_refuse_constant,
-    parse_float=_finite_float,
-    strict=True,  # raw control characters inside strings are malformed
-)
-
-
-def _nesting_depth(raw: bytes, limit: int) -> int:
-    """Depth of [ and { outside strings, stopping once past ``limit`` (exact only up to it)."""
-    depth = 0
-    deepest = 0
-    in_string = False
-    escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return deepest
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
-
-
-def _strings(value: Any) -> Iterable[str]:
-    """Every string in a parsed JSON value, keys included."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def parse_strict_json(raw: bytes) -> Any:
-    """Parse UTF-8 JSON refusing what a lenient parser lets through. Raises ``_Refusal``.
-
-    Fast path: orjson already refuses invalid UTF-8, NaN/Infinity, overflowing numbers, lone
-    surrogates and raw control characters; what it lets through silently is duplicate keys
-    (last one wins), ``\\u0000`` and integers beyond 64 bits (turned into floats). Every key is
-    followed by ``":`` in compact JSON, so when the parsed keys number exactly the ``":`` found
-    in the bytes no key was dropped. Anything unusual takes the exact path, which also names
-    the precise reason for a refusal.
-    """
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise _Refusal(
-            Reason.MESSAGE_TOO_LARGE, f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}"
-        )
-    if b"\\u0000" not in raw and _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
-        try:
-            value = orjson.loads(raw)  # itself refuses nesting deeper than 1024
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            keys, depth = _keys_and_depth(value)
-            if depth > MAX_NESTING_DEPTH:
-                raise _Refusal(Reason.NESTING_TOO_DEEP, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-            if keys == raw.count(b'":'):
-                return value
-    return _parse_exact(raw)
-
-
-# orjson turns integers beyond 64 bits into floats; 19 digits in a row may be such an integer.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_DIGIT_RUN = b"0" * 19
-_CONTAINERS: frozenset[type] = frozenset({dict, list})
-_type_of: Callable[[Any], type] = type
-
-
-def _keys_and_depth(value: Any) -> tuple[int, int]:
-    """Number of object keys and nesting depth of a parsed JSON value."""
-    keys = 0
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[Any]
-        if type(item) is dict:
-            keys += len(item)
-            children = item.values()
-        elif type(item) is list:
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        # map/isdisjoint run in C: a flat object of scalars costs no Python-level loop.
-        if not _CONTAINERS.isdisjoint(map(_type_of, children)):
-            stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
-    return keys, deepest
-
-
-def _parse_exact(raw: bytes) -> Any:
-    # Counting brackets is a cheap upper bound on depth; only when it exceeds the cap do we
-    # scan exactly, which keeps the recursive parser away from deep input.
-    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING_DEPTH:
-        depth = _nesting_depth(raw, MAX_NESTING_DEPTH)
-        if depth > MAX_NESTING_DEPTH:
-            raise _Refusal(Reason.NESTING_TOO_DEEP, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Refusal(Reason.INVALID_UTF8, f"not UTF-8 at byte {exc.start}") from None
-    try:
-        value = _STRICT_DECODER.decode(text)
-    except _Refusal:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise _Refusal(Reason.MALFORMED_JSON, f"malformed JSON: {exc}") from None
-    if b"\\u0000" in raw and any("\x00" in s for s in _strings(value)):
-        raise _Refusal(Reason.NUL_CHARACTER, "strings must not contain U+0000")
-    if (b"\\ud" in raw or b"\\uD" in raw) and not all(_is_encodable(s) for s in _strings(value)):
-        raise _Refusal(Reason.INVALID_UNICODE, "lone UTF-16 surrogate escape")
-    return value
-
-
-def _is_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse_event_time(text: str) -> datetime:
@@ -313,7 +121,7 @@ def _attributes_from_headers(headers: Sequence[Header]) -> dict[str, Any]:
             try:
                 attrs[key[len(CE_HEADER_PREFIX) :]] = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise _Refusal(Reason.INVALID_UTF8, f"header {key} is not UTF-8") from None
+                raise Refusal(Reason.INVALID_UTF8, f"header {key} is not UTF-8") from None
     return attrs
 
 
@@ -327,25 +135,25 @@ def _envelope(attrs: dict[str, Any], mode: str, now: datetime, max_future: timed
         ("type", event_type),
     ):
         if type(value) is not str or not value:
-            raise _Refusal(
+            raise Refusal(
                 Reason.INVALID_ENVELOPE, f"attribute '{name}' is required and must be a non-empty string"
             )
     if specversion != SPEC_VERSION:
-        raise _Refusal(Reason.INVALID_ENVELOPE, f"specversion {specversion!r} is not {SPEC_VERSION}")
+        raise Refusal(Reason.INVALID_ENVELOPE, f"specversion {specversion!r} is not {SPEC_VERSION}")
     time_text, dataschema, subject = get("time"), get("dataschema"), get("subject")
     for name, value in (("time", time_text), ("dataschema", dataschema), ("subject", subject)):
         if value is not None and type(value) is not str:
-            raise _Refusal(Reason.INVALID_ENVELOPE, f"attribute '{name}' must be a string")
+            raise Refusal(Reason.INVALID_ENVELOPE, f"attribute '{name}' must be a string")
     if len(event_id) > 200 or len(source) > 500:
-        raise _Refusal(Reason.INVALID_ENVELOPE, "id (200) or source (500) is too long")
+        raise Refusal(Reason.INVALID_ENVELOPE, "id (200) or source (500) is too long")
     time: datetime | None = None
     if time_text:
         try:
             time = parse_event_time(time_text)
         except ValueError as exc:
-            raise _Refusal(Reason.INVALID_EVENT_TIME, f"time {time_text!r}: {exc}") from None
+            raise Refusal(Reason.INVALID_EVENT_TIME, f"time {time_text!r}: {exc}") from None
         if time - now > max_future:
-            raise _Refusal(Reason.FUTURE_EVENT_TIME, f"time {time_text} is more than {max_future} ahead")
+            raise Refusal(Reason.FUTURE_EVENT_TIME, f"time {time_text} is more than {max_future} ahead")
     return Envelope(event_id, source, event_type, time, dataschema, subject, mode)
 
 
@@ -356,7 +164,7 @@ def parse_structured(value: bytes | None, headers: Sequence[Header]) -> dict[str
         return None
     try:
         document = parse_strict_json(value)
-    except _Refusal:
+    except Refusal:
         return None
     return document if type(document) is dict else None
 
@@ -379,19 +187,19 @@ def decode_event(
         else:
             document = parse_strict_json(raw)
             if not isinstance(document, dict):
-                raise _Refusal(Reason.INVALID_ENVELOPE, "a structured CloudEvent must be a JSON object")
+                raise Refusal(Reason.INVALID_ENVELOPE, "a structured CloudEvent must be a JSON object")
             attrs = document
             if "data_base64" in document:
-                raise _Refusal(Reason.INVALID_ENVELOPE, "data_base64 is not accepted; send JSON data")
+                raise Refusal(Reason.INVALID_ENVELOPE, "data_base64 is not accepted; send JSON data")
             data = document.get("data")
             envelope = _envelope(attrs, "structured", now, max_future)
-    except _Refusal as refusal:
+    except Refusal as refusal:
         event_id = attrs.get("id") if isinstance(attrs.get("id"), str) else None
         return Rejected(refusal.reason, refusal.detail, _pointer_for(refusal), event_id)
     return Decoded(envelope, data)
 
 
-def _pointer_for(refusal: _Refusal) -> str:
+def _pointer_for(refusal: Refusal) -> str:
     # Attribute problems name the attribute; payload-level problems have no finer position.
     for name in (*_REQUIRED, *_OPTIONAL):
         if f"'{name}'" in refusal.detail or refusal.detail.startswith(f"{name} "):

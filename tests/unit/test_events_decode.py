@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cityos.events import MAX_MESSAGE_BYTES, Decoded, Reason, Rejected, decode_event
+from cityos.events import Decoded, Reason, Rejected, decode_event
+from cityos.strictjson import MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -93,8 +94,6 @@ def test_bad_input_is_rejected_with_its_own_reason(raw: bytes, reason: Reason) -
 
 
 def test_depth_at_the_cap_is_accepted() -> None:
-    from cityos.events import MAX_NESTING_DEPTH
-
     data = "[" * (MAX_NESTING_DEPTH - 1) + "]" * (MAX_NESTING_DEPTH - 1)
     raw = encode(structured()).replace(b'"data": {', b'"deep": ' + data.encode() + b', "data": {')
     assert isinstance(decode_event(raw, [], now=NOW), Decoded)
