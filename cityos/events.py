@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cityos.reasons import Reason
-from cityos.strictjson import Refusal
-from cityos.strictjson import parse_strict_json
+from cityos.strictjson import Refusal, parse_strict_json
 
 __all__ = ["Reason", "parse_strict_json"]  # re-exported: callers see one decoding module
 
