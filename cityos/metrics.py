@@ -13,6 +13,9 @@ _VALIDATION_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3,
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+CATALOG_OUTCOMES = ("applied", "stale", "duplicate", "deleted", "undecodable", "rejected")
+
+
 class IngestMetrics:
     """Counters of the ingest service."""
 
@@ -57,6 +60,13 @@ class IngestMetrics:
             registry=registry,
         )
 
+    def start_series(self, owners: dict[str, str]) -> None:
+        """Create the series of every known department and dataset at zero, so Prometheus sees the
+        first increment (a series born between scrapes would lose it). ``owners``: dataset -> dept."""
+        for dataset, department in owners.items():
+            self.consumed.labels(department)
+            self.valid.labels(department, dataset)
+
 
 class CatalogMetrics:
     """Counters of the catalog consumer."""
@@ -90,3 +100,10 @@ class CatalogMetrics:
             "Messages behind the end of the validated topic, summed over assigned partitions.",
             registry=registry,
         )
+
+    def start_series(self, datasets: list[str]) -> None:
+        """Create every outcome and dataset series at zero (see IngestMetrics.start_series)."""
+        for outcome in CATALOG_OUTCOMES:
+            self.events.labels(outcome)
+        for dataset in datasets:
+            self.upserted.labels(dataset)

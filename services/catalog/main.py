@@ -21,17 +21,19 @@ from services.catalog.store import sync_schema_set
 
 def serve(settings: Settings) -> None:
     configure_logging()
+    schema_set = load_schema_dir(settings.schemas_dir)
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     # IMMEDIATE: the batch takes the SQLite write lock at BEGIN, so a second writer waits instead
     # of failing with "database is locked" halfway through a batch.
     sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
     with sessions.begin() as session:
-        sync_schema_set(session, schema_set=load_schema_dir(settings.schemas_dir))
+        sync_schema_set(session, schema_set=schema_set)
     ensure_pipeline_topics(
         settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
     )
     metrics = CatalogMetrics(REGISTRY)
+    metrics.start_series(sorted(schema_set.datasets))
     api = uvicorn.Server(
         uvicorn.Config(
             create_catalog_app(sessions, REGISTRY),

@@ -24,6 +24,7 @@ def serve(settings: Settings) -> None:
         settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
     )
     metrics = IngestMetrics(REGISTRY)
+    metrics.start_series({dataset.id: dataset.department for dataset in schema_set.datasets.values()})
     start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
     service = IngestService(
         consumer=Consumer(consumer_config(settings.kafka_bootstrap, settings.ingest_group)),
