@@ -12,15 +12,9 @@ VENV=$REPO_ROOT/.venv
 
 log() { printf '[test] %s\n' "$*"; }
 
-started_kafka=0
-started_pg=0
-cleanup() {
-  local rc=$?
-  if ((started_kafka)); then bash "$SCRIPT_DIR/kafka.sh" stop || true; fi
-  if ((started_pg)); then bash "$SCRIPT_DIR/postgres.sh" stop || true; fi
-  exit $rc
-}
-trap cleanup EXIT
+# shellcheck source=deploy/local/infra.sh
+source "$SCRIPT_DIR/infra.sh"
+trap 'infra_down; exit $?' EXIT
 
 # promtool checks the metrics exposition format; Debian ships it in the prometheus package.
 if ! command -v promtool >/dev/null 2>&1; then
@@ -28,15 +22,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
 fi
 
-if ! bash "$SCRIPT_DIR/kafka.sh" status >/dev/null 2>&1; then
-  bash "$SCRIPT_DIR/kafka.sh" fetch
-  bash "$SCRIPT_DIR/kafka.sh" start
-  started_kafka=1
-fi
-if ! bash "$SCRIPT_DIR/postgres.sh" status >/dev/null 2>&1; then
-  bash "$SCRIPT_DIR/postgres.sh" start
-  started_pg=1
-fi
+infra_up
 
 export CITYOS_TEST_KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT:-9092}
 CITYOS_TEST_PG_URL=$(bash "$SCRIPT_DIR/postgres.sh" url)

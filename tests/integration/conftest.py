@@ -6,7 +6,6 @@ so a broken set-up can never pass as green.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests import needs
 from tests.integration.stack import Stack
 
 
 def _service_env(name: str) -> str:
-    value = os.environ.get(name)
-    if value:
-        return value
-    message = f"{name} is not set: run the suite with `make test`, which starts Kafka and PostgreSQL"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return needs.env(name, "run the suite with `make test`, which starts Kafka and PostgreSQL")
 
 
 @pytest.fixture(scope="session")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import httpx
-import pytest
+
+from tests import needs
 
 
 def assert_promtool_clean(url: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        message = "promtool not installed (Debian package prometheus; make test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    promtool = needs.promtool()
     exposition = httpx.get(url, timeout=10).content
     result = subprocess.run(
         [promtool, "check", "metrics"], input=exposition, capture_output=True, check=False

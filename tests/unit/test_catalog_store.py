@@ -37,6 +37,7 @@ from cityos.settings import Settings
 from services.catalog import queries
 from services.catalog.store import BatchResult, apply_batch, sync_schema_set
 from services.publish.app import create_app
+from tests import needs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("CITYOS_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -55,16 +56,11 @@ SOURCE = "urn:cityos:dept:planning:facility-db"
 
 def pg_base_url() -> str:
     """The PostgreSQL admin URL, or skip (fail in CI, where a missing server is a broken set-up)."""
-    url = os.environ.get(PG_URL_ENV)
-    if url:
-        return url
-    message = (
-        f"{PG_URL_ENV} is not set: PostgreSQL variants need a server "
-        "(`make test` starts one; or export e.g. postgresql+psycopg://user@127.0.0.1:5432/db)"
+    return needs.env(
+        PG_URL_ENV,
+        "PostgreSQL variants need a server "
+        "(`make test` starts one; or export e.g. postgresql+psycopg://user@127.0.0.1:5432/db)",
     )
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def pg_schema_url(base_url: str) -> Iterator[str]:

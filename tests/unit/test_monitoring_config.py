@@ -9,10 +9,8 @@ renamed metric or label fails here instead of leaving an alert that can never fi
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from cityos.metrics import CatalogMetrics, IngestMetrics
 from services.publish.metrics import PublishMetrics
+from tests import needs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -230,13 +229,7 @@ def compose() -> dict[str, Any]:
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not installed (Debian package prometheus; make test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return needs.promtool()
 
 
 def _run_promtool(*args: str, cwd: Path = REPO_ROOT) -> None:

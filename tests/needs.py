@@ -1,0 +1,32 @@
+"""What a test needs from the machine: skip with the reason on a developer's machine, fail in CI
+(CI=true), where anything missing is a broken set-up that must never pass as green."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import NoReturn
+
+import pytest
+
+
+def unavailable(message: str) -> NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def env(name: str, hint: str) -> str:
+    """The value of environment variable ``name``; ``hint`` says how to provide it."""
+    value = os.environ.get(name)
+    if not value:
+        unavailable(f"{name} is not set: {hint}")
+    return value
+
+
+def promtool() -> str:
+    """Path of promtool (Debian package prometheus; `make test` installs it)."""
+    path = shutil.which("promtool")
+    if path is None:
+        unavailable("promtool not installed (Debian package prometheus; make test installs it)")
+    return path
