@@ -16,6 +16,7 @@ import pytest
 from cityos.csvimport import iter_csv_records
 from cityos.schemas import load_schema_dir
 from cityos.settings import REPO_ROOT
+from cityos.validation import schema_uri
 from tests.fixtures_path import OPENDATA_SAMPLES
 from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack
@@ -59,6 +60,16 @@ def served(stack: Stack, dataset: str, expected: int, timeout_s: float = 60) -> 
         if (response.status_code == 200 and body["total"] >= expected) or time.monotonic() > deadline:
             return body
         time.sleep(0.3)
+
+
+def wait_for_line(url: str, line: str, timeout_s: float = 30) -> bool:
+    """True once ``line`` appears in the metrics at ``url`` (the catalog applies asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if line in httpx.get(url, timeout=5).text:
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def csv_records(path: Path, dataset: str) -> dict[str, dict[str, Any]]:
@@ -121,15 +132,45 @@ def test_real_csvs_flow_to_the_api_with_exact_values(stack: Stack, tmp_path: Pat
     assert code == 0
     catalog = httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
     assert {d["id"]: d["record_count"] for d in catalog}["aed"] == 82
+    assert (
+        'cityos_catalog_events_total{outcome="duplicate"} 82.0'
+        in httpx.get(stack.url("catalog", "/metrics")).text
+    )
+
+    # A department deletes a record with a binary-mode CloudEvent: gone from the API, count follows.
+    gone = "0000000001"  # Yaizu's first AED
+    producer = stack.producer()
+    producer.produce(
+        stack.settings.department_topic("fire"),
+        key=f"aed/{gone}".encode(),
+        value=json.dumps({"NO": gone}).encode(),
+        headers=[
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"delete-1"),
+            ("ce_source", b"/departments/fire/aed-system"),
+            ("ce_type", b"jp.cityos.record.deleted"),
+            ("ce_dataschema", schema_uri("aed", 1).encode()),
+            ("content-type", b"application/json"),
+        ],
+    )
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 60
+    while served(stack, "aed", 0, timeout_s=1)["total"] != 81 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    remaining = served(stack, "aed", 81)
+    assert remaining["total"] == 81
+    assert gone not in {record["NO"] for record in remaining["records"]}
 
     # Each service counts what it did, in valid Prometheus exposition.
     ingest_metrics = httpx.get(stack.url("ingest", "/metrics")).text
-    # 82 rows, again 82 as CP932, again 82 as the same file (duplicates for the catalog).
-    assert 'cityos_ingest_events_valid_total{dataset="aed",department="fire"} 246.0' in ingest_metrics
+    # 82 rows, again 82 as CP932, again 82 as the same file (duplicates for the catalog), 1 deletion.
+    assert 'cityos_ingest_events_valid_total{dataset="aed",department="fire"} 247.0' in ingest_metrics
     assert 'reason="schema_violation"' in ingest_metrics
     catalog_metrics = httpx.get(stack.url("catalog", "/metrics")).text
     assert 'cityos_catalog_records_upserted_total{dataset="public-facility"} 230.0' in catalog_metrics
-    assert 'cityos_catalog_events_total{outcome="duplicate"} 82.0' in catalog_metrics
+    assert wait_for_line(
+        stack.url("catalog", "/metrics"), 'cityos_catalog_events_total{outcome="deleted"} 1.0'
+    )
     publish_metrics = httpx.get(stack.url("publish", "/metrics")).text
     assert "cityos_publish_http_requests_total" in publish_metrics
     for service in ("ingest", "catalog", "publish"):
