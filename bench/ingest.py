@@ -27,9 +27,9 @@ from prometheus_client import CollectorRegistry
 
 from cityos.kafka import consumer_config, ensure_topics, producer_config
 from cityos.metrics import IngestMetrics
-from cityos.schemas import load_schema_dir
+from cityos.schemas import load_schema_dir, schema_uri
 from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry, schema_uri
+from cityos.validation import ValidatorRegistry
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
 

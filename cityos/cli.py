@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 
 from cityos.errors import CityOSError
 from cityos.settings import get_settings
+
+if TYPE_CHECKING:  # the CLI imports its subcommands' modules lazily, to start fast
+    from cityos.importer import ImportSummary
 
 app = typer.Typer(help="CityOS Connector: department events to open data.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -71,7 +74,7 @@ def import_csv(
 ) -> None:
     """Send every row of a standard CSV (CP932 or UTF-8, BOM or not) as events, then report."""
     from cityos.importer import ImportSummary, csv_events
-    from cityos.outbox import EventSender
+    from cityos.outbox import STRUCTURED_HEADERS, EventSender
     from cityos.outcomes import OutcomeWatcher
     from cityos.schemas import load_schema_dir
 
@@ -95,9 +98,7 @@ def import_csv(
         with _progress() as progress:
             sending = progress.add_task(f"sending {file.name} → {topic}", total=None)
             for event in csv_events(file, meta=meta, version=version, summary=summary):
-                sender.send(
-                    topic, key=event.key, value=event.value, headers=EventSender.content_type_header()
-                )
+                sender.send(topic, key=event.key, value=event.value, headers=STRUCTURED_HEADERS)
                 summary.rows_sent += 1
                 progress.update(sending, completed=summary.rows_sent)
             sender.flush()
@@ -119,10 +120,7 @@ def import_csv(
         raise typer.Exit(1)
 
 
-def _print_summary(summary: object, *, waited: bool, show_rejected: int) -> None:
-    from cityos.importer import ImportSummary
-
-    assert isinstance(summary, ImportSummary)
+def _print_summary(summary: ImportSummary, *, waited: bool, show_rejected: int) -> None:
     table = Table(title="import summary", show_header=False)
     table.add_row("rows read", str(summary.rows_read))
     table.add_row("rows sent", str(summary.rows_sent))
@@ -147,7 +145,7 @@ def demo(
 ) -> None:
     """Produce synthetic demo events for every dataset (never real people)."""
     from cityos.demo import demo_events
-    from cityos.outbox import EventSender
+    from cityos.outbox import STRUCTURED_HEADERS, EventSender
     from cityos.schemas import load_schema_dir
 
     settings = get_settings()
@@ -155,7 +153,7 @@ def demo(
     sender = EventSender(settings.kafka_bootstrap)
     sent = 0
     for topic, key, value in demo_events(schema_set, settings, per_dataset=per_dataset, seed=seed):
-        sender.send(topic, key=key, value=value, headers=EventSender.content_type_header())
+        sender.send(topic, key=key, value=value, headers=STRUCTURED_HEADERS)
         sent += 1
     sender.flush()
     console.print(f"[green]sent {sent} demo events[/]")

@@ -8,10 +8,6 @@ class CityOSError(Exception):
     """Base for every CityOS error."""
 
 
-class ConfigurationError(CityOSError):
-    """Settings or files needed at start-up are missing or inconsistent."""
-
-
 class SchemaError(CityOSError):
     """A schema or dataset metadata file is invalid."""
 

@@ -93,7 +93,8 @@ def parse_event_time(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _header_text(headers: Sequence[Header], name: str) -> str | None:
+def header_text(headers: Sequence[Header], name: str) -> str | None:
+    """The first value of Kafka header ``name`` as text, or None."""
     for key, value in headers:
         if key == name and value is not None:
             return value.decode("utf-8", errors="replace")
@@ -103,7 +104,7 @@ def _header_text(headers: Sequence[Header], name: str) -> str | None:
 def _is_binary_mode(headers: Sequence[Header]) -> bool:
     if not headers:
         return False
-    content_type = _header_text(headers, "content-type") or ""
+    content_type = header_text(headers, "content-type") or ""
     if content_type.startswith(STRUCTURED_CONTENT_TYPE):
         return False
     return any(key == "ce_specversion" for key, _ in headers)

@@ -79,8 +79,7 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float
         try:
             future.result()
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            if error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # another process won the race
             raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from exc
 
@@ -175,6 +174,16 @@ def error_code(exc: KafkaException) -> int | None:
     """The KafkaError code carried by an exception, if any."""
     error = exc.args[0] if exc.args else None
     return error.code() if isinstance(error, KafkaError) else None
+
+
+def check_consume_error(error: KafkaError) -> None:
+    """End-of-partition is not an error; fatal errors stop the process (KafkaUnavailable); the
+    client retries everything else by itself, so it is only logged."""
+    if error.code() == KafkaError._PARTITION_EOF:
+        return
+    if error.fatal():
+        raise KafkaUnavailable(f"fatal consumer error: {error}")
+    log.warning("consumer error (retried by the client): %s", error)
 
 
 def headers_list(raw: Any) -> list[tuple[str, bytes | None]]:

@@ -5,7 +5,6 @@ Used by ``cityos import-csv`` and ``cityos demo``; a departmental system would d
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,9 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from cityos.errors import DeliveryFailed
 from cityos.events import STRUCTURED_CONTENT_TYPE, TYPE_UPSERTED
+
+# Structured mode, said explicitly: consumers need not guess from the absence of ce_* headers.
+STRUCTURED_HEADERS: list[tuple[str, str | bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
 def record_event(
@@ -70,10 +72,8 @@ class EventSender:
                 self._producer.poll(0.1)
         self._producer.poll(0)
 
-    def flush(self, timeout_s: float = 60.0, on_progress: Callable[[int], None] | None = None) -> None:
+    def flush(self, timeout_s: float = 60.0) -> None:
         remaining = self._producer.flush(timeout_s)
-        if on_progress:
-            on_progress(self.acknowledged)
         if self._failure is not None:
             raise DeliveryFailed(self._failure)
         if remaining:
@@ -85,7 +85,3 @@ class EventSender:
                 self._failure = str(err)
         else:
             self.acknowledged += 1
-
-    @staticmethod
-    def content_type_header() -> list[tuple[str, str | bytes]]:
-        return [("content-type", STRUCTURED_CONTENT_TYPE.encode())]

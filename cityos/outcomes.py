@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from cityos.events import header_text
 from cityos.kafka import headers_list
 
 
@@ -24,13 +25,6 @@ class Outcome:
     pointer: str = ""
 
 
-def _header(headers: list[tuple[str, bytes | None]], name: str) -> str:
-    for key, value in headers:
-        if key == name and value is not None:
-            return value.decode("utf-8", errors="replace")
-    return ""
-
-
 def _body_id(value: bytes | None) -> str:
     """Event id of a validated-topic message (structured CloudEvent JSON)."""
     try:
@@ -38,6 +32,10 @@ def _body_id(value: bytes | None) -> str:
     except orjson.JSONDecodeError:
         return ""
     return str(body.get("id", "")) if isinstance(body, dict) else ""
+
+
+def _text(headers: list[tuple[str, bytes | None]], name: str) -> str:
+    return header_text(headers, name) or ""
 
 
 class OutcomeWatcher:
@@ -81,16 +79,16 @@ class OutcomeWatcher:
                     if message.error() is not None:
                         continue
                     headers = headers_list(message.headers())
-                    event_id = _header(headers, "cityos_event_id") or _body_id(message.value())
+                    event_id = _text(headers, "cityos_event_id") or _body_id(message.value())
                     if event_id not in event_ids or event_id in outcomes:
                         continue
-                    reason = _header(headers, "cityos_reason")
+                    reason = _text(headers, "cityos_reason")
                     outcomes[event_id] = Outcome(
                         event_id,
                         valid=not reason,
                         reason=reason,
-                        detail=_header(headers, "cityos_detail"),
-                        pointer=_header(headers, "cityos_pointer"),
+                        detail=_text(headers, "cityos_detail"),
+                        pointer=_text(headers, "cityos_pointer"),
                     )
                 if on_progress:
                     on_progress(len(outcomes))

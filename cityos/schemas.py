@@ -13,7 +13,6 @@ service at start-up instead of rejecting events one by one later.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,11 +126,10 @@ def schema_uri(dataset_id: str, version: int) -> str:
 
 
 def default_schema_dir() -> Path:
-    """``$CITYOS_SCHEMAS_DIR`` if set, else the repository's ``schemas/`` beside the ``cityos`` package."""
-    configured = os.environ.get("CITYOS_SCHEMAS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """``$CITYOS_SCHEMAS_DIR`` if set, else the repository's ``schemas/`` (as ``Settings`` says)."""
+    from cityos.settings import Settings  # settings is read afresh: the environment may change
+
+    return Settings().schemas_dir
 
 
 def load_schema_dir(path: Path) -> SchemaSet:

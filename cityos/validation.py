@@ -20,19 +20,14 @@ from cityos.events import (
     json_pointer,
     parse_event_time,
 )
+from cityos.schemas import SCHEMA_URI_BASE
 
 if TYPE_CHECKING:
     from cityos.schemas import DatasetMeta, SchemaSet
 
-SCHEMA_URI_BASE = "https://cityos.example/schemas/"
 _SCHEMA_URI = re.compile(
-    r"^https://cityos\.example/schemas/(?P<dataset>[a-z0-9-]+)/(?P<version>[1-9][0-9]*)$"
+    "^" + re.escape(SCHEMA_URI_BASE) + r"(?P<dataset>[a-z0-9-]+)/(?P<version>[1-9][0-9]*)$"
 )
-
-
-def schema_uri(dataset_id: str, version: int) -> str:
-    """The stable URI of a schema version: its ``$id`` and the value events put in ``dataschema``."""
-    return f"{SCHEMA_URI_BASE}{dataset_id}/{version}"
 
 
 def parse_schema_uri(uri: str) -> tuple[str, int] | None:

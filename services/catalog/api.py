@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.db.models import Dataset, SchemaVersionRow
-from cityos.validation import schema_uri
+from cityos.schemas import schema_uri
 
 
 def create_catalog_app(sessions: sessionmaker[Session], registry: CollectorRegistry) -> FastAPI:

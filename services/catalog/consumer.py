@@ -13,16 +13,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.errors import KafkaUnavailable
 from cityos.events import ValidatedEvent, parse_event_time
-from cityos.kafka import consumer_lag, headers_list
+from cityos.kafka import check_consume_error, consumer_lag, headers_list
 from cityos.metrics import CatalogMetrics
 from cityos.validation import parse_schema_uri
-from services.catalog.store import apply_batch
+from services.catalog.store import BatchResult, apply_batch
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,7 @@ class CatalogConsumer:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    if error.fatal():
-                        raise KafkaUnavailable(f"fatal consumer error: {error}")
-                    log.warning("consumer error (retried by the client): %s", error)
+                check_consume_error(error)
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             positions[(message.topic() or "", partition)] = offset + 1
@@ -151,7 +147,7 @@ class CatalogConsumer:
                     (decode_validated(message.value(), message.key(), stamp_ms, partition, offset), message)
                 )
             except UndecodableEvent as exc:
-                self._reject(message, headers_list(message.headers()), str(exc))
+                self._reject(message, str(exc), reason="undecodable_validated_event", outcome="undecodable")
         if pairs:
             self._store(pairs)
             self.applied += len(pairs)
@@ -193,26 +189,15 @@ class CatalogConsumer:
                     return
                 if attempts < 2:
                     continue  # a concurrent writer may have raced us once; the ledger settles it
-                event, message = pairs[0]
-                log.error("catalog refused event %s %s: %s", event.source, event.id, exc)
-                self._reject(message, headers_list(message.headers()), str(exc)[:900], "catalog_rejected")
+                _, message = pairs[0]
+                self._reject(message, str(exc)[:900], reason="catalog_rejected", outcome="rejected")
                 return
 
-    def _reject(
-        self,
-        message: Message,
-        headers: list[tuple[str, bytes | None]],
-        why: str,
-        reason: str = "undecodable_validated_event",
-    ) -> None:
-        log.error(
-            "undecodable message on %s[%s]@%s: %s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            why,
-        )
-        self._metrics.events.labels("undecodable" if reason != "catalog_rejected" else "rejected").inc()
+    def _reject(self, message: Message, why: str, *, reason: str, outcome: str) -> None:
+        """Dead-letter one validated-topic message with the original bytes and headers."""
+        log.error("%s: %s[%s]@%s: %s", reason, message.topic(), message.partition(), message.offset(), why)
+        self._metrics.events.labels(outcome).inc()
+        headers = headers_list(message.headers())
         out: list[tuple[str, str | bytes]] = [(k, v) for k, v in headers if v is not None]
         out += [
             ("cityos_reason", reason.encode()),
@@ -225,10 +210,14 @@ class CatalogConsumer:
             self._deadletter_topic, value=message.value() or b"", key=message.key(), headers=out
         )
 
-    def _count(self, result: object) -> None:
-        for outcome in ("applied", "stale", "duplicate", "deleted"):
-            count = getattr(result, outcome, 0)
+    def _count(self, result: BatchResult) -> None:
+        for outcome, count in (
+            ("applied", result.applied),
+            ("stale", result.stale),
+            ("duplicate", result.duplicate),
+            ("deleted", result.deleted),
+        ):
             if count:
                 self._metrics.events.labels(outcome).inc(count)
-        for dataset, count in getattr(result, "applied_by_dataset", {}).items():
+        for dataset, count in result.applied_by_dataset.items():
             self._metrics.upserted.labels(dataset).inc(count)

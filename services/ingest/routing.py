@@ -78,35 +78,36 @@ def route(
 ) -> Routed:
     """Decide the fate of one message. Pure: no I/O, never raises for bad input."""
     department = department_of(message.topic) or UNKNOWN
-    # Fast path: a well-formed structured upsert is accepted by one compiled validation.
+    # Fast path: a well-formed structured upsert is accepted by one compiled validation and
+    # forwarded byte for byte.
     document = parse_structured(message.value, message.headers)
-    if document is not None and message.value is not None:
-        accepted = registry.accept(document, now, max_future)
-        if accepted is not None:
-            owner = registry.dataset(accepted.dataset_id)
-            if owner is not None and owner.department == department:
-                key = f"{accepted.dataset_id}/{accepted.record_key}".encode()
-                out = OutboundMessage(topics.validated, key, message.value, [], message.timestamp_ms)
-                return Routed(out, department, accepted.dataset_id, None)
-    # Explaining path: decodes again and names the precise reason for any refusal.
-    decoded = decode_event(message.value, message.headers, now=now, max_future=max_future)
-    if isinstance(decoded, Rejected):
-        return _deadletter(message, decoded, department, UNKNOWN, "", topics)
-    checked = registry.validate(decoded)
-    schema = decoded.envelope.dataschema or ""
-    if isinstance(checked, Rejected):
-        dataset = _dataset_label(registry, schema)
-        return _deadletter(message, checked, department, dataset, schema, topics)
-    owner = registry.dataset(checked.dataset_id)
+    accepted = registry.accept(document, now, max_future) if document is not None else None
+    if accepted is not None and document is not None and message.value is not None:
+        record, value = accepted, message.value
+        event_id, schema = str(document["id"]), str(document["dataschema"])
+    else:
+        # Explaining path: decodes again and names the precise reason for any refusal.
+        decoded = decode_event(message.value, message.headers, now=now, max_future=max_future)
+        if isinstance(decoded, Rejected):
+            return _deadletter(message, decoded, department, UNKNOWN, "", topics)
+        schema = decoded.envelope.dataschema or ""
+        checked = registry.validate(decoded)
+        if isinstance(checked, Rejected):
+            return _deadletter(message, checked, department, _dataset_label(registry, schema), schema, topics)
+        record, value, event_id = checked, _structured_value(message, decoded, checked), decoded.envelope.id
+    owner = registry.dataset(record.dataset_id)
     if owner is not None and owner.department != department:
         refusal = Rejected(
             Reason.WRONG_DEPARTMENT,
-            f"dataset {checked.dataset_id!r} is published by {owner.department!r}, not {department!r}",
+            f"dataset {record.dataset_id!r} is published by {owner.department!r}, not {department!r}",
             "/dataschema",
-            decoded.envelope.id,
+            event_id,
         )
-        return _deadletter(message, refusal, department, checked.dataset_id, schema, topics)
-    return Routed(_validated(message, decoded, checked, topics), department, checked.dataset_id, None)
+        return _deadletter(message, refusal, department, record.dataset_id, schema, topics)
+    key = f"{record.dataset_id}/{record.record_key}".encode()
+    # The Kafka timestamp is carried over: it stands in for a missing ``time``.
+    out = OutboundMessage(topics.validated, key, value, [], message.timestamp_ms)
+    return Routed(out, department, record.dataset_id, None)
 
 
 def _dataset_label(registry: ValidatorRegistry, schema: str) -> str:
@@ -116,19 +117,13 @@ def _dataset_label(registry: ValidatorRegistry, schema: str) -> str:
     return UNKNOWN
 
 
-def _validated(
-    message: InboundMessage, decoded: Decoded, record: ValidRecord, topics: Topics
-) -> OutboundMessage:
-    """The event as the department sent it, keyed ``<dataset>/<record key>``.
-
-    Structured-mode events pass through byte for byte (lossless, and cheaper than re-encoding);
-    binary-mode events become the equivalent structured JSON so the validated topic has one
-    format. The Kafka timestamp is carried over: it stands in for a missing ``time``.
-    """
-    key = f"{record.dataset_id}/{record.record_key}".encode()
-    if decoded.envelope.mode == "structured" and message.value is not None:
-        return OutboundMessage(topics.validated, key, message.value, [], message.timestamp_ms)
+def _structured_value(message: InboundMessage, decoded: Decoded, record: ValidRecord) -> bytes:
+    """The event as the department sent it: structured mode passes through byte for byte
+    (lossless, and cheaper than re-encoding); binary mode becomes the equivalent structured JSON,
+    so the validated topic has one format."""
     envelope = decoded.envelope
+    if envelope.mode == "structured" and message.value is not None:
+        return message.value
     body: dict[str, object] = {
         "specversion": "1.0",
         "id": envelope.id,
@@ -142,7 +137,7 @@ def _validated(
         body["time"] = envelope.time.isoformat()
     if envelope.subject is not None:
         body["subject"] = envelope.subject
-    return OutboundMessage(topics.validated, key, orjson.dumps(body), [], message.timestamp_ms)
+    return orjson.dumps(body)
 
 
 def _deadletter(

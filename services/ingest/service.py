@@ -15,9 +15,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from cityos.errors import KafkaUnavailable
 from cityos.events import Reason
-from cityos.kafka import OffsetTracker, consumer_lag, error_code, headers_list
+from cityos.kafka import OffsetTracker, check_consume_error, consumer_lag, error_code, headers_list
 from cityos.metrics import IngestMetrics
 from cityos.validation import ValidatorRegistry
 from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
@@ -105,7 +104,7 @@ class IngestService:
         for index, message in enumerate(messages):
             error = message.error()
             if error is not None:
-                self._on_consume_error(error)
+                check_consume_error(error)
                 continue
             timed = index % VALIDATION_SAMPLE_EVERY == 0
             started = time.perf_counter() if timed else 0.0
@@ -139,7 +138,7 @@ class IngestService:
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            # Nothing stored yet is a normal case at shutdown, not a failure.
+            # Nothing stored yet is a normal case (a quiet stop, a fresh assignment), not a failure.
             if error_code(exc) != KafkaError._NO_OFFSET:
                 raise
 
@@ -180,13 +179,10 @@ class IngestService:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Before giving partitions away, make their output durable and commit their positions,
         # so the next owner starts exactly where our acknowledged output ends.
-        self._producer.flush(30)
-        self._store_ready()
         try:
-            consumer.commit(asynchronous=False)
+            self.drain()
         except KafkaException as exc:
-            if error_code(exc) != KafkaError._NO_OFFSET:
-                log.warning("commit on revoke failed: %s", exc)
+            log.warning("commit on revoke failed: %s", exc)  # never raise out of a rebalance callback
         self._tracker.forget(partitions)
         self._unassign(partitions)
 
@@ -198,13 +194,6 @@ class IngestService:
         log.warning("partitions lost without revoke: %s", [(p.topic, p.partition) for p in partitions])
         self._tracker.forget(partitions)
         self._unassign(partitions)
-
-    def _on_consume_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._PARTITION_EOF:
-            return
-        if error.fatal():
-            raise KafkaUnavailable(f"fatal consumer error: {error}")
-        log.warning("consumer error (retried by the client): %s", error)
 
     def _count(self, outcomes: dict[tuple[str, str, Reason | None], int]) -> None:
         for (department, dataset, reason), count in outcomes.items():

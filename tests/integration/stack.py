@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from cityos.events import header_text
 from cityos.kafka import ensure_topics, headers_list, producer_config
 from cityos.settings import REPO_ROOT, Settings
 
@@ -164,10 +165,7 @@ class Stack:
 
 
 def header(message: Message, name: str) -> str | None:
-    for key, value in headers_list(message.headers()):
-        if key == name and value is not None:
-            return value.decode("utf-8", errors="replace")
-    return None
+    return header_text(headers_list(message.headers()), name)
 
 
 def with_header(messages: Iterable[Message], name: str, value: str) -> list[Message]:

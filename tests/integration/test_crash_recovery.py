@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, func, select
 from cityos.db.engine import normalize_url
 from cityos.db.models import ProcessedEvent, Record
 from cityos.outbox import record_event
-from cityos.validation import schema_uri
+from cityos.schemas import schema_uri
 from tests.integration.stack import Stack
 
 TOTAL = 20_000

@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from cityos.csvimport import iter_csv_records
-from cityos.schemas import load_schema_dir
+from cityos.schemas import load_schema_dir, schema_uri
 from cityos.settings import REPO_ROOT
-from cityos.validation import schema_uri
 from tests.fixtures_path import OPENDATA_SAMPLES
 from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack

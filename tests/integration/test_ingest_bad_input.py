@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Message
 
 from cityos.kafka import MAX_PRODUCE_BYTES
-from cityos.validation import schema_uri
+from cityos.schemas import schema_uri
 from tests.integration.stack import Stack, header
 
 AED = {

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Message
 
 from cityos.outbox import record_event
-from cityos.validation import schema_uri
+from cityos.schemas import schema_uri
 from tests.integration.stack import Stack, free_port
 
 EVENTS = 3000

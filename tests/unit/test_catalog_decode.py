@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from cityos.events import TYPE_DELETED
-from cityos.validation import schema_uri
+from cityos.schemas import schema_uri
 from services.catalog.consumer import UndecodableEvent, decode_validated
 
 

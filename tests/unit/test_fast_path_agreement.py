@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from cityos.events import Decoded, decode_event, parse_structured
-from cityos.schemas import load_schema_dir
+from cityos.schemas import load_schema_dir, schema_uri
 from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry, ValidRecord, schema_uri
+from cityos.validation import ValidatorRegistry, ValidRecord
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
