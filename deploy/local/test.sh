@@ -22,6 +22,11 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
 fi
 
+if ! fixtures=$("$VENV/bin/python" -m tests.fixtures_path); then
+  log "ERROR: test fixtures not found at $fixtures: put the shared folder beside the repository (../shared/fixtures) or set CITYOS_FIXTURES"
+  exit 2
+fi
+log "fixtures: $fixtures"
 infra_up
 
 export CITYOS_TEST_KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT:-9092}

@@ -8,7 +8,6 @@ the same behaviour.
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import uuid
@@ -38,9 +37,9 @@ from services.catalog import queries
 from services.catalog.store import BatchResult, apply_batch, sync_schema_set
 from services.publish.app import create_app
 from tests import needs
+from tests.fixtures_path import FIXTURES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = Path(os.environ.get("CITYOS_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 PG_URL_ENV = "CITYOS_TEST_PG_URL"
 
 JST = timezone(timedelta(hours=9))

@@ -7,7 +7,6 @@ No Docker needed: the file is checked against the official Compose Specification
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,10 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 from jsonschema import Draft7Validator
 
+from tests.fixtures_path import FIXTURES
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = Path(os.environ.get("CITYOS_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 COMPOSE_SPEC = FIXTURES / "compose-spec" / "compose-spec.json"
 
 APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002}
