@@ -147,11 +147,18 @@ class OffsetTracker:
 # partitions mean more catalog (and later feed) processes can share the work.
 VALIDATED_PARTITIONS = 6
 DEADLETTER_PARTITIONS = 3
+DEPARTMENT_PARTITIONS = 3
 
 
-def ensure_pipeline_topics(bootstrap: str, *, validated: str, deadletter: str) -> None:
-    """The validated and dead-letter topics exist before anyone produces or consumes them."""
-    ensure_topics(bootstrap, {validated: VALIDATED_PARTITIONS, deadletter: DEADLETTER_PARTITIONS})
+def ensure_pipeline_topics(
+    bootstrap: str, *, validated: str, deadletter: str, department_topics: Iterable[str] = ()
+) -> None:
+    """The validated and dead-letter topics exist before anyone produces or consumes them; so do
+    the known departments' topics, which ingest's pattern subscription then sees at its first
+    metadata fetch instead of one refresh interval after a department's first event."""
+    topics = {validated: VALIDATED_PARTITIONS, deadletter: DEADLETTER_PARTITIONS}
+    topics.update({topic: DEPARTMENT_PARTITIONS for topic in department_topics})
+    ensure_topics(bootstrap, topics)
 
 
 def consumer_lag(consumer: Consumer) -> int | None:

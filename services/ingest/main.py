@@ -21,7 +21,10 @@ def serve(settings: Settings) -> None:
     configure_logging()
     schema_set = load_schema_dir(settings.schemas_dir)
     ensure_pipeline_topics(
-        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
+        settings.kafka_bootstrap,
+        validated=settings.validated_topic,
+        deadletter=settings.deadletter_topic,
+        department_topics=[settings.department_topic(department) for department in schema_set.departments],
     )
     metrics = IngestMetrics(REGISTRY)
     metrics.start_series({dataset.id: dataset.department for dataset in schema_set.datasets.values()})
