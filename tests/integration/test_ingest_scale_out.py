@@ -10,9 +10,12 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka import Message
+from confluent_kafka.admin import AdminClient
 
+from cityos.demo import demo_records
 from cityos.outbox import record_event
-from cityos.schemas import schema_uri
+from cityos.schemas import load_schema_dir
+from cityos.settings import Settings
 from tests.integration.stack import Stack, free_port
 
 EVENTS = 3000
@@ -32,6 +35,13 @@ def assigned(port: int) -> float:
     return float(match[1]) if match else 0.0
 
 
+def department_partitions(stack: Stack) -> int:
+    """Partitions of every department topic of this stack, as the broker reports them."""
+    topics = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=10).topics
+    pattern = re.compile(stack.settings.department_topic_pattern)
+    return sum(len(meta.partitions) for name, meta in topics.items() if pattern.match(name))
+
+
 def wait_until_balanced(*ports: int, partitions: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -42,24 +52,32 @@ def wait_until_balanced(*ports: int, partitions: int, timeout_s: float = 60) -> 
     raise AssertionError(f"partitions not shared within {timeout_s} s: {counts}")
 
 
+SCHEMAS = load_schema_dir(Settings().schemas_dir)
+DATASETS = sorted(SCHEMAS.datasets)
+# Valid records of every dataset: the events spread over every department's topic, so both
+# processes get some whatever way the group splits the topics' partitions between them.
+RECORDS = {
+    dataset: demo_records(
+        dataset, SCHEMAS.latest(dataset).document, count=2 * EVENTS // len(DATASETS) + 1, seed=9
+    )
+    for dataset in DATASETS
+}
+
+
 def send(stack: Stack, start: int, count: int) -> None:
     producer = stack.producer()
-    topic = stack.settings.department_topic("fire")
     for index in range(start, start + count):
-        record = {
-            "NO": f"S{index}",
-            "名称": "分散試験",
-            "名称_カナ": "ブンサン",
-            "住所": "北九州市",
-            "設置位置": "1階",
-        }
+        dataset = DATASETS[index % len(DATASETS)]
+        meta = SCHEMAS.datasets[dataset]
+        record = RECORDS[dataset][index // len(DATASETS)]
         value = record_event(
             record=record,
-            dataschema=schema_uri("aed", 1),
-            source="/departments/fire/scale",
+            dataschema=SCHEMAS.latest(dataset).uri,
+            source=f"/departments/{meta.department}/scale",
             event_id=f"s-{index}",
         )
-        producer.produce(topic, value=value, key=f"aed/S{index}".encode())
+        key = f"{dataset}/{record[meta.record_key]}".encode()
+        producer.produce(stack.settings.department_topic(meta.department), value=value, key=key)
     assert producer.flush(30) == 0
 
 
@@ -76,7 +94,8 @@ def test_two_ingest_processes_share_partitions_and_survive_a_clean_stop(stack: S
     stack.processes["ingest-1"] = stack.processes.pop("ingest")
     stack.ports["ingest"] = second_port = free_port()
     stack.start("ingest")
-    wait_until_balanced(first_port, second_port, partitions=6)
+    # Ingest also subscribes to the other departments' topics (it creates them at start-up).
+    wait_until_balanced(first_port, second_port, partitions=department_partitions(stack))
     send(stack, 0, EVENTS)
     validated = stack.read(stack.settings.validated_topic, until=lambda m: len(set(ids(m))) >= EVENTS)
     assert set(ids(validated)) == {f"s-{i}" for i in range(EVENTS)}
