@@ -131,9 +131,9 @@ def test_real_csvs_flow_to_the_api_with_exact_values(stack: Stack, tmp_path: Pat
     assert code == 0
     catalog = httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
     assert {d["id"]: d["record_count"] for d in catalog}["aed"] == 82
-    assert (
-        'cityos_catalog_events_total{outcome="duplicate"} 82.0'
-        in httpx.get(stack.url("catalog", "/metrics")).text
+    # import-csv --wait follows ingest's verdicts; the catalog applies them a moment later.
+    assert wait_for_line(
+        stack.url("catalog", "/metrics"), 'cityos_catalog_events_total{outcome="duplicate"} 82.0'
     )
 
     # A department deletes a record with a binary-mode CloudEvent: gone from the API, count follows.
@@ -165,8 +165,10 @@ def test_real_csvs_flow_to_the_api_with_exact_values(stack: Stack, tmp_path: Pat
     # 82 rows, again 82 as CP932, again 82 as the same file (duplicates for the catalog), 1 deletion.
     assert 'cityos_ingest_events_valid_total{dataset="aed",department="fire"} 247.0' in ingest_metrics
     assert 'reason="schema_violation"' in ingest_metrics
-    catalog_metrics = httpx.get(stack.url("catalog", "/metrics")).text
-    assert 'cityos_catalog_records_upserted_total{dataset="public-facility"} 230.0' in catalog_metrics
+    assert wait_for_line(
+        stack.url("catalog", "/metrics"),
+        'cityos_catalog_records_upserted_total{dataset="public-facility"} 230.0',
+    )
     assert wait_for_line(
         stack.url("catalog", "/metrics"), 'cityos_catalog_events_total{outcome="deleted"} 1.0'
     )
