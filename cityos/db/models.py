@@ -151,3 +151,32 @@ class ProcessedEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # applied | stale
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only audit log shared by every area: grants, denials, releases, proposals, replays.
+
+    ``actor`` names who acted (a department id, ``admin``, an applicant id, ``system``); ``detail``
+    never holds a secret (API keys appear by prefix only) and never raw personal data.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_subject", "subject_kind", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject_kind: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
+# Each area keeps its tables in its own module; importing them here completes ``Base.metadata``
+# (Alembic's comparison and the schema test read it). They import ``Base`` from this module.
+from cityos.db import (  # noqa: E402
+    access_models,  # noqa: F401  cross-department grants, subscriptions (issue 5)
+    publish_models,  # noqa: F401  API keys, usage (issue 4)
+    registry_models,  # noqa: F401  compatibility settings, dead-letter store (issue 3)
+    release_models,  # noqa: F401  anonymized releases, proposals (issue 6)
+)
