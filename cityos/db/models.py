@@ -172,6 +172,30 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
 
 
+class ApiKey(Base):
+    """A credential: an external developer's key, a department's credential, an applicant's key.
+
+    Only a SHA-256 digest of the secret is stored. The secret is 32 random bytes, so a fast digest is
+    enough (no password stretching needed: nothing to brute-force); ``id`` is the visible prefix,
+    the only part that may appear in logs, metrics and the audit log.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_owner", "owner_kind", "owner_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    owner_kind: Mapped[str] = mapped_column(String(16))  # developer | department | applicant
+    owner_id: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(JsonDoc)
+    # Requests per minute this key may make; None means the key class's default.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 # Each area keeps its tables in its own module; importing them here completes ``Base.metadata``
 # (Alembic's comparison and the schema test read it). They import ``Base`` from this module.
 from cityos.db import (  # noqa: E402
