@@ -39,6 +39,25 @@ class Settings(BaseSettings):
     # Public base URL of the publish API, used in links (DCAT, CKAN resources, GeoJSON ids).
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Feeds (issue 5). The republisher's metrics/health port; its consumer group on the validated
+    # topic; its transactional id is <prefix><name>-<instance>: stable per instance, so a restarted
+    # instance fences its predecessor and aborts what it left open (set a distinct instance number
+    # per process when running several).
+    feeds_metrics_host: str = "127.0.0.1"
+    feeds_metrics_port: int = 8003
+    feeds_group: str = "cityos-feeds"
+    feeds_instance: int = 0
+    feeds_transactional_id_name: str = "cityos-feeds"
+    feeds_state_topic_name: str = "cityos.feeds.state"
+    feeds_batch_size: int = 2000
+    # How often the republisher reloads grants and subscriptions while idle (it also re-checks
+    # them before every transaction commits, so a revoke is never outrun).
+    feeds_policy_refresh_s: float = 0.2
+    feeds_partitions: int = 3
+    # Operators' credential for the catalog's access API (grants, credentials, audit). Empty:
+    # administration over HTTP is off (the CLI, which works on the database directly, still works).
+    admin_token: str = ""
+
     catalog_batch_size: int = 500
     catalog_batch_timeout_s: float = 0.2
     # Events dated further than this into the future are rejected at decode time.
@@ -55,6 +74,14 @@ class Settings(BaseSettings):
     @property
     def department_topic_pattern(self) -> str:
         return "^" + re.escape(self.topic_prefix) + r"dept\.[a-z0-9-]+\.events$"
+
+    @property
+    def feeds_state_topic(self) -> str:
+        return self.topic_prefix + self.feeds_state_topic_name
+
+    @property
+    def feeds_transactional_id(self) -> str:
+        return f"{self.topic_prefix}{self.feeds_transactional_id_name}-{self.feeds_instance}"
 
     def department_topic(self, department: str) -> str:
         return f"{self.topic_prefix}dept.{department}.events"
