@@ -5,19 +5,34 @@ A ``Caller`` is resolved from the request's credential by the HTTP layer (anonym
 none). ``read_access`` answers with the fields the caller may see, or ``None`` -- which every
 endpoint must turn into the same 404 as a missing dataset, so existence does not leak.
 
-Today: ``public`` datasets are readable by everyone, in full; ``internal`` and ``personal`` by no
-one through these paths. Grants for internal data (issue 5) and partner releases (issue 6) extend
-``read_access`` here, so no endpoint needs to change.
+The policy, by classification:
+
+* ``public``: everyone, every field.
+* ``internal``: the owning department, every field; a department holding an unrevoked grant, the
+  granted fields (plus the record key, which is the record's identity); no one else.
+* ``personal``: no one, ever -- raw personal data never leaves; only anonymized releases do.
+
+``decide_read`` is the pure decision (the feed republisher calls it with grants it loaded in
+bulk); ``read_access`` looks the grant up and writes the audit trail: every read of a non-public
+dataset by an identified caller, allowed (``access.read``) or refused (``access.denied``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from cityos.audit import record_audit
+from cityos.db.access_models import AccessGrant
 from cityos.db.models import Dataset
+
+log = logging.getLogger(__name__)
 
 
 class CallerKind(StrEnum):
@@ -25,6 +40,7 @@ class CallerKind(StrEnum):
     developer = "developer"  # an external developer's registered API key
     department = "department"  # a department's credential (cross-department use)
     applicant = "applicant"  # an approved applicant of an anonymized release
+    admin = "admin"  # an operator (CITYOS_ADMIN_TOKEN): manages grants, reads no raw data here
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,13 @@ class Caller:
     principal: str | None = None
     # The credential's public id (its visible prefix), for limits, usage and logs; never the secret.
     key_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        if self.principal is not None:
+            return f"{self.kind}:{self.principal}"
+        return f"{self.kind}:{self.key_id}" if self.key_id else str(self.kind)
 
 
 ANONYMOUS = Caller(CallerKind.anonymous)
@@ -50,12 +73,103 @@ class ReadAccess:
             return record
         return {name: value for name, value in record.items() if name in self.fields}
 
+    def narrowed(self, wanted: frozenset[str] | None) -> ReadAccess:
+        """The fields both allowed here and ``wanted`` (None: no further narrowing)."""
+        if wanted is None:
+            return self
+        return ReadAccess(wanted if self.fields is None else self.fields & wanted)
+
 
 FULL = ReadAccess()
+
+
+def grant_access(fields: list[str] | None, record_key: str) -> ReadAccess:
+    """The access a grant gives: all fields, or the granted ones plus the record key."""
+    if fields is None:
+        return FULL
+    return ReadAccess(frozenset(fields) | {record_key})
+
+
+def decide_read(
+    *, classification: str, owner: str, record_key: str, caller: Caller, grant_fields: list[str] | None | bool
+) -> ReadAccess | None:
+    """The pure policy. ``grant_fields``: False when the caller's department holds no unrevoked
+    grant of the dataset, else the grant's fields (None: every field)."""
+    if classification == "public":
+        return FULL
+    if classification == "internal":
+        if caller.kind is not CallerKind.department or caller.principal is None:
+            return None
+        if caller.principal == owner:
+            return FULL
+        if grant_fields is False:
+            return None
+        return grant_access(grant_fields if isinstance(grant_fields, list) else None, record_key)
+    # personal, and any classification this code does not know: refuse. A new classification
+    # (e.g. issue 6's partner releases) gets its own branch above, calling its own function.
+    return None
+
+
+def active_grant(session: Session, *, dataset_id: str, grantee: str) -> AccessGrant | None:
+    return session.scalar(
+        select(AccessGrant)
+        .where(
+            AccessGrant.dataset_id == dataset_id,
+            AccessGrant.grantee_id == grantee,
+            AccessGrant.revoked_at.is_(None),
+        )
+        .order_by(AccessGrant.id.desc())
+        .limit(1)
+    )
 
 
 def read_access(session: Session, caller: Caller, dataset: Dataset) -> ReadAccess | None:
     """The caller's access to ``dataset``, or None when it must look absent."""
     if dataset.classification == "public":
-        return FULL
-    return None
+        return FULL  # open data: no lookup, no audit
+    grant_fields: list[str] | None | bool = False
+    if (
+        dataset.classification == "internal"
+        and caller.kind is CallerKind.department
+        and caller.principal is not None
+        and caller.principal != dataset.department_id
+    ):
+        grant = active_grant(session, dataset_id=dataset.id, grantee=caller.principal)
+        if grant is not None:
+            grant_fields = list(grant.fields) if grant.fields is not None else None
+    access = decide_read(
+        classification=dataset.classification,
+        owner=dataset.department_id,
+        record_key=dataset.record_key,
+        caller=caller,
+        grant_fields=grant_fields,
+    )
+    if caller.kind is not CallerKind.anonymous:
+        _audit_access(session, caller, dataset, access)
+    return access
+
+
+def _audit_access(session: Session, caller: Caller, dataset: Dataset, access: ReadAccess | None) -> None:
+    """Audit in a transaction of its own: read paths use read-only sessions that never commit.
+    Anonymous callers are not audited (nothing to name; a scraper would flood the log)."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    detail: dict[str, object] = {"dataset": dataset.id, "classification": dataset.classification}
+    if caller.key_id:
+        detail["key_id"] = caller.key_id
+    if access is not None:
+        detail["fields"] = sorted(access.fields) if access.fields is not None else "all"
+    try:
+        with Session(engine) as audit_session, audit_session.begin():
+            record_audit(
+                audit_session,
+                actor=caller.actor,
+                action="access.read" if access is not None else "access.denied",
+                subject_kind="dataset",
+                subject_id=dataset.id,
+                detail=detail,
+                at=datetime.now(UTC),
+            )
+    except SQLAlchemyError as exc:
+        # The answer stands (a read is no change); the failure is loud in the log.
+        log.error("could not audit %s reading %s: %s", caller.actor, dataset.id, exc)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.db.models import Dataset, SchemaVersionRow
 from cityos.schemas import schema_uri
+from services.catalog.access_api import create_access_router
 
 
 def create_catalog_app(sessions: sessionmaker[Session], registry: CollectorRegistry) -> FastAPI:
@@ -19,6 +20,8 @@ def create_catalog_app(sessions: sessionmaker[Session], registry: CollectorRegis
         description="Operators' view of the catalog: every dataset of every classification, schemas.",
         version="0.1.0",
     )
+
+    app.include_router(create_access_router(sessions, registry))  # departments, grants, feeds, audit
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Cross-department feeds: grants, subscriptions and the exactly-once feed republisher."""
