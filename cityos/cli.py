@@ -26,6 +26,7 @@ class ServiceName(StrEnum):
     ingest = "ingest"
     catalog = "catalog"
     publish = "publish"
+    feeds = "feeds"
 
 
 @app.command()
@@ -36,6 +37,8 @@ def serve(service: ServiceName) -> None:
         from services.ingest.main import serve as run
     elif service is ServiceName.catalog:
         from services.catalog.main import serve as run
+    elif service is ServiceName.feeds:
+        from services.feeds.main import serve as run
     else:
         from services.publish.main import serve as run
     run(settings)
@@ -157,6 +160,15 @@ def demo(
         sent += 1
     sender.flush()
     console.print(f"[green]sent {sent} demo events[/]")
+
+
+from cityos import cli_access  # noqa: E402  access administration (issue 5)
+
+app.add_typer(cli_access.grants_app, name="grants")
+app.add_typer(cli_access.subscriptions_app, name="subscriptions")
+app.add_typer(cli_access.audit_app, name="audit")
+app.add_typer(cli_access.departments_app, name="departments")
+app.add_typer(cli_access.feeds_app, name="feeds")
 
 
 def main() -> None:

@@ -1,0 +1,103 @@
+"""Feeds entrypoint: migrate, then run the republisher with a small HTTP endpoint for
+``/metrics``, ``/healthz`` and ``/readyz`` (ready once partitions are assigned). Wiring only."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from cityos.db.engine import make_engine, migrate, session_factory
+from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.runtime import configure_logging, stop_on_signals
+from cityos.settings import Settings
+from services.feeds.metrics import FeedsMetrics
+from services.feeds.republisher import Republisher
+
+# A killed instance's partitions wait this long for it to come back (static membership: a restart
+# with the same instance id takes them over at once); an open transaction is aborted after this.
+SESSION_TIMEOUT_MS = 10_000
+TRANSACTION_TIMEOUT_MS = 10_000
+
+
+def feeds_consumer_config(settings: Settings) -> dict[str, object]:
+    return consumer_config(
+        settings.kafka_bootstrap,
+        settings.feeds_group,
+        **{
+            "enable.auto.commit": False,  # offsets go into the transactions
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",  # eager: on_assign sets our own positions
+            "group.instance.id": settings.feeds_transactional_id,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "topic.metadata.refresh.interval.ms": 60_000,
+        },
+    )
+
+
+def feeds_producer_config(settings: Settings, *, transactional: bool = True) -> dict[str, object]:
+    extra: dict[str, object] = {"linger.ms": 20}
+    if transactional:
+        extra["transactional.id"] = settings.feeds_transactional_id
+        extra["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+    return producer_config(settings.kafka_bootstrap, **extra)
+
+
+def _http_handler(ready: threading.Event) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                status, body, kind = 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+            elif self.path == "/healthz":
+                status, body, kind = 200, b'{"status":"ok"}', "application/json"
+            elif self.path == "/readyz":
+                status = 200 if ready.is_set() else 503
+                body = b'{"status":"ready"}' if ready.is_set() else b'{"status":"starting"}'
+                kind = "application/json"
+            else:
+                status, body, kind = 404, b'{"error":"not_found"}', "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # scrapes every few seconds would drown the log
+
+    return Handler
+
+
+def serve(settings: Settings) -> None:
+    configure_logging()
+    migrate(settings.database_url)
+    sessions = session_factory(make_engine(settings.database_url))
+    ensure_pipeline_topics(
+        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
+    )
+    metrics = FeedsMetrics(REGISTRY)
+    republisher = Republisher(
+        consumer=Consumer(feeds_consumer_config(settings)),
+        producer=Producer(feeds_producer_config(settings)),
+        bootstrap=settings.kafka_bootstrap,
+        validated_topic=settings.validated_topic,
+        state_topic=settings.feeds_state_topic,
+        sessions=sessions,
+        metrics=metrics,
+        batch_size=settings.feeds_batch_size,
+        refresh_s=settings.feeds_policy_refresh_s,
+        feed_partitions=settings.feeds_partitions,
+    )
+    server = ThreadingHTTPServer(
+        (settings.feeds_metrics_host, settings.feeds_metrics_port), _http_handler(republisher.ready)
+    )
+    threading.Thread(target=server.serve_forever, name="feeds-http", daemon=True).start()
+    stop = stop_on_signals()
+    try:
+        republisher.start()
+        republisher.run(stop)
+    finally:
+        republisher.close()
+        server.shutdown()
