@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 FilterValue = str | int | float | bool
-OutputFormat = Literal["json", "csv", "geojson"]
+OutputFormat = Literal["json", "csv", "geojson", "ndjson"]
 
 # Query parameters the endpoint itself owns. They win over a schema property of the same name: the
 # API contract must not change meaning because some dataset declares a column called "limit".
@@ -33,7 +33,12 @@ _INT64_MAX = 2**63 - 1
 # is far more likely meant as the number.
 _TYPE_PREFERENCE = ("boolean", "integer", "number", "string")
 
-_FORMAT_NAMES: dict[str, OutputFormat] = {"json": "json", "csv": "csv", "geojson": "geojson"}
+_FORMAT_NAMES: dict[str, OutputFormat] = {
+    "json": "json",
+    "csv": "csv",
+    "geojson": "geojson",
+    "ndjson": "ndjson",
+}
 
 _MEDIA_TYPES: dict[str, OutputFormat] = {
     "application/json": "json",
@@ -41,6 +46,9 @@ _MEDIA_TYPES: dict[str, OutputFormat] = {
     "application/geo+json": "geojson",
     # Pre-RFC 7946 name still sent by some GIS clients.
     "application/vnd.geo+json": "geojson",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
 }
 
 

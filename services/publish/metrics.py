@@ -50,6 +50,34 @@ class PublishMetrics:
             registry=registry,
         )
 
+        # Per dataset, format and caller class (anonymous, developer, department, applicant): a
+        # bounded label set. Individual keys are counted in the usage report, not as labels.
+        usage_labels = ["dataset", "format", "key_class"]
+        self.dataset_requests = Counter(
+            "cityos_publish_dataset_requests",
+            "Successful data requests per dataset, output format and caller class.",
+            usage_labels,
+            registry=registry,
+        )
+        self.rows_served = Counter(
+            "cityos_publish_served_rows",
+            "Records (rows) served per dataset, output format and caller class.",
+            usage_labels,
+            registry=registry,
+        )
+        self.bytes_served = Counter(
+            "cityos_publish_served_bytes",
+            "Response body bytes served per dataset, output format and caller class.",
+            usage_labels,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "cityos_publish_rate_limited_requests",
+            "Requests refused with 429, per caller class.",
+            ["key_class"],
+            registry=registry,
+        )
+
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """Body and content type, honouring an OpenMetrics ``Accept`` from Prometheus."""
         encoder, content_type = choose_encoder(accept or "")

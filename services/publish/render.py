@@ -11,12 +11,26 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import orjson
 
-from cityos.db.models import Dataset, Department, Record, SchemaVersionRow
+from cityos.db.models import Dataset, Department, SchemaVersionRow
+
+
+class RecordLike(Protocol):
+    """What renderers read of a record: an ORM ``Record`` or a row of ``queries.RECORD_COLUMNS``."""
+
+    @property
+    def record_key(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def latitude(self) -> float | None: ...
+    @property
+    def longitude(self) -> float | None: ...
+
 
 API_PREFIX = "/api/v1"
 
@@ -155,6 +169,11 @@ def next_page_url(
     return f"{base_url.rstrip('/')}{path}?{query}"
 
 
+def link_with(base_url: str, path: str, params: Iterable[tuple[str, str]]) -> str:
+    """Absolute URL of ``path`` under the public base URL with the given query parameters."""
+    return f"{base_url.rstrip('/')}{path}?{urlencode(list(params), quote_via=quote)}"
+
+
 def csv_columns(schema: Mapping[str, Any] | None, rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Columns in the schema's property order; fields the schema does not declare come last.
 
@@ -212,7 +231,7 @@ def _coordinate(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def record_point(record: Record, fields: tuple[str, str]) -> list[float] | None:
+def record_point(record: RecordLike, fields: tuple[str, str]) -> list[float] | None:
     """[longitude, latitude] (RFC 7946 order) of a record, or None when absent or out of range.
 
     The catalog's denormalised columns are preferred; the data fields are the fallback for rows
@@ -228,7 +247,7 @@ def record_point(record: Record, fields: tuple[str, str]) -> list[float] | None:
     return [longitude, latitude]
 
 
-def render_geojson(records: Iterable[Record], fields: tuple[str, str]) -> dict[str, Any]:
+def render_geojson(records: Iterable[RecordLike], fields: tuple[str, str]) -> dict[str, Any]:
     """RFC 7946 FeatureCollection of Points.
 
     A record without usable coordinates is a Feature with ``geometry: null`` (RFC 7946 §3.2) rather

@@ -1,0 +1,291 @@
+"""CKAN action API shapes: package, organization and resource dicts, search parsing. Pure.
+
+The dicts carry the fields CKAN 2.9/2.10 returns that clients and harvesters read (ckanapi, the
+national portal's CKAN harvester): names are our dataset ids, organizations are departments, and
+every dataset has one resource per distribution format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from cityos.db.models import Dataset, Department, SchemaVersionRow
+from services.publish.render import dataset_path, iso_utc, location_fields
+
+CKAN_VERSION = "2.10.4"
+FORMATS = {"csv": "CSV", "json": "JSON", "geojson": "GeoJSON", "ndjson": "NDJSON"}
+MIMETYPES = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "geojson": "application/geo+json",
+    "ndjson": "application/x-ndjson",
+}
+LICENSES = {
+    "CC-BY-4.0": ("Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+    "CC0-1.0": ("Creative Commons CC0 1.0", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    "CC-BY-SA-4.0": ("Creative Commons Attribution Share-Alike 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
+    "ODbL-1.0": ("Open Data Commons Open Database License 1.0", "https://opendatacommons.org/licenses/odbl/1-0/"),
+}  # fmt: skip
+MAX_ROWS = 1000
+
+
+class ActionError(Exception):
+    """An action refused; ``kind`` is CKAN's ``__type`` and decides the HTTP status."""
+
+    STATUS: ClassVar[dict[str, int]] = {"Not Found Error": 404, "Validation Error": 409, "Bad request": 400, "Authorization Error": 403}
+
+    def __init__(self, kind: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self) -> int:
+        return self.STATUS.get(self.kind, 400)
+
+    def body(self) -> dict[str, Any]:
+        if self.kind == "Validation Error":
+            # CKAN reports validation errors per field, as lists of messages.
+            return {"__type": self.kind, self.field or "message": [self.message]}
+        return {"__type": self.kind, "message": f"{self.kind.split()[0]}: {self.message}"}
+
+
+def not_found(what: str) -> ActionError:
+    return ActionError("Not Found Error", f"{what} not found")
+
+
+def invalid(field: str, message: str) -> ActionError:
+    return ActionError("Validation Error", message, field)
+
+
+def resource_id(dataset_id: str, fmt: str) -> str:
+    return f"{dataset_id}.{fmt}"
+
+
+def split_resource_id(value: str) -> tuple[str, str] | None:
+    dataset_id, dot, fmt = value.rpartition(".")
+    return (dataset_id, fmt) if dot and dataset_id and fmt in FORMATS else None
+
+
+def dataset_formats(dataset: Dataset) -> list[str]:
+    return [f for f in FORMATS if f != "geojson" or location_fields(dataset.meta) is not None]
+
+
+def organization_dict(department: Department, package_count: int) -> dict[str, Any]:
+    return {
+        "id": department.id,
+        "name": department.id,
+        "title": department.name_ja,
+        "display_name": department.name_ja,
+        "title_translated": {"ja": department.name_ja, "en": department.name_en},
+        "description": department.name_en,
+        "type": "organization",
+        "is_organization": True,
+        "state": "active",
+        "approval_status": "approved",
+        "image_url": "",
+        "package_count": package_count,
+    }
+
+
+def resource_dict(dataset: Dataset, fmt: str, base_url: str) -> dict[str, Any]:
+    base = base_url + dataset_path(dataset.id)
+    title = str(dataset.meta.get("title", {}).get("ja", dataset.title_ja))
+    modified = iso_utc(dataset.last_record_at)
+    return {
+        "id": resource_id(dataset.id, fmt),
+        "package_id": dataset.id,
+        "name": f"{title} ({FORMATS[fmt]})",
+        "description": f"All records of {dataset.id} as {FORMATS[fmt]}, always current.",
+        "format": FORMATS[fmt],
+        "mimetype": MIMETYPES[fmt],
+        "url": f"{base}/export?format={fmt}",
+        "url_type": "",
+        "datastore_active": True,
+        "state": "active",
+        "position": list(FORMATS).index(fmt),
+        "last_modified": modified.removesuffix("Z") if modified else None,
+        "created": None,
+        "resource_type": "api",
+    }
+
+
+def _text(meta: Mapping[str, Any], field: str, language: str, fallback: str = "") -> str:
+    value = meta.get(field)
+    return str(value.get(language, fallback)) if isinstance(value, Mapping) else fallback
+
+
+def package_dict(
+    dataset: Dataset,
+    department: Department | None,
+    schema: SchemaVersionRow | None,
+    quality: Mapping[str, Any],
+    *,
+    base_url: str,
+    contact_email: str,
+) -> dict[str, Any]:
+    meta = dataset.meta
+    license_title, license_url = LICENSES.get(dataset.license, (dataset.license, ""))
+    modified = iso_utc(dataset.last_record_at)
+    keywords = [str(k) for k in meta.get("keywords", [])]
+    resources = [resource_dict(dataset, f, base_url) for f in dataset_formats(dataset)]
+    five_star = quality.get("five_star", {})
+    extras = {
+        "update_frequency": meta.get("update_frequency"),
+        "conforms_to": schema.uri if schema is not None else None,
+        "five_star": five_star.get("stars"),
+        "metadata_quality": quality.get("metadata_quality", {}).get("score"),
+        "standard": meta.get("standard"),
+    }
+    return {
+        "id": dataset.id,
+        "name": dataset.id,
+        "title": _text(meta, "title", "ja", dataset.title_ja),
+        "title_translated": {
+            "ja": _text(meta, "title", "ja", dataset.title_ja),
+            "en": _text(meta, "title", "en", dataset.title_en),
+        },
+        "notes": _text(meta, "description", "ja"),
+        "notes_translated": {"ja": _text(meta, "description", "ja"), "en": _text(meta, "description", "en")},
+        "type": "dataset",
+        "state": "active",
+        "private": False,
+        "license_id": dataset.license,
+        "license_title": license_title,
+        "license_url": license_url,
+        "isopen": five_star.get("stars", 0) >= 1,
+        "url": base_url + dataset_path(dataset.id),
+        "version": str(schema.version) if schema is not None else None,
+        "author": department.name_ja if department is not None else dataset.department_id,
+        "maintainer": department.name_ja if department is not None else dataset.department_id,
+        "maintainer_email": contact_email,
+        "owner_org": dataset.department_id,
+        "organization": organization_dict(department, 0) if department is not None else None,
+        "metadata_created": modified.removesuffix("Z") if modified else None,
+        "metadata_modified": modified.removesuffix("Z") if modified else None,
+        "tags": [{"name": k, "display_name": k, "state": "active"} for k in keywords],
+        "num_tags": len(keywords),
+        "groups": [],
+        "resources": resources,
+        "num_resources": len(resources),
+        "extras": [{"key": k, "value": str(v)} for k, v in extras.items() if v is not None],
+    }
+
+
+# --- package_search -----------------------------------------------------------------------------
+
+_FQ_CLAUSE = re.compile(r'([+-]?)([A-Za-z_]+):("(?:[^"\\]|\\.)*"|\S+)')
+_FQ_FIELDS = {
+    "organization": lambda p: [p["owner_org"]],
+    "owner_org": lambda p: [p["owner_org"]],
+    "tags": lambda p: [t["name"] for t in p["tags"]],
+    "res_format": lambda p: [r["format"] for r in p["resources"]],
+    "license_id": lambda p: [p["license_id"]],
+    "name": lambda p: [p["name"]],
+    "id": lambda p: [p["id"]],
+    "dataset_type": lambda p: [p["type"]],
+    "type": lambda p: [p["type"]],
+}
+_SORT_FIELDS = {
+    "name": lambda p: p["name"],
+    "title_string": lambda p: p["title"],
+    "metadata_modified": lambda p: p["metadata_modified"] or "",
+    "metadata_created": lambda p: p["metadata_created"] or "",
+}
+
+
+@dataclass(frozen=True)
+class FqClause:
+    field: str
+    value: str
+    negated: bool
+
+
+def parse_fq(fq: str) -> list[FqClause]:
+    """Solr filter queries as CKAN clients send them: ``organization:fire +tags:"AED" -res_format:CSV``."""
+    clauses: list[FqClause] = []
+    rest = fq
+    for match in _FQ_CLAUSE.finditer(fq):
+        sign, field, value = match.groups()
+        if field not in _FQ_FIELDS:
+            raise invalid(
+                "fq", f"unsupported filter field {field!r}; use one of {', '.join(sorted(_FQ_FIELDS))}"
+            )
+        clauses.append(FqClause(field, value.strip('"').replace('\\"', '"'), sign == "-"))
+        rest = rest.replace(match.group(0), "", 1)
+    if rest.strip() and rest.strip() != "*:*":
+        raise invalid("fq", f"cannot parse {rest.strip()!r}; expected field:value clauses")
+    return clauses
+
+
+def _matches_text(package: Mapping[str, Any], q: str) -> bool:
+    if not q or q == "*:*":
+        return True
+    haystack = " ".join(
+        [
+            package["name"],
+            *package["title_translated"].values(),
+            *package["notes_translated"].values(),
+            *(t["name"] for t in package["tags"]),
+            (package.get("organization") or {}).get("title", ""),
+        ]
+    ).casefold()
+    terms = [t for t in q.replace(":", " ").split() if t.upper() not in ("AND", "OR")]
+    return all(term.strip('"').casefold() in haystack for term in terms)
+
+
+def search_packages(
+    packages: Sequence[Mapping[str, Any]], *, q: str, fq: str, sort: str, rows: int, start: int
+) -> dict[str, Any]:
+    if not 0 <= rows <= MAX_ROWS:
+        raise invalid("rows", f"must be between 0 and {MAX_ROWS}")
+    if start < 0:
+        raise invalid("start", "must be a natural number")
+    clauses = parse_fq(fq)
+    found = [
+        p
+        for p in packages
+        if _matches_text(p, q) and all((c.value in _FQ_FIELDS[c.field](p)) != c.negated for c in clauses)
+    ]
+    for part in reversed([s.strip() for s in sort.split(",") if s.strip()]):
+        field, _, direction = part.partition(" ")
+        if field == "score":
+            continue  # every match scores the same here
+        key = _SORT_FIELDS.get(field)
+        if key is None:
+            raise invalid("sort", f"cannot sort by {field!r}; use one of {', '.join(sorted(_SORT_FIELDS))}")
+        found.sort(key=key, reverse=direction.strip().lower() == "desc")
+    return {
+        "count": len(found),
+        "results": found[start : start + rows],
+        "sort": sort,
+        "facets": {},
+        "search_facets": {},
+    }
+
+
+def parse_datastore_sort(sort: str) -> list[tuple[str, bool]]:
+    """``"名称 desc, NO"`` -> [("名称", True), ("NO", False)]."""
+    keys = []
+    for part in (p.strip() for p in sort.split(",")):
+        if not part:
+            continue
+        field, _, direction = (
+            part.rpartition(" ") if part.lower().endswith((" asc", " desc")) else (part, "", "asc")
+        )
+        keys.append((field.strip().strip('"'), direction.lower() == "desc"))
+    return keys
+
+
+def ckan_field_type(types: Sequence[str]) -> str:
+    if "integer" in types:
+        return "int"
+    if "number" in types:
+        return "numeric"
+    if "boolean" in types:
+        return "bool"
+    return "text"

@@ -1,0 +1,326 @@
+"""CKAN action API (``/api/3/action/<action>``, also ``/api/action/``, GET or POST) over the catalog.
+
+Every dataset read goes through ``read_access``; an invisible dataset is CKAN's "Not found", the
+same as a missing one. Answers use CKAN's envelope: ``help``, ``success``, ``result`` or ``error``.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from cityos.access import Caller, ReadAccess
+from cityos.db.models import Dataset, Department
+from services.catalog import queries
+from services.publish import ckan
+from services.publish.context import PublishContext, caller_of, departments, visible_datasets
+from services.publish.filters import FilterValue, Invalid, convert, declared_types
+from services.publish.query import Condition, RecordQuery, SortKey, parse_query
+from services.publish.records_api import quality_of
+from services.publish.usage import open_tally
+
+DATASTORE_DEFAULT_LIMIT = 100
+DATASTORE_MAX_LIMIT = 32_000
+
+Params = dict[str, Any]
+Action = Callable[[Session, Caller, Params, Any], Any]
+
+
+def _int(params: Params, name: str, default: int) -> int:
+    value = params.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ckan.invalid(name, "Invalid integer") from None
+
+
+def _str(params: Params, name: str, default: str = "") -> str:
+    value = params.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str | int | float):
+        raise ckan.invalid(name, "expected a string")
+    return str(value)
+
+
+def _bool(params: Params, name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in ("true", "1", "yes", "on")
+
+
+def _json_param(params: Params, name: str) -> Any:
+    # GET clients send dicts and lists as JSON text; POST clients as JSON values.
+    value = params.get(name)
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ckan.invalid(name, "not valid JSON") from None
+    return value
+
+
+class CkanActions:
+    def __init__(self, ctx: PublishContext) -> None:
+        self.ctx = ctx
+        self.actions: dict[str, Action] = {
+            "status_show": self.status_show,
+            "package_list": self.package_list,
+            "current_package_list_with_resources": self.current_package_list_with_resources,
+            "package_show": self.package_show,
+            "package_search": self.package_search,
+            "organization_list": self.organization_list,
+            "organization_show": self.organization_show,
+            "resource_show": self.resource_show,
+            "datastore_search": self.datastore_search,
+        }
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _package(self, session: Session, dataset: Dataset, depts: dict[str, Department]) -> dict[str, Any]:
+        department = depts.get(dataset.department_id)
+        schema = queries.latest_schema(session, dataset_id=dataset.id)
+        return ckan.package_dict(
+            dataset, department, schema, quality_of(dataset, department, schema),
+            base_url=self.ctx.base_url, contact_email=self.ctx.settings.open_data_contact_email,
+        )  # fmt: skip
+
+    def _visible(self, session: Session, caller: Caller, dataset_id: str) -> tuple[Dataset, ReadAccess]:
+        for dataset, access in visible_datasets(session, caller):
+            if dataset.id == dataset_id:
+                return dataset, access
+        raise ckan.not_found("Dataset")
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def status_show(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        return {
+            "ckan_version": ckan.CKAN_VERSION,
+            "site_url": self.ctx.base_url,
+            "site_title": "CityOS Open Data",
+            "extensions": ["datastore", "dcat"],
+        }
+
+    def package_list(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        names = [d.id for d, _ in visible_datasets(session, caller)]
+        offset = _int(params, "offset", 0)
+        limit = _int(params, "limit", len(names))
+        return names[offset : offset + limit]
+
+    def current_package_list_with_resources(
+        self, session: Session, caller: Caller, params: Params, state: Any
+    ) -> Any:
+        depts = departments(session)
+        packages = [self._package(session, d, depts) for d, _ in visible_datasets(session, caller)]
+        offset = _int(params, "offset", 0)
+        return packages[offset : offset + _int(params, "limit", len(packages))]
+
+    def package_show(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        dataset, _ = self._visible(session, caller, _str(params, "id") or _str(params, "name_or_id"))
+        return self._package(session, dataset, departments(session))
+
+    def package_search(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        depts = departments(session)
+        packages = [self._package(session, d, depts) for d, _ in visible_datasets(session, caller)]
+        return ckan.search_packages(
+            packages,
+            q=_str(params, "q"),
+            fq=_str(params, "fq"),
+            sort=_str(params, "sort", "score desc, metadata_modified desc"),
+            rows=_int(params, "rows", 10),
+            start=_int(params, "start", 0),
+        )
+
+    def _org_counts(self, session: Session, caller: Caller) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for dataset, _ in visible_datasets(session, caller):
+            counts[dataset.department_id] = counts.get(dataset.department_id, 0) + 1
+        return counts
+
+    def organization_list(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        counts = self._org_counts(session, caller)
+        depts = sorted(departments(session).values(), key=lambda d: d.id)
+        if _bool(params, "all_fields", False):
+            return [ckan.organization_dict(d, counts.get(d.id, 0)) for d in depts]
+        return [d.id for d in depts]
+
+    def organization_show(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        depts = departments(session)
+        department = depts.get(_str(params, "id"))
+        if department is None:
+            raise ckan.not_found("Organization")
+        mine = [d for d, _ in visible_datasets(session, caller) if d.department_id == department.id]
+        body = ckan.organization_dict(department, len(mine))
+        if _bool(params, "include_datasets", False):
+            body["packages"] = [self._package(session, d, depts) for d in mine]
+        return body
+
+    def resource_show(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        parts = ckan.split_resource_id(_str(params, "id"))
+        if parts is None:
+            raise ckan.not_found("Resource")
+        try:
+            dataset, _ = self._visible(session, caller, parts[0])
+        except ckan.ActionError:
+            raise ckan.not_found("Resource") from None
+        if parts[1] not in ckan.dataset_formats(dataset):
+            raise ckan.not_found("Resource")
+        return ckan.resource_dict(dataset, parts[1], self.ctx.base_url)
+
+    def datastore_search(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        rid = _str(params, "resource_id") or _str(params, "id")
+        parts = ckan.split_resource_id(rid)
+        if parts is None:
+            raise ckan.not_found("Resource")
+        try:
+            dataset, access = self._visible(session, caller, parts[0])
+        except ckan.ActionError:
+            raise ckan.not_found("Resource") from None
+        schema_row = queries.latest_schema(session, dataset_id=dataset.id)
+        schema = schema_row.document if schema_row is not None else {}
+        properties: dict[str, Any] = schema.get("properties", {})
+        visible_fields = [n for n in properties if access.fields is None or n in access.fields]
+        base = parse_query([], schema, allowed_fields=access.fields)
+        assert isinstance(base, RecordQuery)  # no parameters cannot be malformed
+
+        conditions: list[Condition] = []
+        raw_filters = _json_param(params, "filters") or {}
+        if not isinstance(raw_filters, dict):
+            raise ckan.invalid("filters", "expected an object of field: value")
+        for name, value in raw_filters.items():
+            if name not in visible_fields:
+                raise ckan.invalid("filters", f"field {name!r} not in the resource")
+            types = declared_types(schema, properties[name])
+            values = value if isinstance(value, list) else [value]
+            typed: list[FilterValue] = []
+            for item in values:
+                if isinstance(item, bool | int | float) and not isinstance(item, str):
+                    typed.append(item)
+                    continue
+                converted = convert(str(item), types)
+                if isinstance(converted, Invalid):
+                    raise ckan.invalid("filters", f"{name}: {converted.reason}")
+                typed.append(converted.value)
+            conditions.append(Condition(name, "in" if len(typed) > 1 else "eq", tuple(typed)))
+
+        text: str | None = None
+        text_fields = base.text_fields
+        q = _json_param(params, "q")
+        if isinstance(q, dict):
+            if len(q) != 1:
+                raise ckan.invalid("q", "one field: text pair is supported")
+            (field, text_value), = q.items()  # fmt: skip
+            if field not in text_fields:
+                raise ckan.invalid("q", f"field {field!r} is not a text field of the resource")
+            text, text_fields = str(text_value), (field,)
+        elif q:
+            text = str(q)
+
+        sort_keys: list[SortKey] = []
+        for name, descending in ckan.parse_datastore_sort(_str(params, "sort")):
+            if name == "_id":
+                if descending:
+                    raise ckan.invalid("sort", "_id sorts ascending only")
+                continue
+            if name not in visible_fields:
+                raise ckan.invalid("sort", f"field {name!r} not in the resource")
+            sort_keys.append(SortKey(name, descending))
+
+        raw_fields = _json_param(params, "fields")
+        if isinstance(raw_fields, str):
+            raw_fields = [f.strip() for f in raw_fields.split(",") if f.strip()]
+        shown: list[str] = visible_fields
+        if raw_fields:
+            unknown = [f for f in raw_fields if f != "_id" and f not in visible_fields]
+            if unknown:
+                raise ckan.invalid("fields", f"fields {unknown} not in the resource")
+            shown = [f for f in raw_fields if f != "_id"]
+
+        limit = _int(params, "limit", DATASTORE_DEFAULT_LIMIT)
+        offset = _int(params, "offset", 0)
+        if not 0 <= limit <= DATASTORE_MAX_LIMIT:
+            raise ckan.invalid("limit", f"must be between 0 and {DATASTORE_MAX_LIMIT}")
+        if offset < 0:
+            raise ckan.invalid("offset", "must be a natural number")
+        query = RecordQuery(
+            conditions=tuple(conditions), text=text, text_fields=text_fields, sort=tuple(sort_keys)
+        )
+        total = queries.count_records(session, dataset_id=dataset.id, query=query)
+        rows = queries.query_records(session, dataset_id=dataset.id, query=query, limit=limit, offset=offset)
+        open_tally(state, dataset.id, "ckan").rows = len(rows)
+        records = [{"_id": r.record_key, **{f: r.data[f] for f in shown if f in r.data}} for r in rows]
+        fields = [{"id": "_id", "type": "text"}] + [
+            {"id": f, "type": ckan.ckan_field_type(declared_types(schema, properties[f]))} for f in shown
+        ]
+        path = "/api/3/action/datastore_search"
+        return {
+            "resource_id": rid,
+            "fields": fields,
+            "records": records,
+            "records_format": "objects",
+            "total": total,
+            "total_was_estimated": False,
+            "limit": limit,
+            "offset": offset,
+            "include_total": True,
+            "_links": {
+                "start": f"{path}?resource_id={rid}",
+                "next": f"{path}?resource_id={rid}&offset={offset + limit}",
+            },
+        }
+
+
+def ckan_router(ctx: PublishContext) -> APIRouter:
+    router = APIRouter(tags=["CKAN action API"])
+    actions = CkanActions(ctx)
+
+    def run(action: Action, caller: Caller, params: Params, state: Any) -> Any:
+        with ctx.sessions() as session:
+            return action(session, caller, params, state)
+
+    async def handle(request: Request, action_name: str) -> Response:
+        request.state.response_format = "ckan"
+        help_url = f"{ctx.base_url}/api/3/action/help_show?name={action_name}"
+        params: Params = dict(request.query_params)
+        status, envelope = 200, {"help": help_url, "success": True}
+        try:
+            if request.method == "POST":
+                raw = await request.body()
+                if raw.strip():
+                    try:
+                        body = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        form = await request.form()
+                        body = {k: v for k, v in form.items() if isinstance(v, str)}
+                    if not isinstance(body, dict):
+                        raise ckan.invalid("body", "expected a JSON object")
+                    params.update(body)
+            action = actions.actions.get(action_name)
+            if action is None:
+                raise ckan.ActionError("Bad request", f"Action name not known: {action_name}")
+            envelope["result"] = await run_in_threadpool(
+                run, action, caller_of(request), params, request.state
+            )
+        except ckan.ActionError as error:
+            status, envelope = error.status, {"help": help_url, "success": False, "error": error.body()}
+        return Response(orjson.dumps(envelope), status_code=status, media_type="application/json")
+
+    for prefix in ("/api/3/action", "/api/action"):
+        for method in ("GET", "POST"):
+            router.add_api_route(
+                prefix + "/{action_name}",
+                handle,
+                methods=[method],
+                operation_id=f"ckan_action_{method.lower()}",
+                summary="CKAN action: package_list, package_show, package_search, organization_list, "
+                "organization_show, resource_show, datastore_search, status_show",
+                include_in_schema=prefix == "/api/3/action",
+            )
+    return router

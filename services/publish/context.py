@@ -1,0 +1,81 @@
+"""What every publish router shares: settings, sessions, metrics, and the one visibility check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from cityos.access import ANONYMOUS, Caller, ReadAccess, read_access
+from cityos.db.models import Dataset, Department
+from cityos.settings import Settings
+from services.catalog import queries
+from services.publish.callers import CALLER_STATE_KEY
+from services.publish.metrics import PublishMetrics
+from services.publish.usage import UsageBuffer
+
+# One body for every invisible dataset: a missing, internal and personal id must be
+# indistinguishable, or the 404 itself would leak which internal datasets exist.
+NOT_FOUND = {"error": "not_found", "detail": "no public dataset with this id"}
+
+
+@dataclass(frozen=True)
+class PublishContext:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    metrics: PublishMetrics
+    usage: UsageBuffer
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.public_base_url.rstrip("/")
+
+    def session(self) -> Iterator[Session]:
+        # Read-only use: the session never commits, closing it rolls back the read transaction.
+        with self.sessions() as session:
+            yield session
+
+
+def error_body(parameter: str, problem: str) -> dict[str, str]:
+    return {"error": "invalid_parameter", "parameter": parameter, "detail": problem}
+
+
+def bad_request(parameter: str, problem: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=error_body(parameter, problem))
+
+
+def caller_of(request: Request) -> Caller:
+    caller = getattr(request.state, CALLER_STATE_KEY, None)
+    return caller if isinstance(caller, Caller) else ANONYMOUS
+
+
+def visible_dataset(session: Session, caller: Caller, dataset_id: str) -> tuple[Dataset, ReadAccess]:
+    """The dataset and the caller's access to it, or the uniform 404 (``read_access`` decides)."""
+    dataset = queries.get_dataset(session, dataset_id=dataset_id)
+    access = read_access(session, caller, dataset) if dataset is not None else None
+    if dataset is None or access is None:
+        raise HTTPException(status_code=404, detail=NOT_FOUND)
+    return dataset, access
+
+
+def visible_datasets(session: Session, caller: Caller) -> list[tuple[Dataset, ReadAccess]]:
+    """Every dataset the caller may read, by id; never filtered by classification here."""
+    visible = []
+    for dataset in queries.list_datasets(session, classification=None):
+        access = read_access(session, caller, dataset)
+        if access is not None:
+            visible.append((dataset, access))
+    return visible
+
+
+def departments(session: Session) -> dict[str, Department]:
+    return {d.id: d for d in session.query(Department).all()}
+
+
+def project(data: dict[str, Any], fields: tuple[str, ...] | frozenset[str] | None) -> dict[str, Any]:
+    if fields is None:
+        return data
+    return {name: data[name] for name in fields if name in data}

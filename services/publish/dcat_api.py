@@ -1,0 +1,111 @@
+"""DCAT-AP 3 endpoints: the catalog and each dataset, as Turtle, JSON-LD or RDF/XML.
+
+``/catalog.ttl`` and ``/catalog.jsonld`` name the format; ``/catalog`` and
+``/catalog/datasets/{id}`` negotiate it from ``Accept``. Only datasets the caller may read appear.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from cityos.db.models import Dataset
+from services.catalog import queries
+from services.publish import dcat
+from services.publish.context import (
+    NOT_FOUND,
+    PublishContext,
+    caller_of,
+    departments,
+    visible_dataset,
+    visible_datasets,
+)
+from services.publish.quality import five_star, metadata_quality
+from services.publish.render import location_fields
+
+CATALOG_TITLE = {"ja": "CityOS オープンデータカタログ", "en": "CityOS open data catalog"}
+_RDF_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/turtle": {}, "application/ld+json": {}, "application/rdf+xml": {}},
+        "description": "DCAT-AP 3 RDF",
+    }
+}
+
+
+def dcat_router(ctx: PublishContext) -> APIRouter:
+    router = APIRouter(tags=["DCAT-AP catalog"])
+    SessionDep = Annotated[Session, Depends(ctx.session)]
+
+    def entry(session: Session, dataset: Dataset) -> dcat.DatasetEntry:
+        department = departments(session).get(dataset.department_id)
+        schema = queries.latest_schema(session, dataset_id=dataset.id)
+        extent = (
+            queries.dataset_extent(session, dataset_id=dataset.id) if location_fields(dataset.meta) else None
+        )
+        quality = metadata_quality(
+            dataset.meta,
+            has_publisher=department is not None,
+            has_contact=department is not None,
+            has_schema=schema is not None,
+            has_spatial=extent is not None,
+            has_modified=dataset.last_record_at is not None,
+        )
+        rating = five_star(dataset.meta, record_key=dataset.record_key, has_schema=schema is not None)
+        return dcat.DatasetEntry(dataset, department, schema, extent, rating, quality)
+
+    def catalog(request: Request, session: Session, suffix: str) -> Response:
+        request.state.response_format = suffix
+        entries = [entry(session, d) for d, _ in visible_datasets(session, caller_of(request))]
+        graph = dcat.catalog_graph(
+            entries,
+            base_url=ctx.base_url,
+            contact_email=ctx.settings.open_data_contact_email,
+            title=CATALOG_TITLE,
+        )
+        body, media_type = dcat.serialize(graph, suffix)
+        return Response(body, media_type=media_type, headers={"Vary": "Accept"})
+
+    @router.get("/catalog.ttl", summary="The DCAT-AP 3 catalog as Turtle", responses=_RDF_CONTENT)
+    def catalog_ttl(request: Request, session: SessionDep) -> Response:
+        return catalog(request, session, "ttl")
+
+    @router.get("/catalog.jsonld", summary="The DCAT-AP 3 catalog as JSON-LD", responses=_RDF_CONTENT)
+    def catalog_jsonld(request: Request, session: SessionDep) -> Response:
+        return catalog(request, session, "jsonld")
+
+    @router.get("/catalog", summary="The DCAT-AP 3 catalog, format by Accept", responses=_RDF_CONTENT)
+    def catalog_negotiated(
+        request: Request,
+        session: SessionDep,
+        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Response:
+        return catalog(request, session, dcat.negotiate_rdf(accept))
+
+    @router.get(
+        "/catalog/datasets/{name}",
+        summary="One dataset's DCAT-AP 3 description: {id}.ttl, {id}.jsonld, {id}.rdf, or {id} by Accept",
+        responses={**_RDF_CONTENT, 404: {"description": "No dataset with this id that you may read"}},
+    )
+    def dataset_document(
+        request: Request,
+        name: str,
+        session: SessionDep,
+        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Response:
+        dataset_id, dot, suffix = name.rpartition(".")
+        if not dot:
+            dataset_id, suffix = name, dcat.negotiate_rdf(accept)
+        if suffix not in dcat.RDF_FORMATS:
+            raise HTTPException(status_code=404, detail=NOT_FOUND)
+        request.state.response_format = suffix
+        dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
+        graph = dcat.dataset_graph(
+            entry(session, dataset), base_url=ctx.base_url, contact_email=ctx.settings.open_data_contact_email
+        )
+        body, media_type = dcat.serialize(graph, suffix)
+        return Response(body, media_type=media_type, headers={"Vary": "Accept"})
+
+    return router

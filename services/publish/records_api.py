@@ -1,0 +1,341 @@
+"""The open-data REST API: datasets, record pages, single records and whole-dataset exports.
+
+Every handler asks ``visible_dataset`` (``read_access``) first; an invisible dataset is the same 404
+as a missing one. Query strings are parsed by ``query.parse_query`` into typed conditions that
+``services.catalog.queries`` turns into SQLAlchemy expressions.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime, and they
+# refer to ``SessionDep``, a local of ``records_router``.
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from cityos.access import ReadAccess
+from cityos.db.models import Dataset, Department, SchemaVersionRow
+from services.catalog import queries
+from services.publish import filters, render, stream
+from services.publish.conditional import http_date, not_modified, weak_etag
+from services.publish.context import (
+    PublishContext,
+    bad_request,
+    caller_of,
+    project,
+    visible_dataset,
+    visible_datasets,
+)
+from services.publish.filters import ParamProblem
+from services.publish.quality import five_star, metadata_quality
+from services.publish.query import RecordQuery, encode_cursor, parse_query
+from services.publish.usage import open_tally
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+MEDIA_TYPES: dict[filters.OutputFormat, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8; header=present",
+    "geojson": "application/geo+json",
+    "ndjson": "application/x-ndjson",
+}
+FormatParam = Literal["json", "csv", "geojson", "ndjson"]
+
+_RECORDS_EXAMPLES = {
+    "equality": {"summary": "Equality on a Japanese property", "value": "?設置位置=1階ロビー"},
+    "range": {"summary": "Numeric range and sort", "value": "?男性トイレ総数[gte]=3&sort=-男性トイレ総数"},
+    "bbox": {"summary": "GeoJSON inside a box", "value": "?bbox=130.85,33.86,130.90,33.90&format=geojson"},
+    "near": {"summary": "Within 500 m of a point", "value": "?near=130.874,33.884&distance=500"},
+    "cursor": {"summary": "Next page by cursor", "value": "?limit=1000&cursor=eyJ2IjoxLCJrIjoiMDQyIn0"},
+}
+
+
+def quality_of(
+    dataset: Dataset, department: Department | None, schema: SchemaVersionRow | None
+) -> dict[str, Any]:
+    rating = five_star(dataset.meta, record_key=dataset.record_key, has_schema=schema is not None)
+    score = metadata_quality(
+        dataset.meta,
+        has_publisher=department is not None,
+        has_contact=department is not None,
+        has_schema=schema is not None,
+        has_spatial=render.location_fields(dataset.meta) is not None,
+        has_modified=dataset.last_record_at is not None,
+    )
+    return {"five_star": rating.as_dict(), "metadata_quality": score.as_dict()}
+
+
+def _columns(
+    schema: dict[str, Any] | None, access: ReadAccess, parsed: RecordQuery, rows: list[dict[str, Any]] | None
+) -> list[str]:
+    if parsed.fields is not None:
+        return list(parsed.fields)
+    columns = render.csv_columns(schema, rows or [])
+    return [c for c in columns if access.fields is None or c in access.fields]
+
+
+def _shown_fields(access: ReadAccess, parsed: RecordQuery) -> tuple[str, ...] | frozenset[str] | None:
+    return parsed.fields if parsed.fields is not None else access.fields
+
+
+def records_router(ctx: PublishContext) -> APIRouter:
+    router = APIRouter(tags=["datasets"])
+    SessionDep = Annotated[Session, Depends(ctx.session)]
+
+    def prepare(
+        request: Request, session: Session, dataset_id: str, chosen: filters.OutputFormat, format_given: bool
+    ) -> tuple[Dataset, ReadAccess, dict[str, Any] | None, RecordQuery, tuple[str, str] | None]:
+        dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+        schema_row = queries.latest_schema(session, dataset_id=dataset.id)
+        schema = schema_row.document if schema_row is not None else None
+        location = render.location_fields(dataset.meta)
+        parsed = parse_query(
+            request.query_params.multi_items(),
+            schema,
+            allowed_fields=access.fields,
+            has_location=location is not None,
+        )
+        if isinstance(parsed, ParamProblem):
+            raise bad_request(parsed.parameter, parsed.problem)
+        if chosen == "geojson" and location is None:
+            raise bad_request(
+                "format" if format_given else "accept", "GeoJSON needs a dataset that declares a location"
+            )
+        return dataset, access, schema, parsed, location
+
+    @router.get("/api/v1/datasets", summary="Datasets you may read, with their 5-star rating")
+    def list_datasets(request: Request, session: SessionDep) -> Response:
+        request.state.response_format = "json"
+        visible = visible_datasets(session, caller_of(request))
+        departments = {d.id: d for d in session.query(Department)}
+        body = []
+        for dataset, _ in visible:
+            summary = render.dataset_summary(dataset, departments.get(dataset.department_id), ctx.base_url)
+            summary["five_star"] = five_star(
+                dataset.meta, record_key=dataset.record_key, has_schema=True
+            ).stars
+            body.append(summary)
+        return Response(orjson.dumps({"count": len(body), "datasets": body}), media_type="application/json")
+
+    @router.get(
+        "/api/v1/datasets/{dataset_id}",
+        summary="Dataset metadata, current schema, 5-star rating and metadata quality",
+        responses={404: {"description": "No dataset with this id that you may read"}},
+    )
+    def get_dataset(request: Request, dataset_id: str, session: SessionDep) -> Response:
+        request.state.response_format = "json"
+        dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
+        department = session.get(Department, dataset.department_id)
+        schema = queries.latest_schema(session, dataset_id=dataset.id)
+        body = render.dataset_detail(dataset, department, schema, ctx.base_url)
+        body["links"]["export"] = f"{ctx.base_url}{render.dataset_path(dataset.id)}/export?format=csv"
+        body["links"]["dcat"] = f"{ctx.base_url}/catalog/datasets/{dataset.id}.ttl"
+        body["links"]["ckan"] = f"{ctx.base_url}/api/3/action/package_show?id={dataset.id}"
+        body.update(quality_of(dataset, department, schema))
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @router.get(
+        "/api/v1/datasets/{dataset_id}/records",
+        summary="Records: filters, text search, bbox/near, sort, fields, offset or cursor paging",
+        responses={
+            200: {
+                "content": {
+                    "application/json": {},
+                    "text/csv": {},
+                    "application/geo+json": {},
+                    "application/x-ndjson": {},
+                }
+            },
+            304: {"description": "Not modified since the ETag / Last-Modified you sent"},
+            400: {"description": "A parameter is malformed; the body names it"},
+            404: {"description": "No dataset with this id that you may read"},
+            429: {"description": "Over your rate limit; see Retry-After"},
+        },
+        openapi_extra={"x-query-examples": _RECORDS_EXAMPLES},
+    )
+    def list_records(
+        request: Request,
+        dataset_id: str,
+        session: SessionDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
+        offset: Annotated[int, Query(ge=0, description="Records to skip (or use cursor)")] = 0,
+        format: Annotated[
+            FormatParam | None, Query(description="Output format; overrides the Accept header")
+        ] = None,
+        bom: Annotated[bool, Query(description="CSV only: start with a UTF-8 BOM (Excel)")] = False,
+        q: Annotated[
+            str | None, Query(description="Text contained in any text field", examples=["小倉"])
+        ] = None,
+        bbox: Annotated[
+            str | None,
+            Query(description="minLon,minLat,maxLon,maxLat (WGS 84)", examples=["130.85,33.86,130.90,33.90"]),
+        ] = None,
+        near: Annotated[
+            str | None, Query(description="lon,lat of a point", examples=["130.874,33.884"])
+        ] = None,
+        distance: Annotated[float | None, Query(description="Metres from `near` (default 1000)")] = None,
+        sort: Annotated[
+            str | None, Query(description="Fields, `-` for descending", examples=["-男性トイレ総数"])
+        ] = None,
+        fields: Annotated[str | None, Query(description="Fields to return", examples=["名称,住所"])] = None,
+        cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+        if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+        if_modified_since: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Response:
+        chosen = filters.negotiate_format(format, accept)
+        request.state.response_format = chosen
+        dataset, access, schema, parsed, location = prepare(
+            request, session, dataset_id, chosen, format is not None
+        )
+        tally = open_tally(request.state, dataset.id, chosen)
+        # The validator covers the data stamp, the exact query and what this caller may see.
+        etag = weak_etag(
+            dataset.id, dataset.record_count, dataset.last_record_at, chosen, request.url.query,
+            sorted(access.fields) if access.fields is not None else "*",
+        )  # fmt: skip
+        headers = {
+            "ETag": etag,
+            "Vary": "Accept, Authorization, X-API-Key",
+            "Cache-Control": "public, max-age=0",
+        }
+        if dataset.last_record_at is not None:
+            headers["Last-Modified"] = http_date(dataset.last_record_at)
+        if not_modified(
+            etag=etag,
+            last_modified=dataset.last_record_at,
+            if_none_match=if_none_match,
+            if_modified_since=if_modified_since,
+        ):
+            return Response(status_code=304, headers=headers)
+
+        total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
+        # One extra row tells whether another page follows without a second count.
+        fetched = queries.query_records(
+            session, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
+        )
+        records, more = fetched[:limit], len(fetched) > limit
+        tally.rows = len(records)
+        ctx.metrics.records_served.labels(dataset.id, chosen).inc(len(records))
+        path = f"{render.dataset_path(dataset.id)}/records"
+        params = request.query_params.multi_items()
+        next_cursor = encode_cursor(records[-1].record_key) if more and parsed.keyset and records else None
+        if cursor is not None:
+            next_url = None
+            if next_cursor is not None:
+                kept = [(k, v) for k, v in params if k != "cursor"]
+                next_url = render.link_with(ctx.base_url, path, [*kept, ("cursor", next_cursor)])
+        else:
+            next_url = render.next_page_url(
+                base_url=ctx.base_url, path=path, params=params, limit=limit, offset=offset,
+                returned=len(records), total=total,
+            )  # fmt: skip
+        headers["X-Total-Count"] = str(total)
+        if next_url is not None:
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        if next_cursor is not None:
+            headers["X-Next-Cursor"] = next_cursor
+        shown = _shown_fields(access, parsed)
+        rows = [project(record.data, shown) for record in records]
+
+        body: bytes
+        if chosen == "csv":
+            headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.csv")
+            body = render.render_csv(_columns(schema, access, parsed, rows), rows, bom=bom)
+        elif chosen == "geojson":
+            assert location is not None  # refused in prepare
+            headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.geojson")
+            features = [stream.geojson_feature(r, location, lambda d: project(d, shown)) for r in records]
+            body = orjson.dumps({"type": "FeatureCollection", "features": features})
+        elif chosen == "ndjson":
+            body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+        else:
+            page = render.records_page(
+                dataset_id=dataset.id, total=total, limit=limit, offset=offset, rows=rows, next_url=next_url
+            )
+            page["next_cursor"] = next_cursor
+            body = orjson.dumps(page)
+        return Response(body, media_type=MEDIA_TYPES[chosen], headers=headers)
+
+    @router.get(
+        "/api/v1/datasets/{dataset_id}/records/{record_key}",
+        summary="One record by its key (its URI)",
+        responses={404: {"description": "No such record, or no dataset with this id that you may read"}},
+    )
+    def get_record(request: Request, dataset_id: str, record_key: str, session: SessionDep) -> Response:
+        request.state.response_format = "json"
+        dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+        record = queries.get_record(session, dataset_id=dataset.id, record_key=record_key)
+        if record is None:
+            raise HTTPException(
+                status_code=404, detail={"error": "not_found", "detail": "no record with this key"}
+            )
+        open_tally(request.state, dataset.id, "json").rows = 1
+        return Response(orjson.dumps(access.project(record.data)), media_type="application/json")
+
+    @router.get(
+        "/api/v1/datasets/{dataset_id}/export",
+        summary="The whole dataset (after filters), streamed: CSV, JSON, GeoJSON or NDJSON",
+        responses={
+            200: {
+                "content": {
+                    "text/csv": {},
+                    "application/json": {},
+                    "application/geo+json": {},
+                    "application/x-ndjson": {},
+                }
+            },
+            400: {"description": "A parameter is malformed; the body names it"},
+            404: {"description": "No dataset with this id that you may read"},
+        },
+    )
+    def export(
+        request: Request,
+        dataset_id: str,
+        session: SessionDep,
+        format: Annotated[FormatParam | None, Query(description="Output format")] = None,
+        bom: Annotated[bool, Query(description="CSV only: start with a UTF-8 BOM (Excel)")] = False,
+        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Response:
+        chosen = filters.negotiate_format(format, accept)
+        request.state.response_format = chosen
+        dataset, access, schema, parsed, location = prepare(
+            request, session, dataset_id, chosen, format is not None
+        )
+        for paging in ("limit", "offset", "cursor"):
+            if paging in request.query_params:
+                raise bad_request(paging, "an export is the whole dataset; page with /records instead")
+        tally = open_tally(request.state, dataset.id, chosen)
+        shown = _shown_fields(access, parsed)
+        columns = _columns(schema, access, parsed, None)
+
+        def count() -> None:
+            tally.rows += 1
+
+        def body() -> Iterator[bytes]:
+            # Its own session: the request's closes when the handler returns, before streaming ends.
+            with ctx.sessions() as own:
+                rows = queries.stream_records(own, dataset_id=dataset.id, query=parsed)
+                if chosen == "csv":
+                    yield from stream.csv_chunks(rows, columns, bom=bom, on_row=count)
+                elif chosen == "geojson":
+                    assert location is not None
+                    yield from stream.geojson_chunks(
+                        rows, location, project=lambda d: project(d, shown), on_row=count
+                    )
+                elif chosen == "ndjson":
+                    yield from stream.ndjson_chunks(rows, project=lambda d: project(d, shown), on_row=count)
+                else:
+                    yield from stream.json_array_chunks(
+                        rows, project=lambda d: project(d, shown), on_row=count
+                    )
+
+        suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
+        headers = {"Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}")}
+        return StreamingResponse(body(), media_type=MEDIA_TYPES[chosen], headers=headers)
+
+    return router

@@ -1,0 +1,117 @@
+"""Streaming encoders: records in, byte chunks out, in constant memory whatever the record count.
+
+Used by whole-dataset exports, which read through a server-side cursor. Chunks are gathered to about
+64 KiB: one ASGI message per record would spend more time in the server than in encoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from services.publish.render import UTF8_BOM, RecordLike, _cell, record_point
+
+CHUNK_BYTES = 64 * 1024
+
+Project = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _identity(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+def _gathered(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= CHUNK_BYTES:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def csv_chunks(
+    records: Iterable[RecordLike], columns: Sequence[str], *, bom: bool, on_row: Callable[[], None]
+) -> Iterator[bytes]:
+    """RFC 4180 CSV of ``columns`` (UTF-8, CRLF), optionally with the BOM Excel needs."""
+
+    def pieces() -> Iterator[bytes]:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow(columns)
+        yield (UTF8_BOM if bom else b"") + text.getvalue().encode()
+        for record in records:
+            text.seek(0)
+            text.truncate()
+            data = record.data
+            writer.writerow([_cell(data.get(column)) for column in columns])
+            on_row()
+            yield text.getvalue().encode()
+
+    return _gathered(pieces())
+
+
+def ndjson_chunks(
+    records: Iterable[RecordLike], *, project: Project = _identity, on_row: Callable[[], None]
+) -> Iterator[bytes]:
+    """One JSON object per line (NDJSON / JSON Lines)."""
+
+    def pieces() -> Iterator[bytes]:
+        for record in records:
+            on_row()
+            yield orjson.dumps(project(record.data)) + b"\n"
+
+    return _gathered(pieces())
+
+
+def json_array_chunks(
+    records: Iterable[RecordLike], *, project: Project = _identity, on_row: Callable[[], None]
+) -> Iterator[bytes]:
+    """A JSON array of the records' data."""
+
+    def pieces() -> Iterator[bytes]:
+        yield b"["
+        first = True
+        for record in records:
+            on_row()
+            yield (b"" if first else b",") + orjson.dumps(project(record.data))
+            first = False
+        yield b"]"
+
+    return _gathered(pieces())
+
+
+def geojson_feature(record: RecordLike, location: tuple[str, str], project: Project) -> dict[str, Any]:
+    point = record_point(record, location)
+    return {
+        "type": "Feature",
+        "id": record.record_key,
+        "geometry": None if point is None else {"type": "Point", "coordinates": point},
+        "properties": project(record.data),
+    }
+
+
+def geojson_chunks(
+    records: Iterable[RecordLike],
+    location: tuple[str, str],
+    *,
+    project: Project = _identity,
+    on_row: Callable[[], None],
+) -> Iterator[bytes]:
+    """An RFC 7946 FeatureCollection written feature by feature."""
+
+    def pieces() -> Iterator[bytes]:
+        yield b'{"type":"FeatureCollection","features":['
+        first = True
+        for record in records:
+            on_row()
+            yield (b"" if first else b",") + orjson.dumps(geojson_feature(record, location, project))
+            first = False
+        yield b"]}"
+
+    return _gathered(pieces())

@@ -1,0 +1,85 @@
+"""Usage report: requests, rows and bytes per hour, dataset, caller class, key and format.
+
+Open data itself (JSON or CSV): keys appear only as a hash, anonymous callers as one class, and
+only datasets the caller may read are reported. A key holder can ask for their own key's usage.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from services.publish import render
+from services.publish.context import PublishContext, bad_request, caller_of, visible_dataset, visible_datasets
+from services.publish.usage import REPORT_COLUMNS, hashed_key, usage_rows
+
+MAX_RANGE = timedelta(days=366)
+
+
+def _moment(raw: str | None, parameter: str, default: datetime) -> datetime:
+    if raw is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(parameter, f"expected an ISO 8601 date or date-time, got {raw!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def usage_router(ctx: PublishContext) -> APIRouter:
+    router = APIRouter(tags=["usage"])
+    SessionDep = Annotated[Session, Depends(ctx.session)]
+
+    @router.get(
+        "/api/v1/usage",
+        summary="Usage report (open data): per hour, dataset, caller class, hashed key and format",
+        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    )
+    def usage_report(
+        request: Request,
+        session: SessionDep,
+        start: Annotated[
+            str | None, Query(alias="from", description="Start (ISO 8601), default 7 days ago")
+        ] = None,
+        end: Annotated[
+            str | None, Query(alias="to", description="End, exclusive (ISO 8601), default now")
+        ] = None,
+        dataset: Annotated[str | None, Query(description="One dataset id")] = None,
+        key: Annotated[str | None, Query(description="One key, as its hash in this report, or `me`")] = None,
+        format: Annotated[Literal["json", "csv"], Query(description="Output format")] = "json",
+    ) -> Response:
+        request.state.response_format = format
+        now = datetime.now(UTC)
+        until = _moment(end, "to", now)
+        since = _moment(start, "from", until - timedelta(days=7))
+        if since >= until:
+            raise bad_request("from", "must be before to")
+        if until - since > MAX_RANGE:
+            raise bad_request("from", "the range is limited to 366 days")
+        caller = caller_of(request)
+        if dataset is not None:
+            ids = [visible_dataset(session, caller, dataset)[0].id]
+        else:
+            ids = [d.id for d, _ in visible_datasets(session, caller)]
+        if key == "me":
+            if caller.key_id is None:
+                raise bad_request("key", "`me` needs a request made with an API key")
+            key = hashed_key(caller.key_id)
+        # Counts still in memory are written first, so the report includes the latest requests.
+        ctx.usage.flush(ctx.sessions)
+        rows = usage_rows(session, start=since, end=until, dataset_ids=ids)
+        if key is not None:
+            rows = [row for row in rows if row["key"] == key]
+        if format == "csv":
+            body = render.render_csv(list(REPORT_COLUMNS), rows, bom=False)
+            headers = {"Content-Disposition": render.content_disposition("usage.csv")}
+            return Response(body, media_type="text/csv; charset=utf-8; header=present", headers=headers)
+        payload = {"from": render.iso_utc(since), "to": render.iso_utc(until), "rows": rows}
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    return router
