@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     # administration over HTTP is off (the CLI, which works on the database directly, still works).
     admin_token: str = ""
 
+    # Open-data API limits (issue 4): requests per minute for anonymous callers (per address) and
+    # for registered keys without their own limit; usage counters are flushed to the DB this often.
+    publish_anonymous_rate_per_minute: int = 60
+    publish_key_rate_per_minute: int = 600
+    publish_usage_flush_interval_s: float = 10.0
+    # Contact point published in DCAT and CKAN metadata for every dataset.
+    open_data_contact_email: str = "opendata@city.example.jp"
+
     catalog_batch_size: int = 500
     catalog_batch_timeout_s: float = 0.2
     # Events dated further than this into the future are rejected at decode time.
