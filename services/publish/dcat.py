@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
-from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, RDFS, XSD
+from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, RDFS, SKOS, XSD
 
 from cityos.db.models import Dataset, Department, SchemaVersionRow
 from services.publish import ckan
@@ -34,6 +34,11 @@ FREQUENCIES = {
     "annual": "ANNUAL", "irregular": "IRREG", "continuous": "CONT", "realtime": "UPDATE_CONT",
 }  # fmt: skip
 FILE_TYPES = {"csv": "CSV", "json": "JSON", "geojson": "GEOJSON", "ndjson": "JSON"}
+THEME_LABELS = {
+    "HEAL": "Health", "JUST": "Justice, legal system and public safety", "EDUC": "Education, culture and sport",
+    "REGI": "Regions and cities", "TRAN": "Transport", "ENVI": "Environment", "GOVE": "Government and public sector",
+    "SOCI": "Population and society",
+}  # fmt: skip
 LICENSE_URIS = {k: v[1] for k, v in ckan.LICENSES.items()}
 
 
@@ -91,6 +96,11 @@ def _agent(graph: Graph, base_url: str, department_id: str, department: Departme
     return agent
 
 
+def _japanese(graph: Graph, node: URIRef) -> None:
+    graph.add((node, DCTERMS.language, EU_LANGUAGE.JPN))
+    graph.add((EU_LANGUAGE.JPN, RDF.type, DCTERMS.LinguisticSystem))
+
+
 def _measurement(graph: Graph, dataset: URIRef, metric: URIRef, value: int, note: str) -> None:
     measurement = BNode()
     graph.add((dataset, DQV.hasQualityMeasurement, measurement))
@@ -109,8 +119,10 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
     _texts(graph, node, DCTERMS.title, meta.get("title"), dataset.title_ja)
     _texts(graph, node, DCTERMS.description, meta.get("description"), dataset.title_ja)
     graph.add((node, DCTERMS.publisher, _agent(graph, base_url, dataset.department_id, entry.department)))
-    graph.add((node, DCAT.landingPage, URIRef(f"{base_url}/api/3/action/package_show?id={dataset.id}")))
-    graph.add((node, DCTERMS.language, EU_LANGUAGE.JPN))
+    landing = URIRef(f"{base_url}/api/3/action/package_show?id={dataset.id}")
+    graph.add((node, DCAT.landingPage, landing))
+    graph.add((landing, RDF.type, FOAF.Document))
+    _japanese(graph, node)
 
     contact = URIRef(f"{base_url}/catalog/contact/{dataset.department_id}")
     graph.add((node, DCAT.contactPoint, contact))
@@ -123,6 +135,8 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
         graph.add((node, DCAT.keyword, Literal(str(keyword), lang="ja")))
     for theme in themes(list(meta.get("keywords", []))):
         graph.add((node, DCAT.theme, EU_THEME[theme]))
+        graph.add((EU_THEME[theme], RDF.type, SKOS.Concept))
+        graph.add((EU_THEME[theme], SKOS.prefLabel, Literal(THEME_LABELS.get(theme, theme), lang="en")))
     frequency = FREQUENCIES.get(str(meta.get("update_frequency")))
     if frequency is not None:
         graph.add((node, DCTERMS.accrualPeriodicity, EU_FREQUENCY[frequency]))
@@ -210,7 +224,8 @@ def catalog_graph(
     graph.add((publisher, RDF.type, FOAF.Agent))
     _texts(graph, publisher, FOAF.name, title, "City")
     graph.add((catalog, FOAF.homepage, URIRef(f"{base_url}/docs")))
-    graph.add((catalog, DCTERMS.language, EU_LANGUAGE.JPN))
+    graph.add((URIRef(f"{base_url}/docs"), RDF.type, FOAF.Document))
+    _japanese(graph, catalog)
     modified = [e.dataset.last_record_at for e in entries if e.dataset.last_record_at is not None]
     if modified:
         graph.add((catalog, DCTERMS.modified, _datetime(max(modified))))
