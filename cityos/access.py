@@ -123,10 +123,24 @@ def active_grant(session: Session, *, dataset_id: str, grantee: str) -> AccessGr
     )
 
 
-def read_access(session: Session, caller: Caller, dataset: Dataset) -> ReadAccess | None:
-    """The caller's access to ``dataset``, or None when it must look absent."""
+def read_access(
+    session: Session, caller: Caller, dataset: Dataset, *, audit: bool = True
+) -> ReadAccess | None:
+    """The caller's access to ``dataset``, or None when it must look absent.
+
+    The audit entry is written in a transaction of its own (read paths never commit). Code that
+    changes something in ``session`` and audits there itself passes ``audit=False``: a second
+    writer on the same SQLite file would wait for the first one's lock.
+    """
     if dataset.classification == "public":
         return FULL  # open data: no lookup, no audit
+    if dataset.classification == "partner":  # issue 6: an anonymized release, for its applicant only
+        from cityos.anonymize.releases import release_access  # lazy: that module imports this one
+
+        partner = release_access(session, caller, dataset)
+        if audit and caller.kind is not CallerKind.anonymous:
+            _audit_access(session, caller, dataset, partner)
+        return partner
     grant_fields: list[str] | None | bool = False
     if (
         dataset.classification == "internal"
@@ -144,7 +158,7 @@ def read_access(session: Session, caller: Caller, dataset: Dataset) -> ReadAcces
         caller=caller,
         grant_fields=grant_fields,
     )
-    if caller.kind is not CallerKind.anonymous:
+    if audit and caller.kind is not CallerKind.anonymous:
         _audit_access(session, caller, dataset, access)
     return access
 

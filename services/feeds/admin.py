@@ -89,7 +89,7 @@ def _managed_dataset(session: Session, *, caller: Caller, dataset_id: str) -> Da
     if not owner and caller.kind is not CallerKind.admin:
         refused = AccessRefused(403, "not_owner", "only the owning department or an administrator")
         # A dataset the caller cannot even read looks absent.
-        if read_access(session, caller, dataset) is None:
+        if read_access(session, caller, dataset, audit=False) is None:
             refused = _not_found(dataset_id)
         _audit_refusal(session, caller, "grant.refused", dataset_id, refused)
         raise refused
@@ -242,7 +242,9 @@ def subscribe(
     assert subscriber.principal is not None
     _department(session, subscriber.principal)
     dataset = session.get(Dataset, request.dataset_id)
-    access: ReadAccess | None = None if dataset is None else read_access(session, subscriber, dataset)
+    access: ReadAccess | None = (
+        None if dataset is None else read_access(session, subscriber, dataset, audit=False)
+    )
     if dataset is None or access is None:
         refused = _not_found(request.dataset_id)
         _audit_refusal(session, caller, "subscription.refused", request.dataset_id, refused)

@@ -24,7 +24,7 @@ from cityos.events import header_text
 from cityos.kafka import ensure_topics, headers_list, producer_config
 from cityos.settings import REPO_ROOT, Settings
 
-SERVICES = ("ingest", "catalog", "publish")
+SERVICES = ("ingest", "catalog", "publish", "feeds")
 
 
 def free_port() -> int:
@@ -43,6 +43,9 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
     ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in SERVICES})
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Operators' token for the catalog's access API (issue 5), and any further settings a test needs.
+    admin_token: str = field(default_factory=lambda: f"admin-{uuid.uuid4().hex}")
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,8 +61,12 @@ class Stack:
                 "CITYOS_CATALOG_PORT": str(self.ports["catalog"]),
                 "CITYOS_PUBLISH_PORT": str(self.ports["publish"]),
                 "CITYOS_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['publish']}",
+                "CITYOS_FEEDS_METRICS_PORT": str(self.ports["feeds"]),
+                "CITYOS_FEEDS_GROUP": f"{self.prefix}feeds",
+                "CITYOS_ADMIN_TOKEN": self.admin_token,
             }
         )
+        env.update(self.extra_env)
         return env
 
     @property

@@ -1,0 +1,136 @@
+"""Helpers shared by the feeds and access integration tests: the access API as an administrator
+or a department, validated-topic events, and reading a feed as its department would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import Message, Producer
+
+from cityos.outbox import record_event
+from cityos.schemas import schema_uri
+from tests.integration.stack import Stack, header
+
+
+def admin(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.admin_token}"}
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def catalog(stack: Stack, method: str, path: str, *, auth: dict[str, str], **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, stack.url("catalog", path), headers=auth, timeout=30, **kwargs)
+
+
+def credential(stack: Stack, department: str) -> str:
+    response = catalog(
+        stack, "POST", f"/api/v1/departments/{department}/credentials", auth=admin(stack), json={}
+    )
+    assert response.status_code == 201, response.text
+    secret: str = response.json()["secret"]
+    return secret
+
+
+def grant(stack: Stack, dataset: str, grantee: str, fields: list[str] | None = None) -> dict[str, Any]:
+    response = catalog(
+        stack,
+        "POST",
+        f"/api/v1/datasets/{dataset}/grants",
+        auth=admin(stack),
+        json={"grantee": grantee, "fields": fields},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def subscribe(
+    stack: Stack,
+    department: str,
+    dataset: str,
+    *,
+    filter: dict[str, Any] | None = None,
+    fields: list[str] | None = None,
+    start: str = "snapshot",
+) -> dict[str, Any]:
+    response = catalog(
+        stack,
+        "POST",
+        "/api/v1/subscriptions",
+        auth=admin(stack),
+        json={
+            "dataset": dataset,
+            "department": department,
+            "filter": filter or {},
+            "fields": fields,
+            "start": start,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def validated_event(
+    dataset: str, record: dict[str, Any], key_field: str, event_id: str
+) -> tuple[bytes, bytes]:
+    """(key, value) as ingest writes them to the validated topic."""
+    value = record_event(
+        record=record, dataschema=schema_uri(dataset, 1), source=f"/tests/feeds/{dataset}", event_id=event_id
+    )
+    return f"{dataset}/{record[key_field]}".encode(), value
+
+
+def produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def aed(number: int, version: int) -> dict[str, Any]:
+    return {
+        "NO": f"F{number:05d}",
+        "名称": f"試験施設{number}-v{version}",
+        "住所": "福岡県北九州市小倉北区城内1-1",
+        "設置位置": ("1階", "2階", "玄関")[number % 3],
+        "緯度": 33.88,
+        "経度": 130.87,
+    }
+
+
+def copier(number: int, version: int) -> dict[str, Any]:
+    department = ("digital", "fire", "construction", "citizens")[number % 4]
+    month = number % 12 + 1
+    return {
+        "ID": f"{department}-{2000 + number // 12}-{month:02d}",
+        "全国地方公共団体コード": "401005",
+        "部局コード": department,
+        "部局名": "試験部局",
+        "年月": f"{2000 + number // 12}-{month:02d}",
+        "枚数_モノクロ": version,
+        "枚数_カラー": number,
+        "用紙削減目標枚数": 1000,
+        "備考": "機密の備考",
+    }
+
+
+def bodies(messages: list[Message]) -> list[dict[str, Any]]:
+    return [orjson.loads(m.value() or b"") for m in messages]
+
+
+def read_feed(
+    stack: Stack, topic: str, until: Callable[[list[Message]], bool], timeout_s: float = 60
+) -> list[Message]:
+    return stack.read(topic, until=until, timeout_s=timeout_s)
+
+
+def phase(message: Message) -> str | None:
+    return header(message, "cityos_feed_phase")
