@@ -74,11 +74,14 @@ def create_app(
     make_session = session_factory(engine)
 
     usage_buffer = UsageBuffer()
-    ctx = PublishContext(settings=settings, sessions=make_session, metrics=metrics, usage=usage_buffer)
+    writer_sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
+    ctx = PublishContext(
+        settings=settings, sessions=make_session, metrics=metrics, usage=usage_buffer, writer_sessions=writer_sessions
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        flusher = Flusher(usage_buffer, make_session, settings.publish_usage_flush_interval_s)
+        flusher = Flusher(usage_buffer, writer_sessions, settings.publish_usage_flush_interval_s)
         flusher.start()
         try:
             yield
@@ -143,6 +146,9 @@ def create_app(
     app.include_router(ckan_router(ctx))
     app.include_router(dcat_router(ctx))
     app.include_router(usage_router(ctx))
+    from services.publish.release_api import release_router  # issue 6: 個人情報ファイル簿, partner download
+
+    app.include_router(release_router(ctx))
 
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
     # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit).

@@ -28,6 +28,8 @@ class PublishContext:
     sessions: sessionmaker[Session]
     metrics: PublishMetrics
     usage: UsageBuffer
+    # Sessions for the few writes (usage counters): IMMEDIATE on SQLite, so they wait for the lock.
+    writer_sessions: sessionmaker[Session]
 
     @property
     def base_url(self) -> str:

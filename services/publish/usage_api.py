@@ -71,7 +71,7 @@ def usage_router(ctx: PublishContext) -> APIRouter:
                 raise bad_request("key", "`me` needs a request made with an API key")
             key = hashed_key(caller.key_id)
         # Counts still in memory are written first, so the report includes the latest requests.
-        ctx.usage.flush(ctx.sessions)
+        ctx.usage.flush(ctx.writer_sessions)
         rows = usage_rows(session, start=since, end=until, dataset_ids=ids)
         if key is not None:
             rows = [row for row in rows if row["key"] == key]

@@ -1,0 +1,67 @@
+"""Public side of anonymized releases: the 個人情報ファイル簿, and the partner download.
+
+A partner release is served only to its applicant's key; any other caller -- anonymous, a
+developer, another applicant -- gets the same 404 as a missing dataset. Every download is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cityos.access import CallerKind
+from cityos.anonymize.proposals import file_register
+from cityos.audit import record_audit
+from cityos.db.release_models import Release
+from services.publish.context import NOT_FOUND, PublishContext, caller_of, visible_dataset
+
+
+def release_router(ctx: PublishContext) -> APIRouter:
+    router = APIRouter(tags=["anonymized releases"])
+    SessionDep = Annotated[Session, Depends(ctx.session)]
+
+    @router.get(
+        "/api/v1/personal-information-files",
+        summary="個人情報ファイル簿: personal datasets, their items, proposal calls and release 概要",
+    )
+    def personal_information_files(session: SessionDep) -> list[dict[str, Any]]:
+        return file_register(session)
+
+    @router.get(
+        "/api/v1/releases/{dataset_id}/download",
+        summary="Download a partner release (its applicant's key only)",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}, 404: {"description": "No such release for this key"}},
+    )
+    def download(request: Request, dataset_id: str, session: SessionDep) -> Response:
+        caller = caller_of(request)
+        if caller.kind is not CallerKind.applicant:
+            raise HTTPException(status_code=404, detail=NOT_FOUND)
+        dataset, _ = visible_dataset(session, caller, dataset_id)  # read_access decides, and audits
+        release = session.scalar(select(Release).where(Release.dataset_id == dataset.id))
+        if release is None:
+            raise HTTPException(status_code=404, detail=NOT_FOUND)
+        with ctx.sessions() as audit_session, audit_session.begin():
+            record_audit(
+                audit_session,
+                actor=caller.principal or "applicant",
+                action="release.downloaded",
+                subject_kind="release",
+                subject_id=release.id,
+                detail={"dataset": dataset.id, "key_id": caller.key_id, "sha256": release.sha256},
+                at=datetime.now(UTC),
+            )
+        return Response(
+            release.content,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{dataset.id}.csv"',
+                "ETag": f'"{release.sha256}"',
+            },
+        )
+
+    return router
