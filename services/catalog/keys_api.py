@@ -1,0 +1,102 @@
+"""Admin endpoints for API keys on the catalog admin API: issue (secret shown once), list, revoke.
+
+Guarded by the administrator token (``CITYOS_ADMIN_TOKEN``), like the other admin routers; without
+one, HTTP administration is off and the ``cityos keys`` CLI is the way.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
+
+import hmac
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session, sessionmaker
+
+from cityos.apikeys import OwnerKind, issue_key, list_keys, revoke_key
+from cityos.db.models import ApiKey
+from cityos.settings import Settings, get_settings
+
+
+class KeyRequest(BaseModel):
+    owner_kind: OwnerKind = OwnerKind.developer
+    owner_id: str = Field(min_length=1, max_length=200, examples=["dev@example.com"])
+    purpose: str = Field(min_length=1, max_length=2000, examples=["Evacuation-site map app"])
+    expires_in_days: int | None = Field(default=365, ge=1, le=3650)
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+def key_view(row: ApiKey, now: datetime | None = None) -> dict[str, Any]:
+    """A key as listings show it: id (the visible prefix) and metadata, never a digest or secret."""
+    moment = now or datetime.now(UTC)
+    state = "active"
+    if row.revoked_at is not None:
+        state = "revoked"
+    elif row.expires_at is not None and row.expires_at <= moment:
+        state = "expired"
+    return {
+        "id": row.id,
+        "owner_kind": row.owner_kind,
+        "owner_id": row.owner_id,
+        "purpose": row.purpose,
+        "rate_limit_per_minute": row.rate_limit_per_minute,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "state": state,
+    }
+
+
+def create_keys_router(sessions: sessionmaker[Session], settings: Settings | None = None) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/admin/keys", tags=["API keys"])
+    configured = settings
+
+    def session_dep() -> Iterator[Session]:
+        with sessions() as session:
+            yield session
+
+    def admin_dep(authorization: Annotated[str | None, Header()] = None) -> str:
+        token_expected = (configured or get_settings()).admin_token
+        if not token_expected:
+            raise HTTPException(403, "HTTP administration is off (no CITYOS_ADMIN_TOKEN); use `cityos keys`")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), token_expected.encode()
+        ):
+            raise HTTPException(401, "administrator credential required", {"WWW-Authenticate": "Bearer"})
+        return "admin"
+
+    SessionDep = Annotated[Session, Depends(session_dep)]
+    AdminDep = Annotated[str, Depends(admin_dep)]
+
+    @router.post("", status_code=201, summary="Issue a key; the secret is in this answer only")
+    def issue(request: KeyRequest, session: SessionDep, actor: AdminDep) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(days=request.expires_in_days) if request.expires_in_days else None
+        with session.begin():
+            issued = issue_key(
+                session, owner_kind=request.owner_kind, owner_id=request.owner_id, purpose=request.purpose,
+                actor=actor, expires_at=expires, rate_limit_per_minute=request.rate_limit_per_minute, now=now,
+            )  # fmt: skip
+        return {
+            "id": issued.key_id,
+            "key": issued.secret,
+            "expires_at": expires.isoformat() if expires else None,
+        }
+
+    @router.get("", summary="Keys (ids and metadata only)")
+    def listing(session: SessionDep, _: AdminDep, owner_id: str | None = None) -> list[dict[str, Any]]:
+        return [key_view(row) for row in list_keys(session, owner_id=owner_id)]
+
+    @router.delete("/{key_id}", summary="Revoke a key (takes effect on the next request)")
+    def revoke(key_id: str, session: SessionDep, actor: AdminDep) -> dict[str, Any]:
+        with session.begin():
+            if not revoke_key(session, key_id, actor=actor):
+                raise HTTPException(404, f"no key {key_id!r}")
+            row = session.get(ApiKey, key_id)
+            assert row is not None
+            return key_view(row)
+
+    return router
