@@ -170,6 +170,11 @@ app.add_typer(cli_access.audit_app, name="audit")
 app.add_typer(cli_access.departments_app, name="departments")
 app.add_typer(cli_access.feeds_app, name="feeds")
 
+from cityos import cli_dlq, cli_schemas  # noqa: E402  schema registry, dead-letter repair (issue 3)
+
+app.add_typer(cli_schemas.schemas_app, name="schemas")
+app.add_typer(cli_dlq.dlq_app, name="dlq")
+
 from cityos.cli_keys import keys_app  # noqa: E402  API keys (issue 4)
 
 app.add_typer(keys_app, name="keys")

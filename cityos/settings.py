@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     validated_topic_name: str = "cityos.validated"
     deadletter_topic_name: str = "cityos.deadletter"
+    # Compacted topic of registered schema versions (key: schema URI): every ingest process follows
+    # it, so a version registered while ingest runs validates new events within seconds (issue 3).
+    schemas_topic_name: str = "cityos.schemas"
     ingest_group: str = "cityos-ingest"
     catalog_group: str = "cityos-catalog"
 
@@ -78,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def deadletter_topic(self) -> str:
         return self.topic_prefix + self.deadletter_topic_name
+
+    @property
+    def schemas_topic(self) -> str:
+        return self.topic_prefix + self.schemas_topic_name
 
     @property
     def department_topic_pattern(self) -> str:

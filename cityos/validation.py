@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import jsonschema_rs
-
 from cityos.events import (
     RECORD_EVENT_TYPES,
     SPEC_VERSION,
@@ -20,6 +18,7 @@ from cityos.events import (
     json_pointer,
     parse_event_time,
 )
+from cityos.registry.references import external_refs, rust_validator
 from cityos.schemas import SCHEMA_URI_BASE
 
 if TYPE_CHECKING:
@@ -79,22 +78,44 @@ def upsert_event_schema(uri: str, document: dict[str, Any]) -> dict[str, Any]:
 
 
 class ValidatorRegistry:
-    """Compiled validators by schema URI. Built once; ``add`` lets new versions arrive live."""
+    """Compiled validators by schema URI. Built once; ``add`` lets new versions arrive live.
 
-    def __init__(self, schema_set: SchemaSet) -> None:
+    ``$ref`` to another registered version or to a bundled shared definition (``bundle``: URI ->
+    document) resolves offline; anything else fails when the version is added, not per event.
+    """
+
+    def __init__(self, schema_set: SchemaSet, *, bundle: dict[str, Any] | None = None) -> None:
         self._datasets: dict[str, DatasetMeta] = dict(schema_set.datasets)
         self._by_uri: dict[str, _Compiled] = {}
+        self._documents: dict[str, Any] = dict(bundle or {})
+        self._documents.update({v.uri: v.document for v in schema_set.versions.values()})
         for version in schema_set.versions.values():
             self.add(self._datasets[version.dataset_id], version.version, version.uri, version.document)
 
     def add(self, meta: DatasetMeta, version: int, uri: str, document: dict[str, Any]) -> None:
-        """Compile and register one schema version (format assertions on, never the network)."""
-        validator = jsonschema_rs.validator_for(document, validate_formats=True)
-        event_validator = jsonschema_rs.validator_for(
-            upsert_event_schema(uri, document), validate_formats=True
-        )
+        """Compile and register one schema version (format assertions on, never the network).
+
+        Raises ``ValueError`` for a schema jsonschema-rs cannot compile; nothing changes then.
+        """
+        # Only the documents this one refers to: a registry of every version would make each
+        # compilation cost grow with the number of registered schemas.
+        resources = {
+            ref: self._documents[ref] for ref in external_refs(document, uri) if ref in self._documents
+        }
+        validator = rust_validator(document, resources)
+        event_validator = rust_validator(upsert_event_schema(uri, document), resources)
+        self._documents[uri] = document
         self._datasets[meta.id] = meta
         self._by_uri[uri] = _Compiled(meta, version, validator, event_validator)
+
+    @property
+    def version_count(self) -> int:
+        """How many schema versions are registered here."""
+        return len(self._by_uri)
+
+    def knows(self, uri: str) -> bool:
+        """Whether a schema version is registered here."""
+        return uri in self._by_uri
 
     def accept(self, document: dict[str, Any], now: datetime, max_future: timedelta) -> ValidRecord | None:
         """Fast acceptance of a good structured upsert; None means "take the explaining path".

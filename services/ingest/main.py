@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from confluent_kafka import Consumer, Producer
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, Gauge, start_http_server
 
 from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.metrics import IngestMetrics
+from cityos.registry.store import bundled_definitions
+from cityos.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.runtime import configure_logging, stop_on_signals
 from cityos.schemas import load_schema_dir
 from cityos.settings import Settings
@@ -26,17 +28,28 @@ def serve(settings: Settings) -> None:
         deadletter=settings.deadletter_topic,
         department_topics=[settings.department_topic(department) for department in schema_set.departments],
     )
+    ensure_schema_topic(settings.kafka_bootstrap, settings.schemas_topic)
     metrics = IngestMetrics(REGISTRY)
     metrics.start_series({dataset.id: dataset.department for dataset in schema_set.datasets.values()})
     start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
+    registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
+    # Registry-side metric kept here: it is about this process's live view of the schema topic.
+    known_versions = Gauge(
+        "cityos_ingest_schema_versions",
+        "Schema versions this ingest process validates against (start-up set plus live registrations).",
+        registry=REGISTRY,
+    )
+    known_versions.set(registry.version_count)
     service = IngestService(
         consumer=Consumer(consumer_config(settings.kafka_bootstrap, settings.ingest_group)),
         producer=Producer(producer_config(settings.kafka_bootstrap)),
-        registry=ValidatorRegistry(schema_set),
+        registry=registry,
         topics=Topics(validated=settings.validated_topic, deadletter=settings.deadletter_topic),
         metrics=metrics,
         known_departments=frozenset(schema_set.departments),
         max_future=timedelta(seconds=settings.max_future_skew_s),
+        schema_follower=SchemaFollower(settings.kafka_bootstrap, settings.schemas_topic),
+        on_schemas_changed=known_versions.set,
     )
     service.subscribe(settings.department_topic_pattern)
     stop = stop_on_signals()

@@ -13,17 +13,22 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jsonschema_rs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cityos.events import Reason
 from cityos.kafka import OffsetTracker, check_consume_error, consumer_lag, error_code, headers_list
 from cityos.metrics import IngestMetrics
+from cityos.registry.topic import SchemaChange, SchemaFollower
+from cityos.schemas import DatasetMeta
 from cityos.validation import ValidatorRegistry
 from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
 
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+# How often the schema topic is polled between batches: new versions are in use within about this.
+SCHEMA_POLL_S = 0.25
 # The validation-latency histogram samples one event in this many: a histogram observation
 # takes a lock and costs about as much as validating a small event.
 VALIDATION_SAMPLE_EVERY = 16
@@ -58,6 +63,8 @@ class IngestService:
         max_future: timedelta = timedelta(minutes=5),
         batch_size: int = 1000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_follower: SchemaFollower | None = None,
+        on_schemas_changed: Callable[[int], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -72,6 +79,9 @@ class IngestService:
         self._children: dict[tuple[str, ...], Any] = {}
         self._next_lag_refresh = 0.0
         self._assigned: set[tuple[str, int]] = set()
+        self._follower = schema_follower
+        self._on_schemas_changed = on_schemas_changed
+        self._next_schema_poll = 0.0
         self.processed = 0
 
     def subscribe(self, pattern: str) -> None:
@@ -83,6 +93,7 @@ class IngestService:
         """Process until ``stop`` is set, then flush output and commit what is durable."""
         try:
             while not stop.is_set():
+                self._follow_schemas()
                 messages = self._consumer.consume(num_messages=self._batch_size, timeout=0.5)
                 if messages:
                     self.process(messages)
@@ -213,6 +224,14 @@ class IngestService:
             self._children[key] = child
         return child
 
+    def _follow_schemas(self) -> None:
+        now = time.monotonic()
+        if self._follower is None or now < self._next_schema_poll:
+            return
+        self._next_schema_poll = now + SCHEMA_POLL_S
+        if apply_schema_changes(self._registry, self._follower.poll()) and self._on_schemas_changed:
+            self._on_schemas_changed(self._registry.version_count)
+
     def _refresh_lag(self) -> None:
         now = time.monotonic()
         if now < self._next_lag_refresh:
@@ -221,3 +240,22 @@ class IngestService:
         lag = consumer_lag(self._consumer)
         if lag is not None:
             self._metrics.lag.set(lag)
+
+
+def apply_schema_changes(registry: ValidatorRegistry, changes: Sequence[SchemaChange]) -> int:
+    """Add every version not known yet to ``registry``; a change that cannot be used (bad metadata,
+    a schema that does not compile) is logged and skipped: events naming it keep being dead-lettered
+    as ``unknown_schema_version`` rather than the consumer stopping. Returns how many were added."""
+    added = 0
+    for change in changes:
+        if registry.knows(change.uri):
+            continue  # versions are immutable: the start-up schema set or an earlier message has it
+        try:
+            meta = DatasetMeta.model_validate(change.dataset)
+            registry.add(meta, change.version, change.uri, change.document)
+        except (ValueError, jsonschema_rs.ReferencingError) as exc:
+            log.error("schema %s not usable, ignored: %s", change.uri, exc)
+            continue
+        log.info("schema %s registered live", change.uri)
+        added += 1
+    return added

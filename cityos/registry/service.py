@@ -1,0 +1,48 @@
+"""Registration end to end: evaluate, write the version, publish it to the schema topic, commit.
+
+The new version is on the schema topic (acknowledged) before the database commits: if publishing
+fails nothing is registered; if the commit fails after publishing, the topic holds a version the
+catalog lacks, which only widens what ingest accepts, and registering again repairs it (same URI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Producer
+from sqlalchemy.orm import Session, sessionmaker
+
+from cityos.registry.store import Evaluation, add_version, dataset_meta, evaluate
+from cityos.registry.topic import SchemaChange, publish_changes
+
+
+def register(
+    sessions: sessionmaker[Session],
+    *,
+    producer: Producer,
+    schemas_topic: str,
+    dataset_id: str,
+    document: dict[str, Any],
+    actor: str,
+    bundle: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Register ``document`` as the dataset's next version when lint and compatibility allow it.
+
+    Returns the evaluation: ``existing`` (same schema already registered, nothing written),
+    ``acceptable`` and new (registered now), or not acceptable (refused, with every reason).
+    Raises ``UnknownDataset``; ``DeliveryFailed`` when the topic did not take the new version.
+    """
+    with sessions.begin() as session:
+        evaluation = evaluate(session, dataset_id=dataset_id, document=document, bundle=bundle)
+        if evaluation.existing or not evaluation.acceptable:
+            return evaluation
+        add_version(session, evaluation=evaluation, actor=actor)
+        meta = dataset_meta(session, dataset_id)
+        change = SchemaChange(
+            dataset=meta.model_dump(mode="json"),
+            version=evaluation.version,
+            uri=evaluation.uri,
+            document=evaluation.document,
+        )
+        publish_changes(producer, schemas_topic, [change])
+    return evaluation

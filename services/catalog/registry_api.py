@@ -1,0 +1,277 @@
+"""Schema registry and dead-letter admin API of the catalog (port 8001).
+
+Reading schemas, versions and compatibility levels, and checking a candidate, are open to the
+operators' network like the rest of ``/api/v1/admin``. Changing anything (registering, setting a
+level, replaying) and reading dead letters (their bytes may hold personal data) need
+``Authorization: Bearer <CITYOS_ADMIN_TOKEN>``; with no token configured these are off over HTTP and
+operators use the CLI, which works on the database and Kafka directly.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
+
+import hmac
+import re
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import orjson
+from confluent_kafka import Producer
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Response
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
+
+from cityos.dlq import DeadLetterFilter, parse_id, read_deadletters, replay, replay_counts, replay_tally
+from cityos.errors import CityOSError
+from cityos.kafka import producer_config
+from cityos.registry.http_models import CompatibilityBody, ReplayBody
+from cityos.registry.service import register
+from cityos.registry.store import (
+    UnknownDataset,
+    bundled_definitions,
+    compatibility_mode,
+    evaluate,
+    set_compatibility_mode,
+    versions_of,
+)
+from cityos.settings import Settings, get_settings
+
+REGISTRATION_OUTCOMES = ("registered", "existing", "refused")
+
+
+class _ReplayTallyCollector(Collector):
+    """``cityos_dlq_replays_total{outcome}`` from the database, so replays made by the CLI count too."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "cityos_dlq_replays", "Dead-letter replay attempts, by outcome.", labels=["outcome"]
+        )
+        try:
+            with self._sessions() as session:
+                counts = replay_tally(session)
+        except Exception:  # a scrape must not fail because the database is away
+            return
+        for outcome, count in counts.items():
+            family.add_metric([outcome], count)
+        yield family
+
+
+def create_registry_router(
+    sessions: sessionmaker[Session], registry: CollectorRegistry, settings: Settings | None = None
+) -> APIRouter:
+    settings = settings or get_settings()
+    router = APIRouter(prefix="/api/v1/admin", tags=["registry"])
+    registrations = Counter(
+        "cityos_registry_registrations",
+        "Schema registrations through the admin API, by outcome (registered, existing, refused).",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in REGISTRATION_OUTCOMES:
+        registrations.labels(outcome)
+    registry.register(_ReplayTallyCollector(sessions))
+    department_topic = re.compile(settings.department_topic_pattern)
+    producer_lock = threading.Lock()
+    producers: list[Producer] = []
+
+    def producer() -> Producer:
+        with producer_lock:
+            if not producers:
+                producers.append(Producer(producer_config(settings.kafka_bootstrap)))
+            return producers[0]
+
+    def session_dep() -> Iterator[Session]:
+        with sessions() as session:
+            yield session
+
+    def admin_dep(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not settings.admin_token:
+            raise HTTPException(403, "HTTP administration is off (no CITYOS_ADMIN_TOKEN); use the cityos CLI")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.admin_token.encode()
+        ):
+            raise HTTPException(401, "administrator credential required", {"WWW-Authenticate": "Bearer"})
+        return "admin"
+
+    SessionDep = Annotated[Session, Depends(session_dep)]
+    AdminDep = Annotated[str, Depends(admin_dep)]
+
+    def unknown(dataset_id: str) -> HTTPException:
+        return HTTPException(404, f"unknown dataset {dataset_id!r}")
+
+    @router.get("/schemas/{dataset_id}")
+    def list_versions(dataset_id: str, session: SessionDep) -> dict[str, Any]:
+        rows = versions_of(session, dataset_id)
+        if not rows:
+            raise unknown(dataset_id)
+        return {
+            "dataset": dataset_id,
+            "compatibility": compatibility_mode(session, dataset_id).value,
+            "versions": [
+                {"version": r.version, "uri": r.uri, "registered_at": r.registered_at.isoformat()}
+                for r in rows
+            ],
+        }
+
+    @router.post("/schemas/{dataset_id}/check")
+    def check(
+        dataset_id: str, session: SessionDep, document: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        try:
+            evaluation = evaluate(
+                session,
+                dataset_id=dataset_id,
+                document=document,
+                bundle=bundled_definitions(settings.schemas_dir),
+            )
+        except UnknownDataset as exc:
+            raise unknown(dataset_id) from exc
+        return evaluation.as_dict()
+
+    @router.post("/schemas/{dataset_id}")
+    def register_version(
+        dataset_id: str, response: Response, actor: AdminDep, document: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        try:
+            evaluation = register(
+                sessions,
+                producer=producer(),
+                schemas_topic=settings.schemas_topic,
+                dataset_id=dataset_id,
+                document=document,
+                actor=actor,
+                bundle=bundled_definitions(settings.schemas_dir),
+            )
+        except UnknownDataset as exc:
+            raise unknown(dataset_id) from exc
+        except CityOSError as exc:
+            raise HTTPException(503, f"not registered: {exc}") from exc
+        if evaluation.existing:
+            registrations.labels("existing").inc()
+            response.status_code = 200
+        elif evaluation.acceptable:
+            registrations.labels("registered").inc()
+            response.status_code = 201
+        else:
+            registrations.labels("refused").inc()
+            response.status_code = 409 if evaluation.incompatibilities else 422
+        return evaluation.as_dict()
+
+    @router.get("/schemas/{dataset_id}/compatibility")
+    def get_compatibility(dataset_id: str, session: SessionDep) -> dict[str, str]:
+        if not versions_of(session, dataset_id):
+            raise unknown(dataset_id)
+        return {"dataset": dataset_id, "compatibility": compatibility_mode(session, dataset_id).value}
+
+    @router.put("/schemas/{dataset_id}/compatibility")
+    def put_compatibility(dataset_id: str, body: CompatibilityBody, actor: AdminDep) -> dict[str, str]:
+        try:
+            with sessions.begin() as session:
+                set_compatibility_mode(session, dataset_id=dataset_id, mode=body.compatibility, actor=actor)
+        except UnknownDataset as exc:
+            raise unknown(dataset_id) from exc
+        return {"dataset": dataset_id, "compatibility": body.compatibility.value}
+
+    @router.get("/dlq")
+    def list_deadletters(
+        session: SessionDep,
+        _actor: AdminDep,
+        dataset: str | None = None,
+        reason: str | None = None,
+        department: str | None = None,
+        since: str | None = Query(default=None, description="ISO 8601 instant"),
+        until: str | None = Query(default=None, description="ISO 8601 instant"),
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> dict[str, Any]:
+        where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
+        letters = read_deadletters(
+            settings.kafka_bootstrap, settings.deadletter_topic, where=where, limit=limit
+        )
+        counts = replay_counts(session, settings.deadletter_topic, letters)
+        return {
+            "count": len(letters),
+            "deadletters": [
+                letter.summary(counts.get((letter.partition, letter.offset), 0)) for letter in letters
+            ],
+        }
+
+    @router.get("/dlq/{letter_id}")
+    def show_deadletter(letter_id: str, session: SessionDep, _actor: AdminDep) -> dict[str, Any]:
+        try:
+            position = parse_id(letter_id)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        letters = read_deadletters(
+            settings.kafka_bootstrap,
+            settings.deadletter_topic,
+            where=DeadLetterFilter(ids=frozenset({position})),
+        )
+        if not letters:
+            raise HTTPException(404, f"no dead letter {letter_id}")
+        counts = replay_counts(session, settings.deadletter_topic, letters)
+        return letters[0].details(counts.get(position, 0))
+
+    @router.post("/dlq/replay")
+    def replay_deadletters(body: ReplayBody, actor: AdminDep) -> dict[str, Any]:
+        if not body.selects_something():
+            raise HTTPException(400, "say which dead letters: ids, a filter, or all=true")
+        try:
+            ids = frozenset(parse_id(i) for i in body.ids) if body.ids else None
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        where = DeadLetterFilter(
+            dataset=body.dataset,
+            reason=body.reason,
+            department=body.department,
+            since=body.since,
+            until=body.until,
+            ids=ids,
+        )
+        letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where)
+        replacement = orjson.dumps(body.value) if body.value is not None else None
+        if replacement is not None and len(letters) != 1:
+            raise HTTPException(400, "a corrected payload replaces exactly one dead letter")
+        with sessions.begin() as session:
+            report = replay(
+                session,
+                producer=producer(),
+                letters=letters,
+                department_topic=department_topic,
+                actor=actor,
+                force=body.force,
+                replacement=replacement,
+            )
+        return report.as_dict()
+
+    return router
+
+
+def _filter(
+    *, dataset: str | None, reason: str | None, department: str | None, since: str | None, until: str | None
+) -> DeadLetterFilter:
+    from datetime import datetime
+
+    def instant(name: str, text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise HTTPException(400, f"{name}: not an ISO 8601 instant: {text!r}") from exc
+        if moment.tzinfo is None:
+            raise HTTPException(400, f"{name}: give a time zone offset, e.g. +09:00")
+        return moment
+
+    return DeadLetterFilter(
+        dataset=dataset,
+        reason=reason,
+        department=department,
+        since=instant("since", since),
+        until=instant("until", until),
+    )
