@@ -1,0 +1,209 @@
+"""The access matrix on the real broker and real services: 4 departments x 6 datasets (two of
+each classification) x {read records, subscribe, manage grants}. The expected answer of every cell
+comes from the rules written out below, independently of the code; 100 % of the cells are
+asserted. Granted cells must work (records served, feed delivering); the others are refused
+(404 for what the caller may not see).
+
+Two extra datasets (an internal one of the fire bureau, a personal one of health and welfare)
+live in a temporary copy of ``schemas/`` so that every classification has two datasets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from cityos.settings import REPO_ROOT
+from tests.integration.feeds_helpers import bearer, catalog, copier, credential, produce, validated_event
+from tests.integration.stack import Stack
+
+DEPARTMENTS = ("digital", "fire", "health-welfare", "planning")
+# dataset -> (classification, owner)
+DATASETS = {
+    "aed": ("public", "fire"),
+    "tourism": ("public", "city-brand"),
+    "copier-usage": ("internal", "digital"),
+    "fire-kpi": ("internal", "fire"),
+    "resident-moves": ("personal", "citizens"),
+    "welfare-cases": ("personal", "health-welfare"),
+}
+# Grants the owners make before the matrix runs: (dataset, grantee) -> fields (None: all).
+GRANTS: dict[tuple[str, str], list[str] | None] = {
+    ("copier-usage", "health-welfare"): None,
+    ("fire-kpi", "digital"): ["部局コード", "枚数_モノクロ"],
+}
+RECORD_KEYS = {
+    "aed": "NO",
+    "tourism": "NO",
+    "copier-usage": "ID",
+    "fire-kpi": "ID",
+    "resident-moves": "異動ID",
+    "welfare-cases": "ID",
+}
+PER_DATASET = 4
+
+
+def may_read(department: str, dataset: str) -> bool:
+    classification, owner = DATASETS[dataset]
+    if classification == "public":
+        return True
+    if classification == "internal":
+        return department == owner or (dataset, department) in GRANTS
+    return False
+
+
+def may_manage(department: str, dataset: str) -> bool:
+    classification, owner = DATASETS[dataset]
+    return classification == "internal" and department == owner
+
+
+def expected_fields(department: str, dataset: str) -> set[str] | None:
+    fields = GRANTS.get((dataset, department))
+    if fields is None or DATASETS[dataset][1] == department:
+        return None
+    return set(fields) | {RECORD_KEYS[dataset]}
+
+
+def schemas_with_extra_datasets(target: Path) -> Path:
+    shutil.copytree(REPO_ROOT / "schemas", target)
+    for dataset, classification, owner in (
+        ("fire-kpi", "internal", "fire"),
+        ("welfare-cases", "personal", "health-welfare"),
+    ):
+        folder = target / dataset
+        shutil.copytree(target / "copier-usage", folder)
+        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        meta.update(id=dataset, department=owner, classification=classification)
+        (folder / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        schema = json.loads((folder / "v1.schema.json").read_text(encoding="utf-8"))
+        schema["$id"] = f"https://cityos.example/schemas/{dataset}/1"
+        (folder / "v1.schema.json").write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
+    return target
+
+
+def record_for(dataset: str, number: int) -> dict[str, Any]:
+    key = RECORD_KEYS[dataset]
+    if dataset in ("copier-usage", "fire-kpi", "welfare-cases"):
+        return copier(number, 1)
+    return {key: f"M{number:04d}", "名称": f"行列試験{number}", "緯度": 33.88, "経度": 130.87}
+
+
+@pytest.mark.timeout(400)
+def test_every_cell_of_the_access_matrix(stack: Stack, tmp_path: Path) -> None:
+    stack.extra_env["CITYOS_SCHEMAS_DIR"] = str(schemas_with_extra_datasets(tmp_path / "schemas"))
+    stack.start("catalog", "publish", "feeds")
+    keys = {d: credential(stack, d) for d in {*DEPARTMENTS, "citizens", "city-brand"}}
+    for (dataset, grantee), fields in GRANTS.items():  # each grant made by the owner's own credential
+        owner = DATASETS[dataset][1]
+        made = catalog(
+            stack,
+            "POST",
+            f"/api/v1/datasets/{dataset}/grants",
+            auth=bearer(keys[owner]),
+            json={"grantee": grantee, "fields": fields},
+        )
+        assert made.status_code == 201, made.text
+
+    producer = stack.producer()
+    for dataset in DATASETS:
+        for number in range(PER_DATASET):
+            key, value = validated_event(
+                dataset, record_for(dataset, number), RECORD_KEYS[dataset], f"mx-{dataset}-{number}"
+            )
+            produce(producer, stack.settings.validated_topic, key, value)
+    assert producer.flush(30) == 0
+    wait_for_catalog(stack)
+
+    cells = 0
+    subscribed: list[tuple[str, str, dict[str, Any]]] = []
+    for department in DEPARTMENTS:
+        for dataset in DATASETS:
+            # read records
+            response = httpx.get(
+                stack.url("publish", f"/api/v1/datasets/{dataset}/records"),
+                headers=bearer(keys[department]),
+                timeout=30,
+            )
+            if may_read(department, dataset):
+                assert response.status_code == 200, (department, dataset, response.text)
+                records = response.json()["records"]
+                assert len(records) == PER_DATASET, (department, dataset)
+                fields = expected_fields(department, dataset)
+                if fields is not None:
+                    assert all(set(r) == fields for r in records), (department, dataset, records[0])
+            else:
+                assert response.status_code == 404, (department, dataset, response.status_code)
+            cells += 1
+            # subscribe
+            response = catalog(
+                stack,
+                "POST",
+                "/api/v1/subscriptions",
+                auth=bearer(keys[department]),
+                json={"dataset": dataset},
+            )
+            if may_read(department, dataset):
+                assert response.status_code == 201, (department, dataset, response.text)
+                subscribed.append((department, dataset, response.json()))
+            else:
+                assert response.status_code == 404, (department, dataset, response.status_code)
+            cells += 1
+    for department in DEPARTMENTS:
+        for dataset in DATASETS:
+            # manage grants: grant to a department outside the matrix, then revoke it again
+            response = catalog(
+                stack,
+                "POST",
+                f"/api/v1/datasets/{dataset}/grants",
+                auth=bearer(keys[department]),
+                json={"grantee": "construction"},
+            )
+            if may_manage(department, dataset):
+                assert response.status_code == 201, (department, dataset, response.text)
+                revoked = catalog(
+                    stack,
+                    "DELETE",
+                    f"/api/v1/datasets/{dataset}/grants/construction",
+                    auth=bearer(keys[department]),
+                )
+                assert revoked.status_code == 200, revoked.text
+            elif may_read(department, dataset) or DATASETS[dataset][1] == department:
+                assert response.status_code in (403, 409), (department, dataset, response.status_code)
+            else:
+                assert response.status_code == 404, (department, dataset, response.status_code)
+            cells += 1
+    assert cells == len(DEPARTMENTS) * len(DATASETS) * 3 == 72
+
+    # Every granted subscription works: its feed carries the dataset's records (the snapshot),
+    # projected to the granted fields.
+    for department, dataset, sub in subscribed:
+        feed = stack.read(sub["topic"], until=lambda m: len(m) >= PER_DATASET, timeout_s=60)
+        assert len(feed) == PER_DATASET, (department, dataset, len(feed))
+        fields = expected_fields(department, dataset)
+        for message in feed:
+            data = orjson.loads(message.value() or b"")["data"]
+            assert set(data) == (fields if fields is not None else set(record_for(dataset, 0))), (
+                department,
+                dataset,
+            )
+    assert len(subscribed) == sum(may_read(d, s) for d in DEPARTMENTS for s in DATASETS)
+
+
+def wait_for_catalog(stack: Stack) -> None:
+    deadline = time.monotonic() + 60
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = {
+            d["id"]: d["record_count"]
+            for d in httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
+        }
+        if all(counts.get(d) == PER_DATASET for d in DATASETS):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"catalog did not store the records: {counts}")
