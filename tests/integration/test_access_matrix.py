@@ -134,9 +134,9 @@ def test_every_cell_of_the_access_matrix(stack: Stack, tmp_path: Path) -> None:
                 assert response.status_code == 200, (department, dataset, response.text)
                 records = response.json()["records"]
                 assert len(records) == PER_DATASET, (department, dataset)
-                fields = expected_fields(department, dataset)
-                if fields is not None:
-                    assert all(set(r) == fields for r in records), (department, dataset, records[0])
+                visible = expected_fields(department, dataset)
+                if visible is not None:
+                    assert all(set(r) == visible for r in records), (department, dataset, records[0])
             else:
                 assert response.status_code == 404, (department, dataset, response.status_code)
             cells += 1
@@ -185,10 +185,10 @@ def test_every_cell_of_the_access_matrix(stack: Stack, tmp_path: Path) -> None:
     for department, dataset, sub in subscribed:
         feed = stack.read(sub["topic"], until=lambda m: len(m) >= PER_DATASET, timeout_s=60)
         assert len(feed) == PER_DATASET, (department, dataset, len(feed))
-        fields = expected_fields(department, dataset)
+        visible = expected_fields(department, dataset)
         for message in feed:
             data = orjson.loads(message.value() or b"")["data"]
-            assert set(data) == (fields if fields is not None else set(record_for(dataset, 0))), (
+            assert set(data) == (visible if visible is not None else set(record_for(dataset, 0))), (
                 department,
                 dataset,
             )
