@@ -4,8 +4,6 @@ A partner release is served only to its applicant's key; any other caller -- ano
 developer, another applicant -- gets the same 404 as a missing dataset. Every download is audited.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Annotated, Any
 

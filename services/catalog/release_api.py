@@ -1,0 +1,250 @@
+"""Catalog admin API for anonymized releases: calls, proposals, decisions, contracts, releases.
+
+Who may do what, from the ``Authorization: Bearer`` credential: the operators' admin token, or a
+department key for the department owning the personal dataset, runs calls, decisions, contracts,
+cancellations and releases; an applicant key submits its own proposals. The actor in the audit log
+is the credential's owner, never a name from the body. A refused step answers 409 with every
+reason; the method of a release never appears here (only its 概要 and checksum).
+"""
+
+import hmac
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cityos.access import Caller, CallerKind
+from cityos.anonymize import proposals as workflow
+from cityos.anonymize.releases import ReleaseError, create_release, list_releases, release_summary
+from cityos.apikeys import KeyRefusal, authenticate
+from cityos.db.models import Dataset
+from cityos.db.release_models import ProposalCall, ReleaseProposal
+from cityos.settings import Settings, get_settings
+
+ADMIN_ACTOR = "admin"
+
+
+class CallIn(BaseModel):
+    dataset: str
+    title: str
+    opens_at: datetime
+    closes_at: datetime
+
+
+class ProposalIn(BaseModel):
+    call: str
+    purpose: str
+    items: list[str]
+    use_period: str
+    safety_measures: str
+
+
+class DecisionIn(BaseModel):
+    accept: bool
+    reason: str
+
+
+class ContractIn(BaseModel):
+    contract_ref: str
+
+
+class CancelIn(BaseModel):
+    reason: str
+
+
+class ReleaseIn(BaseModel):
+    dataset: str = "resident-moves"
+    classification: str = "public"
+    applicant: str | None = None
+    seed: int | None = Field(default=None, description="fixed seed for a reproducible run; default fresh")
+
+
+class ProposalReleaseIn(BaseModel):
+    seed: int | None = None
+
+
+def _refused(reasons: list[str]) -> HTTPException:
+    return HTTPException(status_code=409, detail={"error": "refused", "reasons": reasons})
+
+
+def create_release_router(sessions: sessionmaker[Session], settings: Settings | None = None) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/admin", tags=["anonymized releases"])
+
+    def transaction() -> Iterator[Session]:
+        # Each write endpoint commits before answering (a refusal's audit entry too); anything
+        # else -- an exception, a read -- ends with the session closed, which rolls back.
+        with sessions() as session:
+            yield session
+
+    def credential(
+        session: Annotated[Session, Depends(transaction)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Caller | None:
+        """The caller behind the Bearer credential; None stands for the operators' admin token."""
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
+        admin_token = (settings or get_settings()).admin_token
+        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            return None
+        found = authenticate(session, token)
+        if isinstance(found, KeyRefusal):
+            raise HTTPException(401, "credential not valid", {"WWW-Authenticate": "Bearer"})
+        return found
+
+    TxDep = Annotated[Session, Depends(transaction)]
+    CallerDep = Annotated[Caller | None, Depends(credential)]
+
+    def owner_actor(caller: Caller | None, session: Session, dataset_id: str) -> str:
+        """The acting department (or admin) for a dataset; 403 for anyone else."""
+        if caller is None:
+            return ADMIN_ACTOR
+        dataset = session.get(Dataset, dataset_id)
+        if (
+            caller.kind is CallerKind.department
+            and dataset is not None
+            and caller.principal == dataset.department_id
+        ):
+            return caller.principal
+        raise HTTPException(403, "only the owning department or an administrator may do this")
+
+    def proposal_dataset(session: Session, proposal_id: str) -> str:
+        proposal = session.get(ReleaseProposal, proposal_id)
+        call = session.get(ProposalCall, proposal.call_id) if proposal is not None else None
+        if call is None:
+            raise HTTPException(404, f"no proposal {proposal_id}")
+        return call.dataset_id
+
+    @router.post("/proposal-calls", status_code=201)
+    def open_call(body: CallIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
+        actor = owner_actor(caller, session, body.dataset)
+        try:
+            call = workflow.open_call(
+                session,
+                dataset_id=body.dataset,
+                title=body.title,
+                opens_at=body.opens_at,
+                closes_at=body.closes_at,
+                actor=actor,
+            )
+        except workflow.ProposalError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        return workflow.call_as_dict(call)
+
+    @router.get("/proposal-calls")
+    def calls(session: TxDep) -> list[dict[str, Any]]:
+        return [
+            workflow.call_as_dict(c)
+            for c in session.scalars(select(ProposalCall).order_by(ProposalCall.opens_at))
+        ]
+
+    @router.post("/proposals", status_code=201)
+    def submit(body: ProposalIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
+        if caller is None or caller.kind is not CallerKind.applicant or caller.principal is None:
+            raise HTTPException(403, "proposals are submitted with the applicant's own key")
+        try:
+            proposal = workflow.submit_proposal(
+                session,
+                call_id=body.call,
+                applicant_id=caller.principal,
+                purpose=body.purpose,
+                items=body.items,
+                use_period=body.use_period,
+                safety_measures=body.safety_measures,
+            )
+        except workflow.ProposalError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        return workflow.proposal_as_dict(proposal)
+
+    @router.get("/proposals")
+    def proposals(session: TxDep, caller: CallerDep) -> list[dict[str, Any]]:
+        query = select(ReleaseProposal).order_by(ReleaseProposal.submitted_at)
+        if caller is not None and caller.kind is CallerKind.applicant:
+            query = query.where(ReleaseProposal.applicant_id == caller.principal)  # its own only
+        elif caller is not None and caller.kind is not CallerKind.department:
+            raise HTTPException(403, "not allowed")
+        return [workflow.proposal_as_dict(p) for p in session.scalars(query)]
+
+    @router.post("/proposals/{proposal_id}/decision")
+    def decide(proposal_id: str, body: DecisionIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
+        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
+        try:
+            proposal = workflow.decide(
+                session, proposal_id=proposal_id, accept=body.accept, reason=body.reason, actor=actor
+            )
+        except workflow.ProposalError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        return workflow.proposal_as_dict(proposal)
+
+    @router.post("/proposals/{proposal_id}/contract")
+    def contract(proposal_id: str, body: ContractIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
+        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
+        try:
+            proposal = workflow.record_contract(
+                session, proposal_id=proposal_id, contract_ref=body.contract_ref, actor=actor
+            )
+        except workflow.ProposalError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        return workflow.proposal_as_dict(proposal)
+
+    @router.post("/proposals/{proposal_id}/cancel")
+    def cancel(proposal_id: str, body: CancelIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
+        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
+        try:
+            proposal = workflow.cancel(session, proposal_id=proposal_id, reason=body.reason, actor=actor)
+        except workflow.ProposalError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        return workflow.proposal_as_dict(proposal)
+
+    @router.post("/proposals/{proposal_id}/release", status_code=201)
+    def proposal_release(
+        proposal_id: str, body: ProposalReleaseIn, session: TxDep, caller: CallerDep
+    ) -> dict[str, Any]:
+        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
+        try:
+            result = workflow.release_for_proposal(
+                session, proposal_id=proposal_id, actor=actor, seed=body.seed
+            )
+        except (workflow.ProposalError, ReleaseError) as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()  # the release, or the refusal's audit entry
+        if result.release is None:
+            raise _refused(result.reasons)
+        return release_summary(result.release)
+
+    @router.post("/releases", status_code=201)
+    def run_release(body: ReleaseIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
+        actor = owner_actor(caller, session, body.dataset)
+        try:
+            result = create_release(
+                session,
+                source_dataset_id=body.dataset,
+                classification=body.classification,
+                operator=actor,
+                applicant_id=body.applicant,
+                seed=body.seed,
+            )
+        except ReleaseError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        if result.release is None:
+            raise _refused(result.reasons)
+        return release_summary(result.release)
+
+    @router.get("/releases")
+    def releases(session: TxDep, caller: CallerDep) -> list[dict[str, Any]]:
+        if caller is not None and caller.kind is not CallerKind.department:
+            raise HTTPException(403, "not allowed")
+        return [release_summary(r) for r in list_releases(session)]
+
+    return router
