@@ -175,6 +175,10 @@ from cityos import cli_dlq, cli_schemas  # noqa: E402  schema registry, dead-let
 app.add_typer(cli_schemas.schemas_app, name="schemas")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
 
+from cityos import cli_release  # noqa: E402  anonymized releases, proposals (issue 6)
+
+app.add_typer(cli_release.app, name="release")
+
 from cityos.cli_keys import keys_app  # noqa: E402  API keys (issue 4)
 
 app.add_typer(keys_app, name="keys")
