@@ -11,3 +11,4 @@ trap 'infra_down; exit $?' EXIT
 infra_up
 .venv/bin/python -m bench.ingest
 .venv/bin/python -m bench.catalog --pg-url "$(bash "$SCRIPT_DIR/postgres.sh" url)"
+.venv/bin/python -m bench.feeds
