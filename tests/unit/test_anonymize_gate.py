@@ -93,7 +93,9 @@ def test_pycanon_agrees(released: Released) -> None:
     # The bound ignores the benign value: give each benign row its own token so it never forms a
     # majority, then pycanon's alpha is the largest share of one care level in a class.
     attribute = PROFILE.sensitive.attribute
-    tokens = frame[attribute].where(frame[attribute] != "非該当", "benign-" + frame.index.astype(str))
+    tokens = frame[attribute].where(
+        frame[attribute] != "非該当", pd.Series("benign-" + frame.index.astype(str))
+    )
     alpha, k = anonymity.alpha_k_anonymity(frame.assign(**{attribute: tokens}), quasi, [attribute])
     assert k >= PROFILE.k
     assert alpha <= PROFILE.sensitive.alpha
@@ -114,7 +116,9 @@ def test_prosecutor_risk_at_most_one_in_k(released: Released) -> None:
     """Join the release with every source record's quasi-identifiers, generalised as released."""
     hierarchies = released.outcome.hierarchies
     levels = released.outcome.node.levels  # type: ignore[union-attr]
-    attacker = pd.DataFrame({h.name: h.labels_at(level) for h, level in zip(hierarchies, levels, strict=True)})
+    attacker = pd.DataFrame(
+        {h.name: h.labels_at(level) for h, level in zip(hierarchies, levels, strict=True)}
+    )
     matches = released.frame.groupby(_quasi()).size().rename("matches").reset_index()
     joined = attacker.merge(matches, on=_quasi(), how="left")["matches"].fillna(0)
     found = joined[joined > 0]
@@ -194,7 +198,9 @@ def test_a_profile_that_leaves_identifiers_is_refused_with_every_reason(tmp_path
     document = dict(PROFILE.document)
     document["delete"] = [c for c in PROFILE.delete if c not in ("氏名", "住所_番地")]
     document["keep"] = ["全国地方公共団体コード", "住所_町丁目"]
-    outcome = run_gate(synthetic_moves(50, seed=1), parse_profile(document), SCHEMA, seed=1, path=tmp_path / "r.csv")
+    outcome = run_gate(
+        synthetic_moves(50, seed=1), parse_profile(document), SCHEMA, seed=1, path=tmp_path / "r.csv"
+    )
     assert not outcome.passed
     assert "direct identifier 氏名 must be listed in delete" in outcome.reasons
     assert "direct identifier 住所_番地 must be listed in delete" in outcome.reasons
