@@ -84,7 +84,9 @@ def _managed_dataset(session: Session, *, caller: Caller, dataset_id: str) -> Da
     """The dataset, if ``caller`` may manage its grants; refuses otherwise."""
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
-        raise _not_found(dataset_id)
+        missing = _not_found(dataset_id)
+        _audit_refusal(session, caller, "grant.refused", dataset_id, missing)
+        raise missing
     owner = caller.kind is CallerKind.department and caller.principal == dataset.department_id
     if not owner and caller.kind is not CallerKind.admin:
         refused = AccessRefused(403, "not_owner", "only the owning department or an administrator")
