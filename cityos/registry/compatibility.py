@@ -242,6 +242,8 @@ class _Comparer:
             lost += ["integer"] if "integer" in allowed and not _covers(r_types, "integer") else []
             if lost:
                 kept = [t for t in allowed if _covers(r_types, t)]
+                if "number" in allowed and "integer" in r_types:
+                    kept.append("integer")  # integers written as numbers stay valid
                 rule = "TYPE_NARROWED" if kept else "TYPE_CHANGED"
                 wv = sorted(allowed) if w_types is not None else "any type"
                 problems.append(self._reason([*path, "type"], rule, wv=_show(wv), rv=_show(sorted(r_types))))

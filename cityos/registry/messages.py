@@ -105,8 +105,9 @@ COMPATIBILITY: Final[dict[str, tuple[str, str]]] = {
         "読み取り側（{r}）は選択肢のいずれかを求めますが、{w} のすべての値を受け付ける選択肢がありません。",
     ),
     "REF_UNRESOLVABLE": (
-        "$ref {rv} cannot be resolved offline: it names no registered schema or bundled definition.",
-        "$ref {rv} をオフラインで解決できません。登録済みスキーマにも同梱の定義にもありません。",
+        "Comparing {w} with {r}: $ref {rv} cannot be resolved offline; it names no registered schema "
+        "or bundled definition.",
+        "{w} と {r} の比較: $ref {rv} をオフラインで解決できません。登録済みスキーマにも同梱の定義にもありません。",
     ),
 }
 

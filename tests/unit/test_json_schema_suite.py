@@ -1,0 +1,102 @@
+"""The official JSON-Schema-Test-Suite, draft 2020-12, required part, against both validators we use:
+jsonschema-rs (ingest's hot path) and jsonschema as configured for registration (``registration_validator``:
+ECMA-262 patterns, vocabularies honoured).
+
+The suite's ``remotes/`` are served under http://localhost:1234/ from memory, through the same offline
+registries the services use (``cityos.registry.references``); nothing touches the network. In the
+required suite ``format`` is an annotation, so validators run with format assertion off here; the
+formats ingest asserts are exercised by the dataset tests. The counts are printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from jsonschema import Draft202012Validator
+
+from cityos.registry.references import offline_registry, rust_registry
+from cityos.registry.validators import registration_validator
+from tests.fixtures_path import FIXTURES
+
+SUITE = FIXTURES / "json-schema-test-suite"
+REMOTE_BASE = "http://localhost:1234/"
+
+Validate = Callable[[Any, Any], bool]
+
+
+def remotes() -> dict[str, Any]:
+    documents = {}
+    for file in sorted((SUITE / "remotes").rglob("*.json")):
+        if file.relative_to(SUITE / "remotes").parts[0] == "v1":
+            continue  # the next, unreleased specification's remotes: no 2020-12 test uses them
+        documents[REMOTE_BASE + file.relative_to(SUITE / "remotes").as_posix()] = json.loads(
+            file.read_text(encoding="utf-8")
+        )
+    return documents
+
+
+def cases() -> list[tuple[str, Any, Any, bool]]:
+    """(id, schema, instance, valid) of every required draft 2020-12 test."""
+    found = []
+    for file in sorted((SUITE / "tests" / "draft2020-12").glob("*.json")):
+        for group in json.loads(file.read_text(encoding="utf-8")):
+            for test in group["tests"]:
+                name = f"{file.stem}: {group['description']}: {test['description']}"
+                found.append((name, group["schema"], test["data"], test["valid"]))
+    return found
+
+
+def rust_validate() -> Validate:
+    registry = rust_registry(remotes())
+
+    def validate(schema: Any, instance: Any) -> bool:
+        validator = jsonschema_rs.validator_for(
+            schema, registry=registry, validate_formats=False, base_uri=None
+        )
+        return bool(validator.is_valid(instance))
+
+    return validate
+
+
+def python_validate() -> Validate:
+    registry = offline_registry(remotes())
+
+    def validate(schema: Any, instance: Any) -> bool:
+        return bool(registration_validator(schema, registry=registry).is_valid(instance))
+
+    return validate
+
+
+@pytest.mark.parametrize("name, make", [("jsonschema-rs", rust_validate), ("jsonschema", python_validate)])
+def test_required_draft_2020_12_suite_passes_completely(name: str, make: Callable[[], Validate]) -> None:
+    all_cases = cases()
+    assert len(all_cases) > 1000, f"suite not found or truncated at {SUITE}"
+    validate = make()
+    failures = []
+    for case_id, schema, instance, expected in all_cases:
+        try:
+            verdict = validate(schema, instance)
+        except Exception as exc:  # a crash is a failure of that case, reported with the others
+            failures.append(f"{case_id}: raised {type(exc).__name__}: {exc}")
+            continue
+        if verdict != expected:
+            failures.append(f"{case_id}: expected {'valid' if expected else 'invalid'}")
+    passed = len(all_cases) - len(failures)
+    print(
+        f"\n{name}: {passed}/{len(all_cases)} required draft 2020-12 tests passed ({passed / len(all_cases):.1%})"
+    )
+    assert failures == [], "\n".join(failures[:50])
+
+
+def test_remotes_are_only_served_from_memory() -> None:
+    assert Path(SUITE / "remotes").is_dir()
+    validator = Draft202012Validator(
+        {"$ref": "http://localhost:1234/nowhere.json"}, registry=offline_registry({})
+    )
+    with pytest.raises(Exception, match="nowhere"):
+        validator.is_valid(1)
