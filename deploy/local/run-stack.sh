@@ -5,7 +5,7 @@
 #   CITYOS_DETACH=1 run-stack.sh return once everything is up (stop with stop-stack.sh)
 #
 # Ports (env): KAFKA_PORT 9092, CITYOS_PUBLISH_PORT 8000, CITYOS_CATALOG_PORT 8001,
-# CITYOS_INGEST_METRICS_PORT 8002. Logs and pid files: var/log, var/run.
+# CITYOS_INGEST_METRICS_PORT 8002, CITYOS_FEEDS_METRICS_PORT 8003. Logs and pid files: var/log, var/run.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +16,7 @@ export CITYOS_KAFKA_BOOTSTRAP=${CITYOS_KAFKA_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-
 PUBLISH_PORT=${CITYOS_PUBLISH_PORT:-8000}
 CATALOG_PORT=${CITYOS_CATALOG_PORT:-8001}
 INGEST_PORT=${CITYOS_INGEST_METRICS_PORT:-8002}
+FEEDS_PORT=${CITYOS_FEEDS_METRICS_PORT:-8003}
 CITYOS=$REPO_ROOT/.venv/bin/cityos
 mkdir -p var/log var/run
 
@@ -51,8 +52,10 @@ start_service catalog   # migrates the database and registers the schemas first
 wait_http catalog "http://127.0.0.1:$CATALOG_PORT/readyz" 60
 start_service ingest
 start_service publish
+start_service feeds
 wait_http ingest "http://127.0.0.1:$INGEST_PORT/metrics" 60
 wait_http publish "http://127.0.0.1:$PUBLISH_PORT/readyz" 60
+wait_http feeds "http://127.0.0.1:$FEEDS_PORT/readyz" 60
 
 log "producing demo events"
 "$CITYOS" demo
@@ -65,7 +68,8 @@ cat <<URLS
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
   catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets
-  metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics
+  metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics
+  feeds             .venv/bin/cityos subscriptions create DEPARTMENT DATASET   (docs/feeds.md)
   import a CSV      .venv/bin/cityos import-csv FILE --dataset aed
 
 URLS
