@@ -40,6 +40,9 @@ if [[ ${CITYOS_TEST_SKIP_LINT:-0} != 1 ]]; then
   log "mypy"
   "$VENV/bin/mypy"
 fi
+# Schema evolution guard: schemas/ in the working tree against the last commit (issue 3).
+log "schemas check"
+"$VENV/bin/python" -m cityos schemas check
 log "pytest"
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words on purpose
 "$VENV/bin/pytest" ${PYTEST_ARGS:-}
