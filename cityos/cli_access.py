@@ -272,18 +272,15 @@ def feeds_acls(
         bool, typer.Option("--apply", help="create them on a cluster with an authorizer")
     ] = False,
 ) -> None:
-    """The Kafka ACL bindings of every department and of the republisher."""
-    from sqlalchemy import select
-
-    from cityos.db.models import Department
+    """The Kafka ACL bindings of every department (schemas/departments.json) and of the republisher."""
     from cityos.errors import KafkaUnavailable
+    from cityos.schemas import load_schema_dir
     from services.feeds.acls import acl_specs, apply_acls
 
     settings = get_settings()
-    with _session() as session:
-        departments = list(session.execute(select(Department.id, Department.kafka_principal)).tuples())
+    departments = load_schema_dir(settings.schemas_dir).departments.values()
     specs = acl_specs(
-        departments,
+        [(d.id, d.kafka_principal) for d in departments],
         topic_prefix=settings.topic_prefix,
         validated_topic=settings.validated_topic,
         feeds_group=settings.feeds_group,
