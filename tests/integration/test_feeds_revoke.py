@@ -103,7 +103,15 @@ def test_revoke_stops_api_and_feed_at_once_and_is_audited(stack: Stack) -> None:
     assert "access.denied" in after_revoke and "feed.denied" in after_revoke
 
     metrics = httpx.get(stack.url("feeds", "/metrics"), timeout=10).text
-    assert 'cityos_feeds_events_total{outcome="denied",subscription="fire.copier-usage"}' in metrics
+    samples = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        if line.startswith("cityos_feeds_events_total{")
+    }
+    assert samples['cityos_feeds_events_total{outcome="denied",subscription="fire.copier-usage"}'] > 0
+    assert samples['cityos_feeds_events_total{outcome="delivered",subscription="fire.copier-usage"}'] >= len(
+        feed
+    )
     export = catalog(stack, "GET", "/api/v1/audit/export", auth=admin(stack), params={"format": "csv"})
     assert export.status_code == 200 and export.content.startswith("\ufeff".encode())
     assert b"grant.revoked" in export.content
