@@ -51,8 +51,19 @@ class ValidRecord:
 class _Compiled:
     meta: DatasetMeta
     version: int
-    validator: Any  # jsonschema_rs validator of the data (untyped extension object)
-    event_validator: Any  # jsonschema_rs validator of a whole structured upsert event
+    event_validator: Any  # jsonschema_rs validator of a whole structured upsert event (untyped)
+    document: dict[str, Any]
+    resources: dict[str, Any]
+    # Validator of the data alone, compiled on first use: only refused events, deletions and
+    # binary-mode events need it, and each compiled validator holds its own regex programs (with
+    # thousands of versions registered, compiling it eagerly doubled the registry's memory).
+    data_validator: Any = None
+
+    @property
+    def validator(self) -> Any:
+        if self.data_validator is None:
+            self.data_validator = rust_validator(self.document, self.resources)
+        return self.data_validator
 
 
 def upsert_event_schema(uri: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -102,11 +113,11 @@ class ValidatorRegistry:
         resources = {
             ref: self._documents[ref] for ref in external_refs(document, uri) if ref in self._documents
         }
-        validator = rust_validator(document, resources)
+        # The event schema embeds the document: compiling it proves the document compiles too.
         event_validator = rust_validator(upsert_event_schema(uri, document), resources)
         self._documents[uri] = document
         self._datasets[meta.id] = meta
-        self._by_uri[uri] = _Compiled(meta, version, validator, event_validator)
+        self._by_uri[uri] = _Compiled(meta, version, event_validator, document, resources)
 
     @property
     def version_count(self) -> int:

@@ -13,3 +13,4 @@ infra_up
 .venv/bin/python -m bench.catalog --pg-url "$(bash "$SCRIPT_DIR/postgres.sh" url)"
 .venv/bin/python -m bench.feeds
 .venv/bin/python -m bench.anonymize
+.venv/bin/python -m bench.schemas
