@@ -26,12 +26,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cityos.outbox import STRUCTURED_HEADERS, record_event
+from cityos.events import STRUCTURED_CONTENT_TYPE
+from cityos.outbox import record_event
 from cityos.schemas import DatasetMeta, SchemaSet, SchemaVersion, load_schema_dir, schema_uri
 from cityos.settings import REPO_ROOT
 from cityos.validation import ValidatorRegistry
 from services.ingest.routing import InboundMessage, Topics, route
 
+STRUCTURED_HEADER = "content-type"
 TOPICS = Topics(validated="cityos.validated", deadletter="cityos.deadletter")
 NOW = datetime.now(UTC)
 MAX_FUTURE = timedelta(minutes=5)
@@ -90,7 +92,8 @@ def messages(count: int, targets: list[tuple[str, int]], burst: int = 1) -> list
             event_id=f"b{index}",
             time=NOW,
         )
-        out.append(InboundMessage("dept.fire.events", 0, index, None, value, list(STRUCTURED_HEADERS), None))
+        headers: list[tuple[str, bytes | None]] = [(STRUCTURED_HEADER, STRUCTURED_CONTENT_TYPE.encode())]
+        out.append(InboundMessage("dept.fire.events", 0, index, None, value, headers, None))
     return out
 
 
