@@ -76,16 +76,18 @@ def library_versions() -> dict[str, str]:
 
 def pseudonyms(rng: np.random.Generator, count: int) -> Array:
     """Distinct random ids ('R' + 12 letters); drawn from the release's own generator, so never reused."""
-    drawn = rng.integers(0, len(_PSEUDONYM_LETTERS), size=(count, _PSEUDONYM_LENGTH))
-    ids = (
-        np.char.add("R", np.apply_along_axis("".join, 1, _PSEUDONYM_LETTERS[drawn]))
-        if count
-        else np.array([])
-    )
-    while len(set(ids.tolist())) < count:  # pragma: no cover - 23^12 values: a clash is vanishingly rare
+
+    def draw(n: int) -> Array:
+        letters = _PSEUDONYM_LETTERS[rng.integers(0, len(_PSEUDONYM_LETTERS), size=(n, _PSEUDONYM_LENGTH))]
+        # Join each row of 12 one-letter strings without a Python loop: view them as one 12-char string.
+        joined: Array = np.ascontiguousarray(letters).view(f"<U{_PSEUDONYM_LENGTH}").ravel()
+        return np.char.add("R", joined)
+
+    ids = draw(count)
+    duplicate = pd.Series(ids).duplicated().to_numpy()
+    while duplicate.any():  # pragma: no cover - 23^12 values: a clash is vanishingly rare
+        ids[duplicate] = draw(int(duplicate.sum()))
         duplicate = pd.Series(ids).duplicated().to_numpy()
-        again = rng.integers(0, len(_PSEUDONYM_LETTERS), size=(int(duplicate.sum()), _PSEUDONYM_LENGTH))
-        ids[duplicate] = np.char.add("R", np.apply_along_axis("".join, 1, _PSEUDONYM_LETTERS[again]))
     return ids.astype(object)
 
 

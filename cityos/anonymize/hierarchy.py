@@ -129,13 +129,20 @@ def integer_hierarchy(
 ) -> Hierarchy:
     """Bands given by lower bounds per level; the last band of each level is open ('6以上')."""
     finest = list(bounds[0])
-    leaf_of = _band_of(finest)
-    numeric = pd.to_numeric(values, errors="coerce")
+    numeric = pd.to_numeric(values, errors="coerce").astype("float64")
     if (numeric.dropna() < finest[0]).any():
         raise ValueError(f"{name}: values below the lowest band {finest[0]}")
     leaf_labels = [band_label(low, high) for low, high in zip(finest, [*finest[1:], None], strict=True)]
     lows = {label: low for label, low in zip(leaf_labels, finest, strict=True)}
-    leaf_values = numeric.map(lambda v: leaf_of(int(v)), na_action="ignore")
+    # Vectorised banding (a per-row Python call costs seconds at a million rows).
+    present = numeric.notna().to_numpy()
+    position = (
+        np.searchsorted(np.asarray(finest, dtype=float), numeric.fillna(finest[0]).to_numpy(), side="right")
+        - 1
+    )
+    labels = np.asarray(leaf_labels, dtype=object)[np.maximum(position, 0)]
+    labels[~present] = None
+    leaf_values = pd.Series(labels, index=values.index, dtype=object)
     parents = [functools.partial(_coarser_band, lows=lows, band=_band_of(level)) for level in bounds[1:]]
     return _build(name, leaf_values, leaf_labels, parents, min_level)
 

@@ -95,8 +95,8 @@ class Lattice:
         ).reshape(count, self.sensitive_values)
         share = counts.max(axis=1) / np.maximum(sizes, 1)
         bad = small | (share > model.alpha)
-        removed = bad[ids]
-        suppressed = int(removed.sum())
+        removed = np.flatnonzero(bad[ids])  # few rows: gathering them beats masking n rows per column
+        suppressed = len(removed)
         lost = sum(self.row_loss[q][level][removed].sum() for q, level in enumerate(levels))
         total = self.bound(levels) * self.n * len(levels) - lost + suppressed * len(levels)
         kept = ~bad
