@@ -17,9 +17,12 @@ from services.feeds.metrics import FeedsMetrics
 from services.feeds.republisher import Republisher
 
 # A killed instance's partitions wait this long for it to come back (static membership: a restart
-# with the same instance id takes them over at once); an open transaction is aborted after this.
+# with the same instance id takes them over at once).
 SESSION_TIMEOUT_MS = 10_000
-TRANSACTION_TIMEOUT_MS = 10_000
+# The broker aborts a transaction open longer than this. It must cover the largest snapshot (written
+# in one transaction); a killed instance's open transaction holds read_committed readers back for
+# at most this long -- unless the instance restarts, which aborts it at once (same transactional.id).
+TRANSACTION_TIMEOUT_MS = 60_000
 
 
 def feeds_consumer_config(settings: Settings) -> dict[str, object]:

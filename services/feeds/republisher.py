@@ -31,7 +31,7 @@ from cityos.kafka import check_consume_error, consumer_lag, ensure_topics
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.policy import Policy, Route, load_policy
 from services.feeds.snapshot import latest_states
-from services.feeds.state import Activations, load_activations, state_key, state_value
+from services.feeds.state import Activations, ensure_state_topic, load_activations, state_key, state_value
 from services.feeds.transform import Outcome, dataset_of, decode, headers, render
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Republisher:
 
     # --- set-up ----------------------------------------------------------------------------
     def start(self) -> None:
-        ensure_topics(self._bootstrap, {self._state_topic: 1})
+        ensure_state_topic(self._bootstrap, self._state_topic)
         if self._transactional:
             # Fences a predecessor with the same transactional.id and aborts what it left open.
             self._producer.init_transactions(KAFKA_TIMEOUT_S)

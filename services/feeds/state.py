@@ -13,10 +13,11 @@ import time
 import uuid
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from cityos.errors import KafkaUnavailable
-from cityos.kafka import check_consume_error
+from cityos.kafka import check_consume_error, error_code
 
 Activations = dict[tuple[int, int], int]  # (subscription id, partition) -> first live offset
 
@@ -37,6 +38,20 @@ def parse_state(value: bytes | None) -> tuple[tuple[int, int], int] | None:
         return (int(body["subscription"]), int(body["partition"])), int(body["start"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def ensure_state_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> None:
+    """One partition, compacted: the latest start record per (subscription, partition) is kept."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic in admin.list_topics(timeout=timeout_s).topics:
+        return
+    new = NewTopic(topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
+    for name, future in admin.create_topics([new], request_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if error_code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:  # another instance won the race
+                raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from exc
 
 
 def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> Activations:
