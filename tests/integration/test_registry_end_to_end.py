@@ -26,6 +26,7 @@ from cityos.outbox import STRUCTURED_HEADERS, record_event
 from cityos.schemas import load_schema_dir, schema_uri
 from cityos.settings import REPO_ROOT
 from tests.fixtures_path import OPENDATA_SAMPLES
+from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack
 
 PER_STEP = 5
@@ -230,3 +231,5 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     assert metric(f"{catalog}/metrics", 'cityos_dlq_replays_total{outcome="skipped"}') == PER_STEP
     assert metric(f"{catalog}/metrics", 'cityos_registry_registrations_total{outcome="registered"}') == 1
     assert metric(f"{catalog}/metrics", 'cityos_registry_registrations_total{outcome="refused"}') == 1
+    for service in ("ingest", "catalog"):
+        assert_promtool_clean(stack.url(service, "/metrics"))
