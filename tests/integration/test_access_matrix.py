@@ -180,6 +180,22 @@ def test_every_cell_of_the_access_matrix(stack: Stack, tmp_path: Path) -> None:
             cells += 1
     assert cells == len(DEPARTMENTS) * len(DATASETS) * 3 == 72
 
+    # A field-subset grantee learns nothing of the other fields through the API: not in JSON or
+    # CSV, and not by inference through a filter on an ungranted field.
+    records_url = stack.url("publish", "/api/v1/datasets/fire-kpi/records")
+    as_digital = bearer(keys["digital"])
+    csv_body = httpx.get(records_url, params={"format": "csv"}, headers=as_digital, timeout=30)
+    assert csv_body.status_code == 200
+    assert "機密の備考" not in csv_body.text and "試験部局" not in csv_body.text
+    probes = [
+        httpx.get(records_url, params={"備考": value}, headers=as_digital, timeout=30)
+        for value in ("機密の備考", "x")
+    ]
+    statuses = [p.status_code for p in probes]
+    assert statuses == [400, 400] or (
+        statuses == [200, 200] and probes[0].json()["records"] == probes[1].json()["records"]
+    ), f"a filter on an ungranted field answers differently: {statuses}"
+
     # Every granted subscription works: its feed carries the dataset's records (the snapshot),
     # projected to the granted fields.
     for department, dataset, sub in subscribed:
