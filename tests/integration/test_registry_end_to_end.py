@@ -231,5 +231,14 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     assert metric(f"{catalog}/metrics", 'cityos_dlq_replays_total{outcome="skipped"}') == PER_STEP
     assert metric(f"{catalog}/metrics", 'cityos_registry_registrations_total{outcome="registered"}') == 1
     assert metric(f"{catalog}/metrics", 'cityos_registry_registrations_total{outcome="refused"}') == 1
+
+    # The level is per dataset: with NONE the refused change would be acceptable (check only).
+    level_url = f"{catalog}/api/v1/admin/schemas/aed/compatibility"
+    assert httpx.put(level_url, json={"compatibility": "NONE"}).status_code == 401
+    assert httpx.put(level_url, json={"compatibility": "NONE"}, headers=auth).status_code == 200
+    assert httpx.get(level_url).json() == {"dataset": "aed", "compatibility": "NONE"}
+    relaxed = httpx.post(f"{catalog}/api/v1/admin/schemas/aed/check", json=v3_bad).json()
+    assert (relaxed["acceptable"], relaxed["version"], relaxed["incompatibilities"]) == (True, 4, [])
+    assert httpx.put(level_url, json={"compatibility": "SOMETIMES"}, headers=auth).status_code == 422
     for service in ("ingest", "catalog"):
         assert_promtool_clean(stack.url(service, "/metrics"))
