@@ -3,6 +3,7 @@ or a department, validated-topic events, and reading a feed as its department wo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -134,3 +135,20 @@ def read_feed(
 
 def phase(message: Message) -> str | None:
     return header(message, "cityos_feed_phase")
+
+
+def read_settled(
+    stack: Stack, topic: str, count: int, *, timeout_s: float = 180, settle_s: float = 2.0
+) -> list[Message]:
+    """Read ``topic`` until it holds ``count`` messages, then ``settle_s`` longer: anything
+    lost shows as fewer, anything doubled arrives in the settling time and shows as more."""
+    reached: list[float] = []
+
+    def done(messages: list[Message]) -> bool:
+        if len(messages) < count:
+            return False
+        if not reached:
+            reached.append(time.monotonic())
+        return time.monotonic() - reached[0] >= settle_s
+
+    return stack.read(topic, until=done, timeout_s=timeout_s)

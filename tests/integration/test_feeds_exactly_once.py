@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.integration.feeds_helpers import aed, bodies, copier, grant, produce, subscribe, validated_event
+from tests.integration.feeds_helpers import (
+    aed,
+    bodies,
+    copier,
+    grant,
+    produce,
+    read_settled,
+    subscribe,
+    validated_event,
+)
 from tests.integration.stack import Stack
 
 TOTAL = 100_000
@@ -94,10 +103,7 @@ def test_kill_9_three_times_loses_and_doubles_no_feed_event(stack: Stack) -> Non
     producer.join()
 
     for topic, ids in expected.items():
-        count = len(ids)
-        stack.read(topic, until=lambda m: len(m) >= count, timeout_s=180)  # noqa: B023
-        time.sleep(2)  # anything doubled would arrive now
-        messages = stack.read(topic, until=lambda m: len(m) > count, timeout_s=5)  # noqa: B023
+        messages = read_settled(stack, topic, len(ids))
         seen = bodies(messages)
         got = [body["id"] for body in seen]
         assert len(got) == len(ids), f"{topic}: {len(got)} feed events for {len(ids)} matching events"

@@ -18,7 +18,7 @@ from cityos.events import TYPE_DELETED
 from cityos.outbox import record_event
 from cityos.schemas import schema_uri
 from services.feeds.state import parse_state
-from tests.integration.feeds_helpers import aed, phase, produce, subscribe, validated_event
+from tests.integration.feeds_helpers import aed, phase, produce, read_settled, subscribe, validated_event
 from tests.integration.stack import Stack, header
 
 RECORDS = 400
@@ -106,9 +106,7 @@ def test_subscription_created_mid_stream_gets_snapshot_then_every_change(stack: 
         return count
 
     wanted = expected_count()
-    stack.read(sub["topic"], until=lambda m: len(m) >= wanted, timeout_s=120)
-    time.sleep(2)
-    feed = stack.read(sub["topic"], until=lambda m: len(m) > wanted, timeout_s=5)
+    feed = read_settled(stack, sub["topic"], wanted, timeout_s=120)
     assert len(feed) == wanted, f"{len(feed)} feed events, expected {wanted}"
 
     for partition, messages in by_partition.items():
