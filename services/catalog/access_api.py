@@ -32,9 +32,12 @@ from services.feeds import admin
 from services.feeds.acls import acl_specs
 
 ADMIN = Caller(CallerKind.admin)
-# Grants and subscriptions must be changed by someone; a department key needs this scope to do so.
+# What a department key may do here: manage the grants of its datasets, subscribe to feeds.
+# Keys are issued with every department scope by default; a narrower key (e.g. only
+# records:read for a reporting tool) is refused here with 403.
 SCOPE_MANAGE = "access:manage"
-DEPARTMENT_SCOPES = ["records:read", "feeds:subscribe", SCOPE_MANAGE]
+SCOPE_SUBSCRIBE = "feeds:subscribe"
+DEPARTMENT_SCOPES = ["records:read", SCOPE_SUBSCRIBE, SCOPE_MANAGE]
 
 
 class AccessMetrics:
@@ -125,6 +128,14 @@ def create_access_router(
         # Refusals are audited in the same session: keep those entries, nothing else was changed.
         session.commit()
 
+    def require_scope(session: Session, caller: Caller, scope: str) -> None:
+        if caller.kind is CallerKind.admin:
+            return
+        key = session.get(ApiKey, caller.key_id) if caller.key_id else None
+        if key is None or scope not in (key.scopes or []):
+            metrics.refusals.labels("other").inc()
+            raise HTTPException(403, {"error": "missing_scope", "detail": f"this credential lacks {scope}"})
+
     def require_admin(caller: Caller) -> None:
         if caller.kind is not CallerKind.admin:
             metrics.refusals.labels("other").inc()
@@ -194,6 +205,7 @@ def create_access_router(
     def create_grant(
         dataset_id: str, body: GrantBody, session: SessionDep, caller: CallerDep
     ) -> dict[str, Any]:
+        require_scope(session, caller, SCOPE_MANAGE)
         try:
             row = admin.grant(
                 session, caller=caller, dataset_id=dataset_id, grantee=body.grantee, fields=body.fields
@@ -208,6 +220,7 @@ def create_access_router(
 
     @router.delete("/datasets/{dataset_id}/grants/{grantee}")
     def delete_grant(dataset_id: str, grantee: str, session: SessionDep, caller: CallerDep) -> dict[str, Any]:
+        require_scope(session, caller, SCOPE_MANAGE)
         try:
             row = admin.revoke(session, caller=caller, dataset_id=dataset_id, grantee=grantee)
         except admin.AccessRefused as exc:
@@ -219,6 +232,7 @@ def create_access_router(
 
     @router.post("/subscriptions", status_code=201)
     def create_subscription(body: SubscriptionBody, session: SessionDep, caller: CallerDep) -> dict[str, Any]:
+        require_scope(session, caller, SCOPE_SUBSCRIBE)
         request = admin.SubscriptionRequest(
             dataset_id=body.dataset, filter=body.filter, fields=body.fields, start=body.start
         )

@@ -131,3 +131,21 @@ def test_credentials_and_acls(client: tuple[TestClient, CollectorRegistry, list[
     acls = http.get("/api/v1/feeds/acls", headers=ADMIN).json()
     assert "ALLOW User:dept-fire READ TOPIC PREFIXED:t.feed.fire." in acls
     assert http.post("/api/v1/departments/nope/credentials", headers=ADMIN, json={}).status_code == 404
+
+
+def test_a_narrow_key_cannot_manage_or_subscribe(
+    client: tuple[TestClient, CollectorRegistry, list[str]],
+) -> None:
+    http, _, _ = client
+    issued = http.post(
+        "/api/v1/departments/digital/credentials", headers=ADMIN, json={"scopes": ["records:read"]}
+    )
+    narrow = {"Authorization": f"Bearer {issued.json()['secret']}"}
+    grant = http.post("/api/v1/datasets/copier-usage/grants", headers=narrow, json={"grantee": "fire"})
+    assert grant.status_code == 403 and grant.json()["detail"]["error"] == "missing_scope"
+    assert http.post("/api/v1/subscriptions", headers=narrow, json={"dataset": "aed"}).status_code == 403
+    full = key_of(http, "digital")
+    assert (
+        http.post("/api/v1/datasets/copier-usage/grants", headers=full, json={"grantee": "fire"}).status_code
+        == 201
+    )
