@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import Producer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cityos.db.models import Dataset, SchemaVersionRow
 from cityos.registry.store import Evaluation, add_version, dataset_meta, evaluate
 from cityos.registry.topic import SchemaChange, publish_changes
 
@@ -46,3 +48,19 @@ def register(
         )
         publish_changes(producer, schemas_topic, [change])
     return evaluation
+
+
+def republish_all(sessions: sessionmaker[Session], *, producer: Producer, schemas_topic: str) -> int:
+    """Publish every registered version again (the catalog does so at start-up): a schema topic that
+    was lost or recreated is complete again, and compaction drops the repeats. Returns the count."""
+    with sessions() as session:
+        metas = {row.id: row.meta for row in session.scalars(select(Dataset))}
+        changes = [
+            SchemaChange(
+                dataset=metas[row.dataset_id], version=row.version, uri=row.uri, document=row.document
+            )
+            for row in session.scalars(select(SchemaVersionRow).order_by(SchemaVersionRow.id))
+            if row.dataset_id in metas
+        ]
+    publish_changes(producer, schemas_topic, changes, timeout_s=60)
+    return len(changes)

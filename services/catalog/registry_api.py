@@ -10,9 +10,11 @@ operators use the CLI, which works on the database and Kafka directly.
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
 import hmac
+import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
@@ -27,7 +29,7 @@ from cityos.dlq import DeadLetterFilter, parse_id, read_deadletters, replay, rep
 from cityos.errors import CityOSError
 from cityos.kafka import producer_config
 from cityos.registry.http_models import CompatibilityBody, ReplayBody
-from cityos.registry.service import register
+from cityos.registry.service import register, republish_all
 from cityos.registry.store import (
     UnknownDataset,
     bundled_definitions,
@@ -36,9 +38,11 @@ from cityos.registry.store import (
     set_compatibility_mode,
     versions_of,
 )
+from cityos.registry.topic import ensure_schema_topic
 from cityos.settings import Settings, get_settings
 
 REGISTRATION_OUTCOMES = ("registered", "existing", "refused")
+log = logging.getLogger(__name__)
 
 
 class _ReplayTallyCollector(Collector):
@@ -82,8 +86,26 @@ def create_registry_router(
     def producer() -> Producer:
         with producer_lock:
             if not producers:
+                # Created here, compacted: never left to the broker's auto-creation defaults.
+                ensure_schema_topic(settings.kafka_bootstrap, settings.schemas_topic)
                 producers.append(Producer(producer_config(settings.kafka_bootstrap)))
             return producers[0]
+
+    def republish() -> None:
+        try:
+            count = republish_all(sessions, producer=producer(), schemas_topic=settings.schemas_topic)
+        except Exception as exc:  # the API still serves; ingest still has schemas/ and the topic
+            log.warning("could not republish schema versions: %s", exc)
+            return
+        log.info("republished %d schema versions to %s", count, settings.schemas_topic)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        # In the background: the API must not wait for Kafka to start serving.
+        threading.Thread(target=republish, name="schema-republish", daemon=True).start()
+        yield
+
+    router.lifespan_context = lifespan
 
     def session_dep() -> Iterator[Session]:
         with sessions() as session:

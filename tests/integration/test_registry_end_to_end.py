@@ -240,5 +240,14 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     relaxed = httpx.post(f"{catalog}/api/v1/admin/schemas/aed/check", json=v3_bad).json()
     assert (relaxed["acceptable"], relaxed["version"], relaxed["incompatibilities"]) == (True, 4, [])
     assert httpx.put(level_url, json={"compatibility": "SOMETIMES"}, headers=auth).status_code == 422
+
+    # The schema topic holds every registered version: the catalog republished the start-up set.
+    expected_uris = {schema_uri(d, 1) for d in load_schema_dir(REPO_ROOT / "schemas").datasets}
+    expected_uris |= {schema_uri("aed", 2), schema_uri("aed", 3)}
+    on_topic = stack.read(
+        stack.settings.schemas_topic,
+        until=lambda msgs: {(m.key() or b"").decode() for m in msgs} >= expected_uris,
+    )
+    assert {(m.key() or b"").decode() for m in on_topic} == expected_uris
     for service in ("ingest", "catalog"):
         assert_promtool_clean(stack.url(service, "/metrics"))
