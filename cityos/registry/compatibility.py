@@ -164,6 +164,18 @@ def _merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                     merged["properties"].setdefault(name, schema)
             elif key == "required" and isinstance(value, list):
                 merged["required"] = list(dict.fromkeys([*merged.get("required", []), *value]))
+            elif (
+                key in _UPPER_BOUNDS
+                and isinstance(merged.get(key), int | float)
+                and isinstance(value, int | float)
+            ):
+                merged[key] = min(merged[key], value)  # both bounds apply: the tighter one counts
+            elif (
+                key in _LOWER_BOUNDS
+                and isinstance(merged.get(key), int | float)
+                and isinstance(value, int | float)
+            ):
+                merged[key] = max(merged[key], value)
             elif key == "type" and "type" in merged:
                 left, right = _types(merged), _types({"type": value})
                 if left is not None and right is not None:
@@ -234,6 +246,10 @@ class _Comparer:
         if pair in seen or len(path) > 4 * _MAX_DEPTH:
             return problems  # recursive schemas: assume the cycle holds (coinduction)
         seen = seen | {pair}
+        w_alternatives = "anyOf" if "anyOf" in writer else "oneOf" if "oneOf" in writer else None
+        if w_alternatives is not None and "anyOf" not in reader and "oneOf" not in reader:
+            # The writer wrote one of its alternatives: each must be readable on its own.
+            return problems + self._each_alternative(writer, w_alternatives, reader, path, seen)
 
         w_types, r_types = _types(writer), _types(reader)
         if r_types is not None:
@@ -277,6 +293,22 @@ class _Comparer:
                     )
                 )
         return problems
+
+    def _each_alternative(
+        self,
+        writer: dict[str, Any],
+        keyword: str,
+        reader: dict[str, Any],
+        path: Sequence[str | int],
+        seen: frozenset[tuple[int, int]],
+    ) -> list[Incompatibility]:
+        base = {k: v for k, v in writer.items() if k != keyword}
+        found: dict[tuple[str, str], Incompatibility] = {}
+        for branch in writer[keyword]:
+            candidate = _merge([base, branch]) if isinstance(branch, dict) else branch
+            for problem in self.compare(candidate, reader, path, seen):
+                found.setdefault((problem.pointer, problem.rule), problem)
+        return list(found.values())
 
     def _values(self, writer: dict[str, Any], reader: dict[str, Any], path: Sequence[str | int]) -> list[Any]:
         def allowed(node: dict[str, Any]) -> list[Any] | None:

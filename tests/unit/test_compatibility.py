@@ -307,6 +307,20 @@ CASES = [
         obj({"v": {"anyOf": [S]}}),
         [("/properties/v/anyOf/1", "SUM_TYPE_NARROWED", 1, "backward")],
     ),
+    Case(
+        "anyOf of string and integer read as one type list",
+        B,
+        [obj({"v": {"anyOf": [S, INT]}})],
+        obj({"v": {"type": ["string", "integer"], "maxLength": 50}}),
+        [],
+    ),
+    Case(
+        "oneOf branch no longer readable",
+        B,
+        [obj({"v": {"oneOf": [S, INT]}})],
+        obj({"v": S}),
+        [("/properties/v/type", "TYPE_CHANGED", 1, "backward")],
+    ),
     # --- $ref ------------------------------------------------------------------------------------
     Case(
         "$ref'd definition narrowed",
@@ -316,6 +330,17 @@ CASES = [
         [("/properties/a/maxLength", "KEYWORD_NARROWED", 1, "backward")],
     ),
     Case("$ref'd definition widened", B, [WITH_DEFS_10], WITH_DEFS_20, []),
+    Case(
+        "$ref with a tighter sibling keyword",
+        B,
+        [WITH_DEFS_10],
+        obj(
+            {"a": {"$ref": "#/$defs/code", "maxLength": 3}},
+            ["a"],
+            **{"$defs": {"code": {"type": "string", "maxLength": 10}}},
+        ),
+        [("/properties/a/maxLength", "KEYWORD_NARROWED", 1, "backward")],
+    ),
     Case(
         "$ref to a registered shared schema, narrowed",
         B,
