@@ -18,7 +18,16 @@ from cityos.events import TYPE_DELETED
 from cityos.outbox import record_event
 from cityos.schemas import schema_uri
 from services.feeds.state import parse_state
-from tests.integration.feeds_helpers import aed, phase, produce, read_settled, subscribe, validated_event
+from tests.integration.feeds_helpers import (
+    admin,
+    aed,
+    catalog,
+    phase,
+    produce,
+    read_settled,
+    subscribe,
+    validated_event,
+)
 from tests.integration.stack import Stack, header
 
 RECORDS = 400
@@ -137,3 +146,14 @@ def test_subscription_created_mid_stream_gets_snapshot_then_every_change(stack: 
             seen_live.add(key)
         else:
             assert key not in seen_live, "a snapshot state arrived after a live change of its record"
+
+    # Cancelling stops the feed: later changes are not delivered.
+    cancelled = catalog(stack, "DELETE", f"/api/v1/subscriptions/{sub['id']}", auth=admin(stack))
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    late = stack.producer()
+    for number in range(50):
+        key, value = validated_event("aed", aed(number, ROUNDS), "NO", f"after-cancel-{number}")
+        produce(late, stack.settings.validated_topic, key, value)
+    assert late.flush(30) == 0
+    time.sleep(1.5)
+    assert len(stack.read(sub["topic"], until=lambda m: len(m) > wanted, timeout_s=3)) == wanted
