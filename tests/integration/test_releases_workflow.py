@@ -141,6 +141,19 @@ def test_call_proposal_release_and_applicant_download(stack: Stack) -> None:
     quasi = ["年齢", "性別", "地域", "異動時期", "異動事由", "前住所地_区分", "世帯人数"]
     assert frame.groupby(quasi, dropna=False).size().min() >= 5
     assert not {"住民番号", "氏名", "住所", "生年月日", "異動日"} & set(frame.columns)
+    # The applicant sees its release like any dataset it may read, on every surface.
+    mine = {"Authorization": f"Bearer {acme}"}
+    listed = httpx.get(stack.url("publish", "/api/v1/datasets"), headers=mine)
+    assert listed.status_code == 200 and release["dataset"] in listed.text
+    for path in (
+        "/catalog.jsonld",
+        "/catalog.ttl",
+        "/api/3/action/package_list",
+        f"/api/3/action/package_show?id={release['dataset']}",
+        f"/api/v1/datasets/{release['dataset']}/records",
+    ):
+        assert httpx.get(stack.url("publish", path), headers=mine).status_code == 200, path
+    assert release["dataset"] not in httpx.get(stack.url("publish", "/api/v1/datasets")).text
     for headers in ({"Authorization": f"Bearer {other}"}, {"Authorization": f"Bearer {dept}"}, {}):
         assert httpx.get(download, headers=headers).status_code == 404
     # The partner dataset and the personal source stay invisible to everyone else.
