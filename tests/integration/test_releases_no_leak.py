@@ -125,6 +125,7 @@ def test_no_public_endpoint_serves_raw_personal_records(stack: Stack) -> None:
     for url in urls:
         for headers in ({}, {"X-API-Key": developer.secret}):
             response = httpx.get(stack.url("publish", url), headers=headers, timeout=60)
+            assert response.status_code < 500, f"{url}: {response.status_code}"
             leak = pattern.search(response.text)
             assert leak is None, f"{url} serves personal value {leak.group(0)!r}"
             if (
