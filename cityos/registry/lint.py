@@ -11,11 +11,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JsonSchemaError
 
 from cityos.registry.messages import LINT
-from cityos.registry.references import missing_refs
+from cityos.registry.references import missing_refs, rust_validator
 
 if TYPE_CHECKING:
     from cityos.schemas import DatasetMeta
@@ -102,8 +103,17 @@ def lint_schema(
     except JsonSchemaError as exc:
         issues.append(_issue(list(exc.absolute_path), "valid_schema", detail=exc.message[:300]))
         return issues  # the structural rules below assume a well-formed schema
-    for ref in missing_refs(document, resources or {}):
+    unresolved = missing_refs(document, resources or {})
+    for ref in unresolved:
         issues.append(_issue([], "offline_refs", detail=ref))
+    if not unresolved:
+        # The hot path's own compilation: what it cannot compile (a $ref with unencoded non-ASCII
+        # characters, a regex ECMA-262 refuses) must not be registered, or ingest would skip it.
+        try:
+            rust_validator(document, resources or {})
+        except (ValueError, jsonschema_rs.ReferencingError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            issues.append(_issue([], "valid_schema", detail=f"jsonschema-rs: {first_line[:300]}"))
     properties = document.get("properties")
     if document.get("type") != "object" or not isinstance(properties, dict):
         issues.append(_issue([], "object_schema"))

@@ -4,11 +4,13 @@ levels, audit; lint findings; and ingest's live application of schema-topic chan
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy.orm import Session
@@ -191,3 +193,54 @@ def test_deadletter_ids_and_filters() -> None:
     assert not DeadLetterFilter(ids=frozenset({(1, 6)})).matches(letter)
     assert not DeadLetterFilter(department="digital").matches(letter)
     assert re.fullmatch(r"\d+-\d+", letter.id)
+
+
+def test_refs_to_registered_schemas_and_bundled_definitions_resolve_offline(session: Session) -> None:
+    from datetime import timedelta
+
+    from tests.fixtures_path import FIXTURES
+
+    common_uri = "https://smart-data-models.github.io/data-models/common-schema.json"
+    bundle = {
+        common_uri: json.loads((FIXTURES / "smart-data-models/data-models/common-schema.json").read_text())
+    }
+    document = with_optional_field(aed_v1())
+    # Another dataset's registered version, and a bundled shared definition, both by absolute URI.
+    # A JSON pointer in a URI: non-ASCII characters percent-encoded (RFC 3986, as jsonschema-rs insists).
+    pointer = "#/properties/" + quote("名称_英語")
+    raw = {
+        **document,
+        "properties": {
+            **document["properties"],
+            "名称_英語": {"$ref": schema_uri("public-toilet", 1) + "#/properties/名称_英語"},
+        },
+    }
+    document["properties"]["名称_英語"] = {"$ref": schema_uri("public-toilet", 1) + pointer}
+    document["properties"]["id"] = {"$ref": common_uri + "#/definitions/EntityIdentifierType"}
+    assert lint_schema(document, uri=schema_uri("aed", 2), meta=SCHEMAS.datasets["aed"]) != []  # unknown refs
+    unencoded = evaluate(session, dataset_id="aed", document=raw, bundle=bundle)
+    assert [(i.rule, "jsonschema-rs" in i.en) for i in unencoded.lint] == [("valid_schema", True)]
+    evaluation = evaluate(session, dataset_id="aed", document=document, bundle=bundle)
+    assert (evaluation.lint, evaluation.incompatibilities) == ([], [])
+
+    registry = ValidatorRegistry(SCHEMAS, bundle=bundle)
+    registry.add(SCHEMAS.datasets["aed"], 2, evaluation.uri, evaluation.document)
+    event = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "/departments/fire/x",
+        "type": "jp.cityos.record.upserted",
+        "dataschema": evaluation.uri,
+        "data": {
+            "NO": "1",
+            "名称": "a",
+            "名称_カナ": "ア",
+            "名称_英語": "City Hall",
+            "住所": "x",
+            "設置位置": "y",
+            "id": "urn:x:1",
+        },
+    }
+    assert registry.accept(event, datetime.now(UTC), timedelta(minutes=5)) is not None
+    event["data"]["id"] = ""  # EntityIdentifierType needs at least one character
+    assert registry.accept(event, datetime.now(UTC), timedelta(minutes=5)) is None
