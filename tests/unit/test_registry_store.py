@@ -225,7 +225,7 @@ def test_refs_to_registered_schemas_and_bundled_definitions_resolve_offline(sess
 
     registry = ValidatorRegistry(SCHEMAS, bundle=bundle)
     registry.add(SCHEMAS.datasets["aed"], 2, evaluation.uri, evaluation.document)
-    event = {
+    event: dict[str, Any] = {
         "specversion": "1.0",
         "id": "e-1",
         "source": "/departments/fire/x",
