@@ -60,8 +60,7 @@ def python_errors(schema: Any, instance: Any) -> list[tuple[str, str]]:
 def rust_errors(schema: Any, instance: Any) -> list[tuple[str, str]]:
     validator = rust_validator(schema, shared())
     return sorted(
-        ("/" + "/".join(map(str, e.instance_path)), str(e.kind.name))
-        for e in validator.iter_errors(instance)
+        ("/" + "/".join(map(str, e.instance_path)), str(e.kind.name)) for e in validator.iter_errors(instance)
     )
 
 
