@@ -132,22 +132,36 @@ def create_release(
     columns = [c for c in profile.output_columns if c != profile.row_id]
     dataset_id = f"{source.id}-{release_id}"
     overview = _overview(source, outcome, columns, now)
+    title_en = f"{source.title_en} (anonymized release)"
+    license_id = "CC-BY-4.0" if classification == "public" else "提供契約による"
     session.add(
         Dataset(
             id=dataset_id,
             department_id=source.department_id,
             title_ja=overview["名称"],
-            title_en=f"{source.title_en} (anonymized release)",
+            title_en=title_en,
             classification=classification,
-            license="CC-BY-4.0" if classification == "public" else "提供契約による",
+            license=license_id,
             record_key=profile.row_id,
+            # Shaped like a dataset.json, so every publish surface renders it as any other dataset.
             meta={
                 "id": dataset_id,
+                "title": {"ja": overview["名称"], "en": title_en},
+                "description": {
+                    "ja": f"{source.title_ja}を行政機関等匿名加工情報として加工したもの。"
+                    f"本人の数 {overview['本人の数']}、項目 {'、'.join(columns)}。",
+                    "en": f"Anonymized release of {source.title_en}: {overview['本人の数']} persons.",
+                },
+                "department": source.department_id,
+                "license": license_id,
+                "classification": classification,
+                "record_key": profile.row_id,
+                "location": None,
+                "update_frequency": "irregular",
+                "keywords": ["匿名加工情報", *source.meta.get("keywords", [])[:3]],
                 "release": release_id,
                 "source": source.id,
                 "概要": overview,
-                "classification": classification,
-                "record_key": profile.row_id,
             },
             record_count=len(released),
             last_record_at=now,
