@@ -163,3 +163,11 @@ def test_verifier_refuses_deleted_and_index_columns(tmp_path: Path) -> None:
     assert any("differ from the declared" in p for p in problems)
     assert "deleted column 氏名 is present" in problems
     assert "column Unnamed: 0 looks like a row number or index" in problems
+
+
+def test_wards_match_the_n03_ward_boundaries() -> None:
+    """Each ward's boundary file (5-digit N03 code = our code without its check digit) names that ward."""
+    folder = FIXTURES / "opendata-jp" / "boundaries" / "kitakyushu-wards-n03-2022"
+    for ward in WARDS:
+        features = json.loads((folder / f"{ward.code[:5]}.json").read_text(encoding="utf-8"))["features"]
+        assert {f["properties"]["name"] for f in features} == {f"福岡県北九州市{ward.name}"}
