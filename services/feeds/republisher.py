@@ -130,15 +130,22 @@ class Republisher:
         self._routes = policy.by_dataset()
         self._metrics.subscriptions.set(len(policy.routes))
         self._metrics.grants.set(policy.active_grants)
-        new_topics = {r.topic for r in policy.routes} - self._topics
-        if new_topics:
-            ensure_topics(self._bootstrap, dict.fromkeys(new_topics, self._feed_partitions))
-            self._topics |= new_topics
+        self._ensure_feed_topics()
         for route in policy.routes:
             self._metrics.start_series(route.label)
             before = previous.get(route.subscription_id)
             if before is not None and before.allowed != route.allowed:
                 self._audit_feed(route, "feed.resumed" if route.allowed else "feed.denied", {})
+
+    def _ensure_feed_topics(self) -> None:
+        missing = {r.topic for r in self.policy.routes} - self._topics
+        if not missing:
+            return
+        try:
+            ensure_topics(self._bootstrap, dict.fromkeys(missing, self._feed_partitions))
+            self._topics |= missing
+        except KafkaUnavailable as exc:  # tried again at the next refresh
+            log.warning("cannot create feed topics %s: %s", sorted(missing), exc)
 
     def _refresh_policy(self) -> None:
         try:
@@ -149,6 +156,8 @@ class Republisher:
         if fresh != self.policy:
             self._metrics.policy_changes.inc()
             self._set_policy(fresh)
+        else:
+            self._ensure_feed_topics()
 
     def _audit_feed(self, route: Route, action: str, detail: dict[str, object]) -> None:
         if not self._audit:
@@ -212,7 +221,8 @@ class Republisher:
             self._abort("policy changed while the transaction was open")
             self._metrics.policy_changes.inc()
             self._set_policy(changed.policy)
-        except (KafkaException, DeliveryFailed) as exc:
+        except (KafkaException, DeliveryFailed, KafkaUnavailable) as exc:
+            # KafkaUnavailable here: a snapshot could not be read in time; retried like the rest.
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and error.fatal():
                 raise KafkaUnavailable(f"fatal Kafka error (fenced or broken producer): {error}") from exc
