@@ -80,9 +80,16 @@ def committed_files(repo: Path, ref: str, folder: str) -> dict[str, bytes]:
 
 
 def repo_root(path: Path) -> Path | None:
-    found = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False
-    )
+    """The git work tree holding ``path``; None outside one (or without git): nothing committed."""
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
     return Path(found.stdout.strip()) if found.returncode == 0 else None
 
 
