@@ -215,7 +215,15 @@ def read_deadletters(
         consumer.assign(starts)
         deadline = time.monotonic() + timeout_s
         while ends and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.5):
+            batch = consumer.consume(num_messages=500, timeout=0.5)
+            if not batch:
+                # The last offsets below the high watermark may be transaction markers, which are
+                # never delivered: a partition whose position reached its end is done too.
+                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                    if tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
+                        consumer.incremental_unassign([TopicPartition(topic, tp.partition)])
+            for message in batch:
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
