@@ -20,7 +20,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from cityos.registry.references import offline_registry, rust_registry
-from cityos.registry.validators import registration_validator
+from cityos.registry.validators import FORMAT_CHECKER, FORMATS, registration_validator
 from tests.fixtures_path import FIXTURES
 
 SUITE = FIXTURES / "json-schema-test-suite"
@@ -100,3 +100,39 @@ def test_remotes_are_only_served_from_memory() -> None:
     )
     with pytest.raises(Exception, match="nowhere"):
         validator.is_valid(1)
+
+
+def format_cases() -> list[tuple[str, Any, Any, bool]]:
+    """The optional format tests of the formats ingest asserts."""
+    found = []
+    for name in FORMATS:
+        file = SUITE / "tests" / "draft2020-12" / "optional" / "format" / f"{name}.json"
+        for group in json.loads(file.read_text(encoding="utf-8")):
+            for test in group["tests"]:
+                found.append(
+                    (
+                        f"{name}: {group['description']}: {test['description']}",
+                        group["schema"],
+                        test["data"],
+                        test["valid"],
+                    )
+                )
+    return found
+
+
+@pytest.mark.parametrize("name", ["jsonschema-rs", "jsonschema"])
+def test_format_assertion_as_ingest_runs_it(name: str) -> None:
+    """With format assertion on (ingest's setting), both validators agree with the suite's optional
+    format tests for every format we assert."""
+    all_cases = format_cases()
+    failures = []
+    for case_id, schema, instance, expected in all_cases:
+        if name == "jsonschema-rs":
+            verdict = bool(jsonschema_rs.validator_for(schema, validate_formats=True).is_valid(instance))
+        else:
+            verdict = bool(registration_validator(schema, format_checker=FORMAT_CHECKER).is_valid(instance))
+        if verdict != expected:
+            failures.append(f"{case_id}: expected {'valid' if expected else 'invalid'}")
+    passed = len(all_cases) - len(failures)
+    print(f"\n{name}: {passed}/{len(all_cases)} optional format tests passed with format assertion on")
+    assert failures == [], "\n".join(failures[:50])
