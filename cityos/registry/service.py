@@ -11,11 +11,14 @@ from typing import Any
 
 from confluent_kafka import Producer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.db.models import Dataset, SchemaVersionRow
 from cityos.registry.store import Evaluation, add_version, dataset_meta, evaluate
 from cityos.registry.topic import SchemaChange, publish_changes
+
+_ATTEMPTS = 3
 
 
 def register(
@@ -34,20 +37,28 @@ def register(
     ``acceptable`` and new (registered now), or not acceptable (refused, with every reason).
     Raises ``UnknownDataset``; ``DeliveryFailed`` when the topic did not take the new version.
     """
-    with sessions.begin() as session:
-        evaluation = evaluate(session, dataset_id=dataset_id, document=document, bundle=bundle)
-        if evaluation.existing or not evaluation.acceptable:
+    for attempt in range(_ATTEMPTS):
+        try:
+            with sessions.begin() as session:
+                evaluation = evaluate(session, dataset_id=dataset_id, document=document, bundle=bundle)
+                if evaluation.existing or not evaluation.acceptable:
+                    return evaluation
+                add_version(session, evaluation=evaluation, actor=actor)
+                meta = dataset_meta(session, dataset_id)
+                change = SchemaChange(
+                    dataset=meta.model_dump(mode="json"),
+                    version=evaluation.version,
+                    uri=evaluation.uri,
+                    document=evaluation.document,
+                )
+                publish_changes(producer, schemas_topic, [change])
             return evaluation
-        add_version(session, evaluation=evaluation, actor=actor)
-        meta = dataset_meta(session, dataset_id)
-        change = SchemaChange(
-            dataset=meta.model_dump(mode="json"),
-            version=evaluation.version,
-            uri=evaluation.uri,
-            document=evaluation.document,
-        )
-        publish_changes(producer, schemas_topic, [change])
-    return evaluation
+        except IntegrityError:
+            # A concurrent registration took the number (add_version flushes before publishing, so
+            # nothing went to the topic): evaluate again against the version it registered.
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def republish_all(sessions: sessionmaker[Session], *, producer: Producer, schemas_topic: str) -> int:
