@@ -60,7 +60,9 @@ def test_ckanapi_lists_shows_searches_and_pages_every_row_once(database_url: str
             seen: list[str] = []
             offset, page_size = 0, 7
             while True:
-                page = ckan.action.datastore_search(resource_id=csv_resource["id"], limit=page_size, offset=offset)
+                page = ckan.action.datastore_search(
+                    resource_id=csv_resource["id"], limit=page_size, offset=offset
+                )
                 assert page["total"] == len(rows)
                 if not page["records"]:
                     break

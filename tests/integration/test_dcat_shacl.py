@@ -43,7 +43,9 @@ def _conforms(data: Graph, shapes: Graph) -> tuple[bool, str]:
     return bool(conforms), str(text)
 
 
-def test_catalog_conforms_and_negative_examples_fail(database_url: str, tmp_path: Path, shapes: Graph) -> None:
+def test_catalog_conforms_and_negative_examples_fail(
+    database_url: str, tmp_path: Path, shapes: Graph
+) -> None:
     schemas_dir = schemas_with_sites(tmp_path)
     batch = events("aed", yaizu_aed_rows(schemas_dir)) + events("kitakyushu-evacuation-site",
             kitakyushu_site_rows(), start=10_000) + hidden_rows()  # fmt: skip

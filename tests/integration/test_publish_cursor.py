@@ -46,7 +46,10 @@ def test_cursor_walk_sees_every_preexisting_record_once(database_url: str, tmp_p
         offset = 1_000_000
         step = 0
         while not stop.is_set():
-            new = [(f"T{n:06d}", _toilet(f"T{n:06d}", 2)) for n in range(2 * step * 50 + 1, 2 * step * 50 + 100, 2)]
+            new = [
+                (f"T{n:06d}", _toilet(f"T{n:06d}", 2))
+                for n in range(2 * step * 50 + 1, 2 * step * 50 + 100, 2)
+            ]
             changed = [(k, _toilet(k, 3 + step)) for k, _ in existing[step * 37 % COUNT :][:50]]
             batch = events("public-toilet", new + changed, start=offset)
             with sessions() as session, session.begin():

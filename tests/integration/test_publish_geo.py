@@ -27,7 +27,7 @@ def _is_geojson(body: str) -> list[dict[str, object]]:
     """Parse as GeoJSON: the ``geojson`` package when present, and shapely for every geometry."""
     document = json.loads(body)
     try:
-        import geojson
+        import geojson  # type: ignore[import-untyped]
     except ImportError:
         pass
     else:
@@ -60,14 +60,22 @@ def test_bbox_and_near_return_exactly_the_sites_inside(database_url: str, tmp_pa
             assert {f["id"] for f in features} == expected
             assert answer.headers["x-total-count"] == str(len(expected))
 
-            exported = httpx.get(f"{server.url}/api/v1/datasets/{SITES_ID}/export", params={"bbox": bbox, "format": "geojson"})
+            exported = httpx.get(
+                f"{server.url}/api/v1/datasets/{SITES_ID}/export", params={"bbox": bbox, "format": "geojson"}
+            )
             assert {f["id"] for f in _is_geojson(exported.text)} == expected
 
-            near = {"near": f"{KOKURA_CASTLE[0]},{KOKURA_CASTLE[1]}", "distance": "1500", "limit": 1000}
+            near: dict[str, str | int] = {
+                "near": f"{KOKURA_CASTLE[0]},{KOKURA_CASTLE[1]}",
+                "distance": "1500",
+                "limit": 1000,
+            }
             found = {r["共通ID"] for r in httpx.get(records, params=near).json()["records"]}
             within = {k for k, d in rows if haversine_m(*KOKURA_CASTLE, d["経度"], d["緯度"]) <= 1500}
             # The SQL circle is an approximation; only sites within a metre of the edge may differ.
-            borderline = {k for k, d in rows if abs(haversine_m(*KOKURA_CASTLE, d["経度"], d["緯度"]) - 1500) < 3}
+            borderline = {
+                k for k, d in rows if abs(haversine_m(*KOKURA_CASTLE, d["経度"], d["緯度"]) - 1500) < 3
+            }
             assert found - borderline == within - borderline
             assert within
 

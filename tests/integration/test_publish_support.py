@@ -31,7 +31,9 @@ from tests.integration.stack import free_port
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 YAIZU_AED = OPENDATA_SAMPLES / "yaizu-222127" / "222127_aed.csv"
-KITAKYUSHU_SITES = OPENDATA_SAMPLES / "kitakyushu-401005" / "gsi-designated-emergency-evacuation-sites-401005.geojson"
+KITAKYUSHU_SITES = (
+    OPENDATA_SAMPLES / "kitakyushu-401005" / "gsi-designated-emergency-evacuation-sites-401005.geojson"
+)
 SITES_ID = "kitakyushu-evacuation-site"
 HIDDEN_IDS = ("copier-usage", "resident-moves")  # internal, personal
 
@@ -87,7 +89,9 @@ def schemas_with_sites(tmp_path: Path) -> Path:
     return target
 
 
-def events(dataset_id: str, rows: Sequence[tuple[str, dict[str, Any]]], *, start: int = 0) -> list[ValidatedEvent]:
+def events(
+    dataset_id: str, rows: Sequence[tuple[str, dict[str, Any]]], *, start: int = 0
+) -> list[ValidatedEvent]:
     return [
         ValidatedEvent(
             dataset_id=dataset_id, record_key=key, schema_version=1, source=f"/test/{dataset_id}",
@@ -153,7 +157,9 @@ def serve(engine: Engine, database_url: str, **overrides: Any) -> Iterator[LiveS
     port = free_port()
     settings = Settings(database_url=database_url, public_base_url=f"http://127.0.0.1:{port}", **overrides)
     app = create_app(settings, engine=engine, registry=CollectorRegistry())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
