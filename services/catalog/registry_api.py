@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -277,8 +278,6 @@ def create_registry_router(
 def _filter(
     *, dataset: str | None, reason: str | None, department: str | None, since: str | None, until: str | None
 ) -> DeadLetterFilter:
-    from datetime import datetime
-
     def instant(name: str, text: str | None) -> datetime | None:
         if text is None:
             return None

@@ -111,6 +111,12 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
         headers={"Authorization": f"Bearer {stack.admin_token}"},
     ).json()
     assert [d["id"] for d in listed["deadletters"]] == [violation["id"]]
+    one_payload_for_many = httpx.post(
+        f"{catalog}/api/v1/admin/dlq/replay",
+        json={"all": True, "value": GOOD},
+        headers={"Authorization": f"Bearer {stack.admin_token}"},
+    )
+    assert one_payload_for_many.status_code == 400
 
     # Replaying unchanged would fail again; a corrected payload goes through ingest and is served.
     fixed = tmp_path / "fixed.json"
