@@ -26,7 +26,7 @@ def create_catalog_app(sessions: sessionmaker[Session], registry: CollectorRegis
 
     app.include_router(create_access_router(sessions, registry))  # departments, grants, feeds, audit
     app.include_router(create_registry_router(sessions, registry))  # schema registry, dead-letter repair
-    app.include_router(create_release_router(sessions))  # proposals, releases (issue 6)
+    app.include_router(create_release_router(sessions, registry))  # proposals, releases (issue 6)
     app.include_router(create_keys_router(sessions))  # API keys: issue, list, revoke (issue 4)
 
     @app.get("/healthz")

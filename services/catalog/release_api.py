@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,36 @@ from cityos.db.release_models import ProposalCall, ReleaseProposal
 from cityos.settings import Settings, get_settings
 
 ADMIN_ACTOR = "admin"
+OUTCOMES = ("passed", "refused")
+STEPS = ("call", "proposal", "decision", "contract", "cancel")
+
+
+class ReleaseMetrics:
+    """Gate runs by outcome and their duration; workflow steps by kind. Labels are fixed sets."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gate_runs = Counter(
+            "cityos_release_gate_runs",
+            "Release gate runs over the admin API, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.gate_seconds = Histogram(
+            "cityos_release_gate_seconds",
+            "Duration of a release gate run (search, write, verify, store).",
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.steps = Counter(
+            "cityos_release_workflow_steps",
+            "Proposal workflow steps accepted by the admin API.",
+            ["step"],
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.gate_runs.labels(outcome)
+        for step in STEPS:
+            self.steps.labels(step)
 
 
 class CallIn(BaseModel):
@@ -71,8 +102,11 @@ def _refused(reasons: list[str]) -> HTTPException:
     return HTTPException(status_code=409, detail={"error": "refused", "reasons": reasons})
 
 
-def create_release_router(sessions: sessionmaker[Session], settings: Settings | None = None) -> APIRouter:
+def create_release_router(
+    sessions: sessionmaker[Session], registry: CollectorRegistry, settings: Settings | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/api/v1/admin", tags=["anonymized releases"])
+    metrics = ReleaseMetrics(registry)
 
     def transaction() -> Iterator[Session]:
         # Each write endpoint commits before answering (a refusal's audit entry too); anything
@@ -135,6 +169,7 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
         except workflow.ProposalError as exc:
             raise _refused(exc.reasons) from exc
         session.commit()
+        metrics.steps.labels("call").inc()
         return workflow.call_as_dict(call)
 
     @router.get("/proposal-calls")
@@ -161,6 +196,7 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
         except workflow.ProposalError as exc:
             raise _refused(exc.reasons) from exc
         session.commit()
+        metrics.steps.labels("proposal").inc()
         return workflow.proposal_as_dict(proposal)
 
     @router.get("/proposals")
@@ -182,6 +218,7 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
         except workflow.ProposalError as exc:
             raise _refused(exc.reasons) from exc
         session.commit()
+        metrics.steps.labels("decision").inc()
         return workflow.proposal_as_dict(proposal)
 
     @router.post("/proposals/{proposal_id}/contract")
@@ -194,6 +231,7 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
         except workflow.ProposalError as exc:
             raise _refused(exc.reasons) from exc
         session.commit()
+        metrics.steps.labels("contract").inc()
         return workflow.proposal_as_dict(proposal)
 
     @router.post("/proposals/{proposal_id}/cancel")
@@ -204,6 +242,7 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
         except workflow.ProposalError as exc:
             raise _refused(exc.reasons) from exc
         session.commit()
+        metrics.steps.labels("cancel").inc()
         return workflow.proposal_as_dict(proposal)
 
     @router.post("/proposals/{proposal_id}/release", status_code=201)
@@ -212,12 +251,14 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
     ) -> dict[str, Any]:
         actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
         try:
-            result = workflow.release_for_proposal(
-                session, proposal_id=proposal_id, actor=actor, seed=body.seed
-            )
+            with metrics.gate_seconds.time():
+                result = workflow.release_for_proposal(
+                    session, proposal_id=proposal_id, actor=actor, seed=body.seed
+                )
         except (workflow.ProposalError, ReleaseError) as exc:
             raise _refused(exc.reasons) from exc
         session.commit()  # the release, or the refusal's audit entry
+        metrics.gate_runs.labels("refused" if result.release is None else "passed").inc()
         if result.release is None:
             raise _refused(result.reasons)
         return release_summary(result.release)
@@ -226,17 +267,19 @@ def create_release_router(sessions: sessionmaker[Session], settings: Settings | 
     def run_release(body: ReleaseIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
         actor = owner_actor(caller, session, body.dataset)
         try:
-            result = create_release(
-                session,
-                source_dataset_id=body.dataset,
-                classification=body.classification,
-                operator=actor,
-                applicant_id=body.applicant,
-                seed=body.seed,
-            )
+            with metrics.gate_seconds.time():
+                result = create_release(
+                    session,
+                    source_dataset_id=body.dataset,
+                    classification=body.classification,
+                    operator=actor,
+                    applicant_id=body.applicant,
+                    seed=body.seed,
+                )
         except ReleaseError as exc:
             raise _refused(exc.reasons) from exc
         session.commit()
+        metrics.gate_runs.labels("refused" if result.release is None else "passed").inc()
         if result.release is None:
             raise _refused(result.reasons)
         return release_summary(result.release)

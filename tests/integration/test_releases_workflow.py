@@ -19,6 +19,7 @@ from cityos.apikeys import OwnerKind, issue_key
 from cityos.audit import list_audit
 from cityos.db.engine import make_engine, session_factory
 from cityos.settings import REPO_ROOT
+from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack
 
 RECORDS = 1500
@@ -170,6 +171,13 @@ def test_call_proposal_release_and_applicant_download(stack: Stack) -> None:
 
     _post(stack, f"/proposals/{pid}/cancel", {"reason": "契約違反"}, dept, expect=200)
     assert httpx.get(download, headers={"Authorization": f"Bearer {acme}"}).status_code == 404
+
+    metrics = httpx.get(stack.url("catalog", "/metrics")).text
+    assert 'cityos_release_gate_runs_total{outcome="passed"} 1.0' in metrics, [
+        line for line in metrics.splitlines() if "release" in line
+    ]
+    assert 'cityos_release_workflow_steps_total{step="cancel"} 1.0' in metrics
+    assert_promtool_clean(stack.url("catalog", "/metrics"))
 
     engine = make_engine(stack.database_url)
     try:
