@@ -394,6 +394,13 @@ CASES = [
         [("/properties/b", "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL", 1, "backward")],
     ),
     Case(
+        "FULL checks the latest version only, both ways",
+        FU,
+        [obj({"a": S}, ["a"]), obj({"a": S, "b": {**S, "default": "x"}}, ["a", "b"])],
+        obj({"a": S, "b": {**S, "default": "x"}}, ["a", "b"]),
+        [],
+    ),
+    Case(
         "FULL_TRANSITIVE checks every version both ways",
         FUT,
         [obj({"a": S}, ["a"]), obj({"a": S, "b": {**S, "default": "x"}}, ["a", "b"])],
