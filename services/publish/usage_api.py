@@ -54,6 +54,9 @@ def usage_router(ctx: PublishContext) -> APIRouter:
         format: Annotated[Literal["json", "csv"], Query(description="Output format")] = "json",
     ) -> Response:
         request.state.response_format = format
+        # Counts still in memory are written first, before this session's first read takes its
+        # snapshot, so the report includes the latest requests.
+        ctx.usage.flush(ctx.writer_sessions)
         now = datetime.now(UTC)
         until = _moment(end, "to", now)
         since = _moment(start, "from", until - timedelta(days=7))
@@ -70,8 +73,6 @@ def usage_router(ctx: PublishContext) -> APIRouter:
             if caller.key_id is None:
                 raise bad_request("key", "`me` needs a request made with an API key")
             key = hashed_key(caller.key_id)
-        # Counts still in memory are written first, so the report includes the latest requests.
-        ctx.usage.flush(ctx.writer_sessions)
         rows = usage_rows(session, start=since, end=until, dataset_ids=ids)
         if key is not None:
             rows = [row for row in rows if row["key"] == key]

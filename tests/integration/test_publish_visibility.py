@@ -1,0 +1,157 @@
+"""Internal and personal datasets are absent from every endpoint of the open-data API.
+
+The walk is driven by the app's own route table: every GET/POST route must be listed here, so a new
+endpoint added without a visibility check fails this test. Hidden datasets must be a 404 where
+named and missing from every listing, for anonymous callers and for a developer's key alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
+
+from cityos.apikeys import OwnerKind, issue_key
+from cityos.db.engine import session_factory
+from cityos.settings import Settings
+from services.catalog.store import apply_batch
+from services.publish.app import create_app
+from tests.integration.test_publish_support import (
+    HIDDEN_IDS,
+    T0,
+    events,
+    hidden_rows,
+    load,
+    schemas_with_sites,
+    serve,
+    yaizu_aed_rows,
+)
+
+HIDDEN_KEYS = {"copier-usage": "C1", "resident-moves": "M1"}
+OPERATIONAL = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+RELEASES = "services.publish.release_api"
+CKAN_ACTIONS_BY_ID = ("package_show", "organization_show", "resource_show", "datastore_search")
+
+# Named routes: the path to request for a hidden dataset (format with id and key).
+NAMED = {
+    "/api/v1/datasets/{dataset_id}": ["/api/v1/datasets/{id}"],
+    "/api/v1/datasets/{dataset_id}/records": [
+        "/api/v1/datasets/{id}/records", "/api/v1/datasets/{id}/records?format=csv",
+        "/api/v1/datasets/{id}/records?format=geojson", "/api/v1/datasets/{id}/records?format=ndjson",
+        "/api/v1/datasets/{id}/records?q=x",
+    ],
+    "/api/v1/datasets/{dataset_id}/records/{record_key}": ["/api/v1/datasets/{id}/records/{key}"],
+    "/api/v1/datasets/{dataset_id}/export": [
+        "/api/v1/datasets/{id}/export?format=csv", "/api/v1/datasets/{id}/export?format=json",
+    ],
+    "/catalog/datasets/{name}": ["/catalog/datasets/{id}.ttl", "/catalog/datasets/{id}.jsonld", "/catalog/datasets/{id}"],
+    "/api/v1/usage": ["/api/v1/usage?dataset={id}"],
+}  # fmt: skip
+# Listing routes: fetched whole; no hidden id may appear anywhere in the body.
+LISTINGS = {
+    "/api/v1/datasets": ["/api/v1/datasets"],
+    "/catalog.ttl": ["/catalog.ttl"],
+    "/catalog.jsonld": ["/catalog.jsonld"],
+    "/catalog": ["/catalog"],
+    "/api/v1/usage": ["/api/v1/usage", "/api/v1/usage?format=csv"],
+    "/api/3/action/{action_name}": [
+        "/api/3/action/package_list", "/api/3/action/package_search?rows=1000",
+        "/api/3/action/current_package_list_with_resources", "/api/3/action/organization_list?all_fields=true",
+        "/api/3/action/organization_show?id=general-affairs&include_datasets=true",
+        "/api/3/action/organization_show?id=citizens&include_datasets=true",
+    ],
+    "/api/action/{action_name}": ["/api/action/package_list"],
+}  # fmt: skip
+
+
+def _routes() -> set[str]:
+    app = create_app(Settings(database_url="sqlite://"), registry=CollectorRegistry())
+    # Routes of the open-data API; anonymized releases (issue 6) have their own access tests.
+    ours = {r.path for r in app.routes if isinstance(r, APIRoute) and r.endpoint.__module__ != RELEASES}
+    return ours - OPERATIONAL
+
+
+def test_every_route_is_walked() -> None:
+    assert _routes() == set(NAMED) | set(LISTINGS)
+
+
+def test_hidden_datasets_are_absent_everywhere(database_url: str, tmp_path: Path) -> None:
+    schemas_dir = schemas_with_sites(tmp_path)
+    engine = load(database_url, schemas_dir, events("aed", yaizu_aed_rows(schemas_dir)) + hidden_rows())
+    with session_factory(engine)() as session, session.begin():
+        key = issue_key(
+            session, owner_kind=OwnerKind.developer, owner_id="dev", purpose="walk", actor="test"
+        ).secret
+    checked = 0
+    try:
+        with serve(engine, database_url, publish_anonymous_rate_per_minute=10_000,
+                   publish_key_rate_per_minute=10_000) as server:  # fmt: skip
+            for headers in ({}, {"Authorization": f"Bearer {key}"}):
+                with httpx.Client(base_url=server.url, headers=headers) as client:
+                    # Traffic on a public dataset first, so the usage report has rows to leak through.
+                    assert client.get("/api/v1/datasets/aed/records").status_code == 200
+                    for hidden, record_key in HIDDEN_KEYS.items():
+                        for templates in NAMED.values():
+                            for template in templates:
+                                answer = client.get(template.format(id=hidden, key=record_key))
+                                assert answer.status_code == 404, (template, hidden, answer.text)
+                                assert answer.json() == {
+                                    "error": "not_found",
+                                    "detail": "no public dataset with this id",
+                                }
+                                checked += 1
+                        for action in CKAN_ACTIONS_BY_ID:
+                            for params in (
+                                {"id": hidden},
+                                {"resource_id": f"{hidden}.csv"},
+                                {"id": f"{hidden}.csv"},
+                            ):
+                                for method in ("GET", "POST"):
+                                    answer = _ckan(client, method, action, params)
+                                    if answer.status_code == 200:  # organization_show of a department by id
+                                        assert hidden not in answer.text
+                                    else:
+                                        assert answer.status_code in (404, 409), answer.text
+                                        assert answer.json()["success"] is False
+                                    checked += 1
+                    for templates in LISTINGS.values():
+                        for path in templates:
+                            answer = client.get(path)
+                            assert answer.status_code == 200, (path, answer.text)
+                            for hidden in HIDDEN_IDS:
+                                assert hidden not in answer.text, (path, hidden)
+                            checked += 1
+    finally:
+        engine.dispose()
+    assert checked > 100
+
+
+def _ckan(client: httpx.Client, method: str, action: str, params: dict[str, Any]) -> httpx.Response:
+    if method == "GET":
+        return client.get(f"/api/3/action/{action}", params=params)
+    return client.post(f"/api/3/action/{action}", json=params)
+
+
+def test_hidden_record_changes_do_not_reach_usage(database_url: str, tmp_path: Path) -> None:
+    """Even after hidden datasets change, their ids stay out of the usage report and metrics."""
+    schemas_dir = schemas_with_sites(tmp_path)
+    engine = load(database_url, schemas_dir, events("aed", yaizu_aed_rows(schemas_dir)) + hidden_rows())
+    with session_factory(engine, sqlite_begin="IMMEDIATE")() as session, session.begin():
+        apply_batch(session, events=hidden_rows(), now=T0)
+    try:
+        with serve(engine, database_url) as server, httpx.Client(base_url=server.url) as client:
+            for hidden in HIDDEN_IDS:
+                client.get(f"/api/v1/datasets/{hidden}/records")
+            client.get("/api/v1/datasets/aed/records")
+            metrics = client.get("/metrics").text
+            report = client.get("/api/v1/usage").text
+    finally:
+        engine.dispose()
+    assert 'dataset="aed"' in metrics
+    assert "aed" in report
+    for hidden in HIDDEN_IDS:
+        assert hidden not in metrics
+        assert hidden not in report
