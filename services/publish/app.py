@@ -76,7 +76,11 @@ def create_app(
     usage_buffer = UsageBuffer()
     writer_sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
     ctx = PublishContext(
-        settings=settings, sessions=make_session, metrics=metrics, usage=usage_buffer, writer_sessions=writer_sessions
+        settings=settings,
+        sessions=make_session,
+        metrics=metrics,
+        usage=usage_buffer,
+        writer_sessions=writer_sessions,
     )
 
     @asynccontextmanager

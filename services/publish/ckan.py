@@ -35,7 +35,12 @@ MAX_ROWS = 1000
 class ActionError(Exception):
     """An action refused; ``kind`` is CKAN's ``__type`` and decides the HTTP status."""
 
-    STATUS: ClassVar[dict[str, int]] = {"Not Found Error": 404, "Validation Error": 409, "Bad request": 400, "Authorization Error": 403}
+    STATUS: ClassVar[dict[str, int]] = {
+        "Not Found Error": 404,
+        "Validation Error": 409,
+        "Bad request": 400,
+        "Authorization Error": 403,
+    }
 
     def __init__(self, kind: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
