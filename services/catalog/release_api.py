@@ -204,7 +204,12 @@ def create_release_router(
         query = select(ReleaseProposal).order_by(ReleaseProposal.submitted_at)
         if caller is not None and caller.kind is CallerKind.applicant:
             query = query.where(ReleaseProposal.applicant_id == caller.principal)  # its own only
-        elif caller is not None and caller.kind is not CallerKind.department:
+        elif caller is not None and caller.kind is CallerKind.department:
+            # A department sees the proposals for the datasets it owns.
+            owned = select(Dataset.id).where(Dataset.department_id == caller.principal)
+            calls_of_owner = select(ProposalCall.id).where(ProposalCall.dataset_id.in_(owned))
+            query = query.where(ReleaseProposal.call_id.in_(calls_of_owner))
+        elif caller is not None:
             raise HTTPException(403, "not allowed")
         return [workflow.proposal_as_dict(p) for p in session.scalars(query)]
 

@@ -172,6 +172,14 @@ def test_call_proposal_release_and_applicant_download(stack: Stack) -> None:
     _post(stack, f"/proposals/{pid}/cancel", {"reason": "契約違反"}, dept, expect=200)
     assert httpx.get(download, headers={"Authorization": f"Bearer {acme}"}).status_code == 404
 
+    def listed_by(key: str) -> list[str]:
+        response = httpx.get(
+            stack.url("catalog", f"{ADMIN}/proposals"), headers={"Authorization": f"Bearer {key}"}
+        )
+        return [p["id"] for p in response.json()]
+
+    assert listed_by(acme) == listed_by(dept) == [pid] and listed_by(other) == []
+
     metrics = httpx.get(stack.url("catalog", "/metrics")).text
     assert 'cityos_release_gate_runs_total{outcome="passed"} 1.0' in metrics, [
         line for line in metrics.splitlines() if "release" in line
