@@ -4,7 +4,7 @@ sees every matching event exactly once, in per-record order, and never an ungran
 
 from __future__ import annotations
 
-import threading
+import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from cityos.kafka import VALIDATED_PARTITIONS
 from tests.integration.feeds_helpers import (
     aed,
     bodies,
@@ -54,24 +56,28 @@ def planned_events() -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
     return events
 
 
-def produce_paced(
-    stack: Stack, events: list[tuple[str, bytes, bytes, dict[str, Any]]], progress: list[int]
-) -> None:
+def produce_all(stack: Stack, events: list[tuple[str, bytes, bytes, dict[str, Any]]]) -> None:
+    """Every event onto the validated topic, as ingest would have written it."""
     producer = stack.producer()
     topic = stack.settings.validated_topic
     for index, (_dataset, key, value, _data) in enumerate(events):
         produce(producer, topic, key, value)
-        if index % 2000 == 1999:
-            producer.flush(30)
-            progress[0] = index + 1
-            time.sleep(0.2)  # ~10k events/s: the run lasts long enough for three kills
-    assert producer.flush(30) == 0
-    progress[0] = TOTAL
+        if index % 5000 == 4999:
+            producer.poll(0)
+    assert producer.flush(60) == 0
 
 
-def wait_for(progress: list[int], fraction: float) -> None:
-    while progress[0] < TOTAL * fraction:
-        time.sleep(0.01)
+def republished(progress: Consumer, stack: Stack) -> int:
+    """Validated events the republisher has committed (its group's transactional offsets)."""
+    partitions = [TopicPartition(stack.settings.validated_topic, p) for p in range(VALIDATED_PARTITIONS)]
+    return sum(max(tp.offset, 0) for tp in progress.committed(partitions, timeout=10))
+
+
+def wait_for(progress: Consumer, stack: Stack, fraction: float) -> None:
+    deadline = time.monotonic() + 120
+    while republished(progress, stack) < TOTAL * fraction:
+        assert time.monotonic() < deadline, "the republisher made no progress"
+        time.sleep(0.02)
 
 
 @pytest.mark.timeout(420)
@@ -81,7 +87,6 @@ def test_kill_9_three_times_loses_and_doubles_no_feed_event(stack: Stack) -> Non
     full = subscribe(stack, "health-welfare", "aed")
     partial = subscribe(stack, "fire", "copier-usage")
     filtered = subscribe(stack, "planning", "aed", filter={"設置位置": "1階"}, fields=AED_FIELDS)
-    stack.start("feeds")
 
     events = planned_events()
     expected: dict[str, list[str]] = {full["topic"]: [], partial["topic"]: [], filtered["topic"]: []}
@@ -93,15 +98,24 @@ def test_kill_9_three_times_loses_and_doubles_no_feed_event(stack: Stack) -> Non
         else:
             expected[partial["topic"]].append(f"eo-{index}")
 
-    progress = [0]
-    producer = threading.Thread(target=produce_paced, args=(stack, events, progress))
-    producer.start()
-    for fraction in (0.2, 0.5, 0.8):
-        wait_for(progress, fraction)
-        stack.kill("feeds")
-        stack.start("feeds")
-    producer.join()
+    # The input is on the validated topic before the republisher starts, so it works through a
+    # backlog at full speed and every kill lands in the middle of its transactions; a producer
+    # running alongside could not keep it busy on this machine, and kills would land while idle.
+    produce_all(stack, events)
+    stack.start("feeds")
+    # Progress is the republisher's own: its committed offsets, read as its group (never joining it).
+    progress = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"{stack.prefix}feeds"})
+    try:
+        for fraction in (0.2, 0.5, 0.8):
+            wait_for(progress, stack, fraction)
+            # The threshold is crossed right at a commit; land somewhere inside a later transaction.
+            time.sleep(random.uniform(0.05, 0.25))
+            stack.kill("feeds")
+            stack.start("feeds")
+    finally:
+        progress.close()
 
+    aborted = 0
     for topic, ids in expected.items():
         messages = read_settled(stack, topic, len(ids))
         seen = bodies(messages)
@@ -120,4 +134,39 @@ def test_kill_9_three_times_loses_and_doubles_no_feed_event(stack: Stack) -> Non
             assert all(set(body["data"]) == set(COPIER_FIELDS) for body in seen)
         if topic == filtered["topic"]:
             assert all(set(body["data"]) == {"NO", "名称"} for body in seen)
-        print(f"{topic}: {len(got)} events exactly once")
+        everything = uncommitted(stack, topic)
+        aborted += everything - len(got)
+        print(f"{topic}: {len(got)} events exactly once; read_uncommitted sees {everything}")
+    # For the record: what the killed instances had written in transactions they never committed
+    # (in the log, aborted, hidden from read_committed). Not asserted: whether a kill lands after
+    # a transaction's first events reached the broker is a matter of timing (about two runs in three).
+    print(f"aborted feed events left in the log by the kills: {aborted}")
+
+
+def uncommitted(stack: Stack, topic: str) -> int:
+    """Messages a read_uncommitted reader sees: the feed plus what the killed instances wrote in
+    transactions that were then aborted -- what read_committed consumers are spared."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": f"{stack.prefix}uncommitted",
+            "isolation.level": "read_uncommitted",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        seen, finished = 0, set[int]()
+        deadline = time.monotonic() + 60
+        while len(finished) < len(partitions) and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=5000, timeout=0.5):
+                error = message.error()
+                if error is None:
+                    seen += 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    finished.add(message.partition() or 0)
+        return seen
+    finally:
+        consumer.close()
