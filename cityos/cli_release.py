@@ -77,9 +77,10 @@ def generate_synthetic(
 @app.command("run")
 def run(
     dataset: Annotated[str, typer.Option(help="personal dataset id")] = "resident-moves",
-    classification: Annotated[str, typer.Option(help="public or partner")] = "public",
+    classification: Annotated[
+        str, typer.Option(help="public (partner releases: `proposals release`)")
+    ] = "public",
     operator: Annotated[str, typer.Option(help="who runs the release (audited)")] = "admin",
-    applicant: Annotated[str | None, typer.Option(help="the applicant of a partner release")] = None,
     seed: Annotated[int | None, typer.Option(help="fixed seed (reproducible); default: fresh")] = None,
 ) -> None:
     """Run the gate over the catalog's records; a passing release becomes a dataset."""
@@ -92,7 +93,6 @@ def run(
                 source_dataset_id=dataset,
                 classification=classification,
                 operator=operator,
-                applicant_id=applicant,
                 seed=seed,
             )
             if result.release is not None:

@@ -102,7 +102,7 @@ def create_release(
     """Run the gate over the catalog's records of a personal dataset; on success add the release."""
     now = now or datetime.now(UTC)
     source = session.get(Dataset, source_dataset_id)
-    reasons = _preconditions(session, source, classification, applicant_id, seed)
+    reasons = _preconditions(session, source, classification, applicant_id, proposal_id, seed)
     if source is None or reasons:
         raise ReleaseError(reasons or [f"no dataset {source_dataset_id}"])
     try:
@@ -224,7 +224,12 @@ def create_release(
 
 
 def _preconditions(
-    session: Session, source: Dataset | None, classification: str, applicant_id: str | None, seed: int | None
+    session: Session,
+    source: Dataset | None,
+    classification: str,
+    applicant_id: str | None,
+    proposal_id: str | None,
+    seed: int | None,
 ) -> list[str]:
     reasons = []
     if source is None:
@@ -235,8 +240,8 @@ def _preconditions(
         )
     if classification not in RELEASE_CLASSIFICATIONS:
         reasons.append(f"classification must be one of {', '.join(RELEASE_CLASSIFICATIONS)}")
-    if classification == "partner" and not applicant_id:
-        reasons.append("a partner release needs the applicant it is for")
+    if classification == "partner" and not (applicant_id and proposal_id):
+        reasons.append("a partner release is made for an accepted proposal: use the proposal's release step")
     if classification == "public" and applicant_id:
         reasons.append("a public release is for everyone: no applicant")
     if seed is not None and session.scalar(select(func.count()).where(Release.seed == seed)):

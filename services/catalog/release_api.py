@@ -90,7 +90,6 @@ class CancelIn(BaseModel):
 class ReleaseIn(BaseModel):
     dataset: str = "resident-moves"
     classification: str = "public"
-    applicant: str | None = None
     seed: int | None = Field(default=None, description="fixed seed for a reproducible run; default fresh")
 
 
@@ -278,7 +277,6 @@ def create_release_router(
                     source_dataset_id=body.dataset,
                     classification=body.classification,
                     operator=actor,
-                    applicant_id=body.applicant,
                     seed=body.seed,
                 )
         except ReleaseError as exc:

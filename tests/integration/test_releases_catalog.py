@@ -162,6 +162,14 @@ def test_public_release_is_open_data_and_seeds_never_repeat(session: Session) ->
         "a public release is for everyone: no applicant",
         "this seed was used by an earlier release: pseudonyms must never repeat",
     ]
+    with pytest.raises(ReleaseError, match="accepted proposal"):  # no partner release without approval
+        create_release(
+            session,
+            source_dataset_id="resident-moves",
+            classification="partner",
+            operator="citizens",
+            applicant_id="acme",
+        )
     with pytest.raises(ReleaseError, match="not personal"):
         create_release(session, source_dataset_id="aed", classification="public", operator="citizens")
 

@@ -11,11 +11,12 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from cityos.anonymize.releases import create_release
+from cityos.anonymize import proposals as workflow
 from cityos.anonymize.synthetic import synthetic_moves
 from cityos.apikeys import OwnerKind, issue_key
 from cityos.db.engine import make_engine, session_factory
@@ -96,13 +97,26 @@ def test_no_public_endpoint_serves_raw_personal_records(stack: Stack) -> None:
     engine = make_engine(stack.database_url)
     try:
         with session_factory(engine)() as session, session.begin():
-            partner = create_release(
+            now = datetime.now(UTC)
+            call = workflow.open_call(
                 session,
-                source_dataset_id="resident-moves",
-                classification="partner",
-                operator="citizens",
-                applicant_id="acme",
+                dataset_id="resident-moves",
+                title="募集",
+                opens_at=now - timedelta(days=1),
+                closes_at=now + timedelta(days=40),
+                actor="citizens",
             )
+            proposal = workflow.submit_proposal(
+                session,
+                call_id=call.id,
+                applicant_id="acme",
+                purpose="分析",
+                items=["年齢"],
+                use_period="1年",
+                safety_measures="管理",
+            )
+            workflow.decide(session, proposal_id=proposal.id, accept=True, reason="適合", actor="citizens")
+            partner = workflow.release_for_proposal(session, proposal_id=proposal.id, actor="citizens")
             assert partner.release is not None, partner.reasons
             partner_id = partner.release.dataset_id
             developer = issue_key(
