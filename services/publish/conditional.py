@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 
-def weak_etag(*parts: object) -> str:
-    """A weak validator over everything the representation depends on (data stamp, query, caller)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+def weak_etag(media: str, body: bytes) -> str:
+    """A weak validator: a digest of the representation's bytes and its media type."""
+    digest = hashlib.sha256(media.encode() + b"\x1f" + body).hexdigest()[:32]
     return f'W/"{digest}"'
 
 

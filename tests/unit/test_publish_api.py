@@ -7,6 +7,7 @@ The catalog is filled the way production fills it: the repository's schemas are 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -708,3 +709,165 @@ def test_next_page_url_and_content_disposition() -> None:
     header = render.content_disposition("公衆トイレ.csv")
     assert header.startswith('attachment; filename="')
     assert "filename*=UTF-8''%E5%85%AC" in header
+
+
+# --- rich query API -------------------------------------------------------------------------------
+
+
+def _ids(catalog: Catalog, dataset: str, key: str, **params: str | int) -> list[str]:
+    response = catalog.client.get(RECORDS.format(dataset), params=params)
+    assert response.status_code == 200, response.text
+    return [r[key] for r in response.json()["records"]]
+
+
+def test_ranges_in_and_sort(catalog: Catalog) -> None:
+    toilets = "public-toilet"
+    assert _ids(catalog, toilets, "ID", **{"男性トイレ総数[gte]": 4}) == ["T02"]
+    assert _ids(catalog, toilets, "ID", **{"男性トイレ総数[lt]": "4"}) == ["T01", "T03"]
+    assert _ids(catalog, toilets, "ID", **{"緯度[gt]": "33.9", "緯度[lte]": "33.945"}) == ["T02", "T03"]
+    assert _ids(catalog, toilets, "ID", **{"ID[in]": "T03,T01,T09"}) == ["T01", "T03"]
+    assert _ids(catalog, toilets, "ID", sort="-男性トイレ総数") == ["T02", "T01", "T03"]
+    assert _ids(catalog, toilets, "ID", sort="名称") == ["T01", "T03", "T02"]  # 小 < 若 < 門 in code points
+    assert _ids(catalog, "aed", "NO", sort="-NO", limit=3) == ["012", "011", "010"]
+
+
+def test_text_search_matches_text_fields_only_and_escapes_wildcards(catalog: Catalog) -> None:
+    assert _ids(catalog, "public-toilet", "ID", q="門司") == ["T02"]
+    assert _ids(catalog, "public-toilet", "ID", q="公園") == ["T03"]
+    assert _ids(catalog, "public-toilet", "ID", q="%") == []  # a literal percent sign, not a wildcard
+    assert _ids(catalog, "public-toilet", "ID", q="_") == []
+    assert _ids(catalog, "aed", "NO", q="要予約") == ["003"]  # inside a multi-line remark
+
+
+def test_fields_projection_in_every_format(catalog: Catalog) -> None:
+    params = {"fields": "名称,ID", "limit": 1}
+    body = catalog.client.get(RECORDS.format("public-toilet"), params=params).json()
+    assert body["records"] == [{"名称": "小倉城公衆トイレ", "ID": "T01"}]
+    text = catalog.client.get(RECORDS.format("public-toilet"), params={**params, "format": "csv"}).text
+    assert text.splitlines()[0] == "名称,ID"
+    geo = catalog.client.get(RECORDS.format("public-toilet"), params={**params, "format": "geojson"}).json()
+    assert geo["features"][0]["properties"] == {"名称": "小倉城公衆トイレ", "ID": "T01"}
+    assert geo["features"][0]["geometry"]["coordinates"] == [130.874, 33.884]
+
+
+def test_ndjson(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format("public-toilet"), params={"format": "ndjson"})
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert [json.loads(line)["ID"] for line in response.text.splitlines()] == ["T01", "T02", "T03"]
+    negotiated = catalog.client.get(
+        RECORDS.format("public-toilet"), headers={"Accept": "application/x-ndjson"}
+    )
+    assert negotiated.text == response.text
+
+
+def test_cursor_pages_cover_everything_once(catalog: Catalog) -> None:
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 5}
+    while True:
+        response = catalog.client.get(RECORDS.format("aed"), params=params)
+        body = response.json()
+        seen += [r["NO"] for r in body["records"]]
+        if body["next_cursor"] is None:
+            break
+        assert response.headers["x-next-cursor"] == body["next_cursor"]
+        params = {"limit": 5, "cursor": body["next_cursor"]}
+        if len(seen) > 5:  # from the second cursor page on, `next` links continue by cursor
+            assert body["next"] is None or "cursor=" in body["next"]
+    assert seen == [f"{n:03d}" for n in range(1, 13)]
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"男性トイレ総数[gte]": "abc"}, "男性トイレ総数[gte]"),
+        ({"名称[gte]": "a"}, "名称[gte]"),
+        ({"名称[like]": "a"}, "名称[like]"),
+        ({"bbox": "1,2,3"}, "bbox"),
+        ({"bbox": "130,34,131,33"}, "bbox"),
+        ({"near": "130.8"}, "near"),
+        ({"near": "130.8,33.8", "distance": "-5"}, "distance"),
+        ({"distance": "5"}, "distance"),
+        ({"sort": "色"}, "sort"),
+        ({"fields": "名称,,ID"}, "fields"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "eyJ2IjoxLCJrIjoiVDAxIn0", "sort": "名称"}, "cursor"),
+        ({"q": ""}, "q"),
+        ({"limit": "0"}, "limit"),
+    ],
+)
+def test_malformed_query_is_400_naming_the_parameter(
+    catalog: Catalog, params: dict[str, str], parameter: str
+) -> None:
+    response = catalog.client.get(RECORDS.format("public-toilet"), params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == parameter
+
+
+def test_geo_filters_need_a_location(catalog: Catalog) -> None:
+    response = catalog.client.get(RECORDS.format(NO_LOCATION_ID), params={"bbox": "130,33,131,34"})
+    assert response.status_code == 400
+    assert response.json()["parameter"] == "bbox"
+
+
+def test_conditional_requests(catalog: Catalog, tmp_path: Path) -> None:
+    url = RECORDS.format("public-toilet")
+    first = catalog.client.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert etag.startswith('W/"')
+    assert catalog.client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert catalog.client.get(url, headers={"If-Modified-Since": modified}).status_code == 304
+    # Another query or format is another representation.
+    assert catalog.client.get(url + "?format=csv", headers={"If-None-Match": etag}).status_code == 200
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with session_factory(engine)() as session, session.begin():
+        # Same event time as the stored version, later position: applied, yet the newest event
+        # time of the dataset (Last-Modified) does not move -- the ETag must change all the same.
+        (event,) = _events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": 9}], 500)
+        changed = [dataclasses.replace(event, id="public-toilet-changed")]
+        apply_batch(session, events=changed, now=T0 + timedelta(days=1))
+    engine.dispose()
+    after = catalog.client.get(url, headers={"If-None-Match": etag})
+    assert after.status_code == 200
+    assert after.headers["etag"] != etag
+
+
+def test_single_record_and_export(catalog: Catalog) -> None:
+    one = catalog.client.get(RECORDS.format("aed") + "/005")
+    assert one.status_code == 200 and one.json()["名称"] == "小倉北区役所5"
+    assert catalog.client.get(RECORDS.format("aed") + "/999").status_code == 404
+    export = catalog.client.get("/api/v1/datasets/aed/export", params={"format": "csv", "bom": "true"})
+    assert export.content.startswith(render.UTF8_BOM)
+    rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"), newline="")))
+    assert [r["NO"] for r in rows] == [f"{n:03d}" for n in range(1, 13)]
+    assert rows[2]["備考"] == '土日は閉館、"要予約"\n夜間不可'
+    geo = catalog.client.get(
+        "/api/v1/datasets/aed/export", params={"format": "geojson", "設置位置": "2階"}
+    ).json()
+    assert [f["id"] for f in geo["features"]] == ["002", "004", "006", "008", "010", "012"]
+    ndjson = catalog.client.get("/api/v1/datasets/aed/export", params={"format": "ndjson"}).text
+    assert len(ndjson.splitlines()) == 12
+    paged = catalog.client.get("/api/v1/datasets/aed/export", params={"limit": 5})
+    assert paged.status_code == 400 and paged.json()["parameter"] == "limit"
+
+
+def test_dataset_detail_rates_five_stars_with_reasons(catalog: Catalog) -> None:
+    body = catalog.client.get("/api/v1/datasets/aed").json()
+    stars = body["five_star"]
+    assert stars["stars"] == 4
+    assert [c["met"] for c in stars["criteria"]] == [True, True, True, True, False]
+    assert "CC-BY-4.0" in stars["criteria"][0]["reason"]
+    quality = body["metadata_quality"]
+    assert 0 < quality["score"] < 100
+    assert "temporal coverage" in quality["missing"]
+    assert body["links"]["dcat"].endswith("/catalog/datasets/aed.ttl")
+
+
+def test_ckan_envelope_for_unknown_action_and_bad_parameters(catalog: Catalog) -> None:
+    unknown = catalog.client.get("/api/3/action/no_such_action")
+    assert unknown.status_code == 400
+    assert unknown.json()["success"] is False
+    bad = catalog.client.get("/api/3/action/package_search", params={"rows": "many"})
+    assert bad.status_code == 409
+    assert bad.json()["error"]["__type"] == "Validation Error"
+    status = catalog.client.get("/api/3/action/status_show").json()
+    assert status["success"] is True and "datastore" in status["result"]["extensions"]
