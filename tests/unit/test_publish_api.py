@@ -740,7 +740,7 @@ def test_text_search_matches_text_fields_only_and_escapes_wildcards(catalog: Cat
 
 
 def test_fields_projection_in_every_format(catalog: Catalog) -> None:
-    params = {"fields": "名称,ID", "limit": 1}
+    params: dict[str, str | int] = {"fields": "名称,ID", "limit": 1}
     body = catalog.client.get(RECORDS.format("public-toilet"), params=params).json()
     assert body["records"] == [{"名称": "小倉城公衆トイレ", "ID": "T01"}]
     text = catalog.client.get(RECORDS.format("public-toilet"), params={**params, "format": "csv"}).text
