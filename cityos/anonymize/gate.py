@@ -112,7 +112,10 @@ def _write(
     columns: dict[str, Any] = {}
     for hier, level in zip(hierarchies, node.levels, strict=True):
         columns[hier.name] = hier.labels_at(level)[kept]
-    columns[profile.sensitive.attribute] = frame[profile.sensitive.attribute].to_numpy()[kept]
+    sensitive = profile.sensitive.attribute
+    columns[sensitive] = (
+        frame[sensitive].to_numpy()[kept] if sensitive in frame else np.full(int(kept.sum()), None)
+    )
     for name in profile.keep:
         columns[name] = frame[name].to_numpy()[kept] if name in frame else np.full(int(kept.sum()), None)
     released = pd.DataFrame(columns)
@@ -126,15 +129,8 @@ def _write(
 
 
 def removed_rows(lattice: Lattice, node: Node, model: Model) -> Array:
-    """The records the node suppresses (same rule as the search's evaluation)."""
-    ids, count = lattice.classes(node.levels)
-    sizes = np.bincount(ids, minlength=count)
-    counts = np.bincount(
-        ids[lattice.cared] * lattice.sensitive_values + lattice.sensitive[lattice.cared],
-        minlength=count * lattice.sensitive_values,
-    ).reshape(count, lattice.sensitive_values)
-    share = counts.max(axis=1) / np.maximum(sizes, 1)
-    bad = (sizes < model.k) | (share > model.alpha)
+    """The records the node suppresses (the search's own rule)."""
+    ids, _, _, bad = lattice.verdicts(node.levels, model)
     return np.asarray(bad[ids], dtype=bool)
 
 

@@ -85,18 +85,25 @@ class Lattice:
         ids, uniques = pd.factorize(key)
         return ids.astype(np.int64), len(uniques)
 
-    def evaluate(self, levels: tuple[int, ...], model: Model) -> tuple[Node, int]:
-        """The node at ``levels`` and how many records sit in classes below k."""
+    def verdicts(self, levels: Sequence[int], model: Model) -> tuple[Array, Array, Array, Array]:
+        """Class id per record, and per class: size, largest non-benign share, must-be-suppressed.
+
+        The one suppression rule of the gate: a class smaller than k, or with more than alpha of
+        one non-benign sensitive value, is removed whole.
+        """
         ids, count = self.classes(levels)
         sizes = np.bincount(ids, minlength=count)
-        small = sizes < model.k
-        below_k = int(sizes[small].sum())
         counts = np.bincount(
             ids[self.cared] * self.sensitive_values + self.sensitive[self.cared],
             minlength=count * self.sensitive_values,
         ).reshape(count, self.sensitive_values)
         share = counts.max(axis=1) / np.maximum(sizes, 1)
-        bad = small | (share > model.alpha)
+        return ids, sizes, share, (sizes < model.k) | (share > model.alpha)
+
+    def evaluate(self, levels: tuple[int, ...], model: Model) -> tuple[Node, int]:
+        """The node at ``levels`` and how many records sit in classes below k."""
+        ids, sizes, share, bad = self.verdicts(levels, model)
+        below_k = int(sizes[sizes < model.k].sum())
         removed = np.flatnonzero(bad[ids])  # few rows: gathering them beats masking n rows per column
         suppressed = len(removed)
         lost = sum(self.row_loss[q][level][removed].sum() for q, level in enumerate(levels))
