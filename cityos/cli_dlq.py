@@ -7,7 +7,6 @@ replays in the catalog database (``CITYOS_DATABASE_URL``), as ``admin:cli``; the
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -133,7 +132,7 @@ def replay_cmd(
     from confluent_kafka import Producer
 
     from cityos.cli_schemas import _sessions
-    from cityos.dlq import DeadLetterFilter, parse_id, read_deadletters, replay
+    from cityos.dlq import DeadLetterFilter, ReplayTargets, parse_id, read_deadletters, replay
     from cityos.kafka import producer_config
 
     settings = get_settings()
@@ -157,7 +156,7 @@ def replay_cmd(
             session,
             producer=producer,
             letters=letters,
-            department_topic=re.compile(settings.department_topic_pattern),
+            targets=ReplayTargets.of(settings),
             actor=CLI_ACTOR,
             force=force,
             replacement=replacement,

@@ -7,7 +7,8 @@ skips them unless forced, and counts replay attempts by outcome (``deadletter_re
 
 A replay re-produces the original key, bytes, headers (without the ``cityos_*`` ones) and timestamp
 to the department topic the message came from: it takes the normal ingest path, validated against
-the schema versions registered now. Even a forced replay changes nothing downstream for an event
+the schema versions registered now. (A dead letter of the catalog goes back to the validated topic
+it came from.) Even a forced replay changes nothing downstream for an event
 already applied: the catalog's ledger by CloudEvent source and id makes redelivery a no-op.
 """
 
@@ -29,6 +30,7 @@ from cityos.audit import record_audit
 from cityos.db.registry_models import DeadLetterReplay, DeadLetterReplayTally
 from cityos.errors import CityOSError
 from cityos.kafka import headers_list
+from cityos.settings import Settings
 
 REPLAY_OUTCOMES: Final = ("replayed", "skipped", "refused", "failed")
 REPLAY_HEADER: Final = "cityos_replay_of"
@@ -264,6 +266,22 @@ def replay_counts(session: Session, topic: str, letters: Sequence[DeadLetter]) -
     return {(p, o): times for p, o, times in rows if (p, o) in wanted}
 
 
+@dataclass(frozen=True)
+class ReplayTargets:
+    """Where dead letters go back to: the department topics of this environment (ingest refused
+    them), and its validated topic (the catalog refused them, e.g. while its database was broken)."""
+
+    department_topic: re.Pattern[str]
+    validated_topic: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> ReplayTargets:
+        return cls(re.compile(settings.department_topic_pattern), settings.validated_topic)
+
+    def allows(self, topic: str) -> bool:
+        return topic == self.validated_topic or self.department_topic.match(topic) is not None
+
+
 @dataclass
 class ReplayReport:
     """What a replay did with each selected dead letter."""
@@ -296,7 +314,7 @@ def replay(
     *,
     producer: Producer,
     letters: Sequence[DeadLetter],
-    department_topic: re.Pattern[str],
+    targets: ReplayTargets,
     actor: str,
     force: bool = False,
     replacement: bytes | None = None,
@@ -306,7 +324,7 @@ def replay(
     """Send ``letters`` back to their department topics and record it (the caller commits).
 
     ``replacement`` (one letter only) replaces the value: a corrected payload. Only department
-    topics matching ``department_topic`` are replay targets; anything else is refused.
+    ``targets`` says where a dead letter may go back to; anything else is refused.
     """
     if replacement is not None and len(letters) != 1:
         raise ValueError("a corrected payload replaces exactly one dead letter")
@@ -328,8 +346,10 @@ def replay(
             report.skipped.append(letter.id)
             continue
         target = letter.source_topic
-        if not department_topic.match(target):
-            report.refused.append((letter.id, f"source topic {target!r} is not a department topic here"))
+        if not targets.allows(target):
+            report.refused.append(
+                (letter.id, f"source topic {target!r} is not a department topic nor the validated topic here")
+            )
             continue
 
         def delivered(err: KafkaError | None, _msg: Message, letter_id: str = letter.id) -> None:

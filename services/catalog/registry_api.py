@@ -11,7 +11,6 @@ operators use the CLI, which works on the database and Kafka directly.
 
 import hmac
 import logging
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -26,7 +25,15 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.dlq import DeadLetterFilter, parse_id, read_deadletters, replay, replay_counts, replay_tally
+from cityos.dlq import (
+    DeadLetterFilter,
+    ReplayTargets,
+    parse_id,
+    read_deadletters,
+    replay,
+    replay_counts,
+    replay_tally,
+)
 from cityos.errors import CityOSError
 from cityos.kafka import producer_config
 from cityos.registry.http_models import CompatibilityBody, ReplayBody
@@ -80,7 +87,7 @@ def create_registry_router(
     for outcome in REGISTRATION_OUTCOMES:
         registrations.labels(outcome)
     registry.register(_ReplayTallyCollector(sessions))
-    department_topic = re.compile(settings.department_topic_pattern)
+    targets = ReplayTargets.of(settings)
     producer_lock = threading.Lock()
     producers: list[Producer] = []
 
@@ -265,7 +272,7 @@ def create_registry_router(
                 session,
                 producer=producer(),
                 letters=letters,
-                department_topic=department_topic,
+                targets=targets,
                 actor=actor,
                 force=body.force,
                 replacement=replacement,

@@ -21,6 +21,13 @@ from cityos.schemas import schema_uri
 from cityos.settings import REPO_ROOT
 from tests.integration.stack import Stack
 
+OTHER = {
+    "NO": "9000000002",
+    "名称": "小倉北区役所",
+    "名称_カナ": "コクラキタクヤクショ",
+    "住所": "福岡県北九州市小倉北区大手町1番1号",
+    "設置位置": "正面玄関",
+}
 GOOD = {
     "NO": "9000000001",
     "名称": "北九州市役所",
@@ -86,15 +93,30 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
         value=b"{}",
         headers=[("cityos_reason", b"catalog_rejected"), ("cityos_source_topic", b"elsewhere.validated")],
     )
+    # What the catalog dead-letters when its database refuses a validated event: the validated
+    # message as it was, from this environment's validated topic.
+    refused_by_catalog = record_event(
+        record=OTHER, dataschema=schema_uri("aed", 1), source="/departments/fire/x", event_id="c-1"
+    )
+    producer.produce(
+        stack.settings.deadletter_topic,
+        key=b"aed/9000000002",
+        value=refused_by_catalog,
+        headers=[
+            ("cityos_reason", b"catalog_rejected"),
+            ("cityos_dataset", b"aed"),
+            ("cityos_source_topic", stack.settings.validated_topic.encode()),
+        ],
+    )
     assert producer.flush(30) == 0
 
-    wait_for("three dead letters", lambda: len(letters(stack)) == 3)
+    wait_for("four dead letters", lambda: len(letters(stack)) == 4)
     [violation] = letters(stack, "--reason", "schema_violation", "--dataset", "aed", "--department", "fire")
     assert violation["event_id"] == bad_id and violation["pointer"] == "/data/名称"
     assert [w["reason"] for w in letters(stack, "--department", "general-affairs")] == ["wrong_department"]
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert letters(stack, "--since", future) == []
-    assert len(letters(stack, "--until", future)) == 3
+    assert len(letters(stack, "--until", future)) == 4
 
     shown = cli(stack, "dlq", "show", violation["id"])
     assert shown.returncode == 0, shown.stderr.decode()
@@ -137,11 +159,16 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
     assert wait_for("the corrected record", served) == [GOOD]
     assert [d["replays"] for d in letters(stack, "--reason", "schema_violation")] == [1]
 
-    # The foreign dead letter did not come from a department topic: refused, nothing sent.
-    refused = cli(stack, "dlq", "replay", "--reason", "catalog_rejected")
-    assert refused.returncode == 0, refused.stderr.decode()
-    report = json.loads(refused.stdout)
-    assert report["counts"] == {"replayed": 0, "skipped": 0, "refused": 1, "failed": 0}
+    # The catalog's dead letter goes back to the validated topic (the database is fine now); the
+    # foreign one came from no topic of this environment: refused, nothing sent.
+    again = cli(stack, "dlq", "replay", "--reason", "catalog_rejected")
+    assert again.returncode == 0, again.stderr.decode()
+    report = json.loads(again.stdout)
+    assert report["counts"] == {"replayed": 1, "skipped": 0, "refused": 1, "failed": 0}
     assert "not a department topic" in report["refused"][0]["why"]
+    wait_for(
+        "the catalog's dead letter applied",
+        lambda: sorted(r["NO"] for r in served()) == ["9000000001", "9000000002"],
+    )
     # Asking for nothing is an error, not "everything".
     assert cli(stack, "dlq", "replay").returncode != 0
