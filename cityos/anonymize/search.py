@@ -123,8 +123,9 @@ def search(lattice: Lattice, model: Model) -> SearchResult:
     nodes = list(itertools.product(*lattice.ranges()))
     bounds = np.array([lattice.bound(node) for node in nodes])
     order = sorted(range(len(nodes)), key=lambda i: (round(float(bounds[i]), 12), nodes[i]))
-    failed_k: list[tuple[int, ...]] = []  # nodes whose below-k records alone exceed the cap
-    failed_array = np.empty((0, len(lattice.hierarchies)), dtype=np.int64)
+    # Nodes whose below-k records alone exceed the cap, filled in place (no re-allocation per failure).
+    failed = np.empty((len(nodes), len(lattice.hierarchies)), dtype=np.int64)
+    failures = 0
     result = SearchResult(best=None, evaluated=0, pruned=0, lattice_size=len(nodes))
     top = tuple(h.top_level for h in lattice.hierarchies)
     top_node, top_below_k = lattice.evaluate(top, model)
@@ -137,14 +138,17 @@ def search(lattice: Lattice, model: Model) -> SearchResult:
         node_levels = nodes[i]
         if result.best is not None and bounds[i] > result.best.loss + 1e-12:
             break
-        if len(failed_k) and bool(np.any(np.all(np.asarray(node_levels) <= failed_array, axis=1))):
+        if failures and bool(np.any(np.all(np.asarray(node_levels) <= failed[:failures], axis=1))):
             result.pruned += 1
             continue
-        node, below_k = lattice.evaluate(node_levels, model)
-        result.evaluated += 1
+        if node_levels == top:
+            node, below_k = top_node, top_below_k  # evaluated first, above
+        else:
+            node, below_k = lattice.evaluate(node_levels, model)
+            result.evaluated += 1
         if below_k > model.max_suppressed:
-            failed_k.append(node_levels)
-            failed_array = np.asarray(failed_k, dtype=np.int64)
+            failed[failures] = node_levels
+            failures += 1
         if node.suppressed > model.max_suppressed:
             if result.closest is None or node.suppressed < result.closest.suppressed:
                 result.closest = node
