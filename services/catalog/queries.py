@@ -6,12 +6,14 @@ stay in ``records`` as tombstones (see ``Record``); every record read here exclu
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, Row, and_, case, cast, false, func, or_, select, type_coerce
+import orjson
+from sqlalchemy import ColumnElement, Numeric, Text, and_, case, cast, false, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -254,8 +256,35 @@ def _dialect(session: Session) -> str:
     return session.get_bind(mapper=Record.__mapper__).dialect.name
 
 
+class RawRecord:
+    """A record as read for serving: ``raw`` is the stored JSON text, parsed only when needed.
+
+    Pages and exports of whole records copy the text straight into the response; decoding and
+    re-encoding every document was most of a records request's CPU time.
+    """
+
+    __slots__ = ("_data", "latitude", "longitude", "raw", "record_key")
+
+    def __init__(self, record_key: str, raw: str, latitude: float | None, longitude: float | None) -> None:
+        self.record_key = record_key
+        self.raw = raw
+        self.latitude = latitude
+        self.longitude = longitude
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            try:
+                self._data = orjson.loads(self.raw)
+            except orjson.JSONDecodeError:  # integers beyond 64 bits: the standard library keeps them
+                self._data = json.loads(self.raw)
+        return self._data
+
+
 # Columns a page or an export renders: not the whole ORM entity, which would also load event ids.
-RECORD_COLUMNS = (Record.record_key, Record.data, Record.latitude, Record.longitude)
+# CAST to text: JSONB comes back as its text form, not as a dict the driver has already decoded.
+RECORD_COLUMNS = (Record.record_key, cast(Record.data, Text), Record.latitude, Record.longitude)
 
 
 def count_records(session: Session, *, dataset_id: str, query: RecordQuery) -> int:
@@ -265,7 +294,7 @@ def count_records(session: Session, *, dataset_id: str, query: RecordQuery) -> i
 
 def query_records(
     session: Session, *, dataset_id: str, query: RecordQuery, limit: int, offset: int = 0
-) -> list[Row[tuple[str, dict[str, Any], float | None, float | None]]]:
+) -> list[RawRecord]:
     """One page of live records matching ``query``: keyset after ``query.after_key``, else offset."""
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must be non-negative")
@@ -276,12 +305,12 @@ def query_records(
     statement = select(*RECORD_COLUMNS).where(*conditions).order_by(*_ordering(dialect, query)).limit(limit)
     if offset:
         statement = statement.offset(offset)
-    return list(session.execute(statement))
+    return [RawRecord(*row) for row in session.execute(statement)]
 
 
 def stream_records(
     session: Session, *, dataset_id: str, query: RecordQuery, batch_size: int = 2_000
-) -> Iterator[Row[tuple[str, dict[str, Any], float | None, float | None]]]:
+) -> Iterator[RawRecord]:
     """Every matching live record, fetched in batches through a server-side cursor (constant memory).
 
     ``stream_results`` makes psycopg use a named cursor on PostgreSQL; SQLite's cursor is lazy anyway.
@@ -293,7 +322,8 @@ def stream_records(
         .order_by(*_ordering(dialect, query))
         .execution_options(stream_results=True, yield_per=batch_size)
     )
-    yield from session.execute(statement)
+    for row in session.execute(statement):
+        yield RawRecord(*row)
 
 
 def dataset_stamp(session: Session, *, dataset_id: str) -> tuple[int, datetime | None]:

@@ -205,7 +205,12 @@ def records_router(ctx: PublishContext) -> APIRouter:
         ):
             return Response(status_code=304, headers=headers)
 
-        total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
+        if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
+            total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
+        else:
+            # Unfiltered: the catalog keeps the live count on the dataset row, so no COUNT(*) scan of
+            # a million-record dataset on every page.
+            total = dataset.record_count
         # One extra row tells whether another page follows without a second count.
         fetched = queries.query_records(
             session, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
@@ -232,16 +237,23 @@ def records_router(ctx: PublishContext) -> APIRouter:
         if next_cursor is not None:
             headers["X-Next-Cursor"] = next_cursor
         shown = _shown_fields(access, parsed)
-        rows = [project(record.data, shown) for record in records]
+        # Whole records are copied as stored JSON text (orjson.Fragment), never decoded and re-encoded.
+        rows: list[Any] = (
+            [orjson.Fragment(r.raw) for r in records]
+            if shown is None
+            else [project(r.data, shown) for r in records]
+        )
 
+        projector = None if shown is None else (lambda data: project(data, shown))
         body: bytes
         if chosen == "csv":
             headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.csv")
-            body = render.render_csv(_columns(schema, access, parsed, rows), rows, bom=bom)
+            dicts = [project(r.data, shown) for r in records]
+            body = render.render_csv(_columns(schema, access, parsed, dicts), dicts, bom=bom)
         elif chosen == "geojson":
             assert location is not None  # refused in prepare
             headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.geojson")
-            features = [stream.geojson_feature(r, location, lambda d: project(d, shown)) for r in records]
+            features = [stream.geojson_feature(r, location, projector) for r in records]
             body = orjson.dumps({"type": "FeatureCollection", "features": features})
         elif chosen == "ndjson":
             body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
@@ -316,6 +328,8 @@ def records_router(ctx: PublishContext) -> APIRouter:
         def count() -> None:
             tally.rows += 1
 
+        projector = None if shown is None else (lambda data: project(data, shown))
+
         def body() -> Iterator[bytes]:
             # Its own session: the request's closes when the handler returns, before streaming ends.
             with ctx.sessions() as own:
@@ -324,15 +338,11 @@ def records_router(ctx: PublishContext) -> APIRouter:
                     yield from stream.csv_chunks(rows, columns, bom=bom, on_row=count)
                 elif chosen == "geojson":
                     assert location is not None
-                    yield from stream.geojson_chunks(
-                        rows, location, project=lambda d: project(d, shown), on_row=count
-                    )
+                    yield from stream.geojson_chunks(rows, location, project=projector, on_row=count)
                 elif chosen == "ndjson":
-                    yield from stream.ndjson_chunks(rows, project=lambda d: project(d, shown), on_row=count)
+                    yield from stream.ndjson_chunks(rows, project=projector, on_row=count)
                 else:
-                    yield from stream.json_array_chunks(
-                        rows, project=lambda d: project(d, shown), on_row=count
-                    )
+                    yield from stream.json_array_chunks(rows, project=projector, on_row=count)
 
         suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
         headers = {"Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}")}

@@ -39,38 +39,44 @@ def csv_chunks(
     records: Iterable[RecordLike], columns: Sequence[str], *, bom: bool, on_row: Callable[[], None]
 ) -> Iterator[bytes]:
     """RFC 4180 CSV of ``columns`` (UTF-8, CRLF), optionally with the BOM Excel needs."""
-
-    def pieces() -> Iterator[bytes]:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\r\n")
-        writer.writerow(columns)
-        yield (UTF8_BOM if bom else b"") + text.getvalue().encode()
-        for record in records:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(columns)
+    prefix = UTF8_BOM if bom else b""
+    for record in records:
+        data = record.data
+        writer.writerow([_cell(data.get(column)) for column in columns])
+        on_row()
+        if text.tell() >= CHUNK_BYTES:
+            yield prefix + text.getvalue().encode()
+            prefix = b""
             text.seek(0)
             text.truncate()
-            data = record.data
-            writer.writerow([_cell(data.get(column)) for column in columns])
-            on_row()
-            yield text.getvalue().encode()
+    yield prefix + text.getvalue().encode()
 
-    return _gathered(pieces())
+
+def _encoded(record: RecordLike, project: Project | None) -> bytes:
+    raw = getattr(record, "raw", None)
+    if project is None and isinstance(raw, str):
+        return raw.encode()  # the stored JSON text as is: no decode and re-encode
+    return orjson.dumps((project or _identity)(record.data))
 
 
 def ndjson_chunks(
-    records: Iterable[RecordLike], *, project: Project = _identity, on_row: Callable[[], None]
+    records: Iterable[RecordLike], *, project: Project | None = None, on_row: Callable[[], None]
 ) -> Iterator[bytes]:
     """One JSON object per line (NDJSON / JSON Lines)."""
 
     def pieces() -> Iterator[bytes]:
         for record in records:
             on_row()
-            yield orjson.dumps(project(record.data)) + b"\n"
+            yield _encoded(record, project) + b"\n"
 
     return _gathered(pieces())
 
 
 def json_array_chunks(
-    records: Iterable[RecordLike], *, project: Project = _identity, on_row: Callable[[], None]
+    records: Iterable[RecordLike], *, project: Project | None = None, on_row: Callable[[], None]
 ) -> Iterator[bytes]:
     """A JSON array of the records' data."""
 
@@ -79,20 +85,26 @@ def json_array_chunks(
         first = True
         for record in records:
             on_row()
-            yield (b"" if first else b",") + orjson.dumps(project(record.data))
+            yield (b"" if first else b",") + _encoded(record, project)
             first = False
         yield b"]"
 
     return _gathered(pieces())
 
 
-def geojson_feature(record: RecordLike, location: tuple[str, str], project: Project) -> dict[str, Any]:
+def geojson_feature(record: RecordLike, location: tuple[str, str], project: Project | None) -> dict[str, Any]:
     point = record_point(record, location)
+    raw = getattr(record, "raw", None)
+    properties: Any = (
+        orjson.Fragment(raw)
+        if project is None and isinstance(raw, str)
+        else (project or _identity)(record.data)
+    )
     return {
         "type": "Feature",
         "id": record.record_key,
         "geometry": None if point is None else {"type": "Point", "coordinates": point},
-        "properties": project(record.data),
+        "properties": properties,
     }
 
 
@@ -100,7 +112,7 @@ def geojson_chunks(
     records: Iterable[RecordLike],
     location: tuple[str, str],
     *,
-    project: Project = _identity,
+    project: Project | None = None,
     on_row: Callable[[], None],
 ) -> Iterator[bytes]:
     """An RFC 7946 FeatureCollection written feature by feature."""
