@@ -57,13 +57,10 @@ def fill(url: str, count: int) -> None:
             ward = WARDS[n % len(WARDS)]
             data = {"ID": key, "名称": f"{ward}公衆トイレ{n}", "所在地_連結表記": f"福岡県北九州市{ward}{n % 97}-1",
                     "設置位置": "屋外", "男性トイレ総数": n % 5, "女性トイレ総数": n % 4, "緯度": lat, "経度": lon}  # fmt: skip
-            rows.append(
-                {
-                    "dataset_id": "public-toilet", "record_key": key, "data": data, "schema_version": 1,
-                    "event_source": "/bench", "event_id": f"e{n}", "event_time": T0, "kafka_partition": 0,
-                    "kafka_offset": n, "latitude": lat, "longitude": lon, "updated_at": T0, "deleted_at": None,
-                }  # fmt: skip
-            )
+            row = {"dataset_id": "public-toilet", "record_key": key, "data": data, "schema_version": 1,
+                   "event_source": "/bench", "event_id": f"e{n}", "event_time": T0, "kafka_partition": 0,
+                   "kafka_offset": n, "latitude": lat, "longitude": lon, "updated_at": T0, "deleted_at": None}  # fmt: skip
+            rows.append(row)
         with session_factory(engine)() as session, session.begin():
             session.execute(insert(Record), rows)
     with session_factory(engine)() as session, session.begin():
@@ -89,7 +86,9 @@ def process(args: list[str], env: dict[str, str], port: int) -> Iterator[subproc
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
+                )
             time.sleep(0.1)
         yield proc
     finally:
@@ -171,7 +170,9 @@ def serve_bare(body_file: str, port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
@@ -222,7 +223,9 @@ def main() -> None:
     print(f"\nwhole-dataset export of {args.records:,} records")
     for fmt, (size, seconds) in exports.items():
         print(f"  {fmt:8s}: {size / 1e6:8.1f} MB in {seconds:6.1f} s = {size / 1e6 / seconds:6.1f} MB/s")
-    print(f"  publish server peak RSS: {rss_after:.0f} MB (before the exports {rss_before:.0f} MB; target < 200 MB)")
+    print(
+        f"  publish server peak RSS: {rss_after:.0f} MB (before the exports {rss_before:.0f} MB; target < 200 MB)"
+    )
 
 
 if __name__ == "__main__":
