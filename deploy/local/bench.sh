@@ -11,6 +11,7 @@ trap 'infra_down; exit $?' EXIT
 infra_up
 .venv/bin/python -m bench.ingest
 .venv/bin/python -m bench.catalog --pg-url "$(bash "$SCRIPT_DIR/postgres.sh" url)"
+.venv/bin/python -m bench.publish
 .venv/bin/python -m bench.feeds
 .venv/bin/python -m bench.anonymize
 .venv/bin/python -m bench.schemas
