@@ -22,6 +22,8 @@ from prometheus_client.process_collector import ProcessCollector
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from cityos.db.engine import make_engine, session_factory
 from cityos.settings import Settings, get_settings
@@ -98,10 +100,14 @@ def create_app(
     app = FastAPI(title=TITLE, description=DESCRIPTION, version="1", lifespan=lifespan)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Our errors carry a dict body; FastAPI would wrap it as {"detail": {...}}, so flatten it.
         body = exc.detail if isinstance(exc.detail, dict) else {"error": "http", "detail": exc.detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the first route's methods; several routes may share the path.
+            headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed_methods(app, request.scope))}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -182,3 +188,12 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.state.usage_buffer = usage_buffer
     return app
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

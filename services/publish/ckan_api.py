@@ -6,7 +6,7 @@ same as a missing one. Answers use CKAN's envelope: ``help``, ``success``, ``res
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -19,12 +19,23 @@ from cityos.access import Caller, ReadAccess
 from cityos.db.models import Dataset, Department
 from services.catalog import queries
 from services.publish import ckan
-from services.publish.context import PublishContext, caller_of, departments, visible_datasets
+from services.publish.context import (
+    COMMON_RESPONSES,
+    PublishContext,
+    caller_of,
+    departments,
+    visible_datasets,
+)
 from services.publish.filters import FilterValue, Invalid, convert, declared_types
 from services.publish.query import Condition, RecordQuery, SortKey, parse_query
 from services.publish.records_api import quality_of
 from services.publish.usage import open_tally
 
+CKAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    404: {"description": "CKAN envelope with a Not Found Error"},
+    409: {"description": "CKAN envelope with a Validation Error"},
+}
 DATASTORE_DEFAULT_LIMIT = 100
 DATASTORE_MAX_LIMIT = 32_000
 
@@ -278,7 +289,7 @@ class CkanActions:
 
 
 def ckan_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["CKAN action API"])
+    router = APIRouter(tags=["CKAN action API"], responses=CKAN_RESPONSES)
     actions = CkanActions(ctx)
 
     def run(action: Action, caller: Caller, params: Params, state: Any) -> Any:
@@ -312,15 +323,25 @@ def ckan_router(ctx: PublishContext) -> APIRouter:
             status, envelope = error.status, {"help": help_url, "success": False, "error": error.body()}
         return Response(orjson.dumps(envelope), status_code=status, media_type="application/json")
 
+    def endpoint(action_name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def action_endpoint(request: Request) -> Response:
+            return await handle(request, action_name)
+
+        return action_endpoint
+
+    # GET and POST (JSON body) per action, each its own operation; unknown names get CKAN's own 400.
     for prefix in ("/api/3/action", "/api/action"):
-        for method in ("GET", "POST"):
+        for name in actions.actions:
+            documented = prefix == "/api/3/action"
             router.add_api_route(
-                prefix + "/{action_name}",
-                handle,
-                methods=[method],
-                operation_id=f"ckan_action_{method.lower()}",
-                summary="CKAN action: package_list, package_show, package_search, organization_list, "
-                "organization_show, resource_show, datastore_search, status_show",
-                include_in_schema=prefix == "/api/3/action",
-            )
+                f"{prefix}/{name}", endpoint(name), methods=["GET"], operation_id=f"ckan_{name}",
+                summary=f"CKAN {name}", include_in_schema=documented,
+            )  # fmt: skip
+            router.add_api_route(
+                f"{prefix}/{name}", endpoint(name), methods=["POST"], operation_id=f"ckan_{name}_post",
+                summary=f"CKAN {name} (parameters as a JSON body)", include_in_schema=documented,
+            )  # fmt: skip
+        router.add_api_route(
+            prefix + "/{action_name}", handle, methods=["GET", "POST"], include_in_schema=False
+        )
     return router

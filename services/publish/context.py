@@ -41,6 +41,14 @@ class PublishContext:
             yield session
 
 
+# Answers every data route may give besides its own (documented once, on each router).
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A parameter is malformed; the body names it"},
+    401: {"description": "The API key presented is malformed, unknown, revoked or expired"},
+    429: {"description": "Over the caller's rate limit; see Retry-After and RateLimit-* headers"},
+}
+
+
 def error_body(parameter: str, problem: str) -> dict[str, str]:
     return {"error": "invalid_parameter", "parameter": parameter, "detail": problem}
 

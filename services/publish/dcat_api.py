@@ -16,6 +16,7 @@ from cityos.db.models import Dataset
 from services.catalog import queries
 from services.publish import dcat
 from services.publish.context import (
+    COMMON_RESPONSES,
     NOT_FOUND,
     PublishContext,
     caller_of,
@@ -36,7 +37,7 @@ _RDF_CONTENT: dict[int | str, dict[str, Any]] = {
 
 
 def dcat_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["DCAT-AP catalog"])
+    router = APIRouter(tags=["DCAT-AP catalog"], responses=COMMON_RESPONSES)
     SessionDep = Annotated[Session, Depends(ctx.session)]
 
     def entry(session: Session, dataset: Dataset) -> dcat.DatasetEntry:

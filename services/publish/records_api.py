@@ -22,6 +22,7 @@ from services.catalog import queries
 from services.publish import filters, render, stream
 from services.publish.conditional import http_date, not_modified, weak_etag
 from services.publish.context import (
+    COMMON_RESPONSES,
     PublishContext,
     bad_request,
     caller_of,
@@ -83,7 +84,7 @@ def _shown_fields(access: ReadAccess, parsed: RecordQuery) -> tuple[str, ...] | 
 
 
 def records_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["datasets"])
+    router = APIRouter(tags=["datasets"], responses=COMMON_RESPONSES)
     SessionDep = Annotated[Session, Depends(ctx.session)]
 
     def prepare(

@@ -7,7 +7,7 @@ only datasets the caller may read are reported. A key holder can ask for their o
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,39 +15,54 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from services.publish import render
-from services.publish.context import PublishContext, bad_request, caller_of, visible_dataset, visible_datasets
+from services.publish.context import (
+    COMMON_RESPONSES,
+    PublishContext,
+    bad_request,
+    caller_of,
+    visible_dataset,
+    visible_datasets,
+)
 from services.publish.usage import REPORT_COLUMNS, hashed_key, usage_rows
 
-MAX_RANGE = timedelta(days=366)
+# RFC 3339 date-times, parsed here rather than by pydantic (which also takes bare numbers as times).
+_DATE_TIME: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}
 
 
-def _moment(raw: str | None, parameter: str, default: datetime) -> datetime:
+def _moment(raw: str | None, parameter: str) -> datetime | None:
     if raw is None:
-        return default
+        return None
+    text = raw.strip().upper().replace("Z", "+00:00")
+    # RFC 3339 allows a leap second; Python's datetime does not.
+    text = text[:17] + "59" + text[19:] if text[17:19] == "60" else text
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        raise bad_request(parameter, f"expected an ISO 8601 date or date-time, got {raw!r}") from None
+        raise bad_request(parameter, f"expected an RFC 3339 date-time, got {raw!r}") from None
+    # A time without an offset is read as UTC, the report's own zone.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def usage_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["usage"])
+    router = APIRouter(tags=["usage"], responses=COMMON_RESPONSES)
     SessionDep = Annotated[Session, Depends(ctx.session)]
 
     @router.get(
         "/api/v1/usage",
         summary="Usage report (open data): per hour, dataset, caller class, hashed key and format",
-        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+        responses={
+            200: {"content": {"application/json": {}, "text/csv": {}}},
+            404: {"description": "No dataset with this id that you may read"},
+        },
     )
     def usage_report(
         request: Request,
         session: SessionDep,
         start: Annotated[
-            str | None, Query(alias="from", description="Start (ISO 8601), default 7 days ago")
+            str | None, Query(alias="from", description="Start, default 7 days ago", **_DATE_TIME)
         ] = None,
         end: Annotated[
-            str | None, Query(alias="to", description="End, exclusive (ISO 8601), default now")
+            str | None, Query(alias="to", description="End, exclusive; default now", **_DATE_TIME)
         ] = None,
         dataset: Annotated[str | None, Query(description="One dataset id")] = None,
         key: Annotated[str | None, Query(description="One key, as its hash in this report, or `me`")] = None,
@@ -58,12 +73,8 @@ def usage_router(ctx: PublishContext) -> APIRouter:
         # snapshot, so the report includes the latest requests.
         ctx.usage.flush(ctx.writer_sessions)
         now = datetime.now(UTC)
-        until = _moment(end, "to", now)
-        since = _moment(start, "from", until - timedelta(days=7))
-        if since >= until:
-            raise bad_request("from", "must be before to")
-        if until - since > MAX_RANGE:
-            raise bad_request("from", "the range is limited to 366 days")
+        until = _moment(end, "to") or now
+        since = _moment(start, "from") or until - timedelta(days=7)
         caller = caller_of(request)
         if dataset is not None:
             ids = [visible_dataset(session, caller, dataset)[0].id]

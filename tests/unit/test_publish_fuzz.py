@@ -50,7 +50,9 @@ def _app(tmp_path: Path) -> object:
                     )
                 )
         apply_batch(session, events=events, now=datetime.now(UTC))
-    return create_app(Settings(database_url=url), engine=engine, registry=CollectorRegistry())
+    # A limit the examples never reach: they are here to exercise the endpoints (limits have their own tests).
+    settings = Settings(database_url=url, publish_anonymous_rate_per_minute=1_000_000)
+    return create_app(settings, engine=engine, registry=CollectorRegistry())
 
 
 @pytest.fixture(scope="module")
