@@ -63,8 +63,9 @@ class Settings(BaseSettings):
 
     # Open-data API limits (issue 4): requests per minute for anonymous callers (per address) and
     # for registered keys without their own limit; usage counters are flushed to the DB this often.
-    publish_anonymous_rate_per_minute: int = 60
-    publish_key_rate_per_minute: int = 600
+    # 300/min anonymous (5 req/s per address) serves a script or a map page; keys get ten times that.
+    publish_anonymous_rate_per_minute: int = 300
+    publish_key_rate_per_minute: int = 3000
     publish_usage_flush_interval_s: float = 10.0
     # Contact point published in DCAT and CKAN metadata for every dataset.
     open_data_contact_email: str = "opendata@city.example.jp"
