@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -22,6 +24,31 @@ from services.publish.usage import UsageBuffer
 NOT_FOUND = {"error": "not_found", "detail": "no public dataset with this id"}
 
 
+class SchemaCache:
+    """Latest schema document per dataset, kept for a few seconds.
+
+    Registered versions never change, and a newly registered one only needs to show up soon: the
+    records hot path then skips one query and the decoding of a large JSON document per request.
+    """
+
+    def __init__(self, ttl_s: float = 2.0) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def latest(self, session: Session, dataset_id: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(dataset_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        row = queries.latest_schema(session, dataset_id=dataset_id)
+        document = row.document if row is not None else None
+        with self._lock:
+            self._entries[dataset_id] = (now + self.ttl_s, document)
+        return document
+
+
 @dataclass(frozen=True)
 class PublishContext:
     settings: Settings
@@ -30,6 +57,7 @@ class PublishContext:
     usage: UsageBuffer
     # Sessions for the few writes (usage counters): IMMEDIATE on SQLite, so they wait for the lock.
     writer_sessions: sessionmaker[Session]
+    schemas: SchemaCache = field(default_factory=SchemaCache)
 
     @property
     def base_url(self) -> str:

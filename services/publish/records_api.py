@@ -9,6 +9,7 @@ as a missing one. Query strings are parsed by ``query.parse_query`` into typed c
 # refer to ``SessionDep``, a local of ``records_router``.
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -83,6 +84,87 @@ def _shown_fields(access: ReadAccess, parsed: RecordQuery) -> tuple[str, ...] | 
     return parsed.fields if parsed.fields is not None else access.fields
 
 
+def _param(name: str, description: str, schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    parameter: dict[str, Any] = {
+        "name": name, "in": "query", "required": False, "description": description, "schema": schema,
+    }  # fmt: skip
+    if example is not None:
+        parameter["example"] = example
+    return parameter
+
+
+_TEXT = {"type": "string"}
+RECORDS_PARAMETERS = [
+    _param(
+        "limit",
+        "Page size",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    ),
+    _param("offset", "Records to skip (or use cursor)", {"type": "integer", "minimum": 0, "default": 0}),
+    _param(
+        "format", "Output format; overrides the Accept header", {"type": "string", "enum": list(MEDIA_TYPES)}
+    ),
+    _param("bom", "CSV only: start with a UTF-8 BOM (Excel)", {"type": "boolean", "default": False}),
+    _param("q", "Text contained in any text field", _TEXT, "小倉"),
+    _param("bbox", "minLon,minLat,maxLon,maxLat (WGS 84)", _TEXT, "130.85,33.86,130.90,33.90"),
+    _param("near", "lon,lat of a point", _TEXT, "130.874,33.884"),
+    _param("distance", "Metres from `near` (default 1000)", {"type": "number"}, 500),
+    _param("sort", "Fields, `-` for descending", _TEXT, "-男性トイレ総数"),
+    _param("fields", "Fields to return", _TEXT, "名称,住所"),
+    _param("cursor", "`next_cursor` of the previous page", _TEXT),
+]
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    limit: int
+    offset: int
+    format: str | None
+    bom: bool
+    cursor: str | None
+
+
+def _integer(raw: str | None, name: str, default: int, low: int, high: int | None) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(name, f"expected an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise bad_request(name, f"must be {bound}")
+    return value
+
+
+def read_paging(request: Request) -> Paging:
+    """Paging and representation parameters, checked with 400s that name the parameter."""
+    query = request.query_params
+    fmt = query.get("format")
+    if fmt is not None and fmt not in MEDIA_TYPES:
+        raise bad_request("format", f"expected one of {', '.join(MEDIA_TYPES)}")
+    bom_raw = query.get("bom")
+    if bom_raw is not None and bom_raw.lower() not in _BOOLEANS:
+        raise bad_request("bom", "expected true or false")
+    return Paging(
+        limit=_integer(query.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=_integer(query.get("offset"), "offset", 0, 0, None),
+        format=fmt,
+        bom=_BOOLEANS[bom_raw.lower()] if bom_raw is not None else False,
+        cursor=query.get("cursor"),
+    )
+
+
 def records_router(ctx: PublishContext) -> APIRouter:
     router = APIRouter(tags=["datasets"], responses=COMMON_RESPONSES)
     SessionDep = Annotated[Session, Depends(ctx.session)]
@@ -91,8 +173,7 @@ def records_router(ctx: PublishContext) -> APIRouter:
         request: Request, session: Session, dataset_id: str, chosen: filters.OutputFormat, format_given: bool
     ) -> tuple[Dataset, ReadAccess, dict[str, Any] | None, RecordQuery, tuple[str, str] | None]:
         dataset, access = visible_dataset(session, caller_of(request), dataset_id)
-        schema_row = queries.latest_schema(session, dataset_id=dataset.id)
-        schema = schema_row.document if schema_row is not None else None
+        schema = ctx.schemas.latest(session, dataset.id)
         location = render.location_fields(dataset.meta)
         parsed = parse_query(
             request.query_params.multi_items(),
@@ -156,38 +237,27 @@ def records_router(ctx: PublishContext) -> APIRouter:
             404: {"description": "No dataset with this id that you may read"},
             429: {"description": "Over your rate limit; see Retry-After"},
         },
-        openapi_extra={"x-query-examples": _RECORDS_EXAMPLES},
+        openapi_extra={"parameters": RECORDS_PARAMETERS, "x-query-examples": _RECORDS_EXAMPLES},
     )
-    def list_records(
-        request: Request,
-        dataset_id: str,
-        session: SessionDep,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
-        offset: Annotated[int, Query(ge=0, description="Records to skip (or use cursor)")] = 0,
-        format: Annotated[
-            FormatParam | None, Query(description="Output format; overrides the Accept header")
-        ] = None,
-        bom: Annotated[bool, Query(description="CSV only: start with a UTF-8 BOM (Excel)")] = False,
-        q: Annotated[
-            str | None, Query(description="Text contained in any text field", examples=["小倉"])
-        ] = None,
-        bbox: Annotated[
-            str | None,
-            Query(description="minLon,minLat,maxLon,maxLat (WGS 84)", examples=["130.85,33.86,130.90,33.90"]),
-        ] = None,
-        near: Annotated[
-            str | None, Query(description="lon,lat of a point", examples=["130.874,33.884"])
-        ] = None,
-        distance: Annotated[float | None, Query(description="Metres from `near` (default 1000)")] = None,
-        sort: Annotated[
-            str | None, Query(description="Fields, `-` for descending", examples=["-男性トイレ総数"])
-        ] = None,
-        fields: Annotated[str | None, Query(description="Fields to return", examples=["名称,住所"])] = None,
-        cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
-        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-        if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
-        if_modified_since: Annotated[str | None, Header(include_in_schema=False)] = None,
-    ) -> Response:
+    def list_records(request: Request, dataset_id: str) -> Response:
+        # Parameters are read by hand (and documented in RECORDS_PARAMETERS): FastAPI's per-parameter
+        # validation cost more than the whole database work of a page.
+        with ctx.sessions() as session:
+            return records_page(request, session, dataset_id)
+
+    def records_page(request: Request, session: Session, dataset_id: str) -> Response:
+        paging = read_paging(request)
+        limit, offset, format, bom, cursor = (
+            paging.limit,
+            paging.offset,
+            paging.format,
+            paging.bom,
+            paging.cursor,
+        )
+        headers_in = request.headers
+        accept = headers_in.get("accept")
+        if_none_match = headers_in.get("if-none-match")
+        if_modified_since = headers_in.get("if-modified-since")
         chosen = filters.negotiate_format(format, accept)
         request.state.response_format = chosen
         dataset, access, schema, parsed, location = prepare(
