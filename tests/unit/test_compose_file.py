@@ -21,13 +21,21 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compo
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_SPEC = FIXTURES / "compose-spec" / "compose-spec.json"
 
-APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002}
+APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002, "feeds": 8003}
 REQUIRED_ENV = ("CITYOS_KAFKA_BOOTSTRAP", "CITYOS_DATABASE_URL")
 # Inside a container the services must listen on all interfaces; the settings default to 127.0.0.1.
 BIND_ENV = {
     "publish": "CITYOS_PUBLISH_HOST",
     "catalog": "CITYOS_CATALOG_HOST",
     "ingest": "CITYOS_INGEST_METRICS_HOST",
+    "feeds": "CITYOS_FEEDS_METRICS_HOST",
+}
+# The port each service listens on, by setting: the published container port must be this one.
+PORT_SETTING = {
+    "publish": "publish_port",
+    "catalog": "catalog_port",
+    "ingest": "ingest_metrics_port",
+    "feeds": "feeds_metrics_port",
 }
 
 
@@ -75,7 +83,7 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
     assert not errors, "\n".join(f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
 
 
-def test_compose_has_the_infrastructure_and_the_three_services(compose: dict[str, Any]) -> None:
+def test_compose_has_the_infrastructure_and_every_app_service(compose: dict[str, Any]) -> None:
     assert {"kafka", "postgres", "prometheus", *APP_SERVICES} <= set(compose["services"])
 
 
@@ -119,6 +127,15 @@ def test_compose_variables_are_real_settings() -> None:
         assert field in Settings.model_fields, (
             f"{variable} does not match any field of cityos.settings.Settings"
         )
+
+
+def test_app_service_ports_are_the_settings_defaults() -> None:
+    """APP_SERVICES (published and scraped ports) must be where the services really listen."""
+    from cityos.settings import Settings
+
+    assert set(PORT_SETTING) == set(APP_SERVICES) == set(BIND_ENV)
+    for name, port in APP_SERVICES.items():
+        assert Settings.model_fields[PORT_SETTING[name]].default == port, name
 
 
 def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
