@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from cityos.access import Caller, ReadAccess
+from cityos.access import Caller, ReadAccess, read_access
 from cityos.db.models import Dataset, Department
 from services.catalog import queries
 from services.publish import ckan
@@ -104,10 +104,11 @@ class CkanActions:
         )  # fmt: skip
 
     def _visible(self, session: Session, caller: Caller, dataset_id: str) -> tuple[Dataset, ReadAccess]:
-        for dataset, access in visible_datasets(session, caller):
-            if dataset.id == dataset_id:
-                return dataset, access
-        raise ckan.not_found("Dataset")
+        dataset = queries.get_dataset(session, dataset_id=dataset_id) if dataset_id else None
+        access = read_access(session, caller, dataset) if dataset is not None else None
+        if dataset is None or access is None:
+            raise ckan.not_found("Dataset")
+        return dataset, access
 
     # -- actions ----------------------------------------------------------------------------------
 

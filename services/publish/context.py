@@ -100,10 +100,14 @@ def visible_dataset(session: Session, caller: Caller, dataset_id: str) -> tuple[
 
 
 def visible_datasets(session: Session, caller: Caller) -> list[tuple[Dataset, ReadAccess]]:
-    """Every dataset the caller may read, by id; never filtered by classification here."""
+    """Every dataset the caller may read, by id; never filtered by classification here.
+
+    Not audited per dataset: a listing shows metadata, not records, and auditing every hidden
+    dataset on every listing would bury the audit log. Reading a named dataset is audited.
+    """
     visible = []
     for dataset in queries.list_datasets(session, classification=None):
-        access = read_access(session, caller, dataset)
+        access = read_access(session, caller, dataset, audit=False)
         if access is not None:
             visible.append((dataset, access))
     return visible
