@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: local Kafka + the three services on the embedded SQLite catalog + demo events.
+# The main job: local Kafka + the four services on the embedded SQLite catalog + demo events.
 #
 #   run-stack.sh                 foreground; Ctrl-C stops the services and the broker it started
 #   CITYOS_DETACH=1 run-stack.sh return once everything is up (stop with stop-stack.sh)
@@ -67,6 +67,8 @@ cat <<URLS
   open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
+  CKAN action API   http://127.0.0.1:$PUBLISH_PORT/api/3/action/package_list
+  DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
   catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets
   metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics
   feeds             .venv/bin/cityos subscriptions create DEPARTMENT DATASET   (docs/feeds.md)
