@@ -179,6 +179,9 @@ BEGIN
   END IF;
 END
 \$\$;
+-- Tests drop their databases WITH (FORCE); an autovacuum worker busy in one (after a bulk insert)
+-- may only be terminated by a member of pg_signal_backend. Granting twice is harmless.
+GRANT pg_signal_backend TO $DB_USER;
 SELECT format('CREATE DATABASE %I OWNER %I ENCODING ''UTF8'' TEMPLATE template0', d, '$DB_USER')
   FROM unnest(ARRAY['${DATABASES[0]}', '${DATABASES[1]}']) AS d
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d)
