@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     publish_anonymous_rate_per_minute: int = 300
     publish_key_rate_per_minute: int = 3000
     publish_usage_flush_interval_s: float = 10.0
+    # A rendered records page is served again for at most this long (seconds), so a change shows
+    # within it (the platform promises one second); 0 renders every request anew.
+    publish_page_cache_ttl_s: float = 0.2
     # Contact point published in DCAT and CKAN metadata for every dataset.
     open_data_contact_email: str = "opendata@city.example.jp"
 

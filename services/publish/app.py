@@ -22,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from cityos.db.engine import make_engine, session_factory
@@ -33,7 +33,8 @@ from services.publish.context import PublishContext, error_body
 from services.publish.dcat_api import dcat_router
 from services.publish.limits import RateLimiter
 from services.publish.metrics import MetricsMiddleware, PublishMetrics
-from services.publish.records_api import records_router
+from services.publish.page_cache import PageCache
+from services.publish.records_api import CachedPagesMiddleware, records_router
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
 from services.publish.usage_api import usage_router
 
@@ -83,6 +84,7 @@ def create_app(
         metrics=metrics,
         usage=usage_buffer,
         writer_sessions=writer_sessions,
+        pages=PageCache(settings.publish_page_cache_ttl_s),
     )
 
     @asynccontextmanager
@@ -161,7 +163,11 @@ def create_app(
     app.include_router(release_router(ctx))
 
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
-    # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit).
+    # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit),
+    # and innermost the cached records pages (answered after all of those, before routing).
+    app.add_middleware(
+        CachedPagesMiddleware, ctx=ctx, route=_route(app, "/api/v1/datasets/{dataset_id}/records")
+    )
     app.add_middleware(
         CallerMiddleware,
         sessions=make_session,
@@ -187,7 +193,12 @@ def create_app(
     )  # fmt: skip
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.state.usage_buffer = usage_buffer
+    app.state.page_cache = ctx.pages
     return app
+
+
+def _route(app: FastAPI, path: str) -> BaseRoute:
+    return next(route for route in app.router.routes if getattr(route, "path", None) == path)
 
 
 def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:

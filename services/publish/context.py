@@ -17,6 +17,7 @@ from cityos.settings import Settings
 from services.catalog import queries
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
+from services.publish.page_cache import PageCache
 from services.publish.usage import UsageBuffer
 
 # One body for every invisible dataset: a missing, internal and personal id must be
@@ -58,6 +59,7 @@ class PublishContext:
     # Sessions for the few writes (usage counters): IMMEDIATE on SQLite, so they wait for the lock.
     writer_sessions: sessionmaker[Session]
     schemas: SchemaCache = field(default_factory=SchemaCache)
+    pages: PageCache = field(default_factory=lambda: PageCache(0.0))
 
     @property
     def base_url(self) -> str:

@@ -8,6 +8,7 @@ as a missing one. Query strings are parsed by ``query.parse_query`` into typed c
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime, and they
 # refer to ``SessionDep``, a local of ``records_router``.
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -16,11 +17,14 @@ import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos.access import ReadAccess
 from cityos.db.models import Dataset, Department, SchemaVersionRow
 from services.catalog import queries
-from services.publish import filters, render, stream
+from services.publish import filters, page_cache, render, stream
 from services.publish.conditional import http_date, not_modified, weak_etag
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -32,6 +36,7 @@ from services.publish.context import (
     visible_datasets,
 )
 from services.publish.filters import ParamProblem
+from services.publish.page_cache import CachedPage, PreparedResponse
 from services.publish.quality import five_star, metadata_quality
 from services.publish.query import RecordQuery, encode_cursor, parse_query
 from services.publish.usage import open_tally
@@ -95,6 +100,14 @@ def _param(name: str, description: str, schema: dict[str, Any], example: Any = N
 
 _TEXT = {"type": "string"}
 RECORDS_PARAMETERS = [
+    # Declared here rather than in the handler's signature: FastAPI's dependency solving for a
+    # single path parameter cost as much as answering a cached page.
+    {
+        "name": "dataset_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "title": "Dataset Id"},
+    },
     _param(
         "limit",
         "Page size",
@@ -165,9 +178,89 @@ def read_paging(request: Request) -> Paging:
     )
 
 
+def answer(
+    ctx: PublishContext, request: Request, page: CachedPage, *, checked_since: bool = False
+) -> Response:
+    """The response to this request from a rendered page: 200, or 304 by its validators."""
+    tally = open_tally(request.state, page.dataset_id, page.format)
+    headers_in = request.headers
+    if_none_match = headers_in.get("if-none-match")
+    if (
+        not checked_since
+        and if_none_match is None
+        and not_modified(
+            etag="",
+            last_modified=page.last_modified,
+            if_none_match=None,
+            if_modified_since=headers_in.get("if-modified-since"),
+        )
+    ):
+        return PreparedResponse(304, page.early_headers)
+    tally.rows = page.rows
+    ctx.metrics.records_served_series(page.dataset_id, page.format).inc(page.rows)
+    if if_none_match is not None and not_modified(
+        etag=page.etag, last_modified=None, if_none_match=if_none_match, if_modified_since=None
+    ):
+        tally.rows = 0
+        return PreparedResponse(304, page.not_modified_headers)
+    return PreparedResponse(200, page.ok_headers, page.body)
+
+
+RECORDS_PATH_PREFIX = f"{render.API_PREFIX}/datasets/"
+RECORDS_PATH_SUFFIX = "/records"
+
+
+class CachedPagesMiddleware:
+    """Answers a public dataset's records page from the page cache before routing, or passes on.
+
+    Placed innermost of the service's middlewares, so metrics, CORS, usage and the caller's rate
+    limit apply to these answers exactly as to any other; it only skips FastAPI's routing and
+    request handling, which cost more than the rest of a cached answer. The handler checks the same
+    cache, so whatever this layer passes on (HEAD, a malformed parameter) is answered the same.
+    """
+
+    def __init__(self, app: ASGIApp, *, ctx: PublishContext, route: BaseRoute) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            path: str = scope["path"]
+            if path.startswith(RECORDS_PATH_PREFIX) and path.endswith(RECORDS_PATH_SUFFIX):
+                dataset_id = path[len(RECORDS_PATH_PREFIX) : -len(RECORDS_PATH_SUFFIX)]
+                # The route's {dataset_id} is one non-empty path segment.
+                if dataset_id and "/" not in dataset_id:
+                    response = self._cached(scope, dataset_id)
+                    if response is not None:
+                        await response(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+    def _cached(self, scope: Scope, dataset_id: str) -> Response | None:
+        if not self.ctx.pages.enabled:
+            return None
+        request = Request(scope)
+        try:
+            paging = read_paging(request)
+        except HTTPException:
+            return None  # the handler answers the 400
+        chosen = filters.negotiate_format(paging.format, request.headers.get("accept"))
+        page = self.ctx.pages.get(page_cache.public_key(dataset_id, chosen, scope["query_string"]))
+        if page is None:
+            return None
+        # What routing would have recorded: the metrics label the request by its route template.
+        scope["route"] = self.route
+        scope["path_params"] = {"dataset_id": dataset_id}
+        request.state.response_format = chosen
+        return answer(self.ctx, request, page)
+
+
 def records_router(ctx: PublishContext) -> APIRouter:
     router = APIRouter(tags=["datasets"], responses=COMMON_RESPONSES)
     SessionDep = Annotated[Session, Depends(ctx.session)]
+    # Public pages being rendered right now, by cache key (event-loop only, so no lock).
+    rendering: dict[page_cache.PageKey, asyncio.Event] = {}
 
     def prepare(
         request: Request, session: Session, dataset_id: str, chosen: filters.OutputFormat, format_given: bool
@@ -239,43 +332,97 @@ def records_router(ctx: PublishContext) -> APIRouter:
         },
         openapi_extra={"parameters": RECORDS_PARAMETERS, "x-query-examples": _RECORDS_EXAMPLES},
     )
-    def list_records(request: Request, dataset_id: str) -> Response:
+    async def list_records(request: Request) -> Response:
+        dataset_id: str = request.path_params["dataset_id"]
         # Parameters are read by hand (and documented in RECORDS_PARAMETERS): FastAPI's per-parameter
         # validation cost more than the whole database work of a page.
-        with ctx.sessions() as session:
-            return records_page(request, session, dataset_id)
-
-    def records_page(request: Request, session: Session, dataset_id: str) -> Response:
         paging = read_paging(request)
-        limit, offset, format, bom, cursor = (
-            paging.limit,
-            paging.offset,
-            paging.format,
-            paging.bom,
-            paging.cursor,
-        )
         headers_in = request.headers
-        accept = headers_in.get("accept")
-        if_none_match = headers_in.get("if-none-match")
-        if_modified_since = headers_in.get("if-modified-since")
-        chosen = filters.negotiate_format(format, accept)
+        chosen = filters.negotiate_format(paging.format, headers_in.get("accept"))
         request.state.response_format = chosen
-        dataset, access, schema, parsed, location = prepare(
-            request, session, dataset_id, chosen, format is not None
-        )
-        tally = open_tally(request.state, dataset.id, chosen)
+        query_string: bytes = request.scope["query_string"]
+        # A public dataset's page rendered less than the cache's interval ago is answered here, on
+        # the event loop, with no session: access to a public dataset is FULL for every caller.
+        key = page_cache.public_key(dataset_id, chosen, query_string)
+        cached = ctx.pages.get(key)
+        if cached is not None:
+            return answer(ctx, request, cached)
+
+        async def render() -> Response:
+            return await run_in_threadpool(render_page, request, dataset_id, paging, chosen, query_string)
+
+        if not ctx.pages.enabled:
+            return await render()
+        in_flight = rendering.get(key)
+        if in_flight is not None:
+            # Another request is rendering this very page: wait for it rather than run the same
+            # query again (when a page expires, every client asking at that moment would).
+            await in_flight.wait()
+            cached = ctx.pages.get(key)
+            return answer(ctx, request, cached) if cached is not None else await render()
+        done = rendering[key] = asyncio.Event()
+        try:
+            return await render()
+        finally:
+            del rendering[key]
+            done.set()
+
+    def render_page(
+        request: Request, dataset_id: str, paging: Paging, chosen: filters.OutputFormat, query_string: bytes
+    ) -> Response:
+        # Taken before the first read: an entry is never served longer than the interval after the
+        # catalog state it shows.
+        expires = ctx.pages.expiry()
+        with ctx.sessions() as session:
+            dataset, access, schema, parsed, location = prepare(
+                request, session, dataset_id, chosen, paging.format is not None
+            )
+            public = dataset.classification == "public"
+            key = (
+                page_cache.public_key(dataset.id, chosen, query_string)
+                if public
+                else page_cache.access_key(dataset.id, access.fields, chosen, query_string)
+            )
+            if not public and (cached := ctx.pages.get(key)) is not None:
+                return answer(ctx, request, cached)
+            early = early_headers(dataset)
+            if request.headers.get("if-none-match") is None and not_modified(
+                etag="",
+                last_modified=dataset.last_record_at,
+                if_none_match=None,
+                if_modified_since=request.headers.get("if-modified-since"),
+            ):
+                open_tally(request.state, dataset.id, chosen)
+                return Response(status_code=304, headers=early)
+            page = page_of(
+                session, dataset, access, schema, parsed, location, paging, chosen, request, early, expires
+            )
+        ctx.pages.put(key, page)
+        return answer(ctx, request, page, checked_since=True)
+
+    def early_headers(dataset: Dataset) -> dict[str, str]:
         headers = {"Vary": "Accept, Authorization, X-API-Key", "Cache-Control": "public, max-age=0"}
         if dataset.last_record_at is not None:
             # The newest event time of the dataset: what If-Modified-Since is compared with.
             headers["Last-Modified"] = http_date(dataset.last_record_at)
-        if if_none_match is None and not_modified(
-            etag="",
-            last_modified=dataset.last_record_at,
-            if_none_match=None,
-            if_modified_since=if_modified_since,
-        ):
-            return Response(status_code=304, headers=headers)
+        return headers
 
+    def page_of(
+        session: Session,
+        dataset: Dataset,
+        access: ReadAccess,
+        schema: dict[str, Any] | None,
+        parsed: RecordQuery,
+        location: tuple[str, str] | None,
+        paging: Paging,
+        chosen: filters.OutputFormat,
+        request: Request,
+        early: dict[str, str],
+        expires: float,
+    ) -> CachedPage:
+        """Run the query and render the page; what the cache keeps."""
+        limit, offset, cursor = paging.limit, paging.offset, paging.cursor
+        headers = dict(early)
         if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
             total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
         else:
@@ -287,8 +434,6 @@ def records_router(ctx: PublishContext) -> APIRouter:
             session, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
         )
         records, more = fetched[:limit], len(fetched) > limit
-        tally.rows = len(records)
-        ctx.metrics.records_served.labels(dataset.id, chosen).inc(len(records))
         path = f"{render.dataset_path(dataset.id)}/records"
         params = request.query_params.multi_items()
         next_cursor = encode_cursor(records[-1].record_key) if more and parsed.keyset and records else None
@@ -320,7 +465,7 @@ def records_router(ctx: PublishContext) -> APIRouter:
         if chosen == "csv":
             headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.csv")
             dicts = [project(r.data, shown) for r in records]
-            body = render.render_csv(_columns(schema, access, parsed, dicts), dicts, bom=bom)
+            body = render.render_csv(_columns(schema, access, parsed, dicts), dicts, bom=paging.bom)
         elif chosen == "geojson":
             assert location is not None  # refused in prepare
             headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.geojson")
@@ -334,15 +479,16 @@ def records_router(ctx: PublishContext) -> APIRouter:
             )
             page["next_cursor"] = next_cursor
             body = orjson.dumps(page)
-        # The ETag is a digest of the body itself: exact whatever changed (an out-of-order update
-        # need not move Last-Modified), at the cost of running the query for a revalidation.
+        # The ETag is a digest of the body itself, computed once per rendering: exact whatever
+        # changed (an out-of-order update need not move Last-Modified).
         headers["ETag"] = weak_etag(chosen, body)
-        if if_none_match is not None and not_modified(
-            etag=headers["ETag"], last_modified=None, if_none_match=if_none_match, if_modified_since=None
-        ):
-            tally.rows = 0
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type=MEDIA_TYPES[chosen], headers=headers)
+        return CachedPage(
+            dataset_id=dataset.id, format=chosen, body=body, etag=headers["ETag"],
+            last_modified=dataset.last_record_at, rows=len(records), expires=expires,
+            ok_headers=Response(body, media_type=MEDIA_TYPES[chosen], headers=headers).raw_headers,
+            not_modified_headers=Response(status_code=304, headers=headers).raw_headers,
+            early_headers=Response(status_code=304, headers=early).raw_headers,
+        )  # fmt: skip
 
     @router.get(
         "/api/v1/datasets/{dataset_id}/records/{record_key}",

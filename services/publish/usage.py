@@ -194,9 +194,10 @@ class UsageMiddleware:
             # Only successful answers count as served data (a 304 serves no body, but is a request).
             if isinstance(tally, Tally) and isinstance(caller, Caller) and status in (200, 304):
                 klass = key_class(caller)
-                self.metrics.dataset_requests.labels(tally.dataset_id, tally.format, klass).inc()
-                self.metrics.rows_served.labels(tally.dataset_id, tally.format, klass).inc(tally.rows)
-                self.metrics.bytes_served.labels(tally.dataset_id, tally.format, klass).inc(sent)
+                labels = (tally.dataset_id, tally.format, klass)
+                self.metrics.dataset_requests_series(*labels).inc()
+                self.metrics.rows_served_series(*labels).inc(tally.rows)
+                self.metrics.bytes_served_series(*labels).inc(sent)
                 self.buffer.add(caller, tally, sent)
 
 

@@ -74,7 +74,7 @@ def usage_router(ctx: PublishContext) -> APIRouter:
         ctx.usage.flush(ctx.writer_sessions)
         now = datetime.now(UTC)
         until = _moment(end, "to") or now
-        since = _moment(start, "from") or until - timedelta(days=7)
+        since = _moment(start, "from") or _week_before(until)
         caller = caller_of(request)
         if dataset is not None:
             ids = [visible_dataset(session, caller, dataset)[0].id]
@@ -95,3 +95,10 @@ def usage_router(ctx: PublishContext) -> APIRouter:
         return Response(orjson.dumps(payload), media_type="application/json")
 
     return router
+
+
+def _week_before(moment: datetime) -> datetime:
+    try:
+        return moment - timedelta(days=7)
+    except OverflowError:  # `to` in the first week of year 1: the report starts at the beginning
+        return datetime.min.replace(tzinfo=UTC)

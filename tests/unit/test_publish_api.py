@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,10 +21,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
+from cityos.apikeys import OwnerKind, issue_key
+from cityos.db.access_models import AccessGrant
 from cityos.db.engine import make_engine, migrate, session_factory
 from cityos.db.models import Record
 from cityos.events import TYPE_UPSERTED, ValidatedEvent
@@ -32,6 +36,7 @@ from cityos.settings import REPO_ROOT, Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish import filters, render
 from services.publish.app import create_app
+from services.publish.page_cache import PageCache
 
 BASE_URL = "https://opendata.example.jp/city"
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -826,6 +831,8 @@ def test_conditional_requests(catalog: Catalog, tmp_path: Path) -> None:
         changed = [dataclasses.replace(event, id="public-toilet-changed")]
         apply_batch(session, events=changed, now=T0 + timedelta(days=1))
     engine.dispose()
+    # A rendered page is served for at most the cache's interval; after it, the change shows.
+    time.sleep(Settings().publish_page_cache_ttl_s)
     after = catalog.client.get(url, headers={"If-None-Match": etag})
     assert after.status_code == 200
     assert after.headers["etag"] != etag
@@ -871,3 +878,116 @@ def test_ckan_envelope_for_unknown_action_and_bad_parameters(catalog: Catalog) -
     assert bad.json()["error"]["__type"] == "Validation Error"
     status = catalog.client.get("/api/3/action/status_show").json()
     assert status["success"] is True and "datastore" in status["result"]["extensions"]
+
+
+# --- page cache ---------------------------------------------------------------------------------
+
+
+class FrozenClock:
+    """The page cache's clock, moved by hand: the test decides when an interval has passed."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _frozen_page_cache(catalog: Catalog) -> tuple[PageCache, FrozenClock]:
+    app = catalog.client.app
+    assert isinstance(app, FastAPI)
+    pages = app.state.page_cache
+    assert isinstance(pages, PageCache) and pages.ttl_s > 0
+    clock = FrozenClock()
+    pages.clock = clock
+    return pages, clock
+
+
+def _change_first_toilet(tmp_path: Path, men: int) -> None:
+    """An update with the stored event time at a later position: neither the dataset's record count
+    nor its Last-Modified moves, so only re-rendering the page can show it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with session_factory(engine)() as session, session.begin():
+        (event,) = _events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": men}], 500 + men)
+        apply_batch(session, events=[dataclasses.replace(event, id=f"toilet-change-{men}")], now=T0)
+    engine.dispose()
+
+
+def _men(page: dict[str, Any]) -> int:
+    (first,) = [r for r in page["records"] if r["ID"] == TOILETS[0]["ID"]]
+    return int(first["男性トイレ総数"])
+
+
+def test_page_cache_serves_a_change_within_its_interval(catalog: Catalog, tmp_path: Path) -> None:
+    pages, clock = _frozen_page_cache(catalog)
+    url = RECORDS.format("public-toilet")
+    first = catalog.client.get(url)
+    assert _men(first.json()) != 9
+    _change_first_toilet(tmp_path, 9)
+    clock.now += pages.ttl_s / 2
+    within = catalog.client.get(url)
+    # Inside the interval the rendered page is answered again, validators included.
+    assert within.content == first.content and within.headers["etag"] == first.headers["etag"]
+    assert catalog.client.get(url, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+    clock.now += pages.ttl_s / 2
+    fresh = catalog.client.get(url)
+    assert _men(fresh.json()) == 9
+    assert fresh.headers["etag"] != first.headers["etag"]
+    assert fresh.headers["last-modified"] == first.headers["last-modified"]
+    # Each representation is its own entry, rendered fresh too.
+    assert "9" in catalog.client.get(url, params={"format": "csv"}).text.splitlines()[1].split(",")
+
+
+def test_page_cache_keys_pages_by_the_callers_access(catalog: Catalog, tmp_path: Path) -> None:
+    pages, _ = _frozen_page_cache(catalog)  # frozen: every page stays cached for the whole test
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with session_factory(engine)() as session, session.begin():
+        owner = issue_key(
+            session, owner_kind=OwnerKind.department, owner_id="digital", purpose="t", actor="t"
+        )
+        grantee = issue_key(session, owner_kind=OwnerKind.department, owner_id="fire", purpose="t", actor="t")
+        session.add(AccessGrant(dataset_id="copier-usage", grantee_id="fire", fields=["部局名"],
+                                granted_by="test", granted_at=T0))  # fmt: skip
+    engine.dispose()
+    url = RECORDS.format("copier-usage")
+
+    def read(secret: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        return catalog.client.get(url, headers=headers)
+
+    full = read(owner.secret).json()["records"]
+    assert full == [COPIER]
+    # The owner's full page is cached now; the grantee still gets only its granted fields.
+    assert read(grantee.secret).json()["records"] == [{"ID": "C1", "部局名": "総務局"}]
+    assert read(owner.secret).json()["records"] == full
+    assert read(grantee.secret).json()["records"] == [{"ID": "C1", "部局名": "総務局"}]
+    assert read(None).status_code == 404  # anonymous: nothing, cached pages or not
+    assert len(pages) == 2  # one entry per access, so the test above did go through the cache
+
+
+def test_cached_pages_are_counted_and_rate_limited(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session, session.begin():
+        sync_schema_set(session, schema_set=load_schema_dir(_schema_dir(tmp_path)), now=T0)
+        apply_batch(session, events=_events("public-toilet", "ID", TOILETS, 100), now=T0)
+    settings = Settings(database_url=url, public_base_url=BASE_URL, publish_anonymous_rate_per_minute=3)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        statuses = [client.get(RECORDS.format("public-toilet")).status_code for _ in range(4)]
+        metrics = client.get("/metrics").text
+    engine.dispose()
+    # Three allowed (two of them from the cache), the fourth refused: the limiter sees every one.
+    assert statuses == [200, 200, 200, 429]
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    route = "/api/v1/datasets/{dataset_id}/records"
+    assert samples[("cityos_publish_http_requests_total",
+                    (("format", "json"), ("method", "GET"), ("route", route), ("status", "200")))] == 3  # fmt: skip
+    assert samples[("cityos_publish_dataset_requests_total",
+                    (("dataset", "public-toilet"), ("format", "json"), ("key_class", "anonymous")))] == 3  # fmt: skip
+    assert samples[("cityos_publish_served_rows_total",
+                    (("dataset", "public-toilet"), ("format", "json"), ("key_class", "anonymous")))] == 3 * len(TOILETS)  # fmt: skip
