@@ -197,6 +197,15 @@ class _Comparer:
         fields = {"w": self._w, "r": self._r, **values}
         return Incompatibility(_pointer(path), rule, en.format(**fields), ja.format(**fields))
 
+    def _keyword_differs(
+        self, writer: dict[str, Any], reader: dict[str, Any], path: Sequence[str | int], keyword: str
+    ) -> Incompatibility:
+        """The reader has `keyword` and the writer has another value (changed) or none (added)."""
+        rule = "KEYWORD_CHANGED" if keyword in writer else "KEYWORD_ADDED"
+        return self._reason(
+            [*path, keyword], rule, keyword=keyword, wv=_show(writer.get(keyword)), rv=_show(reader[keyword])
+        )
+
     def _prepare(self, node: Any, path: Sequence[str | int], problems: list[Incompatibility]) -> Any:
         """Follow ``$ref`` and fold ``allOf`` so both sides are compared keyword by keyword."""
         for _ in range(_MAX_DEPTH):
@@ -282,16 +291,7 @@ class _Comparer:
         problems += self._alternatives(writer, reader, path, seen)
         for keyword in ("not", "if", "then", "else", "propertyNames", "contains", "dependentSchemas"):
             if keyword in reader and _canon(reader[keyword]) != _canon(writer.get(keyword)):
-                rule = "KEYWORD_CHANGED" if keyword in writer else "KEYWORD_ADDED"
-                problems.append(
-                    self._reason(
-                        [*path, keyword],
-                        rule,
-                        keyword=keyword,
-                        wv=_show(writer.get(keyword)),
-                        rv=_show(reader[keyword]),
-                    )
-                )
+                problems.append(self._keyword_differs(writer, reader, path, keyword))
         return problems
 
     def _each_alternative(
@@ -359,16 +359,7 @@ class _Comparer:
         problems = []
         for keyword in ("pattern", "format"):
             if keyword in reader and reader[keyword] != writer.get(keyword):
-                rule = "KEYWORD_CHANGED" if keyword in writer else "KEYWORD_ADDED"
-                problems.append(
-                    self._reason(
-                        [*path, keyword],
-                        rule,
-                        keyword=keyword,
-                        wv=_show(writer.get(keyword)),
-                        rv=_show(reader[keyword]),
-                    )
-                )
+                problems.append(self._keyword_differs(writer, reader, path, keyword))
         return problems
 
     def _multiple_of(
