@@ -6,11 +6,11 @@ Only wiring: every step is a function of ``cityos.anonymize``; each command is o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -44,6 +44,20 @@ def _fail(reasons: list[str]) -> None:
     for reason in reasons:
         console.print(f"[red]refused:[/] {reason}")
     raise typer.Exit(1)
+
+
+_Row = TypeVar("_Row")
+
+
+def _proposal_step(step: Callable[[Session], _Row], as_dict: Callable[[_Row], dict[str, Any]]) -> None:
+    """One proposal workflow step in its own transaction, printed; a refusal exits with 1."""
+    from cityos.anonymize.proposals import ProposalError
+
+    try:
+        with _session() as session:
+            _print(as_dict(step(session)))
+    except ProposalError as exc:
+        _fail(exc.reasons)
 
 
 @app.command("generate-synthetic")
@@ -128,23 +142,21 @@ def open_call(
     days: Annotated[int, typer.Option(help="open for this many days from now (≥ 30)")] = 60,
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
-    from cityos.anonymize.proposals import ProposalError, call_as_dict
+    from cityos.anonymize.proposals import call_as_dict
     from cityos.anonymize.proposals import open_call as run_open
 
     now = datetime.now(UTC)
-    try:
-        with _session() as session:
-            call = run_open(
-                session,
-                dataset_id=dataset,
-                title=title,
-                opens_at=now,
-                closes_at=now + timedelta(days=days),
-                actor=operator,
-            )
-            _print(call_as_dict(call))
-    except ProposalError as exc:
-        _fail(exc.reasons)
+    _proposal_step(
+        lambda session: run_open(
+            session,
+            dataset_id=dataset,
+            title=title,
+            opens_at=now,
+            closes_at=now + timedelta(days=days),
+            actor=operator,
+        ),
+        call_as_dict,
+    )
 
 
 @proposals_app.command("submit")
@@ -156,22 +168,20 @@ def submit(
     period: Annotated[str, typer.Option(help="period of use, e.g. 2026-04-01/2027-03-31")],
     safety: Annotated[str, typer.Option(help="safety measures (安全管理措置)")],
 ) -> None:
-    from cityos.anonymize.proposals import ProposalError, proposal_as_dict, submit_proposal
+    from cityos.anonymize.proposals import proposal_as_dict, submit_proposal
 
-    try:
-        with _session() as session:
-            proposal = submit_proposal(
-                session,
-                call_id=call,
-                applicant_id=applicant,
-                purpose=purpose,
-                items=[i.strip() for i in items.split(",") if i.strip()],
-                use_period=period,
-                safety_measures=safety,
-            )
-            _print(proposal_as_dict(proposal))
-    except ProposalError as exc:
-        _fail(exc.reasons)
+    _proposal_step(
+        lambda session: submit_proposal(
+            session,
+            call_id=call,
+            applicant_id=applicant,
+            purpose=purpose,
+            items=[i.strip() for i in items.split(",") if i.strip()],
+            use_period=period,
+            safety_measures=safety,
+        ),
+        proposal_as_dict,
+    )
 
 
 @proposals_app.command("decide")
@@ -181,18 +191,15 @@ def decide(
     accept: Annotated[bool, typer.Option("--accept/--reject")] = True,
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
-    from cityos.anonymize.proposals import ProposalError, proposal_as_dict
     from cityos.anonymize.proposals import decide as run_decide
+    from cityos.anonymize.proposals import proposal_as_dict
 
-    try:
-        with _session() as session:
-            _print(
-                proposal_as_dict(
-                    run_decide(session, proposal_id=proposal, accept=accept, reason=reason, actor=operator)
-                )
-            )
-    except ProposalError as exc:
-        _fail(exc.reasons)
+    _proposal_step(
+        lambda session: run_decide(
+            session, proposal_id=proposal, accept=accept, reason=reason, actor=operator
+        ),
+        proposal_as_dict,
+    )
 
 
 @proposals_app.command("contract")
@@ -201,17 +208,12 @@ def contract(
     ref: Annotated[str, typer.Option(help="contract reference")],
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
-    from cityos.anonymize.proposals import ProposalError, proposal_as_dict, record_contract
+    from cityos.anonymize.proposals import proposal_as_dict, record_contract
 
-    try:
-        with _session() as session:
-            _print(
-                proposal_as_dict(
-                    record_contract(session, proposal_id=proposal, contract_ref=ref, actor=operator)
-                )
-            )
-    except ProposalError as exc:
-        _fail(exc.reasons)
+    _proposal_step(
+        lambda session: record_contract(session, proposal_id=proposal, contract_ref=ref, actor=operator),
+        proposal_as_dict,
+    )
 
 
 @proposals_app.command("cancel")
@@ -220,14 +222,13 @@ def cancel(
     reason: Annotated[str, typer.Option()],
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
-    from cityos.anonymize.proposals import ProposalError, proposal_as_dict
     from cityos.anonymize.proposals import cancel as run_cancel
+    from cityos.anonymize.proposals import proposal_as_dict
 
-    try:
-        with _session() as session:
-            _print(proposal_as_dict(run_cancel(session, proposal_id=proposal, reason=reason, actor=operator)))
-    except ProposalError as exc:
-        _fail(exc.reasons)
+    _proposal_step(
+        lambda session: run_cancel(session, proposal_id=proposal, reason=reason, actor=operator),
+        proposal_as_dict,
+    )
 
 
 @proposals_app.command("release")

@@ -8,9 +8,9 @@ reason; the method of a release never appears here (only its 概要 and checksum
 """
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -97,6 +97,9 @@ class ProposalReleaseIn(BaseModel):
     seed: int | None = None
 
 
+_Done = TypeVar("_Done")
+
+
 def _refused(reasons: list[str]) -> HTTPException:
     return HTTPException(status_code=409, detail={"error": "refused", "reasons": reasons})
 
@@ -153,22 +156,31 @@ def create_release_router(
             raise HTTPException(404, f"no proposal {proposal_id}")
         return call.dataset_id
 
+    def workflow_step(session: Session, step: str, action: Callable[[], _Done]) -> _Done:
+        """One proposal workflow step: a refusal answers 409; success is committed and counted."""
+        try:
+            done = action()
+        except workflow.ProposalError as exc:
+            raise _refused(exc.reasons) from exc
+        session.commit()
+        metrics.steps.labels(step).inc()
+        return done
+
     @router.post("/proposal-calls", status_code=201)
     def open_call(body: CallIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
         actor = owner_actor(caller, session, body.dataset)
-        try:
-            call = workflow.open_call(
+        call = workflow_step(
+            session,
+            "call",
+            lambda: workflow.open_call(
                 session,
                 dataset_id=body.dataset,
                 title=body.title,
                 opens_at=body.opens_at,
                 closes_at=body.closes_at,
                 actor=actor,
-            )
-        except workflow.ProposalError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.steps.labels("call").inc()
+            ),
+        )
         return workflow.call_as_dict(call)
 
     @router.get("/proposal-calls")
@@ -182,20 +194,20 @@ def create_release_router(
     def submit(body: ProposalIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
         if caller is None or caller.kind is not CallerKind.applicant or caller.principal is None:
             raise HTTPException(403, "proposals are submitted with the applicant's own key")
-        try:
-            proposal = workflow.submit_proposal(
+        applicant = caller.principal
+        proposal = workflow_step(
+            session,
+            "proposal",
+            lambda: workflow.submit_proposal(
                 session,
                 call_id=body.call,
-                applicant_id=caller.principal,
+                applicant_id=applicant,
                 purpose=body.purpose,
                 items=body.items,
                 use_period=body.use_period,
                 safety_measures=body.safety_measures,
-            )
-        except workflow.ProposalError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.steps.labels("proposal").inc()
+            ),
+        )
         return workflow.proposal_as_dict(proposal)
 
     @router.get("/proposals")
@@ -215,38 +227,35 @@ def create_release_router(
     @router.post("/proposals/{proposal_id}/decision")
     def decide(proposal_id: str, body: DecisionIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
         actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        try:
-            proposal = workflow.decide(
+        proposal = workflow_step(
+            session,
+            "decision",
+            lambda: workflow.decide(
                 session, proposal_id=proposal_id, accept=body.accept, reason=body.reason, actor=actor
-            )
-        except workflow.ProposalError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.steps.labels("decision").inc()
+            ),
+        )
         return workflow.proposal_as_dict(proposal)
 
     @router.post("/proposals/{proposal_id}/contract")
     def contract(proposal_id: str, body: ContractIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
         actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        try:
-            proposal = workflow.record_contract(
+        proposal = workflow_step(
+            session,
+            "contract",
+            lambda: workflow.record_contract(
                 session, proposal_id=proposal_id, contract_ref=body.contract_ref, actor=actor
-            )
-        except workflow.ProposalError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.steps.labels("contract").inc()
+            ),
+        )
         return workflow.proposal_as_dict(proposal)
 
     @router.post("/proposals/{proposal_id}/cancel")
     def cancel(proposal_id: str, body: CancelIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
         actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        try:
-            proposal = workflow.cancel(session, proposal_id=proposal_id, reason=body.reason, actor=actor)
-        except workflow.ProposalError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.steps.labels("cancel").inc()
+        proposal = workflow_step(
+            session,
+            "cancel",
+            lambda: workflow.cancel(session, proposal_id=proposal_id, reason=body.reason, actor=actor),
+        )
         return workflow.proposal_as_dict(proposal)
 
     @router.post("/proposals/{proposal_id}/release", status_code=201)
