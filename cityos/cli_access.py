@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session
 
 from cityos.access import Caller, CallerKind
+from cityos.cli_db import cli_session
 from cityos.settings import get_settings
 
 CLI_ADMIN = Caller(CallerKind.admin, principal="cli")
@@ -32,20 +32,6 @@ departments_app = typer.Typer(help="Departments and their credentials.", no_args
 credential_app = typer.Typer(help="Department API keys (HTTP credentials).", no_args_is_help=True)
 feeds_app = typer.Typer(help="Feed infrastructure: Kafka ACLs.", no_args_is_help=True)
 departments_app.add_typer(credential_app, name="credential")
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    from cityos.db.engine import make_engine, migrate, session_factory
-
-    settings = get_settings()
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with session_factory(engine, sqlite_begin="IMMEDIATE")() as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _print_json(value: Any) -> None:
@@ -86,7 +72,7 @@ def grants_add(
     """Let GRANTEE read DATASET (every field, or only --field ones)."""
     from services.feeds import admin
 
-    with _session() as session, _refusals():
+    with cli_session() as session, _refusals():
         row = admin.grant(session, caller=CLI_ADMIN, dataset_id=dataset, grantee=grantee, fields=field)
         session.commit()
         _print_json(admin.grant_as_dict(row))
@@ -98,7 +84,7 @@ def grants_list(
 ) -> None:
     from services.feeds import admin
 
-    with _session() as session, _refusals():
+    with cli_session() as session, _refusals():
         _print_json(
             [
                 admin.grant_as_dict(r)
@@ -112,7 +98,7 @@ def grants_revoke(dataset: str, grantee: str) -> None:
     """Revoke at once: the API answers 404 and the feed stops."""
     from services.feeds import admin
 
-    with _session() as session, _refusals():
+    with cli_session() as session, _refusals():
         row = admin.revoke(session, caller=CLI_ADMIN, dataset_id=dataset, grantee=grantee)
         session.commit()
         _print_json(admin.grant_as_dict(row))
@@ -133,7 +119,7 @@ def subscriptions_create(
     request = admin.SubscriptionRequest(
         dataset_id=dataset, filter=parse_filter(filter or []), fields=field, start=admin.StartMode(start)
     )
-    with _session() as session, _refusals():
+    with cli_session() as session, _refusals():
         row = admin.subscribe(
             session,
             caller=CLI_ADMIN,
@@ -151,7 +137,7 @@ def subscriptions_list(
 ) -> None:
     from services.feeds import admin
 
-    with _session() as session:
+    with cli_session() as session:
         rows = admin.list_subscriptions(session, caller=CLI_ADMIN, include_cancelled=all)
         _print_json([admin.subscription_as_dict(r) for r in rows])
 
@@ -160,7 +146,7 @@ def subscriptions_list(
 def subscriptions_cancel(subscription_id: int) -> None:
     from services.feeds import admin
 
-    with _session() as session, _refusals():
+    with cli_session() as session, _refusals():
         row = admin.cancel_subscription(session, caller=CLI_ADMIN, subscription_id=subscription_id)
         session.commit()
         _print_json(admin.subscription_as_dict(row))
@@ -177,7 +163,7 @@ def audit_list(
     from cityos.audit import audit_as_dict, list_audit
 
     since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours else None
-    with _session() as session:
+    with cli_session() as session:
         rows = list_audit(session, action=action, actor=actor, subject_id=subject, since=since, limit=limit)
         _print_json([audit_as_dict(r) for r in rows])
 
@@ -193,7 +179,7 @@ def audit_export(
 
     if format not in ("ndjson", "csv"):
         raise typer.BadParameter("format is ndjson or csv")
-    with _session() as session:
+    with cli_session() as session:
         rows = [audit_as_dict(r) for r in list_audit(session, limit=limit)]
     body = audit_csv(rows) if format == "csv" else audit_ndjson(rows)
     if output is None:
@@ -209,7 +195,7 @@ def departments_list() -> None:
 
     from cityos.db.models import Department
 
-    with _session() as session:
+    with cli_session() as session:
         rows = session.scalars(select(Department).order_by(Department.id))
         _print_json([{"id": d.id, "name_ja": d.name_ja, "kafka_principal": d.kafka_principal} for d in rows])
 
@@ -225,7 +211,7 @@ def credential_issue(
     from cityos.db.models import Department
     from services.catalog.access_api import DEPARTMENT_SCOPES
 
-    with _session() as session:
+    with cli_session() as session:
         if session.get(Department, department) is None:
             console.print(f"[red]no department {department!r}[/]")
             raise typer.Exit(1)
@@ -247,7 +233,7 @@ def credential_issue(
 def credential_list(department: str) -> None:
     from cityos.apikeys import OwnerKind, list_keys
 
-    with _session() as session:
+    with cli_session() as session:
         rows = list_keys(session, owner_kind=OwnerKind.department, owner_id=department)
         _print_json(
             [{"key_id": k.id, "purpose": k.purpose, "revoked": k.revoked_at is not None} for k in rows]
@@ -258,7 +244,7 @@ def credential_list(department: str) -> None:
 def credential_revoke(key_id: str) -> None:
     from cityos.apikeys import revoke_key
 
-    with _session() as session:
+    with cli_session() as session:
         if not revoke_key(session, key_id, actor=CLI_ADMIN.actor):
             console.print(f"[red]no credential {key_id}[/]")
             raise typer.Exit(1)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cityos.settings import get_settings
+
+if TYPE_CHECKING:
+    from cityos.dlq import DeadLetterFilter
 
 CLI_ACTOR = "admin:cli"
 console = Console(stderr=True)
@@ -32,6 +35,28 @@ def _instant(text: str | None, name: str) -> datetime | None:
     if moment.tzinfo is None:
         raise typer.BadParameter(f"{name}: give a time zone offset, e.g. 2026-11-27T09:00+09:00")
     return moment
+
+
+def _filter(
+    *,
+    dataset: str | None,
+    reason: str | None,
+    department: str | None,
+    since: str | None,
+    until: str | None,
+    ids: list[str] | None = None,
+) -> DeadLetterFilter:
+    """The dead letters the command's options select (every given option must match)."""
+    from cityos.dlq import DeadLetterFilter, parse_id
+
+    return DeadLetterFilter(
+        dataset=dataset,
+        reason=reason,
+        department=department,
+        since=_instant(since, "since"),
+        until=_instant(until, "until"),
+        ids=frozenset(parse_id(i) for i in ids) if ids else None,
+    )
 
 
 def _print_json(value: Any) -> None:
@@ -56,20 +81,14 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
 ) -> None:
     """Dead letters matching every given filter, oldest first."""
-    from cityos.dlq import DeadLetterFilter, read_deadletters, replay_counts
+    from cityos.dlq import read_deadletters, replay_counts
 
     settings = get_settings()
-    where = DeadLetterFilter(
-        dataset=dataset,
-        reason=reason,
-        department=department,
-        since=_instant(since, "since"),
-        until=_instant(until, "until"),
-    )
+    where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
     letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where, limit=limit)
-    from cityos.cli_schemas import _sessions
+    from cityos.cli_db import cli_sessions
 
-    with _sessions() as sessions, sessions() as session:
+    with cli_sessions() as sessions, sessions() as session:
         counts = replay_counts(session, settings.deadletter_topic, letters)
     rows = [letter.summary(counts.get((letter.partition, letter.offset), 0)) for letter in letters]
     if as_json:
@@ -95,7 +114,7 @@ def list_cmd(
 @dlq_app.command("show")
 def show_cmd(letter_id: Annotated[str, typer.Argument(help="dead-letter id <partition>-<offset>")]) -> None:
     """One dead letter: reason, where it came from, original headers and bytes."""
-    from cityos.cli_schemas import _sessions
+    from cityos.cli_db import cli_sessions
     from cityos.dlq import DeadLetterFilter, parse_id, read_deadletters, replay_counts
 
     settings = get_settings()
@@ -109,7 +128,7 @@ def show_cmd(letter_id: Annotated[str, typer.Argument(help="dead-letter id <part
     if not letters:
         console.print(f"[red]no dead letter {letter_id}[/]")
         raise typer.Exit(1)
-    with _sessions() as sessions, sessions() as session:
+    with cli_sessions() as sessions, sessions() as session:
         replays = replay_counts(session, settings.deadletter_topic, letters).get(position, 0)
     _print_json(letters[0].details(replays))
 
@@ -131,19 +150,12 @@ def replay_cmd(
     """Send dead letters back through ingest; already replayed ones are skipped unless --force."""
     from confluent_kafka import Producer
 
-    from cityos.cli_schemas import _sessions
-    from cityos.dlq import DeadLetterFilter, ReplayTargets, parse_id, read_deadletters, replay
+    from cityos.cli_db import cli_sessions
+    from cityos.dlq import DeadLetterFilter, ReplayTargets, read_deadletters, replay
     from cityos.kafka import producer_config
 
     settings = get_settings()
-    where = DeadLetterFilter(
-        dataset=dataset,
-        reason=reason,
-        department=department,
-        since=_instant(since, "since"),
-        until=_instant(until, "until"),
-        ids=frozenset(parse_id(i) for i in ids) if ids else None,
-    )
+    where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until, ids=ids)
     if where == DeadLetterFilter() and not all_:
         raise typer.BadParameter("say which dead letters: ids, a filter, or --all")
     letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where)
@@ -151,7 +163,7 @@ def replay_cmd(
     if replacement is not None and len(letters) != 1:
         raise typer.BadParameter("--value-file replaces exactly one dead letter")
     producer = Producer(producer_config(settings.kafka_bootstrap))
-    with _sessions() as sessions, sessions.begin() as session:
+    with cli_sessions() as sessions, sessions.begin() as session:
         report = replay(
             session,
             producer=producer,

@@ -7,35 +7,18 @@ stored only as a SHA-256 digest.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session
 
 from cityos.apikeys import OwnerKind
-from cityos.settings import get_settings
+from cityos.cli_db import cli_session
 
 CLI_ACTOR = "admin:cli"
 keys_app = typer.Typer(help="API keys for developers, departments and applicants.", no_args_is_help=True)
 console = Console(stderr=True)
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    from cityos.db.engine import make_engine, migrate, session_factory
-
-    settings = get_settings()
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with session_factory(engine, sqlite_begin="IMMEDIATE")() as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 @keys_app.command("issue")
@@ -51,7 +34,7 @@ def issue(
 
     now = datetime.now(UTC)
     expires = now + timedelta(days=days) if days > 0 else None
-    with _session() as session, session.begin():
+    with cli_session() as session, session.begin():
         issued = issue_key(
             session, owner_kind=kind, owner_id=owner, purpose=purpose, actor=CLI_ACTOR,
             expires_at=expires, rate_limit_per_minute=rate, now=now,
@@ -66,7 +49,7 @@ def listing(owner: Annotated[str | None, typer.Option(help="Only this owner's ke
     from cityos.apikeys import list_keys
     from services.catalog.keys_api import key_view
 
-    with _session() as session:
+    with cli_session() as session:
         rows = [key_view(row) for row in list_keys(session, owner_id=owner)]
     typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
 
@@ -76,7 +59,7 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, cos_xxxxxxx
     """Revoke a key; requests with it are refused from now on."""
     from cityos.apikeys import revoke_key
 
-    with _session() as session, session.begin():
+    with cli_session() as session, session.begin():
         found = revoke_key(session, key_id, actor=CLI_ACTOR)
     if not found:
         console.print(f"[red]no key {key_id}[/]")

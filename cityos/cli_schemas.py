@@ -8,15 +8,13 @@ rules as the admin API. ``check`` needs neither: it compares ``schemas/`` with a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session, sessionmaker
 
+from cityos.cli_db import cli_sessions
 from cityos.registry.compatibility import Mode
 from cityos.settings import get_settings
 
@@ -25,19 +23,6 @@ console = Console(stderr=True)
 schemas_app = typer.Typer(
     help="Schema registry: register, test, compatibility, CI check.", no_args_is_help=True
 )
-
-
-@contextmanager
-def _sessions() -> Iterator[sessionmaker[Session]]:
-    from cityos.db.engine import make_engine, migrate, session_factory
-
-    settings = get_settings()
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        yield session_factory(engine, sqlite_begin="IMMEDIATE")
-    finally:
-        engine.dispose()
 
 
 def _read_document(file: Path) -> dict[str, Any]:
@@ -84,7 +69,7 @@ def register_cmd(dataset: DatasetArg, file: FileArg) -> None:
     document = _read_document(file)
     ensure_schema_topic(settings.kafka_bootstrap, settings.schemas_topic)
     producer = Producer(producer_config(settings.kafka_bootstrap))
-    with _sessions() as sessions:
+    with cli_sessions() as sessions:
         try:
             evaluation = register(
                 sessions,
@@ -116,7 +101,7 @@ def test_cmd(dataset: DatasetArg, file: FileArg) -> None:
 
     settings = get_settings()
     document = _read_document(file)
-    with _sessions() as sessions, sessions() as session:
+    with cli_sessions() as sessions, sessions() as session:
         try:
             evaluation = evaluate(
                 session,
@@ -138,7 +123,7 @@ def versions_cmd(dataset: DatasetArg) -> None:
     """Registered versions of a dataset."""
     from cityos.registry.store import compatibility_mode, versions_of
 
-    with _sessions() as sessions, sessions() as session:
+    with cli_sessions() as sessions, sessions() as session:
         rows = versions_of(session, dataset)
         if not rows:
             raise typer.BadParameter(f"unknown dataset {dataset!r}")
@@ -158,7 +143,7 @@ def compatibility_cmd(
     """Show or set a dataset's compatibility level."""
     from cityos.registry.store import UnknownDataset, compatibility_mode, set_compatibility_mode
 
-    with _sessions() as sessions:
+    with cli_sessions() as sessions:
         if mode is not None:
             try:
                 with sessions.begin() as session:
