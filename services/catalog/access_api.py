@@ -350,17 +350,8 @@ def _reaudit(
     action: str = "grant.refused",
 ) -> None:
     """Audit a refused change in a fresh transaction (the refused one was rolled back whole)."""
-    from cityos.audit import record_audit
-
     with sessions() as session, session.begin():
-        record_audit(
-            session,
-            actor=caller.actor,
-            action=action,
-            subject_kind="dataset",
-            subject_id=dataset_id,
-            detail={"status": exc.status, "code": exc.code, "detail": exc.detail},
-        )
+        admin.audit_refusal(session, caller, action, dataset_id, exc)
 
 
 def _aware(moment: datetime | None) -> datetime | None:

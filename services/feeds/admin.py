@@ -85,7 +85,7 @@ def _managed_dataset(session: Session, *, caller: Caller, dataset_id: str) -> Da
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
         missing = _not_found(dataset_id)
-        _audit_refusal(session, caller, "grant.refused", dataset_id, missing)
+        audit_refusal(session, caller, "grant.refused", dataset_id, missing)
         raise missing
     owner = caller.kind is CallerKind.department and caller.principal == dataset.department_id
     if not owner and caller.kind is not CallerKind.admin:
@@ -93,7 +93,7 @@ def _managed_dataset(session: Session, *, caller: Caller, dataset_id: str) -> Da
         # A dataset the caller cannot even read looks absent.
         if read_access(session, caller, dataset, audit=False) is None:
             refused = _not_found(dataset_id)
-        _audit_refusal(session, caller, "grant.refused", dataset_id, refused)
+        audit_refusal(session, caller, "grant.refused", dataset_id, refused)
         raise refused
     if dataset.classification != GRANTABLE:
         why = (
@@ -102,14 +102,13 @@ def _managed_dataset(session: Session, *, caller: Caller, dataset_id: str) -> Da
             else f"{dataset.classification} datasets are never shared raw"
         )
         refused = AccessRefused(409, "not_grantable", why)
-        _audit_refusal(session, caller, "grant.refused", dataset_id, refused)
+        audit_refusal(session, caller, "grant.refused", dataset_id, refused)
         raise refused
     return dataset
 
 
-def _audit_refusal(
-    session: Session, caller: Caller, action: str, dataset_id: str, why: AccessRefused
-) -> None:
+def audit_refusal(session: Session, caller: Caller, action: str, dataset_id: str, why: AccessRefused) -> None:
+    """The audit entry of a refused grant or subscription (the admin API and CLI write the same)."""
     record_audit(
         session,
         actor=caller.actor,
@@ -249,7 +248,7 @@ def subscribe(
     )
     if dataset is None or access is None:
         refused = _not_found(request.dataset_id)
-        _audit_refusal(session, caller, "subscription.refused", request.dataset_id, refused)
+        audit_refusal(session, caller, "subscription.refused", request.dataset_id, refused)
         raise refused
     readable = declared_fields(session, dataset.id)
     if access.fields is not None:
