@@ -10,12 +10,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy.orm import Session
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT, Settings
+from cityos.db.engine import session_factory
+from cityos.settings import Settings
 from services.catalog.access_api import create_access_router
+from tests.unit.catalog_db import catalog_engine
 
 TOKEN = "admin-secret-for-tests"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,14 +22,8 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, CollectorRegistry, list[str]]]:
-    from services.catalog.store import sync_schema_set
-
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    migrate(url)
-    engine = make_engine(url)
+    engine = catalog_engine(f"sqlite:///{tmp_path / 'api.db'}")
     sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
-    with Session(engine) as session, session.begin():
-        sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"))
     registry = CollectorRegistry()
     created: list[str] = []
     app = FastAPI()

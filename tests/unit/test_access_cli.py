@@ -7,24 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from cityos.cli import app
-from cityos.db.engine import make_engine, migrate
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT, get_settings
-from services.catalog.store import sync_schema_set
+from cityos.settings import get_settings
+from tests.unit.catalog_db import catalog_engine
 
 
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session, session.begin():
-        sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"))
-    engine.dispose()
+    catalog_engine(url).dispose()
     monkeypatch.setenv("CITYOS_DATABASE_URL", url)
     monkeypatch.setenv("CITYOS_TOPIC_PREFIX", "cli.")
     get_settings.cache_clear()

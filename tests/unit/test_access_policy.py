@@ -12,13 +12,10 @@ from sqlalchemy.orm import Session
 
 from cityos.access import ANONYMOUS, FULL, Caller, CallerKind, ReadAccess, decide_read, read_access
 from cityos.audit import list_audit
-from cityos.db.engine import make_engine, migrate
 from cityos.db.models import Dataset
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT
-from services.catalog.store import sync_schema_set
 from services.feeds import admin
 from services.feeds.admin import AccessRefused, StartMode, SubscriptionRequest
+from tests.unit.catalog_db import catalog_engine
 
 ADMIN = Caller(CallerKind.admin)
 
@@ -29,11 +26,7 @@ def dept(name: str) -> Caller:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'access.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session, session.begin():
-        sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"))
+    engine = catalog_engine(f"sqlite:///{tmp_path / 'access.db'}")
     yield engine
     engine.dispose()
 

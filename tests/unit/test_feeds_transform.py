@@ -12,16 +12,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from cityos.access import Caller, CallerKind
-from cityos.db.engine import make_engine, migrate
 from cityos.events import TYPE_DELETED
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT
-from services.catalog.store import sync_schema_set
 from services.feeds import admin
 from services.feeds.acls import acl_specs, to_binding
 from services.feeds.policy import Route, load_policy
 from services.feeds.state import parse_state, state_key, state_value
 from services.feeds.transform import Outcome, dataset_of, decode, headers, matches, render
+from tests.unit.catalog_db import catalog_engine
 
 ADMIN = Caller(CallerKind.admin)
 
@@ -108,11 +105,7 @@ def test_state_records_round_trip() -> None:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'policy.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session, session.begin():
-        sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"))
+    engine = catalog_engine(f"sqlite:///{tmp_path / 'policy.db'}")
     yield engine
     engine.dispose()
 
