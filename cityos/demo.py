@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from cityos.outbox import record_event
+from cityos.outbox import upsert_events
 from cityos.schemas import SchemaSet
 from cityos.settings import Settings
 
@@ -132,17 +132,10 @@ def demo_events(
     schema_set: SchemaSet, settings: Settings, *, per_dataset: int, seed: int
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """(topic, key, value) of one upsert event per demo record, for every dataset."""
-    for dataset_id, meta in sorted(schema_set.datasets.items()):
-        version = schema_set.latest(dataset_id)
-        topic = settings.department_topic(meta.department)
-        source = f"/departments/{meta.department}/demo"
-        for record in demo_records(dataset_id, version.document, count=per_dataset, seed=seed):
-            key = str(record[meta.record_key])
-            value = record_event(
-                record=record,
-                dataschema=version.uri,
-                source=source,
-                event_id=f"demo-{seed}-{dataset_id}-{key}",
-                subject=key,
-            )
-            yield topic, f"{dataset_id}/{key}".encode(), value
+    for dataset_id in sorted(schema_set.datasets):
+        records = demo_records(
+            dataset_id, schema_set.latest(dataset_id).document, count=per_dataset, seed=seed
+        )
+        yield from upsert_events(
+            schema_set, settings, dataset_id, records, origin="demo", id_prefix=f"demo-{seed}-{dataset_id}"
+        )

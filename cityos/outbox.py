@@ -5,14 +5,19 @@ Used by ``cityos import-csv`` and ``cityos demo``; a departmental system would d
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from cityos.errors import DeliveryFailed
 from cityos.events import STRUCTURED_CONTENT_TYPE, TYPE_UPSERTED
+
+if TYPE_CHECKING:
+    from cityos.schemas import SchemaSet
+    from cityos.settings import Settings
 
 # Structured mode, said explicitly: consumers need not guess from the absence of ce_* headers.
 STRUCTURED_HEADERS: list[tuple[str, str | bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
@@ -42,6 +47,34 @@ def record_event(
     if subject is not None:
         body["subject"] = subject
     return orjson.dumps(body)
+
+
+def upsert_events(
+    schema_set: SchemaSet,
+    settings: Settings,
+    dataset_id: str,
+    records: Iterable[dict[str, Any]],
+    *,
+    origin: str,
+    id_prefix: str,
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of one upsert per record, as the owning department sends it: on its topic,
+    keyed ``<dataset>/<record key>``, from ``/departments/<department>/<origin>``, with the event id
+    ``<id_prefix>-<record key>`` (the same record gets the same id when sent again)."""
+    meta = schema_set.datasets[dataset_id]
+    version = schema_set.latest(dataset_id)
+    topic = settings.department_topic(meta.department)
+    source = f"/departments/{meta.department}/{origin}"
+    for record in records:
+        key = str(record[meta.record_key])
+        value = record_event(
+            record=record,
+            dataschema=version.uri,
+            source=source,
+            event_id=f"{id_prefix}-{key}",
+            subject=key,
+        )
+        yield topic, f"{dataset_id}/{key}".encode(), value
 
 
 class EventSender:
