@@ -3,12 +3,14 @@
 In one run, on a SQLite file catalog holding ``--records`` (default 1,000,000) public-toilet records:
   page   — ``GET /api/v1/datasets/public-toilet/records?limit=100`` on the real publish server
            (``cityos serve publish`` in its own process) under concurrent keep-alive clients;
-  limit  — a bare Starlette app on the same uvicorn settings returning the very same bytes;
-           requests/s, p50 and p99 of both, and the ratio (target >= 0.5);
+  limit  — a bare Starlette app on the same uvicorn settings returning the very same bytes (the
+           service also writes uvicorn's access log, as deployed; the bare app does not);
+           requests/s, p50 and p99 of both, and the ratio (target >= 0.5); both servers run at
+           once and are measured in alternating rounds, so machine noise hits both alike;
   export — the whole dataset as CSV and as GeoJSON from ``/export``: MB/s, rows, and the publish
            server's peak RSS (VmHWM) after both (target < 200 MB).
 
-    .venv/bin/python -m bench.publish [--records 1000000] [--seconds 5] [--clients 8]
+    .venv/bin/python -m bench.publish [--records 1000000] [--seconds 5] [--clients 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,12 +99,26 @@ def process(args: list[str], env: dict[str, str], port: int) -> Iterator[subproc
         proc.wait(timeout=30)
 
 
-def load(port: int, path: str, *, seconds: float, clients: int) -> tuple[float, float, float, int]:
-    """Keep-alive clients in threads for ``seconds``: (requests/s, p50 ms, p99 ms, body bytes)."""
+@dataclass
+class Run:
+    """Requests timed against one server, pooled over rounds."""
+
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    sizes: set[int] = field(default_factory=set)
+
+    def summary(self) -> tuple[float, float, float, int]:
+        """(requests/s, p50 ms, p99 ms, body bytes)."""
+        cuts = statistics.quantiles(self.latencies, n=100)
+        return len(self.latencies) / self.elapsed, cuts[49] * 1000, cuts[98] * 1000, max(self.sizes)
+
+
+def load(port: int, path: str, *, seconds: float, clients: int, into: Run | None = None) -> Run:
+    """Keep-alive clients in threads for ``seconds``, added to ``into`` (or a new ``Run``)."""
+    run = into if into is not None else Run()
     latencies: list[float] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
-    sizes: set[int] = set()
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -114,7 +131,7 @@ def load(port: int, path: str, *, seconds: float, clients: int) -> tuple[float, 
             own.append(time.perf_counter() - started)
             if response.status != 200:
                 raise RuntimeError(f"{path}: HTTP {response.status}")
-            sizes.add(len(body))
+            run.sizes.add(len(body))
         with lock:
             latencies.extend(own)
 
@@ -124,9 +141,9 @@ def load(port: int, path: str, *, seconds: float, clients: int) -> tuple[float, 
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - began
-    cuts = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, max(sizes)
+    run.elapsed += time.perf_counter() - began
+    run.latencies.extend(latencies)
+    return run
 
 
 def download(port: int, path: str) -> tuple[int, float]:
@@ -176,6 +193,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating publish/bare measurements")
     parser.add_argument("--serve-bare", nargs=2, metavar=("BODY_FILE", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -196,27 +214,33 @@ def main() -> None:
             # The bench measures throughput, not the limiter's refusals.
             "CITYOS_PUBLISH_ANONYMOUS_RATE_PER_MINUTE": "100000000",
         })  # fmt: skip
+        bare_port = free_port()
+        body_file = Path(folder) / "page.json"
+        bare_args = [sys.executable, "-m", "bench.publish", "--serve-bare", str(body_file), str(bare_port)]
         with process([sys.executable, "-m", "cityos", "serve", "publish"], env, port) as server:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             connection.request("GET", PAGE_PATH)
-            body = connection.getresponse().read()
-            body_file = Path(folder) / "page.json"
-            body_file.write_bytes(body)
-            load(port, PAGE_PATH, seconds=1, clients=args.clients)  # warm-up
-            api = load(port, PAGE_PATH, seconds=args.seconds, clients=args.clients)
+            body_file.write_bytes(connection.getresponse().read())
+            # Both servers up at once, measured in alternating rounds: a load change on the machine
+            # (other processes) then weighs on both sides alike instead of on whichever ran second.
+            with process(bare_args, dict(os.environ), bare_port):
+                load(port, PAGE_PATH, seconds=1, clients=args.clients)  # warm-up
+                load(bare_port, PAGE_PATH, seconds=1, clients=args.clients)
+                api_run, bare_run = Run(), Run()
+                for _ in range(args.rounds):
+                    load(port, PAGE_PATH, seconds=args.seconds, clients=args.clients, into=api_run)
+                    load(bare_port, PAGE_PATH, seconds=args.seconds, clients=args.clients, into=bare_run)
+            api, bare = api_run.summary(), bare_run.summary()
+            if api[3] != bare[3]:
+                raise RuntimeError(f"the two servers sent different bodies ({api[3]} vs {bare[3]} bytes)")
             rss_before = peak_rss_mb(server.pid)
             exports = {}
             for fmt in ("csv", "geojson"):
                 exports[fmt] = download(port, f"/api/v1/datasets/public-toilet/export?format={fmt}")
             rss_after = peak_rss_mb(server.pid)
 
-        bare_port = free_port()
-        bare_args = [sys.executable, "-m", "bench.publish", "--serve-bare", str(body_file), str(bare_port)]
-        with process(bare_args, dict(os.environ), bare_port):
-            load(bare_port, PAGE_PATH, seconds=1, clients=args.clients)
-            bare = load(bare_port, PAGE_PATH, seconds=args.seconds, clients=args.clients)
-
-    print(f"\nrecords page ({api[3]:,} bytes, {args.clients} keep-alive clients, {args.seconds:.0f} s each)")
+    rounds = f"{args.rounds} alternating round{'s' if args.rounds > 1 else ''} of {args.seconds:.0f} s each"
+    print(f"\nrecords page ({api[3]:,} bytes, {args.clients} keep-alive clients, {rounds})")
     print(f"  publish API : {api[0]:8.0f} req/s   p50 {api[1]:6.2f} ms   p99 {api[2]:6.2f} ms")
     print(f"  bare (limit): {bare[0]:8.0f} req/s   p50 {bare[1]:6.2f} ms   p99 {bare[2]:6.2f} ms")
     print(f"  ratio       : {api[0] / bare[0]:.2f}  (target >= 0.5)")
