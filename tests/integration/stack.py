@@ -78,6 +78,17 @@ class Stack:
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
+    def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[bytes]:
+        """`cityos ARGS…` against this stack (its topics and database); the caller checks the outcome."""
+        return subprocess.run(
+            [sys.executable, "-m", "cityos", *args],
+            env=self.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
     def start(self, *services: str, timeout_s: float = 60) -> None:
         for name in services:
             log = (self.log_dir / f"{self.prefix}{name}.log").open("ab")

@@ -5,8 +5,6 @@ the admin API needs the administrator's credential."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +16,6 @@ import pytest
 
 from cityos.outbox import STRUCTURED_HEADERS, record_event
 from cityos.schemas import schema_uri
-from cityos.settings import REPO_ROOT
 from tests.integration.stack import Stack
 
 OTHER = {
@@ -37,17 +34,6 @@ GOOD = {
 }
 
 
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "cityos", *args],
-        env=stack.env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def wait_for(what: str, check: Any, timeout_s: float = 60) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -59,7 +45,7 @@ def wait_for(what: str, check: Any, timeout_s: float = 60) -> Any:
 
 
 def letters(stack: Stack, *filters: str) -> list[dict[str, Any]]:
-    result = cli(stack, "dlq", "list", "--json", *filters)
+    result = stack.cli("dlq", "list", "--json", *filters)
     assert result.returncode == 0, result.stderr.decode()
     found: list[dict[str, Any]] = json.loads(result.stdout)["deadletters"]
     return found
@@ -118,7 +104,7 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
     assert letters(stack, "--since", future) == []
     assert len(letters(stack, "--until", future)) == 4
 
-    shown = cli(stack, "dlq", "show", violation["id"])
+    shown = stack.cli("dlq", "show", violation["id"])
     assert shown.returncode == 0, shown.stderr.decode()
     details = json.loads(shown.stdout)
     assert details["value"]["text"].encode() == bad, "the original bytes, unchanged"
@@ -147,7 +133,7 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
             record=GOOD, dataschema=schema_uri("aed", 1), source="/departments/fire/x", event_id=bad_id
         )
     )
-    replayed = cli(stack, "dlq", "replay", violation["id"], "--value-file", str(fixed))
+    replayed = stack.cli("dlq", "replay", violation["id"], "--value-file", str(fixed))
     assert replayed.returncode == 0, replayed.stderr.decode()
     assert json.loads(replayed.stdout)["counts"]["replayed"] == 1
 
@@ -161,7 +147,7 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
 
     # The catalog's dead letter goes back to the validated topic (the database is fine now); the
     # foreign one came from no topic of this environment: refused, nothing sent.
-    again = cli(stack, "dlq", "replay", "--reason", "catalog_rejected")
+    again = stack.cli("dlq", "replay", "--reason", "catalog_rejected")
     assert again.returncode == 0, again.stderr.decode()
     report = json.loads(again.stdout)
     assert report["counts"] == {"replayed": 1, "skipped": 0, "refused": 1, "failed": 0}
@@ -171,4 +157,4 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
         lambda: sorted(r["NO"] for r in served()) == ["9000000001", "9000000002"],
     )
     # Asking for nothing is an error, not "everything".
-    assert cli(stack, "dlq", "replay").returncode != 0
+    assert stack.cli("dlq", "replay").returncode != 0

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -40,17 +38,6 @@ def aed_records(count: int) -> list[dict[str, Any]]:
     )
     records = [row.record for row in rows if row.record is not None]
     return records[:count]
-
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "cityos", *args],
-        env=stack.env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def send(stack: Stack, version: int, records: list[dict[str, Any]]) -> list[str]:
@@ -161,7 +148,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     sent_v3 = send(stack, 3, without_kana)
 
     def unknown_version_letters() -> list[dict[str, Any]]:
-        result = cli(stack, "dlq", "list", "--reason", "unknown_schema_version", "--dataset", "aed", "--json")
+        result = stack.cli("dlq", "list", "--reason", "unknown_schema_version", "--dataset", "aed", "--json")
         assert result.returncode == 0, result.stderr.decode()
         letters: list[dict[str, Any]] = json.loads(result.stdout)["deadletters"]
         return letters if len(letters) == PER_STEP else []
@@ -179,7 +166,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     v3["required"].remove("名称_カナ")
     v3_file = tmp_path / "aed-v3.schema.json"
     v3_file.write_text(json.dumps(v3, ensure_ascii=False), encoding="utf-8")
-    registered = cli(stack, "schemas", "register", "aed", str(v3_file))
+    registered = stack.cli("schemas", "register", "aed", str(v3_file))
     assert registered.returncode == 0, registered.stderr.decode()
     assert json.loads(registered.stdout)["version"] == 3
     wait_until(
@@ -188,7 +175,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     )
 
     # Replay brings every one of them into the catalog: sent = served.
-    replayed = cli(stack, "dlq", "replay", "--reason", "unknown_schema_version")
+    replayed = stack.cli("dlq", "replay", "--reason", "unknown_schema_version")
     assert replayed.returncode == 0, replayed.stderr.decode()
     assert json.loads(replayed.stdout)["counts"] == {
         "replayed": PER_STEP,
@@ -202,7 +189,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     assert datasets["aed"]["record_count"] == 3 * PER_STEP
 
     # Replaying again sends nothing; a forced replay is absorbed by the catalog's ledger.
-    again_cli = cli(stack, "dlq", "replay", "--reason", "unknown_schema_version")
+    again_cli = stack.cli("dlq", "replay", "--reason", "unknown_schema_version")
     assert json.loads(again_cli.stdout)["counts"]["skipped"] == PER_STEP
     forced = httpx.post(
         f"{catalog}/api/v1/admin/dlq/replay",

@@ -7,19 +7,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cityos.access import ANONYMOUS, Caller, CallerKind, read_access
 from cityos.anonymize import proposals as workflow
 from cityos.anonymize.releases import RESTRICTED_ACTION, ReleaseError, create_release
-from cityos.anonymize.synthetic import as_records, synthetic_moves
 from cityos.audit import list_audit
 from cityos.db.engine import make_engine, migrate, session_factory
 from cityos.db.models import Dataset, Record
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT
-from services.catalog.store import sync_schema_set
+from tests.integration.release_support import store_synthetic_moves
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 ACME = Caller(CallerKind.applicant, principal="acme", key_id="cos_00000001")
@@ -31,25 +28,7 @@ def session(database_url: str) -> Iterator[Session]:
     migrate(database_url)
     engine = make_engine(database_url)
     with session_factory(engine)() as session:
-        sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"), now=NOW)
-        # Test set-up: personal records as the catalog consumer would have stored them.
-        rows = [
-            {
-                "dataset_id": "resident-moves",
-                "record_key": r["異動ID"],
-                "data": r,
-                "schema_version": 1,
-                "event_source": "/test",
-                "event_id": r["異動ID"],
-                "event_time": NOW,
-                "kafka_partition": 0,
-                "kafka_offset": i,
-                "updated_at": NOW,
-            }
-            for i, r in enumerate(as_records(synthetic_moves(600, seed=8)))
-        ]
-        session.execute(insert(Record), rows)
-        session.commit()
+        store_synthetic_moves(session, count=600, seed=8, now=NOW)
         yield session
     engine.dispose()
 

@@ -11,14 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
-
-from cityos.anonymize.synthetic import as_records, synthetic_moves
 from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.db.models import Record
-from cityos.schemas import load_schema_dir
 from cityos.settings import REPO_ROOT
-from services.catalog.store import sync_schema_set
+from tests.integration.release_support import store_synthetic_moves
 
 NOW = datetime.now(UTC)
 
@@ -27,24 +22,7 @@ def _catalog(url: str) -> None:
     migrate(url)
     engine = make_engine(url)
     with session_factory(engine)() as session:
-        sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"), now=NOW)
-        rows = [
-            {
-                "dataset_id": "resident-moves",
-                "record_key": r["異動ID"],
-                "data": r,
-                "schema_version": 1,
-                "event_source": "/test",
-                "event_id": r["異動ID"],
-                "event_time": NOW,
-                "kafka_partition": 0,
-                "kafka_offset": i,
-                "updated_at": NOW,
-            }
-            for i, r in enumerate(as_records(synthetic_moves(500, seed=12)))
-        ]
-        session.execute(insert(Record), rows)
-        session.commit()
+        store_synthetic_moves(session, count=500, seed=12, now=NOW)
     engine.dispose()
 
 
