@@ -10,7 +10,6 @@ use the CLI, which works on the database directly). Anything else is a 401.
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
 import csv
-import hmac
 import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from cityos.apikeys import KeyRefusal, OwnerKind, authenticate, issue_key, list_
 from cityos.audit import audit_as_dict, list_audit
 from cityos.db.models import ApiKey, Department
 from cityos.settings import Settings, get_settings
+from services.catalog.admin_auth import bearer, is_admin_token
 from services.feeds import admin
 from services.feeds.acls import acl_specs
 
@@ -79,13 +79,6 @@ class CredentialBody(BaseModel):
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
-def bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def create_access_router(
     sessions: sessionmaker[Session],
     registry: CollectorRegistry,
@@ -110,7 +103,7 @@ def create_access_router(
         token = bearer(authorization)
         if token is None:
             raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
-        if settings.admin_token and hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        if is_admin_token(token, settings.admin_token):
             return ADMIN
         found = authenticate(session, token)
         if isinstance(found, KeyRefusal) or found.kind is not CallerKind.department:

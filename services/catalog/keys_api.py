@@ -6,7 +6,6 @@ one, HTTP administration is off and the ``cityos keys`` CLI is the way.
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
-import hmac
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cityos.apikeys import OwnerKind, issue_key, list_keys, revoke_key
 from cityos.db.models import ApiKey
 from cityos.settings import Settings, get_settings
+from services.catalog.admin_auth import require_admin
 
 
 class KeyRequest(BaseModel):
@@ -58,15 +58,9 @@ def create_keys_router(sessions: sessionmaker[Session], settings: Settings | Non
             yield session
 
     def admin_dep(authorization: Annotated[str | None, Header()] = None) -> str:
-        token_expected = (configured or get_settings()).admin_token
-        if not token_expected:
-            raise HTTPException(403, "HTTP administration is off (no CITYOS_ADMIN_TOKEN); use `cityos keys`")
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), token_expected.encode()
-        ):
-            raise HTTPException(401, "administrator credential required", {"WWW-Authenticate": "Bearer"})
-        return "admin"
+        return require_admin(
+            authorization, (configured or get_settings()).admin_token, cli_hint="`cityos keys`"
+        )
 
     SessionDep = Annotated[Session, Depends(session_dep)]
     AdminDep = Annotated[str, Depends(admin_dep)]

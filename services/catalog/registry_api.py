@@ -9,7 +9,6 @@ operators use the CLI, which works on the database and Kafka directly.
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
-import hmac
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -48,6 +47,7 @@ from cityos.registry.store import (
 )
 from cityos.registry.topic import ensure_schema_topic
 from cityos.settings import Settings, get_settings
+from services.catalog.admin_auth import require_admin
 
 REGISTRATION_OUTCOMES = ("registered", "existing", "refused")
 log = logging.getLogger(__name__)
@@ -120,14 +120,7 @@ def create_registry_router(
             yield session
 
     def admin_dep(authorization: Annotated[str | None, Header()] = None) -> str:
-        if not settings.admin_token:
-            raise HTTPException(403, "HTTP administration is off (no CITYOS_ADMIN_TOKEN); use the cityos CLI")
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), settings.admin_token.encode()
-        ):
-            raise HTTPException(401, "administrator credential required", {"WWW-Authenticate": "Bearer"})
-        return "admin"
+        return require_admin(authorization, settings.admin_token, cli_hint="the cityos CLI")
 
     SessionDep = Annotated[Session, Depends(session_dep)]
     AdminDep = Annotated[str, Depends(admin_dep)]

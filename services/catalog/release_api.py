@@ -7,7 +7,6 @@ is the credential's owner, never a name from the body. A refused step answers 40
 reason; the method of a release never appears here (only its 概要 and checksum).
 """
 
-import hmac
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -25,8 +24,8 @@ from cityos.apikeys import KeyRefusal, authenticate
 from cityos.db.models import Dataset
 from cityos.db.release_models import ProposalCall, ReleaseProposal
 from cityos.settings import Settings, get_settings
+from services.catalog.admin_auth import ADMIN_ACTOR, bearer, is_admin_token
 
-ADMIN_ACTOR = "admin"
 OUTCOMES = ("passed", "refused")
 STEPS = ("call", "proposal", "decision", "contract", "cancel")
 
@@ -121,12 +120,10 @@ def create_release_router(
         authorization: Annotated[str | None, Header()] = None,
     ) -> Caller | None:
         """The caller behind the Bearer credential; None stands for the operators' admin token."""
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer(authorization)
+        if token is None:
             raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
-        admin_token = (settings or get_settings()).admin_token
-        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        if is_admin_token(token, (settings or get_settings()).admin_token):
             return None
         found = authenticate(session, token)
         if isinstance(found, KeyRefusal):
