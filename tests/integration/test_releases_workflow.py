@@ -6,8 +6,6 @@ audit log shows every step; the raw personal records are nowhere public."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +16,6 @@ import pandas as pd
 from cityos.apikeys import OwnerKind, issue_key
 from cityos.audit import list_audit
 from cityos.db.engine import make_engine, session_factory
-from cityos.settings import REPO_ROOT
 from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack
 
@@ -27,23 +24,8 @@ ADMIN = "/api/v1/admin"
 
 
 def _produce(stack: Stack) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cityos",
-            "release",
-            "generate-synthetic",
-            "--count",
-            str(RECORDS),
-            "--seed",
-            "77",
-        ],
-        env=stack.env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=180,
-        check=False,
+    result = stack.cli(
+        "release", "generate-synthetic", "--count", str(RECORDS), "--seed", "77", timeout_s=180
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")
 
