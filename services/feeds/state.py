@@ -65,13 +65,13 @@ def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> 
         }
     )
     found: Activations = {}
+    deadline = time.monotonic() + timeout_s
     try:
         partition = TopicPartition(topic, 0)
-        _low, high = consumer.get_watermark_offsets(partition, timeout=10)
+        high = _high_watermark(consumer, partition, deadline)
         if high <= 0:
             return found
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout_s
         while True:
             for message in consumer.consume(num_messages=1000, timeout=0.2):
                 error = message.error()
@@ -89,3 +89,19 @@ def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> 
                 raise KafkaUnavailable(f"state topic {topic} not readable to offset {high} in {timeout_s} s")
     finally:
         consumer.close()
+
+
+# A topic created a moment ago (first start on a new cluster) may not be in a new client's
+# metadata yet: the broker answers "unknown partition" until it is, so ask again until the deadline.
+_NOT_YET_KNOWN = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return int(high)
+        except KafkaException as exc:
+            if error_code(exc) not in _NOT_YET_KNOWN or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
