@@ -6,6 +6,7 @@ Composition over subclassing: services hold a Producer and a Consumer and use th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,32 +57,63 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
     return config
 
 
-def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float = 30.0) -> None:
-    """Create the topics that do not exist yet (name -> partitions), replication factor 1 locally."""
+def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    *,
+    compacted: bool = False,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create the topics that do not exist yet (name -> partitions), replication factor 1 locally,
+    and return once the broker serves every partition of them.
+
+    ``compacted``: keep the latest message per key (state and schema topics) instead of deleting by age.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    missing = [
-        NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=1,
-            config={"max.message.bytes": str(MAX_PRODUCE_BYTES + 64 * 1024)},
-        )
+    config = {"max.message.bytes": str(MAX_PRODUCE_BYTES + 64 * 1024)}
+    if compacted:
+        config["cleanup.policy"] = "compact"
+    missing = {
+        name: NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
         for name, partitions in topics.items()
         if name not in existing
-    ]
+    }
     if not missing:
         return
-    for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+    for name, future in admin.create_topics(list(missing.values()), request_timeout=timeout_s).items():
         try:
             future.result()
         except KafkaException as exc:
             if error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # another process won the race
             raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from exc
+    _wait_until_served(admin, {name: topics[name] for name in missing}, timeout_s)
+
+
+def _wait_until_served(admin: AdminClient, topics: Mapping[str, int], timeout_s: float) -> None:
+    """A topic just created is not in the broker's metadata at once (first start of a new KRaft
+    cluster especially): a client asking for its offsets meanwhile gets "unknown partition". Wait
+    until every partition has a leader, so every caller may use its topics right away."""
+    deadline = time.monotonic() + timeout_s
+    waiting = dict(topics)
+    while waiting:
+        for name in list(waiting):
+            topic = admin.list_topics(topic=name, timeout=timeout_s).topics.get(name)
+            if (
+                topic is not None
+                and topic.error is None
+                and len(topic.partitions) >= waiting[name]
+                and all(partition.leader >= 0 for partition in topic.partitions.values())
+            ):
+                del waiting[name]
+        if waiting:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"topics {sorted(waiting)} not served {timeout_s} s after creation")
+            time.sleep(0.1)
 
 
 @dataclass(slots=True)

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from cityos.errors import DeliveryFailed, KafkaUnavailable
-from cityos.kafka import error_code
+from cityos.errors import DeliveryFailed
+from cityos.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +48,9 @@ class SchemaChange:
         )
 
 
-def ensure_schema_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> None:
+def ensure_schema_topic(bootstrap: str, topic: str) -> None:
     """One partition (one total order of versions), compacted (the latest message per URI stays)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        if topic in admin.list_topics(timeout=timeout_s).topics:
-            return
-    except KafkaException as exc:
-        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    spec = NewTopic(topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
-    for future in admin.create_topics([spec], request_timeout=timeout_s).values():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if error_code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaUnavailable(f"cannot create topic {topic}: {exc}") from exc
+    ensure_topics(bootstrap, {topic: 1}, compacted=True)
 
 
 def publish_changes(

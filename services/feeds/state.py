@@ -13,11 +13,10 @@ import time
 import uuid
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cityos.errors import KafkaUnavailable
-from cityos.kafka import check_consume_error, error_code
+from cityos.kafka import check_consume_error, ensure_topics
 
 Activations = dict[tuple[int, int], int]  # (subscription id, partition) -> first live offset
 
@@ -40,18 +39,9 @@ def parse_state(value: bytes | None) -> tuple[tuple[int, int], int] | None:
         return None
 
 
-def ensure_state_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> None:
+def ensure_state_topic(bootstrap: str, topic: str) -> None:
     """One partition, compacted: the latest start record per (subscription, partition) is kept."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if topic in admin.list_topics(timeout=timeout_s).topics:
-        return
-    new = NewTopic(topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
-    for name, future in admin.create_topics([new], request_timeout=timeout_s).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if error_code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:  # another instance won the race
-                raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from exc
+    ensure_topics(bootstrap, {topic: 1}, compacted=True)
 
 
 def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> Activations:
@@ -68,7 +58,7 @@ def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> 
     deadline = time.monotonic() + timeout_s
     try:
         partition = TopicPartition(topic, 0)
-        high = _high_watermark(consumer, partition, deadline)
+        _low, high = consumer.get_watermark_offsets(partition, timeout=10)
         if high <= 0:
             return found
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -89,19 +79,3 @@ def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> 
                 raise KafkaUnavailable(f"state topic {topic} not readable to offset {high} in {timeout_s} s")
     finally:
         consumer.close()
-
-
-# A topic created a moment ago (first start on a new cluster) may not be in a new client's
-# metadata yet: the broker answers "unknown partition" until it is, so ask again until the deadline.
-_NOT_YET_KNOWN = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART})
-
-
-def _high_watermark(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
-    while True:
-        try:
-            _low, high = consumer.get_watermark_offsets(partition, timeout=10)
-            return int(high)
-        except KafkaException as exc:
-            if error_code(exc) not in _NOT_YET_KNOWN or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -12,8 +12,9 @@ from services.feeds.state import ensure_state_topic, load_activations, state_key
 def test_a_state_topic_just_created_reads_as_empty_then_returns_what_was_written(
     kafka_bootstrap: str,
 ) -> None:
-    # New topics read at once, as on a first start. (The metadata race of a brand-new cluster, fixed in
-    # load_activations, shows only there; `make up` on a fresh clone is what exercises it.)
+    # New topics read at once, as on a first start: ensure_topics returns only once the broker serves
+    # them. (The metadata race it waits out shows on a brand-new cluster; `make up` on a fresh clone
+    # exercises that.)
     for _ in range(5):
         topic = f"t{uuid.uuid4().hex[:10]}.cityos.feeds.state"
         ensure_state_topic(kafka_bootstrap, topic)
