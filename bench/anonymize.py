@@ -19,16 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cityos.settings import REPO_ROOT
+from cityos.kernel.settings import REPO_ROOT
 
 TARGET_SECONDS_100K = 30.0
 TARGET_MB_100K = 1024.0
 
 
 def one(size: int, seed: int) -> dict[str, Any]:
-    from cityos.anonymize.gate import run_gate
-    from cityos.anonymize.profile import load_profile, profile_path
-    from cityos.anonymize.synthetic import synthetic_moves
+    from cityos.domain.anonymize.gate import run_gate
+    from cityos.domain.anonymize.profile import load_profile, profile_path
+    from cityos.domain.anonymize.synthetic import synthetic_moves
 
     schema = json.loads(
         (REPO_ROOT / "schemas" / "resident-moves" / "v1.schema.json").read_text(encoding="utf-8")

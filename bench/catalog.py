@@ -25,11 +25,11 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import insert
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.db.models import Record
-from cityos.events import TYPE_UPSERTED, ValidatedEvent
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.db.models import Record
+from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch, sync_schema_set
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -25,14 +25,14 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from cityos.access import Caller, CallerKind
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.kafka import ensure_pipeline_topics, producer_config
-from cityos.outbox import record_event
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import Settings
+from cityos.department.outbox import record_event
+from cityos.domain import grants as admin
+from cityos.domain.access import Caller, CallerKind
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.kafka import ensure_pipeline_topics, producer_config
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import Settings
 from services.catalog.store import sync_schema_set
-from services.feeds import admin
 from services.feeds.main import feeds_consumer_config, feeds_producer_config
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.republisher import Republisher

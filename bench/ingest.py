@@ -25,11 +25,11 @@ import orjson
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from cityos.kafka import consumer_config, ensure_topics, producer_config
-from cityos.metrics import IngestMetrics
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry
+from cityos.kernel.kafka import consumer_config, ensure_topics, producer_config
+from cityos.kernel.metrics import IngestMetrics
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import Settings
+from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
 

@@ -33,10 +33,10 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.db.models import Dataset, Record
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT, Settings
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.db.models import Dataset, Record
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.store import sync_schema_set
 from tests.integration.stack import free_port
 

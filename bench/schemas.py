@@ -26,11 +26,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cityos.events import STRUCTURED_CONTENT_TYPE
-from cityos.outbox import record_event
-from cityos.schemas import DatasetMeta, SchemaSet, SchemaVersion, load_schema_dir, schema_uri
-from cityos.settings import REPO_ROOT
-from cityos.validation import ValidatorRegistry
+from cityos.department.outbox import record_event
+from cityos.kernel.events import STRUCTURED_CONTENT_TYPE
+from cityos.kernel.schemas import DatasetMeta, SchemaSet, SchemaVersion, load_schema_dir, schema_uri
+from cityos.kernel.settings import REPO_ROOT
+from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import InboundMessage, Topics, route
 
 STRUCTURED_HEADER = "content-type"

@@ -1,5 +1,5 @@
 """``python -m cityos``: the same as the ``cityos`` console script."""
 
-from cityos.cli import main
+from cityos.cli.main import main
 
 main()

@@ -140,7 +140,7 @@ num.partitions=$KAFKA_NUM_PARTITIONS
 # Tests start consumers one after the other; the default 3 s delay would slow down every group join.
 group.initial.rebalance.delay.ms=0
 # Events over 1 MiB are refused by ingest, but they must reach it (and the dead-letter topic keeps
-# the original bytes), so the broker accepts up to 4 MiB + headroom, matching cityos.kafka.
+# the original bytes), so the broker accepts up to 4 MiB + headroom, matching cityos.kernel.kafka.
 message.max.bytes=4259840
 replica.fetch.max.bytes=4259840
 EOF

@@ -40,7 +40,7 @@ if [[ ${CITYOS_TEST_SKIP_LINT:-0} != 1 ]]; then
   log "mypy"
   "$VENV/bin/mypy"
 fi
-# Schema evolution guard: schemas/ in the working tree against the last commit (issue 3).
+# Schema evolution guard: schemas/ in the working tree against the last commit.
 log "schemas check"
 "$VENV/bin/python" -m cityos schemas check
 log "pytest"

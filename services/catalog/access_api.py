@@ -9,35 +9,37 @@ use the CLI, which works on the database directly). Anything else is a 401.
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
-import csv
-import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.access import Caller, CallerKind
-from cityos.apikeys import KeyRefusal, OwnerKind, authenticate, issue_key, list_keys, revoke_key
-from cityos.audit import audit_as_dict, list_audit
-from cityos.db.models import ApiKey, Department
-from cityos.settings import Settings, get_settings
+from cityos.domain import grants as admin
+from cityos.domain.access import Caller, CallerKind
+from cityos.domain.acls import acl_specs
+from cityos.domain.apikeys import (
+    DEPARTMENT_SCOPES,
+    SCOPE_MANAGE,
+    SCOPE_SUBSCRIBE,
+    KeyRefusal,
+    OwnerKind,
+    authenticate,
+    issue_key,
+    list_keys,
+    revoke_key,
+)
+from cityos.domain.audit import audit_as_dict, audit_csv, audit_ndjson, list_audit
+from cityos.kernel.db.models import ApiKey, Department
+from cityos.kernel.settings import Settings, get_settings
+from cityos.kernel.timeutil import assume_utc
 from services.catalog.admin_auth import bearer, is_admin_token
-from services.feeds import admin
-from services.feeds.acls import acl_specs
 
 ADMIN = Caller(CallerKind.admin)
-# What a department key may do here: manage the grants of its datasets, subscribe to feeds.
-# Keys are issued with every department scope by default; a narrower key (e.g. only
-# records:read for a reporting tool) is refused here with 403.
-SCOPE_MANAGE = "access:manage"
-SCOPE_SUBSCRIBE = "feeds:subscribe"
-DEPARTMENT_SCOPES = ["records:read", SCOPE_SUBSCRIBE, SCOPE_MANAGE]
 
 
 class AccessMetrics:
@@ -289,8 +291,8 @@ def create_access_router(
             actor=actor,
             subject_kind=subject_kind,
             subject_id=subject_id,
-            since=_aware(since),
-            until=_aware(until),
+            since=assume_utc(since),
+            until=assume_utc(until),
             limit=limit,
         )
         return [audit_as_dict(r) for r in rows]
@@ -307,7 +309,7 @@ def create_access_router(
         require_admin(caller)
         rows = [
             audit_as_dict(r)
-            for r in list_audit(session, since=_aware(since), until=_aware(until), limit=limit)
+            for r in list_audit(session, since=assume_utc(since), until=assume_utc(until), limit=limit)
         ]
         if format == "csv":
             return Response(
@@ -347,12 +349,6 @@ def _reaudit(
         admin.audit_refusal(session, caller, action, dataset_id, exc)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _key_dict(row: ApiKey) -> dict[str, Any]:
     return {
         "key_id": row.id,
@@ -362,20 +358,3 @@ def _key_dict(row: ApiKey) -> dict[str, Any]:
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
     }
-
-
-AUDIT_COLUMNS = ("id", "at", "actor", "action", "subject_kind", "subject_id", "detail")
-
-
-def audit_ndjson(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(row) + b"\n" for row in rows)
-
-
-def audit_csv(rows: list[dict[str, Any]]) -> bytes:
-    """UTF-8 with a BOM (Excel opens Japanese text correctly); detail as a JSON cell."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(AUDIT_COLUMNS)
-    for row in rows:
-        writer.writerow([orjson.dumps(row[c]).decode() if c == "detail" else row[c] for c in AUDIT_COLUMNS])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")

@@ -9,8 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.db.models import Dataset, SchemaVersionRow
-from cityos.schemas import schema_uri
+from cityos.kernel.db.models import Dataset, SchemaVersionRow
+from cityos.kernel.schemas import schema_uri
 from services.catalog.access_api import create_access_router
 from services.catalog.keys_api import create_keys_router
 from services.catalog.registry_api import create_registry_router
@@ -26,8 +26,8 @@ def create_catalog_app(sessions: sessionmaker[Session], registry: CollectorRegis
 
     app.include_router(create_access_router(sessions, registry))  # departments, grants, feeds, audit
     app.include_router(create_registry_router(sessions, registry))  # schema registry, dead-letter repair
-    app.include_router(create_release_router(sessions, registry))  # proposals, releases (issue 6)
-    app.include_router(create_keys_router(sessions))  # API keys: issue, list, revoke (issue 4)
+    app.include_router(create_release_router(sessions, registry))  # proposals, releases
+    app.include_router(create_keys_router(sessions))  # API keys: issue, list, revoke
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

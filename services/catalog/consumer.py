@@ -17,10 +17,10 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.events import ValidatedEvent, parse_event_time
-from cityos.kafka import check_consume_error, consumer_lag, headers_list
-from cityos.metrics import CatalogMetrics
-from cityos.validation import parse_schema_uri
+from cityos.kernel.events import ValidatedEvent, parse_event_time
+from cityos.kernel.kafka import check_consume_error, consumer_lag, headers_list
+from cityos.kernel.metrics import CatalogMetrics
+from cityos.kernel.validation import parse_schema_uri
 from services.catalog.store import BatchResult, apply_batch
 
 log = logging.getLogger(__name__)

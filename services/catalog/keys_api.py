@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.apikeys import OwnerKind, issue_key, list_keys, revoke_key
-from cityos.db.models import ApiKey
-from cityos.settings import Settings, get_settings
+from cityos.domain.apikeys import OwnerKind, issue_key, key_view, list_keys, revoke_key
+from cityos.kernel.db.models import ApiKey
+from cityos.kernel.settings import Settings, get_settings
 from services.catalog.admin_auth import require_admin
 
 
@@ -26,27 +26,6 @@ class KeyRequest(BaseModel):
     purpose: str = Field(min_length=1, max_length=2000, examples=["Evacuation-site map app"])
     expires_in_days: int | None = Field(default=365, ge=1, le=3650)
     rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
-
-
-def key_view(row: ApiKey, now: datetime | None = None) -> dict[str, Any]:
-    """A key as listings show it: id (the visible prefix) and metadata, never a digest or secret."""
-    moment = now or datetime.now(UTC)
-    state = "active"
-    if row.revoked_at is not None:
-        state = "revoked"
-    elif row.expires_at is not None and row.expires_at <= moment:
-        state = "expired"
-    return {
-        "id": row.id,
-        "owner_kind": row.owner_kind,
-        "owner_id": row.owner_id,
-        "purpose": row.purpose,
-        "rate_limit_per_minute": row.rate_limit_per_minute,
-        "created_at": row.created_at.isoformat(),
-        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-        "state": state,
-    }
 
 
 def create_keys_router(sessions: sessionmaker[Session], settings: Settings | None = None) -> APIRouter:

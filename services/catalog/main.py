@@ -8,12 +8,12 @@ import uvicorn
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
-from cityos.metrics import CatalogMetrics
-from cityos.runtime import configure_logging, stop_on_signals
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.kernel.metrics import CatalogMetrics
+from cityos.kernel.runtime import configure_logging, stop_on_signals
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.consumer import CatalogConsumer
 from services.catalog.store import sync_schema_set

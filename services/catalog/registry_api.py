@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.dlq import (
+from cityos.domain.dlq import (
     DeadLetterFilter,
     ReplayTargets,
     parse_id,
@@ -33,11 +33,9 @@ from cityos.dlq import (
     replay_counts,
     replay_tally,
 )
-from cityos.errors import CityOSError
-from cityos.kafka import producer_config
-from cityos.registry.http_models import CompatibilityBody, ReplayBody
-from cityos.registry.service import register, republish_all
-from cityos.registry.store import (
+from cityos.domain.registry.http_models import CompatibilityBody, ReplayBody
+from cityos.domain.registry.service import register, republish_all
+from cityos.domain.registry.store import (
     UnknownDataset,
     bundled_definitions,
     compatibility_mode,
@@ -45,8 +43,11 @@ from cityos.registry.store import (
     set_compatibility_mode,
     versions_of,
 )
-from cityos.registry.topic import ensure_schema_topic
-from cityos.settings import Settings, get_settings
+from cityos.domain.registry.topic import ensure_schema_topic
+from cityos.kernel.errors import CityOSError
+from cityos.kernel.kafka import producer_config
+from cityos.kernel.settings import Settings, get_settings
+from cityos.kernel.timeutil import parse_instant
 from services.catalog.admin_auth import require_admin
 
 REGISTRATION_OUTCOMES = ("registered", "existing", "refused")
@@ -282,12 +283,9 @@ def _filter(
         if text is None:
             return None
         try:
-            moment = datetime.fromisoformat(text)
+            return parse_instant(text, name)
         except ValueError as exc:
-            raise HTTPException(400, f"{name}: not an ISO 8601 instant: {text!r}") from exc
-        if moment.tzinfo is None:
-            raise HTTPException(400, f"{name}: give a time zone offset, e.g. +09:00")
-        return moment
+            raise HTTPException(400, str(exc)) from exc
 
     return DeadLetterFilter(
         dataset=dataset,

@@ -17,13 +17,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.access import Caller, CallerKind
-from cityos.anonymize import proposals as workflow
-from cityos.anonymize.releases import ReleaseError, create_release, list_releases, release_summary
-from cityos.apikeys import KeyRefusal, authenticate
-from cityos.db.models import Dataset
-from cityos.db.release_models import ProposalCall, ReleaseProposal
-from cityos.settings import Settings, get_settings
+from cityos.domain.access import Caller, CallerKind
+from cityos.domain.anonymize import proposals as workflow
+from cityos.domain.anonymize.releases import ReleaseError, create_release, list_releases, release_summary
+from cityos.domain.apikeys import KeyRefusal, authenticate
+from cityos.kernel.db.models import Dataset
+from cityos.kernel.db.release_models import ProposalCall, ReleaseProposal
+from cityos.kernel.settings import Settings, get_settings
 from services.catalog.admin_auth import ADMIN_ACTOR, bearer, is_admin_token
 
 OUTCOMES = ("passed", "refused")

@@ -18,12 +18,22 @@ from pydantic import BaseModel
 from sqlalchemy import case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from cityos.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow, UTCDateTime
-from cityos.errors import SchemaError
-from cityos.events import ValidatedEvent
+from cityos.kernel.db.models import (
+    Base,
+    Dataset,
+    Department,
+    ProcessedEvent,
+    Record,
+    SchemaVersionRow,
+    UTCDateTime,
+)
+from cityos.kernel.errors import SchemaError
+from cityos.kernel.events import ValidatedEvent
+from cityos.kernel.jsonutil import json_equal
+from cityos.kernel.timeutil import require_aware
 
 if TYPE_CHECKING:
-    from cityos.schemas import SchemaSet
+    from cityos.kernel.schemas import SchemaSet
 
 # Ledger outcomes. A duplicate is never written: the ledger row of its first delivery already exists.
 OUTCOME_APPLIED: Final = "applied"
@@ -84,14 +94,6 @@ def _latest(moments: dict[str, datetime], key: str, moment: datetime) -> None:
         moments[key] = moment
 
 
-def _utc(moment: datetime) -> datetime:
-    # Versions compare as instants (UTCDateTime stores and returns UTC too); refuse naive times early,
-    # before anything of the batch is decided.
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment.isoformat()}: event times must be timezone-aware")
-    return moment.astimezone(UTC)
-
-
 def _coordinate(value: object, limit: float) -> float | None:
     # bool is an int subclass, but a flag is no coordinate.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -110,19 +112,6 @@ def _location_fields(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     if isinstance(latitude, str) and isinstance(longitude, str):
         return latitude, longitude
     return None
-
-
-def json_equal(left: object, right: object) -> bool:
-    """JSON equality: numbers by value (1 == 1.0, as JSONB normalises them), booleans never numbers."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, int | float) and isinstance(right, int | float):
-        return left == right
-    if isinstance(left, Mapping) and isinstance(right, Mapping):
-        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right, strict=True))
-    return type(left) is type(right) and left == right
 
 
 def _set_if_changed(obj: object, **values: Any) -> None:
@@ -153,7 +142,7 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
     immutable once registered: the same URI with another document, dataset or version number raises
     ``SchemaError`` (events already validated against the old document would silently change meaning).
     """
-    registered_at = _utc(now) if now is not None else datetime.now(UTC)
+    registered_at = require_aware(now) if now is not None else datetime.now(UTC)
 
     departments = {dep.id: _dump(dep) for dep in schema_set.departments.values()}
     stored_departments: dict[str, Department] = {
@@ -395,7 +384,7 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
     result = BatchResult()
     if not events:
         return result
-    processed_at = _utc(now)
+    processed_at = require_aware(now)
 
     with _custom_plans(session):
         seen = _existing_ledger(session, {(e.source, e.id) for e in events})
@@ -414,7 +403,7 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
             continue
         seen.add(ledger_key)
 
-        version: _Version = (_utc(event.time), event.partition, event.offset)
+        version: _Version = (require_aware(event.time), event.partition, event.offset)
         record_key = (event.dataset_id, event.record_key)
         state = states.get(record_key)
         note: str | None = None

@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
-from cityos.runtime import configure_logging, stop_on_signals
-from cityos.settings import Settings
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.kernel.runtime import configure_logging, stop_on_signals
+from cityos.kernel.settings import Settings
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.republisher import Republisher
 

@@ -12,9 +12,9 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cityos.access import Caller, CallerKind, decide_read
-from cityos.db.access_models import AccessGrant, FeedSubscription
-from cityos.db.models import Dataset
+from cityos.domain.access import Caller, CallerKind, decide_read
+from cityos.kernel.db.access_models import AccessGrant, FeedSubscription
+from cityos.kernel.db.models import Dataset
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.audit import record_audit
-from cityos.errors import DeliveryFailed, KafkaUnavailable
-from cityos.kafka import check_consume_error, consumer_lag, ensure_topics
+from cityos.domain.audit import record_audit
+from cityos.kernel.errors import DeliveryFailed, KafkaUnavailable
+from cityos.kernel.kafka import check_consume_error, consumer_lag, ensure_topics
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.policy import Policy, Route, load_policy
 from services.feeds.snapshot import latest_states

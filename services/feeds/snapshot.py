@@ -16,8 +16,8 @@ from collections.abc import Collection
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from cityos.errors import KafkaUnavailable
-from cityos.kafka import check_consume_error
+from cityos.kernel.errors import KafkaUnavailable
+from cityos.kernel.kafka import check_consume_error
 from services.feeds.transform import Event, dataset_of, decode
 
 

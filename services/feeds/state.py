@@ -15,8 +15,8 @@ import uuid
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from cityos.errors import KafkaUnavailable
-from cityos.kafka import check_consume_error, ensure_topics
+from cityos.kernel.errors import KafkaUnavailable
+from cityos.kernel.kafka import check_consume_error, ensure_topics
 
 Activations = dict[tuple[int, int], int]  # (subscription id, partition) -> first live offset
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from cityos.events import TYPE_DELETED
-from services.catalog.store import json_equal
+from cityos.kernel.events import TYPE_DELETED
+from cityos.kernel.jsonutil import json_equal
 from services.feeds.policy import Route
 
 HEADER_PHASE = "cityos_feed_phase"

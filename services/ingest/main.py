@@ -7,14 +7,14 @@ from datetime import timedelta
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY, Gauge, start_http_server
 
-from cityos.kafka import consumer_config, ensure_pipeline_topics, producer_config
-from cityos.metrics import IngestMetrics
-from cityos.registry.store import bundled_definitions
-from cityos.registry.topic import SchemaFollower, ensure_schema_topic
-from cityos.runtime import configure_logging, stop_on_signals
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry
+from cityos.domain.registry.store import bundled_definitions
+from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
+from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.kernel.metrics import IngestMetrics
+from cityos.kernel.runtime import configure_logging, stop_on_signals
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
+from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
 

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from cityos.events import Decoded, Header, Reason, Rejected, decode_event, parse_structured
-from cityos.validation import ValidatorRegistry, ValidRecord, parse_schema_uri
+from cityos.kernel.events import Decoded, Header, Reason, Rejected, decode_event, parse_structured
+from cityos.kernel.validation import ValidatorRegistry, ValidRecord, parse_schema_uri
 
 _DEPARTMENT_TOPIC = re.compile(r"dept\.(?P<department>[a-z0-9-]+)\.events$")
 UNKNOWN = "unknown"  # label value for anything outside the bounded sets

@@ -16,12 +16,12 @@ from typing import Any
 import jsonschema_rs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from cityos.events import Reason
-from cityos.kafka import OffsetTracker, check_consume_error, consumer_lag, error_code, headers_list
-from cityos.metrics import IngestMetrics
-from cityos.registry.topic import SchemaChange, SchemaFollower
-from cityos.schemas import DatasetMeta
-from cityos.validation import ValidatorRegistry
+from cityos.domain.registry.topic import SchemaChange, SchemaFollower
+from cityos.kernel.events import Reason
+from cityos.kernel.kafka import OffsetTracker, check_consume_error, consumer_lag, error_code, headers_list
+from cityos.kernel.metrics import IngestMetrics
+from cityos.kernel.schemas import DatasetMeta
+from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from cityos.db.engine import make_engine, session_factory
-from cityos.settings import Settings, get_settings
+from cityos.kernel.db.engine import make_engine, session_factory
+from cityos.kernel.settings import Settings, get_settings
 from services.publish.callers import CallerMiddleware, LimitSettings
 from services.publish.ckan_api import ckan_router
 from services.publish.context import PublishContext, error_body
@@ -158,7 +158,7 @@ def create_app(
     app.include_router(ckan_router(ctx))
     app.include_router(dcat_router(ctx))
     app.include_router(usage_router(ctx))
-    from services.publish.release_api import release_router  # issue 6: 個人情報ファイル簿, partner download
+    from services.publish.release_api import release_router  # 個人情報ファイル簿, partner download
 
     app.include_router(release_router(ctx))
 

@@ -16,9 +16,9 @@ import orjson
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cityos.access import ANONYMOUS, Caller, CallerKind
-from cityos.apikeys import KeyRefusal, authenticate, key_id_of
-from cityos.db.models import ApiKey
+from cityos.domain.access import ANONYMOUS, Caller, CallerKind
+from cityos.domain.apikeys import KeyRefusal, authenticate, key_id_of
+from cityos.kernel.db.models import ApiKey
 from services.publish.limits import RateLimiter
 from services.publish.metrics import PublishMetrics
 

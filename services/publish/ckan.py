@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cityos.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
 from services.publish.render import dataset_path, iso_utc, location_fields
 
 CKAN_VERSION = "2.10.4"

@@ -15,9 +15,11 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from cityos.access import Caller, ReadAccess, read_access
-from cityos.db.models import Dataset, Department
-from services.catalog import queries
+from cityos.domain.access import Caller, ReadAccess, read_access
+from cityos.domain.readmodel import queries
+from cityos.domain.readmodel.filters import FilterValue, Invalid, convert, declared_types
+from cityos.domain.readmodel.query import Condition, RecordQuery, SortKey, parse_query
+from cityos.kernel.db.models import Dataset, Department
 from services.publish import ckan
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -26,8 +28,6 @@ from services.publish.context import (
     departments,
     visible_datasets,
 )
-from services.publish.filters import FilterValue, Invalid, convert, declared_types
-from services.publish.query import Condition, RecordQuery, SortKey, parse_query
 from services.publish.records_api import quality_of
 from services.publish.usage import open_tally
 

@@ -6,6 +6,8 @@ import hashlib
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
+from cityos.kernel.timeutil import assume_utc
+
 
 def weak_etag(media: str, body: bytes) -> str:
     """A weak validator: a digest of the representation's bytes and its media type."""
@@ -37,6 +39,5 @@ def not_modified(
         since = parsedate_to_datetime(if_modified_since)
     except (TypeError, ValueError):
         return False  # an unparsable date is ignored, per RFC 9110
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
+    since = assume_utc(since)
     return last_modified.replace(microsecond=0) <= since

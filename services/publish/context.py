@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.access import ANONYMOUS, Caller, ReadAccess, read_access
-from cityos.db.models import Dataset, Department
-from cityos.settings import Settings
-from services.catalog import queries
+from cityos.domain.access import ANONYMOUS, Caller, ReadAccess, read_access
+from cityos.domain.readmodel import queries
+from cityos.kernel.db.models import Dataset, Department
+from cityos.kernel.settings import Settings
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
 from services.publish.page_cache import PageCache

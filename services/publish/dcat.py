@@ -15,7 +15,7 @@ from typing import Any
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, RDFS, SKOS, XSD
 
-from cityos.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
 from services.publish import ckan
 from services.publish.quality import QualityScore, Rating, themes
 from services.publish.render import dataset_path

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from cityos.db.models import Dataset
-from services.catalog import queries
+from cityos.domain.readmodel import queries
+from cityos.kernel.db.models import Dataset
 from services.publish import dcat
 from services.publish.context import (
     COMMON_RESPONSES,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
-from cityos.db.engine import migrate
-from cityos.settings import Settings
+from cityos.kernel.db.engine import migrate
+from cityos.kernel.settings import Settings
 from services.publish.app import create_app
 
 

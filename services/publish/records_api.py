@@ -2,7 +2,7 @@
 
 Every handler asks ``visible_dataset`` (``read_access``) first; an invisible dataset is the same 404
 as a missing one. Query strings are parsed by ``query.parse_query`` into typed conditions that
-``services.catalog.queries`` turns into SQLAlchemy expressions.
+``cityos.domain.readmodel.queries`` turns into SQLAlchemy expressions.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime, and they
@@ -21,10 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cityos.access import ReadAccess
-from cityos.db.models import Dataset, Department, SchemaVersionRow
-from services.catalog import queries
-from services.publish import filters, page_cache, render, stream
+from cityos.domain.access import ReadAccess
+from cityos.domain.readmodel import filters, queries
+from cityos.domain.readmodel.filters import ParamProblem
+from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
+from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from services.publish import page_cache, render, stream
 from services.publish.conditional import http_date, not_modified, weak_etag
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -35,10 +37,8 @@ from services.publish.context import (
     visible_dataset,
     visible_datasets,
 )
-from services.publish.filters import ParamProblem
 from services.publish.page_cache import CachedPage, PreparedResponse
 from services.publish.quality import five_star, metadata_quality
-from services.publish.query import RecordQuery, encode_cursor, parse_query
 from services.publish.usage import open_tally
 
 DEFAULT_LIMIT = 100

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cityos.access import CallerKind
-from cityos.anonymize.proposals import file_register
-from cityos.audit import record_audit
-from cityos.db.release_models import Release
+from cityos.domain.access import CallerKind
+from cityos.domain.anonymize.proposals import file_register
+from cityos.domain.audit import record_audit
+from cityos.kernel.db.release_models import Release
 from services.publish.context import NOT_FOUND, PublishContext, caller_of, visible_dataset
 
 

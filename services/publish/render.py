@@ -10,13 +10,14 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import orjson
 
-from cityos.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.timeutil import assume_utc
 
 
 class RecordLike(Protocol):
@@ -43,9 +44,7 @@ def iso_utc(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC; SQLite returns naive datetimes, which the catalog writes in UTC."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return assume_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def location_fields(meta: Mapping[str, Any]) -> tuple[str, str] | None:

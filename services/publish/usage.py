@@ -23,8 +23,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cityos.access import Caller, CallerKind
-from cityos.db.publish_models import UsageCounter
+from cityos.domain.access import Caller, CallerKind
+from cityos.kernel.db.publish_models import UsageCounter
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from cityos.kernel.timeutil import assume_utc
 from services.publish import render
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -40,7 +41,7 @@ def _moment(raw: str | None, parameter: str) -> datetime | None:
     except ValueError:
         raise bad_request(parameter, f"expected an RFC 3339 date-time, got {raw!r}") from None
     # A time without an offset is read as UTC, the report's own zone.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return assume_utc(moment)
 
 
 def usage_router(ctx: PublishContext) -> APIRouter:

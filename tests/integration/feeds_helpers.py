@@ -11,8 +11,8 @@ import httpx
 import orjson
 from confluent_kafka import Message, Producer
 
-from cityos.outbox import record_event
-from cityos.schemas import schema_uri
+from cityos.department.outbox import record_event
+from cityos.kernel.schemas import schema_uri
 from tests.integration.stack import Stack, header
 
 

@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from cityos.anonymize.synthetic import as_records, synthetic_moves
-from cityos.db.models import Record
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT
+from cityos.domain.anonymize.synthetic import as_records, synthetic_moves
+from cityos.kernel.db.models import Record
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import REPO_ROOT
 from services.catalog.store import sync_schema_set
 
 

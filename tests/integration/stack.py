@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from cityos.events import header_text
-from cityos.kafka import ensure_topics, headers_list, producer_config
-from cityos.settings import REPO_ROOT, Settings
+from cityos.kernel.events import header_text
+from cityos.kernel.kafka import ensure_topics, headers_list, producer_config
+from cityos.kernel.settings import REPO_ROOT, Settings
 
 SERVICES = ("ingest", "catalog", "publish", "feeds")
 
@@ -43,7 +43,7 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
     ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in SERVICES})
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    # Operators' token for the catalog's access API (issue 5), and any further settings a test needs.
+    # Operators' token for the catalog's access API, and any further settings a test needs.
     admin_token: str = field(default_factory=lambda: f"admin-{uuid.uuid4().hex}")
     extra_env: dict[str, str] = field(default_factory=dict)
 

@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from cityos.settings import REPO_ROOT
+from cityos.kernel.settings import REPO_ROOT
 from tests.integration.feeds_helpers import bearer, catalog, copier, credential, produce, validated_event
 from tests.integration.stack import Stack
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from cityos.db.engine import MIGRATION_LOCK_KEY, make_engine, migrate, session_factory
-from cityos.db.models import ProcessedEvent, Record
+from cityos.kernel.db.engine import MIGRATION_LOCK_KEY, make_engine, migrate, session_factory
+from cityos.kernel.db.models import ProcessedEvent, Record
 from services.catalog.store import apply_batch, sync_schema_set
 from tests.unit.test_catalog_store import NOW, make_schema_set, pg_schema_url, upsert
 

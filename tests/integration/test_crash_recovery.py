@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import Message
 from sqlalchemy import create_engine, func, select
 
-from cityos.db.engine import normalize_url
-from cityos.db.models import ProcessedEvent, Record
-from cityos.outbox import record_event
-from cityos.schemas import schema_uri
+from cityos.department.outbox import record_event
+from cityos.kernel.db.engine import normalize_url
+from cityos.kernel.db.models import ProcessedEvent, Record
+from cityos.kernel.schemas import schema_uri
 from tests.integration.stack import Stack
 
 TOTAL = 20_000

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cityos.outbox import STRUCTURED_HEADERS, record_event
-from cityos.schemas import schema_uri
+from cityos.department.outbox import STRUCTURED_HEADERS, record_event
+from cityos.kernel.schemas import schema_uri
 from tests.integration.stack import Stack
 
 OTHER = {

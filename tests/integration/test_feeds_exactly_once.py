@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from cityos.kafka import VALIDATED_PARTITIONS
+from cityos.kernel.kafka import VALIDATED_PARTITIONS
 from tests.integration.feeds_helpers import (
     aed,
     bodies,

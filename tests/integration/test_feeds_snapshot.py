@@ -14,9 +14,9 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
-from cityos.events import TYPE_DELETED
-from cityos.outbox import record_event
-from cityos.schemas import schema_uri
+from cityos.department.outbox import record_event
+from cityos.kernel.events import TYPE_DELETED
+from cityos.kernel.schemas import schema_uri
 from services.feeds.state import parse_state
 from tests.integration.feeds_helpers import (
     admin,

@@ -13,8 +13,8 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
-from cityos.kafka import MAX_PRODUCE_BYTES
-from cityos.schemas import schema_uri
+from cityos.kernel.kafka import MAX_PRODUCE_BYTES
+from cityos.kernel.schemas import schema_uri
 from tests.integration.stack import Stack, header
 
 AED = {

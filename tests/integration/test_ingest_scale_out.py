@@ -12,10 +12,10 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
-from cityos.demo import demo_records
-from cityos.outbox import record_event
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
+from cityos.department.demo import demo_records
+from cityos.department.outbox import record_event
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
 from tests.integration.stack import Stack, free_port
 
 EVENTS = 3000

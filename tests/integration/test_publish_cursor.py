@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from cityos.db.engine import session_factory
+from cityos.kernel.db.engine import session_factory
 from services.catalog.store import apply_batch
 from tests.integration.test_publish_support import T0, events, load, schemas_with_sites, serve
 

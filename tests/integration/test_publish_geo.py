@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from shapely.geometry import Point, box, shape
 
-from services.publish.query import haversine_m
+from cityos.domain.readmodel.query import haversine_m
 from tests.integration.test_publish_support import (
     SITES_ID,
     events,

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from cityos.apikeys import OwnerKind, issue_key, revoke_key
-from cityos.db.engine import session_factory
+from cityos.domain.apikeys import OwnerKind, issue_key, revoke_key
+from cityos.kernel.db.engine import session_factory
 from tests.integration.test_publish_support import events, load, schemas_with_sites, serve, yaizu_aed_rows
 
 

@@ -19,11 +19,11 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from cityos.csvimport import iter_csv_records
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.events import TYPE_UPSERTED, ValidatedEvent
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import REPO_ROOT, Settings
+from cityos.department.csvimport import iter_csv_records
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.app import create_app
 from tests.fixtures_path import OPENDATA_SAMPLES

@@ -14,9 +14,9 @@ import httpx
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from cityos.apikeys import OwnerKind, issue_key
-from cityos.db.engine import session_factory
-from cityos.settings import Settings
+from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.kernel.db.engine import session_factory
+from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch
 from services.publish.app import create_app
 from tests.integration.test_publish_support import (
@@ -69,7 +69,7 @@ LISTINGS = {
 
 def _routes() -> set[str]:
     app = create_app(Settings(database_url="sqlite://"), registry=CollectorRegistry())
-    # Routes of the open-data API; anonymized releases (issue 6) have their own access tests.
+    # Routes of the open-data API; anonymized releases have their own access tests.
     ours = {r.path for r in app.routes if isinstance(r, APIRoute) and r.endpoint.__module__ != RELEASES}
     return ours - OPERATIONAL
 

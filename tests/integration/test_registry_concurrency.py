@@ -11,13 +11,13 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.kafka import producer_config
-from cityos.registry.service import register
-from cityos.registry.store import Evaluation, versions_of
-from cityos.registry.topic import SchemaFollower, ensure_schema_topic
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import REPO_ROOT
+from cityos.domain.registry.service import register
+from cityos.domain.registry.store import Evaluation, versions_of
+from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.kafka import producer_config
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import REPO_ROOT
 from services.catalog.store import sync_schema_set
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cityos.csvimport import iter_csv_records
-from cityos.outbox import STRUCTURED_HEADERS, record_event
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import REPO_ROOT
+from cityos.department.csvimport import iter_csv_records
+from cityos.department.outbox import STRUCTURED_HEADERS, record_event
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import REPO_ROOT
 from tests.fixtures_path import OPENDATA_SAMPLES
 from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack

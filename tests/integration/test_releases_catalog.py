@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cityos.access import ANONYMOUS, Caller, CallerKind, read_access
-from cityos.anonymize import proposals as workflow
-from cityos.anonymize.releases import RESTRICTED_ACTION, ReleaseError, create_release
-from cityos.audit import list_audit
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.db.models import Dataset, Record
+from cityos.domain.access import ANONYMOUS, Caller, CallerKind, read_access
+from cityos.domain.anonymize import proposals as workflow
+from cityos.domain.anonymize.releases import RESTRICTED_ACTION, ReleaseError, create_release
+from cityos.domain.audit import list_audit
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.db.models import Dataset, Record
 from tests.integration.release_support import store_synthetic_moves
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

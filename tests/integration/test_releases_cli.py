@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.settings import REPO_ROOT
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.settings import REPO_ROOT
 from tests.integration.release_support import store_synthetic_moves
 
 NOW = datetime.now(UTC)

@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 
-from cityos.anonymize import proposals as workflow
-from cityos.anonymize.synthetic import synthetic_moves
-from cityos.apikeys import OwnerKind, issue_key
-from cityos.db.engine import make_engine, session_factory
-from cityos.settings import REPO_ROOT
+from cityos.domain.anonymize import proposals as workflow
+from cityos.domain.anonymize.synthetic import synthetic_moves
+from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.kernel.db.engine import make_engine, session_factory
+from cityos.kernel.settings import REPO_ROOT
 from tests.integration.stack import Stack
 
 RECORDS = 400

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from cityos.apikeys import OwnerKind, issue_key
-from cityos.audit import list_audit
-from cityos.db.engine import make_engine, session_factory
+from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.domain.audit import list_audit
+from cityos.kernel.db.engine import make_engine, session_factory
 from tests.integration.promtool import assert_promtool_clean
 from tests.integration.stack import Stack
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from cityos.db.engine import make_engine, migrate
-from cityos.schemas import load_schema_dir
-from cityos.settings import REPO_ROOT
+from cityos.kernel.db.engine import make_engine, migrate
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import REPO_ROOT
 from services.catalog.store import sync_schema_set
 
 

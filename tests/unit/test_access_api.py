@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cityos.db.engine import session_factory
-from cityos.settings import Settings
+from cityos.kernel.db.engine import session_factory
+from cityos.kernel.settings import Settings
 from services.catalog.access_api import create_access_router
 from tests.unit.catalog_db import catalog_engine
 

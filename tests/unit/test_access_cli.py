@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cityos.cli import app
-from cityos.settings import get_settings
+from cityos.cli.main import app
+from cityos.kernel.settings import get_settings
 from tests.unit.catalog_db import catalog_engine
 
 

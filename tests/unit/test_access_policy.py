@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from cityos.access import ANONYMOUS, FULL, Caller, CallerKind, ReadAccess, decide_read, read_access
-from cityos.audit import list_audit
-from cityos.db.models import Dataset
-from services.feeds import admin
-from services.feeds.admin import AccessRefused, StartMode, SubscriptionRequest
+from cityos.domain import grants as admin
+from cityos.domain.access import ANONYMOUS, FULL, Caller, CallerKind, ReadAccess, decide_read, read_access
+from cityos.domain.audit import list_audit
+from cityos.domain.grants import AccessRefused, StartMode, SubscriptionRequest
+from cityos.kernel.db.models import Dataset
 from tests.unit.catalog_db import catalog_engine
 
 ADMIN = Caller(CallerKind.admin)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from pycanon import anonymity
 
-from cityos.anonymize.gate import GateOutcome, run_gate
-from cityos.anonymize.profile import Profile, load_profile, parse_profile, profile_path
-from cityos.anonymize.search import Lattice, Model
-from cityos.anonymize.synthetic import synthetic_moves
-from cityos.anonymize.verify import read_release
-from cityos.settings import REPO_ROOT
+from cityos.domain.anonymize.gate import GateOutcome, run_gate
+from cityos.domain.anonymize.profile import Profile, load_profile, parse_profile, profile_path
+from cityos.domain.anonymize.search import Lattice, Model
+from cityos.domain.anonymize.synthetic import synthetic_moves
+from cityos.domain.anonymize.verify import read_release
+from cityos.kernel.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "resident-moves" / "v1.schema.json").read_text(encoding="utf-8"))
 PROFILE = load_profile(profile_path("resident-moves"))
@@ -129,9 +129,9 @@ def test_prosecutor_risk_at_most_one_in_k(released: Released) -> None:
 def test_search_finds_the_optimum_of_the_whole_lattice() -> None:
     """Exhaustive evaluation of every node on a smaller dataset: the search must pick the best."""
     source = synthetic_moves(3_000, seed=5)
-    from cityos.anonymize.gate import _sensitive_codes
-    from cityos.anonymize.profile import build_hierarchies
-    from cityos.anonymize.search import search
+    from cityos.domain.anonymize.gate import _sensitive_codes
+    from cityos.domain.anonymize.profile import build_hierarchies
+    from cityos.domain.anonymize.search import search
 
     lattice = Lattice(build_hierarchies(PROFILE, source), *_sensitive_codes(source, PROFILE))
     model = Model(PROFILE.k, PROFILE.sensitive.alpha, int(0.05 * len(source)))

@@ -9,18 +9,18 @@ import jsonschema_rs
 import pandas as pd
 import pytest
 
-from cityos.anonymize import hierarchy as h
-from cityos.anonymize.places import WARDS
-from cityos.anonymize.profile import (
+from cityos.domain.anonymize import hierarchy as h
+from cityos.domain.anonymize.places import WARDS
+from cityos.domain.anonymize.profile import (
     ProfileError,
     check_against_schema,
     load_profile,
     parse_profile,
     profile_path,
 )
-from cityos.anonymize.synthetic import as_records, synthetic_moves
-from cityos.anonymize.verify import verify_release
-from cityos.settings import REPO_ROOT
+from cityos.domain.anonymize.synthetic import as_records, synthetic_moves
+from cityos.domain.anonymize.verify import verify_release
+from cityos.kernel.settings import REPO_ROOT
 from tests.fixtures_path import FIXTURES
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "resident-moves" / "v1.schema.json").read_text(encoding="utf-8"))

@@ -11,11 +11,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cityos.anonymize.gate import run_gate
-from cityos.anonymize.profile import load_profile, parse_profile, profile_path
-from cityos.anonymize.synthetic import synthetic_moves
-from cityos.anonymize.verify import read_release
-from cityos.settings import REPO_ROOT
+from cityos.domain.anonymize.gate import run_gate
+from cityos.domain.anonymize.profile import load_profile, parse_profile, profile_path
+from cityos.domain.anonymize.synthetic import synthetic_moves
+from cityos.domain.anonymize.verify import read_release
+from cityos.kernel.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "resident-moves" / "v1.schema.json").read_text(encoding="utf-8"))
 PROFILE = load_profile(profile_path("resident-moves"))

@@ -10,11 +10,19 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from cityos.access import CallerKind
-from cityos.apikeys import KeyRefusal, OwnerKind, authenticate, issue_key, key_id_of, list_keys, revoke_key
-from cityos.audit import list_audit
-from cityos.db.engine import make_engine, migrate
-from cityos.db.models import ApiKey
+from cityos.domain.access import CallerKind
+from cityos.domain.apikeys import (
+    KeyRefusal,
+    OwnerKind,
+    authenticate,
+    issue_key,
+    key_id_of,
+    list_keys,
+    revoke_key,
+)
+from cityos.domain.audit import list_audit
+from cityos.kernel.db.engine import make_engine, migrate
+from cityos.kernel.db.models import ApiKey
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

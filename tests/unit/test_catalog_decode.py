@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from cityos.events import TYPE_DELETED
-from cityos.schemas import schema_uri
+from cityos.kernel.events import TYPE_DELETED
+from cityos.kernel.schemas import schema_uri
 from services.catalog.consumer import UndecodableEvent, decode_validated
 
 

@@ -27,14 +27,21 @@ from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from cityos.db.engine import alembic_config, make_engine, migrate, normalize_url, session_factory
-from cityos.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow
-from cityos.errors import SchemaError
-from cityos.events import TYPE_DELETED, TYPE_UPSERTED, ValidatedEvent
-from cityos.schemas import DatasetMeta, LocalizedText, LocationFields, SchemaSet, SchemaVersion, schema_uri
-from cityos.schemas import Department as DepartmentMeta
-from cityos.settings import Settings
-from services.catalog import queries
+from cityos.domain.readmodel import queries
+from cityos.kernel.db.engine import alembic_config, make_engine, migrate, normalize_url, session_factory
+from cityos.kernel.db.models import Base, Dataset, Department, ProcessedEvent, Record, SchemaVersionRow
+from cityos.kernel.errors import SchemaError
+from cityos.kernel.events import TYPE_DELETED, TYPE_UPSERTED, ValidatedEvent
+from cityos.kernel.schemas import (
+    DatasetMeta,
+    LocalizedText,
+    LocationFields,
+    SchemaSet,
+    SchemaVersion,
+    schema_uri,
+)
+from cityos.kernel.schemas import Department as DepartmentMeta
+from cityos.kernel.settings import Settings
 from services.catalog.store import BatchResult, apply_batch, sync_schema_set
 from services.publish.app import create_app
 from tests import needs
@@ -351,7 +358,7 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
 
 
 def test_concurrent_migrations_from_several_processes(db_url: str) -> None:
-    code = "import sys; from cityos.db.engine import migrate; migrate(sys.argv[1])"
+    code = "import sys; from cityos.kernel.db.engine import migrate; migrate(sys.argv[1])"
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", code, db_url],
@@ -469,7 +476,7 @@ def test_sync_rejects_an_unknown_department(session: Session) -> None:
 
 
 def test_sync_of_the_repository_schemas_is_idempotent(session: Session) -> None:
-    from cityos.schemas import default_schema_dir, load_schema_dir
+    from cityos.kernel.schemas import default_schema_dir, load_schema_dir
 
     schema_set = load_schema_dir(default_schema_dir())
     sync_schema_set(session, schema_set=schema_set)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cityos.registry.compatibility import Mode, check_mode, reader_problems
-from cityos.settings import REPO_ROOT
+from cityos.domain.registry.compatibility import Mode, check_mode, reader_problems
+from cityos.kernel.settings import REPO_ROOT
 
 Reason = tuple[str, str, int, str]
 S: dict[str, Any] = {"type": "string", "maxLength": 50}

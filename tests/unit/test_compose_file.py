@@ -119,19 +119,19 @@ def test_service_settings_point_at_the_compose_infrastructure(compose: dict[str,
 
 def test_compose_variables_are_real_settings() -> None:
     """A renamed setting would otherwise be ignored silently (the settings ignore unknown variables)."""
-    from cityos.settings import Settings
+    from cityos.kernel.settings import Settings
 
     prefix = Settings.model_config.get("env_prefix", "")
     for variable in (*REQUIRED_ENV, *BIND_ENV.values()):
         field = variable.removeprefix(prefix).lower()
         assert field in Settings.model_fields, (
-            f"{variable} does not match any field of cityos.settings.Settings"
+            f"{variable} does not match any field of cityos.kernel.settings.Settings"
         )
 
 
 def test_app_service_ports_are_the_settings_defaults() -> None:
     """APP_SERVICES (published and scraped ports) must be where the services really listen."""
-    from cityos.settings import Settings
+    from cityos.kernel.settings import Settings
 
     assert set(PORT_SETTING) == set(APP_SERVICES) == set(BIND_ENV)
     for name, port in APP_SERVICES.items():

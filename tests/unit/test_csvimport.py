@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cityos.csvimport import (
+from cityos.department.csvimport import (
     CsvRow,
     HeaderMapping,
     detect_and_decode,
@@ -17,8 +17,8 @@ from cityos.csvimport import (
     map_headers,
     normalize_header,
 )
-from cityos.errors import CityOSError, CsvImportError
-from cityos.schemas import DatasetMeta
+from cityos.kernel.errors import CityOSError, CsvImportError
+from cityos.kernel.schemas import DatasetMeta
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -255,7 +255,7 @@ def test_unknown_columns_are_ignored_and_reported_once(
 ) -> None:
     body = "NO,名称,区分1,タグ\n" + "".join(f"{i},n{i},x,y\n" for i in range(50))
     seen: list[HeaderMapping] = []
-    with caplog.at_level(logging.WARNING, logger="cityos.csvimport"):
+    with caplog.at_level(logging.WARNING, logger="cityos.department.csvimport"):
         rows = _rows(_write(tmp_path, body.encode("utf-8")), on_header=seen.append)
     assert len(rows) == 50
     assert all(r.record is not None and set(r.record) == {"NO", "名称"} for r in rows)

@@ -19,8 +19,8 @@ import jsonschema_rs
 import pytest
 from jsonschema import Draft202012Validator
 
-from cityos.csvimport import HeaderMapping, iter_csv_records, map_headers, normalize_header
-from cityos.schemas import SchemaSet, default_schema_dir, load_schema_dir
+from cityos.department.csvimport import HeaderMapping, iter_csv_records, map_headers, normalize_header
+from cityos.kernel.schemas import SchemaSet, default_schema_dir, load_schema_dir
 from tests.fixtures_path import OPENDATA_SAMPLES
 
 YAIZU = OPENDATA_SAMPLES / "yaizu-222127"

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cityos.events import Decoded, Rejected, decode_event, parse_structured
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry
+from cityos.kernel.events import Decoded, Rejected, decode_event, parse_structured
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
+from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import InboundMessage, Topics, route
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)

@@ -6,9 +6,9 @@ import jsonschema_rs
 import orjson
 import pytest
 
-from cityos.demo import KITAKYUSHU_LAT, KITAKYUSHU_LON, demo_events, demo_records
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
+from cityos.department.demo import KITAKYUSHU_LAT, KITAKYUSHU_LON, demo_events, demo_records
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
 
 SCHEMAS = load_schema_dir(Settings().schemas_dir)
 

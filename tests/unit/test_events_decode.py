@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cityos.events import Decoded, Reason, Rejected, decode_event
-from cityos.strictjson import MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH
+from cityos.kernel.events import Decoded, Reason, Rejected, decode_event
+from cityos.kernel.strictjson import MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from cityos.events import Decoded, decode_event, parse_structured
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry, ValidRecord
+from cityos.kernel.events import Decoded, decode_event, parse_structured
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import Settings
+from cityos.kernel.validation import ValidatorRegistry, ValidRecord
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)

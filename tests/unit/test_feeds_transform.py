@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from cityos.access import Caller, CallerKind
-from cityos.events import TYPE_DELETED
-from services.feeds import admin
-from services.feeds.acls import acl_specs, to_binding
+from cityos.domain import grants as admin
+from cityos.domain.access import Caller, CallerKind
+from cityos.domain.acls import acl_specs, to_binding
+from cityos.kernel.events import TYPE_DELETED
 from services.feeds.policy import Route, load_policy
 from services.feeds.state import parse_state, state_key, state_value
 from services.feeds.transform import Outcome, dataset_of, decode, headers, matches, render

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from cityos.events import TYPE_DELETED, Reason
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import Settings
-from cityos.validation import ValidatorRegistry, parse_schema_uri
+from cityos.kernel.events import TYPE_DELETED, Reason
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import Settings
+from cityos.kernel.validation import ValidatorRegistry, parse_schema_uri
 from services.ingest.routing import InboundMessage, Routed, Topics, department_of, route
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

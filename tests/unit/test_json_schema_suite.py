@@ -3,7 +3,7 @@ jsonschema-rs (ingest's hot path) and jsonschema as configured for registration 
 ECMA-262 patterns, vocabularies honoured).
 
 The suite's ``remotes/`` are served under http://localhost:1234/ from memory, through the same offline
-registries the services use (``cityos.registry.references``); nothing touches the network. In the
+registries the services use (``cityos.kernel.references``); nothing touches the network. In the
 required suite ``format`` is an annotation, so validators run with format assertion off here; the
 formats ingest asserts are exercised by the dataset tests. The counts are printed (``pytest -s``).
 """
@@ -19,8 +19,8 @@ import jsonschema_rs
 import pytest
 from jsonschema import Draft202012Validator
 
-from cityos.registry.references import offline_registry, rust_registry
-from cityos.registry.validators import FORMAT_CHECKER, FORMATS, registration_validator
+from cityos.domain.registry.validators import FORMAT_CHECKER, FORMATS, registration_validator
+from cityos.kernel.references import offline_registry, rust_registry
 from tests.fixtures_path import FIXTURES
 
 SUITE = FIXTURES / "json-schema-test-suite"

@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy.orm import Session, sessionmaker
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.metrics import CatalogMetrics, IngestMetrics
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.metrics import CatalogMetrics, IngestMetrics
 from services.catalog.api import create_catalog_app
 from services.feeds.metrics import FeedsMetrics
 from services.publish.metrics import PublishMetrics

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from cityos.errors import DeliveryFailed
-from cityos.kafka import OffsetTracker
+from cityos.kernel.errors import DeliveryFailed
+from cityos.kernel.kafka import OffsetTracker
 
 
 def positions(tracker: OffsetTracker) -> dict[tuple[str, int], int]:

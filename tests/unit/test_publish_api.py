@@ -26,15 +26,16 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from cityos.apikeys import OwnerKind, issue_key
-from cityos.db.access_models import AccessGrant
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.db.models import Record
-from cityos.events import TYPE_UPSERTED, ValidatedEvent
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import REPO_ROOT, Settings
+from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.domain.readmodel import filters
+from cityos.kernel.db.access_models import AccessGrant
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.db.models import Record
+from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.store import apply_batch, sync_schema_set
-from services.publish import filters, render
+from services.publish import render
 from services.publish.app import create_app
 from services.publish.page_cache import PageCache
 

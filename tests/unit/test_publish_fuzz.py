@@ -14,11 +14,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.demo import demo_records
-from cityos.events import TYPE_UPSERTED, ValidatedEvent
-from cityos.schemas import load_schema_dir
-from cityos.settings import Settings
+from cityos.department.demo import demo_records
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.app import create_app
 

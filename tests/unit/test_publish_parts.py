@@ -7,12 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.publish import ckan
-from services.publish.conditional import http_date, not_modified, weak_etag
-from services.publish.filters import ParamProblem
-from services.publish.limits import RateLimiter
-from services.publish.quality import five_star, metadata_quality
-from services.publish.query import (
+from cityos.domain.readmodel.filters import ParamProblem
+from cityos.domain.readmodel.query import (
     BBox,
     Condition,
     Near,
@@ -23,6 +19,10 @@ from services.publish.query import (
     haversine_m,
     parse_query,
 )
+from services.publish import ckan
+from services.publish.conditional import http_date, not_modified, weak_etag
+from services.publish.limits import RateLimiter
+from services.publish.quality import five_star, metadata_quality
 from services.publish.usage import Tally, UsageBuffer, hashed_key, hour_of
 
 SCHEMA: dict[str, Any] = {
@@ -181,7 +181,7 @@ def test_fq_parsing_and_search() -> None:
 
 
 def test_usage_buffer_aggregates_and_hashes_keys() -> None:
-    from cityos.access import ANONYMOUS, Caller, CallerKind
+    from cityos.domain.access import ANONYMOUS, Caller, CallerKind
 
     moment = datetime(2025, 4, 1, 9, 42, tzinfo=UTC)
     buffer = UsageBuffer(clock=lambda: moment)

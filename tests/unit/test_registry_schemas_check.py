@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from cityos.registry.ci import check_schema_tree
-from cityos.settings import REPO_ROOT
+from cityos.domain.registry.ci import check_schema_tree
+from cityos.kernel.settings import REPO_ROOT
 
 DATASETS = ("aed", "public-toilet")
 

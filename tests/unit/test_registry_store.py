@@ -15,12 +15,11 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy.orm import Session
 
-from cityos.audit import list_audit
-from cityos.db.engine import make_engine, migrate, session_factory
-from cityos.dlq import BadDeadLetterId, DeadLetter, DeadLetterFilter, parse_id
-from cityos.registry.compatibility import Mode
-from cityos.registry.lint import lint_schema
-from cityos.registry.store import (
+from cityos.domain.audit import list_audit
+from cityos.domain.dlq import BadDeadLetterId, DeadLetter, DeadLetterFilter, parse_id
+from cityos.domain.registry.compatibility import Mode
+from cityos.domain.registry.lint import lint_schema
+from cityos.domain.registry.store import (
     UnknownDataset,
     add_version,
     compatibility_mode,
@@ -28,10 +27,11 @@ from cityos.registry.store import (
     set_compatibility_mode,
     versions_of,
 )
-from cityos.registry.topic import SchemaChange
-from cityos.schemas import load_schema_dir, schema_uri
-from cityos.settings import REPO_ROOT
-from cityos.validation import ValidatorRegistry
+from cityos.domain.registry.topic import SchemaChange
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import REPO_ROOT
+from cityos.kernel.validation import ValidatorRegistry
 from services.catalog.store import sync_schema_set
 from services.ingest.service import apply_schema_changes
 

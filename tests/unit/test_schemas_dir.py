@@ -13,8 +13,8 @@ import jsonschema_rs
 import pytest
 from jsonschema import Draft202012Validator
 
-from cityos.errors import CityOSError, SchemaError
-from cityos.schemas import (
+from cityos.kernel.errors import CityOSError, SchemaError
+from cityos.kernel.schemas import (
     DatasetMeta,
     SchemaSet,
     default_schema_dir,

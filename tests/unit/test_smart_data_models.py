@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from cityos.registry.references import (
+from cityos.domain.registry.validators import FORMAT_CHECKER, registration_validator
+from cityos.kernel.references import (
     SMART_DATA_MODELS_COMMON,
     SMART_DATA_MODELS_ENVIRONMENT,
     missing_refs,
     offline_registry,
     rust_validator,
 )
-from cityos.registry.validators import FORMAT_CHECKER, registration_validator
 from tests.fixtures_path import FIXTURES
 
 MODELS = FIXTURES / "smart-data-models"

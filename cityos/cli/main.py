@@ -1,0 +1,185 @@
+"""The ``cityos`` command: run services, import CSVs, produce demo events, migrate."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cityos.cli import access as access_commands
+from cityos.cli import dlq as dlq_commands
+from cityos.cli import keys as keys_commands
+from cityos.cli import release as release_commands
+from cityos.cli import schemas as schemas_commands
+from cityos.kernel.errors import CityOSError
+from cityos.kernel.settings import get_settings
+
+if TYPE_CHECKING:  # the CLI imports its subcommands' modules lazily, to start fast
+    from cityos.department.importer import ImportSummary
+
+app = typer.Typer(help="CityOS Connector: department events to open data.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+class ServiceName(StrEnum):
+    ingest = "ingest"
+    catalog = "catalog"
+    publish = "publish"
+    feeds = "feeds"
+
+
+@app.command()
+def serve(service: ServiceName) -> None:
+    """Run one service in the foreground until SIGTERM/SIGINT."""
+    settings = get_settings()
+    if service is ServiceName.ingest:
+        from services.ingest.main import serve as run
+    elif service is ServiceName.catalog:
+        from services.catalog.main import serve as run
+    elif service is ServiceName.feeds:
+        from services.feeds.main import serve as run
+    else:
+        from services.publish.main import serve as run
+    run(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations to CITYOS_DATABASE_URL."""
+    from cityos.kernel.db.engine import migrate as run_migrations
+
+    run_migrations(get_settings().database_url)
+    console.print("[green]database is at the latest revision[/]")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@app.command("import-csv")
+def import_csv(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV file")],
+    dataset: Annotated[str, typer.Option(help="dataset id, e.g. aed")],
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for ingest's verdict on every row (0: don't)")
+    ] = 60,
+    show_rejected: Annotated[int, typer.Option(help="how many rejected rows to list")] = 20,
+    json_summary: Annotated[
+        Path | None, typer.Option(help="also write the summary as JSON to this file")
+    ] = None,
+) -> None:
+    """Send every row of a standard CSV (CP932 or UTF-8, BOM or not) as events, then report."""
+    from cityos.department.importer import ImportSummary, csv_events
+    from cityos.department.outbox import STRUCTURED_HEADERS, EventSender
+    from cityos.department.outcomes import OutcomeWatcher
+    from cityos.kernel.schemas import load_schema_dir
+
+    settings = get_settings()
+    try:
+        schema_set = load_schema_dir(settings.schemas_dir)
+        meta = schema_set.datasets.get(dataset)
+        if meta is None:
+            raise typer.BadParameter(
+                f"unknown dataset {dataset!r}; known: {', '.join(sorted(schema_set.datasets))}"
+            )
+        version = schema_set.latest(dataset)
+        watcher = (
+            OutcomeWatcher(settings.kafka_bootstrap, [settings.validated_topic, settings.deadletter_topic])
+            if wait > 0
+            else None
+        )
+        sender = EventSender(settings.kafka_bootstrap)
+        topic = settings.department_topic(meta.department)
+        summary = ImportSummary()
+        with _progress() as progress:
+            sending = progress.add_task(f"sending {file.name} → {topic}", total=None)
+            for event in csv_events(file, meta=meta, version=version, summary=summary):
+                sender.send(topic, key=event.key, value=event.value, headers=STRUCTURED_HEADERS)
+                summary.rows_sent += 1
+                progress.update(sending, completed=summary.rows_sent)
+            sender.flush()
+            progress.update(sending, total=summary.rows_sent)
+            if watcher is not None and summary.rows_sent:
+                checking = progress.add_task("waiting for ingest's verdict", total=summary.rows_sent)
+                summary.outcomes = watcher.wait(
+                    set(summary.lines_by_event),
+                    timeout_s=wait,
+                    on_progress=lambda n: progress.update(checking, completed=n),
+                )
+    except CityOSError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    _print_summary(summary, waited=wait > 0, show_rejected=show_rejected)
+    if json_summary is not None:
+        json_summary.write_text(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    if summary.local_errors or summary.rows_deadlettered or (wait > 0 and summary.rows_undecided):
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: ImportSummary, *, waited: bool, show_rejected: int) -> None:
+    table = Table(title="import summary", show_header=False)
+    table.add_row("rows read", str(summary.rows_read))
+    table.add_row("rows sent", str(summary.rows_sent))
+    table.add_row("rows refused before sending", str(len(summary.local_errors)))
+    if waited:
+        table.add_row("rows accepted (validated)", str(summary.rows_valid))
+        table.add_row("rows dead-lettered", str(summary.rows_deadlettered))
+        table.add_row("rows without a verdict yet", str(summary.rows_undecided))
+        for reason, count in summary.reasons().most_common():
+            table.add_row(f"  reason {reason}", str(count))
+    console.print(table)
+    for line, why in summary.local_errors[:show_rejected]:
+        console.print(f"line {line}: {why}")
+    for line, outcome in summary.rejected_rows()[:show_rejected]:
+        console.print(f"line {line}: {outcome.reason} at {outcome.pointer or '-'}: {outcome.detail}")
+
+
+@app.command()
+def demo(
+    per_dataset: Annotated[int, typer.Option(help="records per dataset")] = 25,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same events)")] = 2026,
+) -> None:
+    """Produce synthetic demo events for every dataset (never real people)."""
+    from cityos.department.demo import demo_events
+    from cityos.department.outbox import STRUCTURED_HEADERS, EventSender
+    from cityos.kernel.schemas import load_schema_dir
+
+    settings = get_settings()
+    schema_set = load_schema_dir(settings.schemas_dir)
+    sender = EventSender(settings.kafka_bootstrap)
+    sent = 0
+    for topic, key, value in demo_events(schema_set, settings, per_dataset=per_dataset, seed=seed):
+        sender.send(topic, key=key, value=value, headers=STRUCTURED_HEADERS)
+        sent += 1
+    sender.flush()
+    console.print(f"[green]sent {sent} demo events[/]")
+
+
+app.add_typer(access_commands.grants_app, name="grants")
+app.add_typer(access_commands.subscriptions_app, name="subscriptions")
+app.add_typer(access_commands.audit_app, name="audit")
+app.add_typer(access_commands.departments_app, name="departments")
+app.add_typer(access_commands.feeds_app, name="feeds")
+
+app.add_typer(schemas_commands.schemas_app, name="schemas")
+app.add_typer(dlq_commands.dlq_app, name="dlq")
+
+app.add_typer(release_commands.app, name="release")
+
+app.add_typer(keys_commands.keys_app, name="keys")
+
+
+def main() -> None:
+    app()

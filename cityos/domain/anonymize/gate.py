@@ -1,0 +1,203 @@
+"""The gate: profile check → lattice search → the same generalisation for every record →
+shuffle → fresh pseudonyms → write → independent verification of the written file.
+
+Nothing leaves the gate unless every step passes: on any failure the file is removed and the
+outcome lists every reason. Same records, profile and seed give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cityos.domain.anonymize.hierarchy import HIERARCHY_VERSION, Array, Hierarchy
+from cityos.domain.anonymize.profile import Profile, build_hierarchies, check_against_schema
+from cityos.domain.anonymize.search import Lattice, Model, Node, SearchResult, search
+from cityos.domain.anonymize.verify import verify_release
+
+_PSEUDONYM_LETTERS = np.array(list("abcdefghjkmnpqrstuvwxyz"))  # no digits: never a number-like id
+_PSEUDONYM_LENGTH = 12
+
+
+@dataclass
+class GateOutcome:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    path: Path | None = None
+    source_records: int = 0
+    released_records: int = 0
+    node: Node | None = None
+    search: SearchResult | None = None
+    sha256: str | None = None
+    distinct_l: int = 0  # fewest distinct sensitive values in a class (reported, not required)
+    hierarchies: list[Hierarchy] = field(default_factory=list, repr=False)
+
+    @property
+    def levels(self) -> dict[str, int]:
+        if self.node is None:
+            return {}
+        return {h.name: level for h, level in zip(self.hierarchies, self.node.levels, strict=True)}
+
+    def restricted_record(self, profile: Profile, *, seed: int) -> dict[str, Any]:
+        """What goes into the restricted audit record (the method): never published."""
+        return {
+            "profile": profile.dataset,
+            "profile_version": profile.version,
+            "config_hash": profile.config_hash,
+            "hierarchy_version": HIERARCHY_VERSION,
+            "levels": self.levels,
+            "loss": None if self.node is None else round(self.node.loss, 6),
+            "suppressed": None if self.node is None else self.node.suppressed,
+            "achieved_k": None if self.node is None else self.node.min_class,
+            "achieved_alpha": None if self.node is None else round(self.node.max_share, 6),
+            "distinct_l": self.distinct_l,
+            "k": profile.k,
+            "alpha": profile.sensitive.alpha,
+            "max_suppression": profile.max_suppression,
+            "deleted": list(profile.delete),
+            "source_records": self.source_records,
+            "released_records": self.released_records,
+            "seed": seed,
+            "sha256": self.sha256,
+            "evaluated_nodes": None if self.search is None else self.search.evaluated,
+            "libraries": library_versions(),
+        }
+
+
+def library_versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in ("numpy", "pandas")}
+
+
+def pseudonyms(rng: np.random.Generator, count: int) -> Array:
+    """Distinct random ids ('R' + 12 letters); drawn from the release's own generator, so never reused."""
+
+    def draw(n: int) -> Array:
+        letters = _PSEUDONYM_LETTERS[rng.integers(0, len(_PSEUDONYM_LETTERS), size=(n, _PSEUDONYM_LENGTH))]
+        # Join each row of 12 one-letter strings without a Python loop: view them as one 12-char string.
+        joined: Array = np.ascontiguousarray(letters).view(f"<U{_PSEUDONYM_LENGTH}").ravel()
+        return np.char.add("R", joined)
+
+    ids = draw(count)
+    duplicate = pd.Series(ids).duplicated().to_numpy()
+    while duplicate.any():  # pragma: no cover - 23^12 values: a clash is vanishingly rare
+        ids[duplicate] = draw(int(duplicate.sum()))
+        duplicate = pd.Series(ids).duplicated().to_numpy()
+    return ids.astype(object)
+
+
+def _sensitive_codes(frame: pd.DataFrame, profile: Profile) -> tuple[Array, Array]:
+    values = frame.get(profile.sensitive.attribute, None)
+    if values is None:
+        return np.zeros(len(frame), dtype=np.int64), np.ones(len(frame), dtype=bool)
+    codes, _ = pd.factorize(values.fillna(""), sort=True)
+    return codes.astype(np.int64), values.isin(profile.sensitive.benign).to_numpy()
+
+
+def _write(
+    frame: pd.DataFrame,
+    hierarchies: list[Hierarchy],
+    node: Node,
+    removed: Array,
+    profile: Profile,
+    seed: int,
+    path: Path,
+) -> int:
+    kept = ~removed
+    columns: dict[str, Any] = {}
+    for hier, level in zip(hierarchies, node.levels, strict=True):
+        columns[hier.name] = hier.labels_at(level)[kept]
+    sensitive = profile.sensitive.attribute
+    columns[sensitive] = (
+        frame[sensitive].to_numpy()[kept] if sensitive in frame else np.full(int(kept.sum()), None)
+    )
+    for name in profile.keep:
+        columns[name] = frame[name].to_numpy()[kept] if name in frame else np.full(int(kept.sum()), None)
+    released = pd.DataFrame(columns)
+    rng = np.random.default_rng([seed, 0x5EED])
+    order = rng.permutation(len(released))  # row order must say nothing about the source order
+    released = released.iloc[order].reset_index(drop=True)
+    released.insert(0, profile.row_id, pseudonyms(rng, len(released)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    released.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
+    return len(released)
+
+
+def removed_rows(lattice: Lattice, node: Node, model: Model) -> Array:
+    """The records the node suppresses (the search's own rule)."""
+    ids, _, _, bad = lattice.verdicts(node.levels, model)
+    return np.asarray(bad[ids], dtype=bool)
+
+
+def _distinct_l(lattice: Lattice, node: Node, removed: Array) -> int:
+    ids, count = lattice.classes(node.levels)
+    pairs = np.unique(np.stack([ids[~removed], lattice.sensitive[~removed]]), axis=1)
+    per_class = np.bincount(pairs[0], minlength=count)
+    present = np.unique(ids[~removed])
+    return int(per_class[present].min()) if len(present) else 0
+
+
+def run_gate(
+    frame: pd.DataFrame, profile: Profile, schema: dict[str, Any], *, seed: int, path: Path
+) -> GateOutcome:
+    """Anonymise ``frame`` into ``path`` or refuse; the file exists afterwards only if the gate passed."""
+    outcome = GateOutcome(passed=False, source_records=len(frame))
+    path.unlink(missing_ok=True)
+    reasons = check_against_schema(profile, schema)
+    if reasons:
+        outcome.reasons = reasons
+        return outcome
+    try:
+        hierarchies = build_hierarchies(profile, frame)
+    except ValueError as exc:
+        outcome.reasons = [str(exc)]
+        return outcome
+    outcome.hierarchies = hierarchies
+    if len(frame) < profile.k:
+        outcome.reasons.append(f"{len(frame)} records: fewer than k={profile.k}, no class can reach k")
+        return outcome
+    sensitive, benign = _sensitive_codes(frame, profile)
+    lattice = Lattice(hierarchies, sensitive, benign)
+    model = Model(profile.k, profile.sensitive.alpha, int(profile.max_suppression * len(frame)))
+    result = search(lattice, model)
+    outcome.search = result
+    if result.best is None:
+        outcome.reasons += _refusal_reasons(result, model, profile, len(frame))
+        return outcome
+    node = result.best
+    outcome.node = node
+    removed = removed_rows(lattice, node, model)
+    outcome.distinct_l = _distinct_l(lattice, node, removed)
+    outcome.released_records = _write(frame, hierarchies, node, removed, profile, seed, path)
+    allowed = {h.name: set(h.labels[level]) for h, level in zip(hierarchies, node.levels, strict=True)}
+    problems = verify_release(path, profile, allowed, expected_rows=outcome.released_records)
+    if problems:
+        path.unlink(missing_ok=True)
+        outcome.reasons = [f"verification: {p}" for p in problems]
+        return outcome
+    outcome.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    outcome.passed = True
+    return outcome
+
+
+def _refusal_reasons(result: SearchResult, model: Model, profile: Profile, n: int) -> list[str]:
+    reasons = [
+        f"no generalisation meets k={profile.k} and alpha={profile.sensitive.alpha} on "
+        f"{profile.sensitive.attribute} within the suppression cap of {model.max_suppressed} records "
+        f"({profile.max_suppression:.0%} of {n})"
+    ]
+    closest = result.closest
+    if closest is not None:
+        reasons.append(
+            f"the closest generalisation (levels {list(closest.levels)}) would suppress {closest.suppressed} "
+            f"records ({closest.suppressed / n:.1%})"
+        )
+    reasons.append(
+        f"{result.evaluated} of {result.lattice_size} level combinations evaluated, {result.pruned} pruned"
+    )
+    return reasons

@@ -1,0 +1,197 @@
+"""API keys: issued once, stored as a digest, revocable, expiring; resolved to an access ``Caller``.
+
+A key reads ``cos_<8 hex>_<secret>``. The ``cos_<8 hex>`` part is the key's id: shown in listings,
+logs, metrics labels and the audit log. The whole key is returned exactly once, by ``issue_key``;
+the database keeps only its SHA-256 digest, so neither a log nor a database dump can replay it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cityos.domain.access import Caller, CallerKind
+from cityos.domain.audit import record_audit
+from cityos.kernel.db.models import ApiKey
+
+KEY_PREFIX = "cos_"
+_ID_HEX_CHARS = 8
+
+
+class OwnerKind(StrEnum):
+    developer = "developer"
+    department = "department"
+    applicant = "applicant"
+
+
+_CALLER_KIND = {
+    OwnerKind.developer: CallerKind.developer,
+    OwnerKind.department: CallerKind.department,
+    OwnerKind.applicant: CallerKind.applicant,
+}
+
+
+class KeyRefusal(StrEnum):
+    """Why a presented key does not authenticate; the HTTP layer maps each to 401."""
+
+    malformed = "malformed"
+    unknown = "unknown"
+    revoked = "revoked"
+    expired = "expired"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    secret: str  # the whole key: give it to the owner once, never store or log it
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_id_of(presented: str) -> str | None:
+    """The id part of a presented key, or None when it is not shaped like one of ours."""
+    if not presented.startswith(KEY_PREFIX):
+        return None
+    head, sep, rest = presented[len(KEY_PREFIX) :].partition("_")
+    if not sep or len(head) != _ID_HEX_CHARS or not rest:
+        return None
+    return KEY_PREFIX + head
+
+
+def issue_key(
+    session: Session,
+    *,
+    owner_kind: OwnerKind,
+    owner_id: str,
+    purpose: str,
+    actor: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+    now: datetime | None = None,
+) -> IssuedKey:
+    """Create a key and audit it (caller commits). The secret is in the result only."""
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware")
+    key_id = KEY_PREFIX + secrets.token_hex(_ID_HEX_CHARS // 2)
+    secret = f"{key_id}_{secrets.token_urlsafe(32)}"
+    created = now or datetime.now(UTC)
+    session.add(
+        ApiKey(
+            id=key_id,
+            secret_sha256=_digest(secret),
+            owner_kind=str(owner_kind),
+            owner_id=owner_id,
+            purpose=purpose,
+            scopes=list(scopes or []),
+            rate_limit_per_minute=rate_limit_per_minute,
+            created_at=created,
+            expires_at=expires_at,
+        )
+    )
+    record_audit(
+        session,
+        actor=actor,
+        action="key.issued",
+        subject_kind="api_key",
+        subject_id=key_id,
+        detail={
+            "owner_kind": str(owner_kind),
+            "owner_id": owner_id,
+            "purpose": purpose,
+            "scopes": list(scopes or []),
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+        at=created,
+    )
+    return IssuedKey(key_id=key_id, secret=secret)
+
+
+def revoke_key(session: Session, key_id: str, *, actor: str, now: datetime | None = None) -> bool:
+    """Revoke a key (caller commits); False when there is no such key. Revoking twice is a no-op."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        return False
+    if row.revoked_at is None:
+        row.revoked_at = now or datetime.now(UTC)
+        record_audit(
+            session,
+            actor=actor,
+            action="key.revoked",
+            subject_kind="api_key",
+            subject_id=key_id,
+            at=row.revoked_at,
+        )
+    return True
+
+
+def list_keys(
+    session: Session, *, owner_kind: OwnerKind | None = None, owner_id: str | None = None
+) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if owner_kind is not None:
+        query = query.where(ApiKey.owner_kind == str(owner_kind))
+    if owner_id is not None:
+        query = query.where(ApiKey.owner_id == owner_id)
+    return list(session.scalars(query))
+
+
+def authenticate(session: Session, presented: str, *, now: datetime | None = None) -> Caller | KeyRefusal:
+    """The caller a presented key stands for, or why it does not count."""
+    key_id = key_id_of(presented)
+    if key_id is None:
+        return KeyRefusal.malformed
+    row = session.get(ApiKey, key_id)
+    # Constant-time comparison of digests: the id is public, the secret must not leak by timing.
+    if row is None or not hmac.compare_digest(row.secret_sha256, _digest(presented)):
+        return KeyRefusal.unknown
+    if row.revoked_at is not None:
+        return KeyRefusal.revoked
+    if row.expires_at is not None and row.expires_at <= (now or datetime.now(UTC)):
+        return KeyRefusal.expired
+    return caller_of(row)
+
+
+def caller_of(row: ApiKey) -> Caller:
+    kind = _CALLER_KIND[OwnerKind(row.owner_kind)]
+    principal = None if kind is CallerKind.developer else row.owner_id
+    return Caller(kind=kind, principal=principal, key_id=row.id)
+
+
+def key_view(row: ApiKey, now: datetime | None = None) -> dict[str, Any]:
+    """A key as listings show it: id (the visible prefix) and metadata, never a digest or secret."""
+    moment = now or datetime.now(UTC)
+    state = "active"
+    if row.revoked_at is not None:
+        state = "revoked"
+    elif row.expires_at is not None and row.expires_at <= moment:
+        state = "expired"
+    return {
+        "id": row.id,
+        "owner_kind": row.owner_kind,
+        "owner_id": row.owner_id,
+        "purpose": row.purpose,
+        "rate_limit_per_minute": row.rate_limit_per_minute,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "state": state,
+    }
+
+
+# What a department key may do: read records, subscribe to feeds, manage the grants of its datasets.
+# Keys are issued with every department scope by default; a narrower key (e.g. only records:read
+# for a reporting tool) is refused by the access API with 403.
+SCOPE_MANAGE = "access:manage"
+SCOPE_SUBSCRIBE = "feeds:subscribe"
+DEPARTMENT_SCOPES = ["records:read", SCOPE_SUBSCRIBE, SCOPE_MANAGE]

@@ -1,0 +1,135 @@
+"""Lint of a dataset schema version at registration: each finding names the place and the rule.
+
+Rules: draft 2020-12; ``$id`` is the version's URI; a title; a valid schema whose ``$ref`` resolve
+offline; an object schema; every string bounded (``maxLength``, or an ``enum``/``const``); the record key
+declared and required; the location fields of the dataset metadata declared as numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsonschema_rs
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError as JsonSchemaError
+
+from cityos.domain.registry.messages import LINT
+from cityos.kernel.references import missing_refs, rust_validator
+
+if TYPE_CHECKING:
+    from cityos.kernel.schemas import DatasetMeta
+
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+
+# Keywords whose values are schemas (one, a list, or a name -> schema map).
+_ONE: tuple[str, ...] = (
+    "items",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contains",
+)
+_ONE += ("not", "if", "then", "else", "propertyNames", "contentSchema")
+_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
+_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+@dataclass(frozen=True)
+class LintIssue:
+    pointer: str
+    rule: str
+    en: str
+    ja: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pointer": self.pointer, "rule": self.rule, "message": {"en": self.en, "ja": self.ja}}
+
+
+def _pointer(path: Sequence[str | int]) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def _issue(path: Sequence[str | int], rule: str, **values: Any) -> LintIssue:
+    en, ja = LINT[rule]
+    return LintIssue(_pointer(path), rule, en.format(**values), ja.format(**values))
+
+
+def subschemas(
+    node: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """Every object subschema of ``node`` with its path, the node itself first."""
+    if not isinstance(node, dict):
+        return
+    yield path, node
+    for keyword in _ONE:
+        if keyword in node:
+            yield from subschemas(node[keyword], (*path, keyword))
+    for keyword in _LIST:
+        if isinstance(node.get(keyword), list):
+            for index, item in enumerate(node[keyword]):
+                yield from subschemas(item, (*path, keyword, index))
+    for keyword in _MAP:
+        if isinstance(node.get(keyword), dict):
+            for name, item in node[keyword].items():
+                yield from subschemas(item, (*path, keyword, name))
+
+
+def _is_string(node: Mapping[str, Any]) -> bool:
+    declared = node.get("type")
+    return declared == "string" or (isinstance(declared, list) and "string" in declared)
+
+
+def lint_schema(
+    document: Any,
+    *,
+    uri: str | None = None,
+    meta: DatasetMeta | None = None,
+    resources: Mapping[str, Any] | None = None,
+) -> list[LintIssue]:
+    """Every lint finding of ``document`` (empty: it passes)."""
+    if not isinstance(document, dict):
+        return [_issue([], "object_schema")]
+    issues: list[LintIssue] = []
+    if document.get("$schema") != DRAFT_2020_12:
+        issues.append(_issue(["$schema"], "draft_2020_12", expected=DRAFT_2020_12))
+    if not isinstance(document.get("$id"), str) or (uri is not None and document["$id"] != uri):
+        issues.append(_issue(["$id"], "id_present", expected=uri or "an absolute URI"))
+    if not isinstance(document.get("title"), str) or not document["title"].strip():
+        issues.append(_issue(["title"], "title_present"))
+    try:
+        Draft202012Validator.check_schema(document)
+    except JsonSchemaError as exc:
+        issues.append(_issue(list(exc.absolute_path), "valid_schema", detail=exc.message[:300]))
+        return issues  # the structural rules below assume a well-formed schema
+    unresolved = missing_refs(document, resources or {})
+    for ref in unresolved:
+        issues.append(_issue([], "offline_refs", detail=ref))
+    if not unresolved:
+        # The hot path's own compilation: what it cannot compile (a $ref with unencoded non-ASCII
+        # characters, a regex ECMA-262 refuses) must not be registered, or ingest would skip it.
+        try:
+            rust_validator(document, resources or {})
+        except (ValueError, jsonschema_rs.ReferencingError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            issues.append(_issue([], "valid_schema", detail=f"jsonschema-rs: {first_line[:300]}"))
+    properties = document.get("properties")
+    if document.get("type") != "object" or not isinstance(properties, dict):
+        issues.append(_issue([], "object_schema"))
+        properties = {}
+    for path, node in subschemas(document):
+        if _is_string(node) and "$ref" not in node and not {"maxLength", "enum", "const"} & node.keys():
+            issues.append(_issue(path, "string_bounded"))
+    if meta is not None:
+        if meta.record_key not in properties or meta.record_key not in document.get("required", []):
+            issues.append(
+                _issue(["properties", meta.record_key], "record_key_required", name=meta.record_key)
+            )
+        if meta.location is not None:
+            for name in (meta.location.latitude, meta.location.longitude):
+                declared = properties.get(name)
+                kind = declared.get("type") if isinstance(declared, dict) else None
+                if kind not in ("number", "integer"):
+                    issues.append(_issue(["properties", name], "location_declared", name=name))
+    return issues

@@ -1,0 +1,18 @@
+"""JSON value semantics shared by the catalog's change detection and the feeds' record filters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def json_equal(left: object, right: object) -> bool:
+    """JSON equality: numbers by value (1 == 1.0, as JSONB normalises them), booleans never numbers."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return left == right
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right, strict=True))
+    return type(left) is type(right) and left == right

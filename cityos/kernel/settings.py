@@ -1,0 +1,112 @@
+"""One settings object for every service, read from the environment (prefix ``CITYOS_``)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Defaults run the whole stack on one machine with an embedded SQLite catalog."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYOS_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.kernel.db'}"
+    schemas_dir: Path = REPO_ROOT / "schemas"
+
+    # Topics. Departments publish to <prefix>dept.<department>.events; ingest follows them by
+    # pattern so a new department needs no redeploy. The prefix isolates environments (and tests)
+    # sharing one cluster.
+    topic_prefix: str = ""
+    validated_topic_name: str = "cityos.validated"
+    deadletter_topic_name: str = "cityos.deadletter"
+    # Compacted topic of registered schema versions (key: schema URI): every ingest process follows
+    # it, so a version registered while ingest runs validates new events within seconds.
+    schemas_topic_name: str = "cityos.kernel.schemas"
+    ingest_group: str = "cityos-ingest"
+    catalog_group: str = "cityos-catalog"
+
+    publish_host: str = "127.0.0.1"
+    publish_port: int = 8000
+    catalog_host: str = "127.0.0.1"
+    catalog_port: int = 8001
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = 8002
+
+    # Public base URL of the publish API, used in links (DCAT, CKAN resources, GeoJSON ids).
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Feeds. The republisher's metrics/health port; its consumer group on the validated
+    # topic; its transactional id is <prefix><name>-<instance>: stable per instance, so a restarted
+    # instance fences its predecessor and aborts what it left open (set a distinct instance number
+    # per process when running several).
+    feeds_metrics_host: str = "127.0.0.1"
+    feeds_metrics_port: int = 8003
+    feeds_group: str = "cityos-feeds"
+    feeds_instance: int = 0
+    feeds_transactional_id_name: str = "cityos-feeds"
+    feeds_state_topic_name: str = "cityos.feeds.state"
+    feeds_batch_size: int = 2000
+    # How often the republisher reloads grants and subscriptions while idle (it also re-checks
+    # them before every transaction commits, so a revoke is never outrun).
+    feeds_policy_refresh_s: float = 0.2
+    feeds_partitions: int = 3
+    # Operators' credential for the catalog's access API (grants, credentials, audit). Empty:
+    # administration over HTTP is off (the CLI, which works on the database directly, still works).
+    admin_token: str = ""
+
+    # Open-data API limits: requests per minute for anonymous callers (per address) and
+    # for registered keys without their own limit; usage counters are flushed to the DB this often.
+    # 300/min anonymous (5 req/s per address) serves a script or a map page; keys get ten times that.
+    publish_anonymous_rate_per_minute: int = 300
+    publish_key_rate_per_minute: int = 3000
+    publish_usage_flush_interval_s: float = 10.0
+    # A rendered records page is served again for at most this long (seconds), so a change shows
+    # within it (the platform promises one second); 0 renders every request anew.
+    publish_page_cache_ttl_s: float = 0.2
+    # Contact point published in DCAT and CKAN metadata for every dataset.
+    open_data_contact_email: str = "opendata@city.example.jp"
+
+    catalog_batch_size: int = 500
+    catalog_batch_timeout_s: float = 0.2
+    # Events dated further than this into the future are rejected at decode time.
+    max_future_skew_s: int = 300
+
+    @property
+    def validated_topic(self) -> str:
+        return self.topic_prefix + self.validated_topic_name
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.topic_prefix + self.deadletter_topic_name
+
+    @property
+    def schemas_topic(self) -> str:
+        return self.topic_prefix + self.schemas_topic_name
+
+    @property
+    def department_topic_pattern(self) -> str:
+        return "^" + re.escape(self.topic_prefix) + r"dept\.[a-z0-9-]+\.events$"
+
+    @property
+    def feeds_state_topic(self) -> str:
+        return self.topic_prefix + self.feeds_state_topic_name
+
+    @property
+    def feeds_transactional_id(self) -> str:
+        return f"{self.topic_prefix}{self.feeds_transactional_id_name}-{self.feeds_instance}"
+
+    def department_topic(self, department: str) -> str:
+        return f"{self.topic_prefix}dept.{department}.events"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()
