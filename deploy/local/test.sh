@@ -39,6 +39,8 @@ if [[ ${CITYOS_TEST_SKIP_LINT:-0} != 1 ]]; then
   "$VENV/bin/ruff" format --check .
   log "mypy"
   "$VENV/bin/mypy"
+  log "import contracts (floors)"
+  "$VENV/bin/lint-imports"
 fi
 # Schema evolution guard: schemas/ in the working tree against the last commit.
 log "schemas check"
