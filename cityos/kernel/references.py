@@ -8,7 +8,7 @@ anything else fails at compile time, not at the first event.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -124,13 +124,3 @@ def absolutize(document: Any, base: str) -> Any:
         return node
 
     return walk(document)
-
-
-def with_documents(resources: Mapping[str, Any], documents: Iterable[Document]) -> dict[str, Any]:
-    """``resources`` plus each document under its ``$id``."""
-    merged = dict(resources)
-    for document in documents:
-        uri = document.get("$id")
-        if isinstance(uri, str):
-            merged[uri] = document
-    return merged

@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOS_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.kernel.db'}"
+    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.db'}"
     schemas_dir: Path = REPO_ROOT / "schemas"
 
     # Topics. Departments publish to <prefix>dept.<department>.events; ingest follows them by
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     deadletter_topic_name: str = "cityos.deadletter"
     # Compacted topic of registered schema versions (key: schema URI): every ingest process follows
     # it, so a version registered while ingest runs validates new events within seconds.
-    schemas_topic_name: str = "cityos.kernel.schemas"
+    schemas_topic_name: str = "cityos.schemas"
     ingest_group: str = "cityos-ingest"
     catalog_group: str = "cityos-catalog"
 

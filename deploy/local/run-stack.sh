@@ -62,7 +62,7 @@ log "producing demo events"
 
 cat <<URLS
 
-  CityOS Connector is up (catalog: SQLite at var/cityos.kernel.db, Kafka at $CITYOS_KAFKA_BOOTSTRAP)
+  CityOS Connector is up (catalog: SQLite at var/cityos.db, Kafka at $CITYOS_KAFKA_BOOTSTRAP)
 
   open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
