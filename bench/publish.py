@@ -38,7 +38,7 @@ from cityos.kernel.db.models import Dataset, Record
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.store import sync_schema_set
-from tests.integration.stack import free_port
+from tests.support.stack import free_port
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PAGE_PATH = "/api/v1/datasets/public-toilet/records?limit=100"

@@ -75,7 +75,7 @@ def grants_add(
     with cli_session() as session, _refusals():
         row = admin.grant(session, caller=CLI_ADMIN, dataset_id=dataset, grantee=grantee, fields=field)
         session.commit()
-        _print_json(admin.grant_as_dict(row))
+        _print_json(admin.GrantView.of(row).model_dump(mode="json"))
 
 
 @grants_app.command("list")
@@ -87,7 +87,7 @@ def grants_list(
     with cli_session() as session, _refusals():
         _print_json(
             [
-                admin.grant_as_dict(r)
+                admin.GrantView.of(r).model_dump(mode="json")
                 for r in admin.list_grants(session, caller=CLI_ADMIN, dataset_id=dataset, include_revoked=all)
             ]
         )
@@ -101,7 +101,7 @@ def grants_revoke(dataset: str, grantee: str) -> None:
     with cli_session() as session, _refusals():
         row = admin.revoke(session, caller=CLI_ADMIN, dataset_id=dataset, grantee=grantee)
         session.commit()
-        _print_json(admin.grant_as_dict(row))
+        _print_json(admin.GrantView.of(row).model_dump(mode="json"))
 
 
 @subscriptions_app.command("create")
@@ -128,7 +128,7 @@ def subscriptions_create(
             topic_prefix=get_settings().topic_prefix,
         )
         session.commit()
-        _print_json(admin.subscription_as_dict(row))
+        _print_json(admin.SubscriptionView.of(row).model_dump(mode="json"))
 
 
 @subscriptions_app.command("list")
@@ -139,7 +139,7 @@ def subscriptions_list(
 
     with cli_session() as session:
         rows = admin.list_subscriptions(session, caller=CLI_ADMIN, include_cancelled=all)
-        _print_json([admin.subscription_as_dict(r) for r in rows])
+        _print_json([admin.SubscriptionView.of(r).model_dump(mode="json") for r in rows])
 
 
 @subscriptions_app.command("cancel")
@@ -149,7 +149,7 @@ def subscriptions_cancel(subscription_id: int) -> None:
     with cli_session() as session, _refusals():
         row = admin.cancel_subscription(session, caller=CLI_ADMIN, subscription_id=subscription_id)
         session.commit()
-        _print_json(admin.subscription_as_dict(row))
+        _print_json(admin.SubscriptionView.of(row).model_dump(mode="json"))
 
 
 @audit_app.command("list")
@@ -160,12 +160,12 @@ def audit_list(
     since_hours: Annotated[float | None, typer.Option(help="only the last N hours")] = None,
     limit: int = 100,
 ) -> None:
-    from cityos.domain.audit import audit_as_dict, list_audit
+    from cityos.domain.audit import AuditEntryView, list_audit
 
     since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours else None
     with cli_session() as session:
         rows = list_audit(session, action=action, actor=actor, subject_id=subject, since=since, limit=limit)
-        _print_json([audit_as_dict(r) for r in rows])
+        _print_json([AuditEntryView.of(r).model_dump(mode="json") for r in rows])
 
 
 @audit_app.command("export")
@@ -174,12 +174,12 @@ def audit_export(
     output: Annotated[Path | None, typer.Option(help="file (default: standard output)")] = None,
     limit: int = 1_000_000,
 ) -> None:
-    from cityos.domain.audit import audit_as_dict, audit_csv, audit_ndjson, list_audit
+    from cityos.domain.audit import AuditEntryView, audit_csv, audit_ndjson, list_audit
 
     if format not in ("ndjson", "csv"):
         raise typer.BadParameter("format is ndjson or csv")
     with cli_session() as session:
-        rows = [audit_as_dict(r) for r in list_audit(session, limit=limit)]
+        rows = [AuditEntryView.of(r).model_dump(mode="json") for r in list_audit(session, limit=limit)]
     body = audit_csv(rows) if format == "csv" else audit_ndjson(rows)
     if output is None:
         sys.stdout.buffer.write(body)

@@ -90,21 +90,21 @@ def list_cmd(
         counts = replay_counts(session, settings.deadletter_topic, letters)
     rows = [letter.summary(counts.get((letter.partition, letter.offset), 0)) for letter in letters]
     if as_json:
-        _print_json({"count": len(rows), "deadletters": rows})
+        _print_json({"count": len(rows), "deadletters": [row.model_dump(mode="json") for row in rows]})
         return
     table = Table(title=f"{len(rows)} dead letters in {settings.deadletter_topic}")
     for column in ("id", "time", "reason", "dataset", "department", "event id", "pointer", "replays"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["id"],
-            row["time"] or "",
-            row["reason"],
-            row["dataset"],
-            row["department"],
-            row["event_id"],
-            row["pointer"],
-            str(row["replays"]),
+            row.id,
+            row.time or "",
+            row.reason,
+            row.dataset,
+            row.department,
+            row.event_id,
+            row.pointer,
+            str(row.replays),
         )
     Console().print(table)
 
@@ -128,7 +128,7 @@ def show_cmd(letter_id: Annotated[str, typer.Argument(help="dead-letter id <part
         raise typer.Exit(1)
     with cli_sessions() as sessions, sessions() as session:
         replays = replay_counts(session, settings.deadletter_topic, letters).get(position, 0)
-    _print_json(letters[0].details(replays))
+    _print_json(letters[0].details(replays).model_dump(mode="json"))
 
 
 @dlq_app.command("replay")
@@ -171,7 +171,7 @@ def replay_cmd(
             force=force,
             replacement=replacement,
         )
-    _print_json(report.as_dict())
+    _print_json(report.view().model_dump(mode="json"))
     counts = report.counts()
     console.print(
         f"replayed {counts['replayed']}, skipped (replayed before) {counts['skipped']}, "

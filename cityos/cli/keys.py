@@ -46,10 +46,10 @@ def issue(
 @keys_app.command("list")
 def listing(owner: Annotated[str | None, typer.Option(help="Only this owner's keys")] = None) -> None:
     """List keys (ids and metadata; never secrets)."""
-    from cityos.domain.apikeys import key_view, list_keys
+    from cityos.domain.apikeys import ApiKeyView, list_keys
 
     with cli_session() as session:
-        rows = [key_view(row) for row in list_keys(session, owner_id=owner)]
+        rows = [ApiKeyView.of(row).model_dump(mode="json") for row in list_keys(session, owner_id=owner)]
     typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from sqlalchemy.orm import Session
 
@@ -49,13 +50,13 @@ def _fail(reasons: list[str]) -> None:
 _Row = TypeVar("_Row")
 
 
-def _proposal_step(step: Callable[[Session], _Row], as_dict: Callable[[_Row], dict[str, Any]]) -> None:
+def _proposal_step(step: Callable[[Session], _Row], view: Callable[[_Row], BaseModel]) -> None:
     """One proposal workflow step in its own transaction, printed; a refusal exits with 1."""
     from cityos.domain.anonymize.proposals import ProposalError
 
     try:
         with _session() as session:
-            _print(as_dict(step(session)))
+            _print(view(step(session)).model_dump(mode="json"))
     except ProposalError as exc:
         _fail(exc.reasons)
 
@@ -98,7 +99,7 @@ def run(
     seed: Annotated[int | None, typer.Option(help="fixed seed (reproducible); default: fresh")] = None,
 ) -> None:
     """Run the gate over the catalog's records; a passing release becomes a dataset."""
-    from cityos.domain.anonymize.releases import ReleaseError, create_release, release_summary
+    from cityos.domain.anonymize.releases import ReleaseError, ReleaseSummary, create_release
 
     try:
         with _session() as session:
@@ -110,7 +111,7 @@ def run(
                 seed=seed,
             )
             if result.release is not None:
-                _print(release_summary(result.release))
+                _print(ReleaseSummary.of(result.release).model_dump(mode="json"))
     except ReleaseError as exc:
         _fail(exc.reasons)
     if result.release is None:
@@ -120,10 +121,10 @@ def run(
 @app.command("list")
 def list_all() -> None:
     """Every release (概要, rows, checksum); never the method, never the content."""
-    from cityos.domain.anonymize.releases import list_releases, release_summary
+    from cityos.domain.anonymize.releases import ReleaseSummary, list_releases
 
     with _session() as session:
-        _print([release_summary(r) for r in list_releases(session)])
+        _print([ReleaseSummary.of(r).model_dump(mode="json") for r in list_releases(session)])
 
 
 @app.command("register")
@@ -142,7 +143,7 @@ def open_call(
     days: Annotated[int, typer.Option(help="open for this many days from now (≥ 30)")] = 60,
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
-    from cityos.domain.anonymize.proposals import call_as_dict
+    from cityos.domain.anonymize.proposals import CallView
     from cityos.domain.anonymize.proposals import open_call as run_open
 
     now = datetime.now(UTC)
@@ -155,7 +156,7 @@ def open_call(
             closes_at=now + timedelta(days=days),
             actor=operator,
         ),
-        call_as_dict,
+        CallView.of,
     )
 
 
@@ -168,7 +169,7 @@ def submit(
     period: Annotated[str, typer.Option(help="period of use, e.g. 2026-04-01/2027-03-31")],
     safety: Annotated[str, typer.Option(help="safety measures (安全管理措置)")],
 ) -> None:
-    from cityos.domain.anonymize.proposals import proposal_as_dict, submit_proposal
+    from cityos.domain.anonymize.proposals import ProposalView, submit_proposal
 
     _proposal_step(
         lambda session: submit_proposal(
@@ -180,7 +181,7 @@ def submit(
             use_period=period,
             safety_measures=safety,
         ),
-        proposal_as_dict,
+        ProposalView.of,
     )
 
 
@@ -191,14 +192,14 @@ def decide(
     accept: Annotated[bool, typer.Option("--accept/--reject")] = True,
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
+    from cityos.domain.anonymize.proposals import ProposalView
     from cityos.domain.anonymize.proposals import decide as run_decide
-    from cityos.domain.anonymize.proposals import proposal_as_dict
 
     _proposal_step(
         lambda session: run_decide(
             session, proposal_id=proposal, accept=accept, reason=reason, actor=operator
         ),
-        proposal_as_dict,
+        ProposalView.of,
     )
 
 
@@ -208,11 +209,11 @@ def contract(
     ref: Annotated[str, typer.Option(help="contract reference")],
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
-    from cityos.domain.anonymize.proposals import proposal_as_dict, record_contract
+    from cityos.domain.anonymize.proposals import ProposalView, record_contract
 
     _proposal_step(
         lambda session: record_contract(session, proposal_id=proposal, contract_ref=ref, actor=operator),
-        proposal_as_dict,
+        ProposalView.of,
     )
 
 
@@ -222,12 +223,12 @@ def cancel(
     reason: Annotated[str, typer.Option()],
     operator: Annotated[str, typer.Option()] = "citizens",
 ) -> None:
+    from cityos.domain.anonymize.proposals import ProposalView
     from cityos.domain.anonymize.proposals import cancel as run_cancel
-    from cityos.domain.anonymize.proposals import proposal_as_dict
 
     _proposal_step(
         lambda session: run_cancel(session, proposal_id=proposal, reason=reason, actor=operator),
-        proposal_as_dict,
+        ProposalView.of,
     )
 
 
@@ -238,13 +239,13 @@ def release(
 ) -> None:
     """The accepted proposal's partner release (its applicant then downloads it with its key)."""
     from cityos.domain.anonymize.proposals import ProposalError, release_for_proposal
-    from cityos.domain.anonymize.releases import ReleaseError, release_summary
+    from cityos.domain.anonymize.releases import ReleaseError, ReleaseSummary
 
     try:
         with _session() as session:
             result = release_for_proposal(session, proposal_id=proposal, actor=operator)
             if result.release is not None:
-                _print(release_summary(result.release))
+                _print(ReleaseSummary.of(result.release).model_dump(mode="json"))
     except (ProposalError, ReleaseError) as exc:
         _fail(exc.reasons)
     if result.release is None:

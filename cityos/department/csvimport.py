@@ -180,6 +180,52 @@ def map_headers(
     return HeaderMapping(tuple(headers), tuple(columns), tuple(unknown), tuple(duplicates), missing)
 
 
+def _read_text(path: Path) -> tuple[str, str]:
+    """The file's text and the encoding it was written in."""
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise CsvImportError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return detect_and_decode(raw_bytes)
+    except CsvImportError as exc:
+        raise CsvImportError(f"{path}: {exc}") from exc
+
+
+def _read_header(path: Path, reader: Iterator[list[str]]) -> list[str]:
+    try:
+        headers = next(reader, None)
+    except csv.Error as exc:
+        raise CsvImportError(f"{path}:1: malformed CSV header: {exc}") from exc
+    if not headers or not any(h.strip() for h in headers):
+        raise CsvImportError(f"{path}: no header row")
+    return headers
+
+
+def _csv_row(
+    line_no: int,
+    cells: list[str],
+    raw_keys: Sequence[str],
+    columns: Sequence[str | None],
+    coercers: Sequence[Callable[[str], Any] | None],
+) -> CsvRow:
+    """One data row as a record of the mapped columns, or as an error when its width is wrong."""
+    width = len(raw_keys)
+    raw = {raw_keys[i] if i < width else f"column {i + 1}": cell for i, cell in enumerate(cells)}
+    # Excel often pads rows with empty cells; only extra cells that carry data break the row.
+    if len(cells) < width or any(cell.strip() for cell in cells[width:]):
+        error = f"expected {width} cells, found {len(cells)}"
+        return CsvRow(line_no, None, error, raw)
+    record: dict[str, Any] = {}
+    for prop, coerce, cell in zip(columns, coercers, cells, strict=False):
+        if prop is None or coerce is None:
+            continue
+        value = _clean(cell)
+        if value:
+            record[prop] = coerce(value)
+    return CsvRow(line_no, record, None, raw)
+
+
 def iter_csv_records(
     path: Path,
     dataset_meta: DatasetMeta,
@@ -194,22 +240,9 @@ def iter_csv_records(
     skipped. ``CsvImportError`` means the file as a whole is unusable.
     """
     path = Path(path)
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise CsvImportError(f"{path}: cannot read: {exc}") from exc
-    try:
-        text, encoding = detect_and_decode(raw_bytes)
-    except CsvImportError as exc:
-        raise CsvImportError(f"{path}: {exc}") from exc
-
+    text, encoding = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        headers = next(reader, None)
-    except csv.Error as exc:
-        raise CsvImportError(f"{path}:1: malformed CSV header: {exc}") from exc
-    if not headers or not any(h.strip() for h in headers):
-        raise CsvImportError(f"{path}: no header row")
+    headers = _read_header(path, reader)
 
     mapping = map_headers(headers, dataset_meta, schema)
     if all(p is None for p in mapping.columns):
@@ -223,7 +256,6 @@ def iter_csv_records(
     properties: Mapping[str, Any] = schema.get("properties", {})
     coercers = [_coercer(properties[p]) if p is not None else None for p in mapping.columns]
     raw_keys = _raw_keys(headers)
-    width = len(headers)
     previous_line = reader.line_num
     while True:
         try:
@@ -235,20 +267,7 @@ def iter_csv_records(
         line_no, previous_line = previous_line + 1, reader.line_num
         if not any(cell.strip() for cell in cells):
             continue
-        raw = {raw_keys[i] if i < width else f"column {i + 1}": cell for i, cell in enumerate(cells)}
-        # Excel often pads rows with empty cells; only extra cells that carry data break the row.
-        if len(cells) < width or any(cell.strip() for cell in cells[width:]):
-            error = f"expected {width} cells, found {len(cells)}"
-            yield CsvRow(line_no, None, error, raw)
-            continue
-        record: dict[str, Any] = {}
-        for prop, coerce, cell in zip(mapping.columns, coercers, cells, strict=False):
-            if prop is None or coerce is None:
-                continue
-            value = _clean(cell)
-            if value:
-                record[prop] = coerce(value)
-        yield CsvRow(line_no, record, None, raw)
+        yield _csv_row(line_no, cells, raw_keys, mapping.columns, coercers)
 
 
 def _report(path: Path, encoding: str, meta: DatasetMeta, mapping: HeaderMapping) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from cityos.kernel.events import header_text
+from cityos.kernel.deadletter import parse_verdict
 from cityos.kernel.kafka import headers_list
 
 
@@ -32,10 +32,6 @@ def _body_id(value: bytes | None) -> str:
     except orjson.JSONDecodeError:
         return ""
     return str(body.get("id", "")) if isinstance(body, dict) else ""
-
-
-def _text(headers: list[tuple[str, bytes | None]], name: str) -> str:
-    return header_text(headers, name) or ""
 
 
 class OutcomeWatcher:
@@ -78,17 +74,18 @@ class OutcomeWatcher:
                 for message in self._consumer.consume(num_messages=1000, timeout=0.5):
                     if message.error() is not None:
                         continue
-                    headers = headers_list(message.headers())
-                    event_id = _text(headers, "cityos_event_id") or _body_id(message.value())
+                    # A validated event carries no verdict: its reason reads back empty.
+                    verdict = parse_verdict(headers_list(message.headers()))
+                    event_id = verdict.event_id or _body_id(message.value())
                     if event_id not in event_ids or event_id in outcomes:
                         continue
-                    reason = _text(headers, "cityos_reason")
+                    reason = str(verdict.reason)
                     outcomes[event_id] = Outcome(
                         event_id,
                         valid=not reason,
                         reason=reason,
-                        detail=_text(headers, "cityos_detail"),
-                        pointer=_text(headers, "cityos_pointer"),
+                        detail=verdict.detail,
+                        pointer=verdict.pointer or "",
                     )
                 if on_progress:
                     on_progress(len(outcomes))

@@ -13,13 +13,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Literal
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityos.domain.access import Caller, CallerKind
 from cityos.domain.audit import record_audit
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import ApiKey
 
 KEY_PREFIX = "cos_"
@@ -168,25 +170,64 @@ def caller_of(row: ApiKey) -> Caller:
     return Caller(kind=kind, principal=principal, key_id=row.id)
 
 
-def key_view(row: ApiKey, now: datetime | None = None) -> dict[str, Any]:
-    """A key as listings show it: id (the visible prefix) and metadata, never a digest or secret."""
-    moment = now or datetime.now(UTC)
-    state = "active"
-    if row.revoked_at is not None:
-        state = "revoked"
-    elif row.expires_at is not None and row.expires_at <= moment:
-        state = "expired"
-    return {
-        "id": row.id,
-        "owner_kind": row.owner_kind,
-        "owner_id": row.owner_id,
-        "purpose": row.purpose,
-        "rate_limit_per_minute": row.rate_limit_per_minute,
-        "created_at": row.created_at.isoformat(),
-        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-        "state": state,
-    }
+class ApiKeyView(BaseModel):
+    """A key as listings show it: id (the visible prefix) and metadata, never a digest or secret.
+    ``/api/v1/admin/keys`` and ``cityos keys list`` answer with it; a department's credential
+    listing answers with its ``CredentialView`` projection."""
+
+    id: str
+    owner_kind: str
+    owner_id: str
+    purpose: str
+    rate_limit_per_minute: int | None
+    created_at: Instant
+    expires_at: Instant | None
+    revoked_at: Instant | None
+    state: Literal["active", "revoked", "expired"]
+
+    @classmethod
+    def of(cls, row: ApiKey, now: datetime | None = None) -> ApiKeyView:
+        moment = now or datetime.now(UTC)
+        state: Literal["active", "revoked", "expired"] = "active"
+        if row.revoked_at is not None:
+            state = "revoked"
+        elif row.expires_at is not None and row.expires_at <= moment:
+            state = "expired"
+        return cls(
+            id=row.id,
+            owner_kind=row.owner_kind,
+            owner_id=row.owner_id,
+            purpose=row.purpose,
+            rate_limit_per_minute=row.rate_limit_per_minute,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            state=state,
+        )
+
+
+class CredentialView(BaseModel):
+    """A department's credential as its listing shows it: the key view's id (as ``key_id``),
+    purpose and lifetime, plus the scopes, which decide what the department may do with it."""
+
+    key_id: str
+    purpose: str
+    scopes: list[str] | None
+    created_at: Instant
+    expires_at: Instant | None
+    revoked_at: Instant | None
+
+    @classmethod
+    def of(cls, row: ApiKey) -> CredentialView:
+        key = ApiKeyView.of(row)
+        return cls(
+            key_id=key.id,
+            purpose=key.purpose,
+            scopes=row.scopes,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+        )
 
 
 # What a department key may do: read records, subscribe to feeds, manage the grants of its datasets.

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import AuditEvent
 
 
@@ -70,16 +72,28 @@ def list_audit(
     return session.scalars(query.order_by(AuditEvent.id).limit(limit)).all()
 
 
-def audit_as_dict(entry: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "actor": entry.actor,
-        "action": entry.action,
-        "subject_kind": entry.subject_kind,
-        "subject_id": entry.subject_id,
-        "detail": entry.detail,
-    }
+class AuditEntryView(BaseModel):
+    """An audit entry as the access API, its exports and ``cityos audit`` show it."""
+
+    id: int
+    at: Instant
+    actor: str
+    action: str
+    subject_kind: str
+    subject_id: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEvent) -> AuditEntryView:
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            subject_kind=entry.subject_kind,
+            subject_id=entry.subject_id,
+            detail=entry.detail,
+        )
 
 
 AUDIT_COLUMNS = ("id", "at", "actor", "action", "subject_kind", "subject_id", "detail")

@@ -20,20 +20,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from functools import cached_property
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityos.domain.audit import record_audit
+from cityos.kernel import deadletter as contract
 from cityos.kernel.db.registry_models import DeadLetterReplay, DeadLetterReplayTally
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka import headers_list
 from cityos.kernel.settings import Settings
 
 REPLAY_OUTCOMES: Final = ("replayed", "skipped", "refused", "failed")
-REPLAY_HEADER: Final = "cityos_replay_of"
 _ID = re.compile(r"^(?P<partition>[0-9]{1,9})-(?P<offset>[0-9]{1,19})$")
 
 
@@ -46,6 +48,94 @@ def parse_id(text: str) -> tuple[int, int]:
     if match is None:
         raise BadDeadLetterId(f"{text!r} is not a dead-letter id (<partition>-<offset>, e.g. 0-42)")
     return int(match["partition"]), int(match["offset"])
+
+
+# What listings, `show` and replays answer (HTTP and CLI print the same shapes).
+
+
+class DeadLetterSource(BaseModel):
+    """Where the event was read before it was dead-lettered (header values, as sent)."""
+
+    topic: str | None
+    partition: str | None
+    offset: str | None
+
+
+class DeadLetterSummary(BaseModel):
+    """A dead letter as listings show it: why it was refused and where from, not its bytes."""
+
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
+    id: str = Field(description="<partition>-<offset> in the dead-letter topic")
+    time: str | None
+    reason: str | None
+    detail: str | None
+    pointer: str | None
+    dataset: str | None
+    department: str | None
+    schema_: str | None = Field(alias="schema")
+    event_id: str | None
+    source: DeadLetterSource
+    replays: int
+
+
+class TextBytes(BaseModel):
+    """Bytes that are UTF-8, as text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+
+
+class Base64Bytes(BaseModel):
+    """Bytes that are not UTF-8, in base64."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base64: str
+
+
+RawBytes = TextBytes | Base64Bytes
+
+
+class DeadLetterHeader(BaseModel):
+    name: str
+    value: RawBytes | None
+
+
+class DeadLetterDetails(DeadLetterSummary):
+    """A dead letter with everything: the original key, value and headers."""
+
+    key: RawBytes | None
+    value: RawBytes | None
+    headers: list[DeadLetterHeader]
+
+
+class DeadLetterList(BaseModel):
+    count: int
+    deadletters: list[DeadLetterSummary]
+
+
+class ReplayCounts(BaseModel):
+    replayed: int
+    skipped: int
+    refused: int
+    failed: int
+
+
+class ReplayProblem(BaseModel):
+    id: str
+    why: str
+
+
+class ReplayReportView(BaseModel):
+    """What a replay did with each selected dead letter."""
+
+    counts: ReplayCounts
+    replayed: list[str]
+    skipped: list[str] = Field(description="replayed before, not forced")
+    refused: list[ReplayProblem] = Field(description="cannot be replayed")
+    failed: list[ReplayProblem] = Field(description="the broker did not take it")
 
 
 @dataclass(frozen=True)
@@ -64,33 +154,30 @@ class DeadLetter:
     def id(self) -> str:
         return f"{self.partition}-{self.offset}"
 
-    def header(self, name: str) -> str:
-        # The last occurrence: a message dead-lettered twice carries the newest verdict last.
-        found = ""
-        for key, value in self.headers:
-            if key == name and value is not None:
-                found = value.decode("utf-8", errors="replace")
-        return found
+    @cached_property
+    def verdict(self) -> contract.Verdict:
+        """Why it was refused and where from, as ingest or the catalog wrote it."""
+        return contract.parse_verdict(self.headers)
 
     @property
     def reason(self) -> str:
-        return self.header("cityos_reason")
+        return str(self.verdict.reason)
 
     @property
     def dataset(self) -> str:
-        return self.header("cityos_dataset")
+        return self.verdict.dataset or ""
 
     @property
     def department(self) -> str:
-        return self.header("cityos_department")
+        return self.verdict.department or ""
 
     @property
     def source_topic(self) -> str:
-        return self.header("cityos_source_topic")
+        return self.verdict.origin.topic
 
     @property
     def event_id(self) -> str:
-        return self.header("cityos_event_id")
+        return self.verdict.event_id or ""
 
     @property
     def time(self) -> datetime | None:
@@ -98,44 +185,50 @@ class DeadLetter:
 
     def original_headers(self) -> list[tuple[str, bytes]]:
         """The headers the department sent (the ``cityos_*`` ones were added on the way)."""
-        return [(k, v) for k, v in self.headers if v is not None and not k.startswith("cityos_")]
+        return contract.original_headers(self.headers)
 
-    def summary(self, replays: int = 0) -> dict[str, Any]:
-        moment = self.time
-        return {
-            "id": self.id,
-            "time": moment.isoformat() if moment else None,
-            "reason": self.reason,
-            "detail": self.header("cityos_detail"),
-            "pointer": self.header("cityos_pointer"),
-            "dataset": self.dataset,
-            "department": self.department,
-            "schema": self.header("cityos_schema"),
-            "event_id": self.event_id,
-            "source": {
-                "topic": self.source_topic,
-                "partition": self.header("cityos_source_partition"),
-                "offset": self.header("cityos_source_offset"),
-            },
-            "replays": replays,
-        }
+    def summary(self, replays: int = 0) -> DeadLetterSummary:
+        moment, verdict = self.time, self.verdict
+        return DeadLetterSummary(
+            id=self.id,
+            time=moment.isoformat() if moment else None,
+            reason=self.reason,
+            detail=verdict.detail,
+            pointer=verdict.pointer or "",
+            dataset=self.dataset,
+            department=self.department,
+            schema_=verdict.schema or "",
+            event_id=self.event_id,
+            source=DeadLetterSource(
+                topic=self.source_topic,
+                partition=_number_text(verdict.origin.partition),
+                offset=_number_text(verdict.origin.offset),
+            ),
+            replays=replays,
+        )
 
-    def details(self, replays: int = 0) -> dict[str, Any]:
+    def details(self, replays: int = 0) -> DeadLetterDetails:
         """Everything, the original bytes included (as text when they are UTF-8, else base64)."""
-        body = self.summary(replays)
-        body["key"] = _bytes_json(self.key)
-        body["value"] = _bytes_json(self.value)
-        body["headers"] = [{"name": k, "value": _bytes_json(v)} for k, v in self.headers]
-        return body
+        return DeadLetterDetails(
+            **self.summary(replays).model_dump(),
+            key=_raw_bytes(self.key),
+            value=_raw_bytes(self.value),
+            headers=[DeadLetterHeader(name=k, value=_raw_bytes(v)) for k, v in self.headers],
+        )
 
 
-def _bytes_json(data: bytes | None) -> dict[str, str] | None:
+def _number_text(number: int | None) -> str:
+    # Listed as text, as in the header; "" when the header is missing or not a number.
+    return "" if number is None else str(number)
+
+
+def _raw_bytes(data: bytes | None) -> RawBytes | None:
     if data is None:
         return None
     try:
-        return {"text": data.decode("utf-8")}
+        return TextBytes(text=data.decode("utf-8"))
     except UnicodeDecodeError:
-        return {"base64": base64.b64encode(data).decode("ascii")}
+        return Base64Bytes(base64=base64.b64encode(data).decode("ascii"))
 
 
 @dataclass(frozen=True)
@@ -198,20 +291,7 @@ def read_deadletters(
     )
     found: list[DeadLetter] = []
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return []
-        ends: dict[int, int] = {}
-        starts: list[TopicPartition] = []
-        for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
-            wanted = [o for p, o in where.ids or () if p == partition] if where.ids is not None else None
-            if wanted == [] or high <= low:
-                continue
-            first = max(low, min(wanted)) if wanted else low
-            if first < high:
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, first))
+        ends, starts = _read_ranges(consumer, topic, where, timeout_s)
         if not starts:
             return []
         consumer.assign(starts)
@@ -219,35 +299,68 @@ def read_deadletters(
         while ends and time.monotonic() < deadline:
             batch = consumer.consume(num_messages=500, timeout=0.5)
             if not batch:
-                # The last offsets below the high watermark may be transaction markers, which are
-                # never delivered: a partition whose position reached its end is done too.
-                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                    if tp.offset >= ends[tp.partition]:
-                        del ends[tp.partition]
-                        consumer.incremental_unassign([TopicPartition(topic, tp.partition)])
+                _drop_exhausted(consumer, topic, ends)
             for message in batch:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise CityOSError(f"reading {topic}: {error}")
-                    continue
-                partition, offset = message.partition() or 0, message.offset() or 0
-                end = ends.get(partition)
-                if end is None:
-                    continue
-                if offset >= end - 1:
-                    del ends[partition]
-                    consumer.incremental_unassign([TopicPartition(topic, partition)])
-                if offset < end:
-                    letter = _letter(message)
-                    if where.matches(letter):
-                        found.append(letter)
+                letter = _take_until_end(consumer, topic, message, ends)
+                if letter is not None and where.matches(letter):
+                    found.append(letter)
             if limit is not None and len(found) >= limit and where.ids is None:
                 break
     finally:
         consumer.close()
     found.sort(key=lambda letter: (letter.timestamp_ms or 0, letter.partition, letter.offset))
     return found[:limit] if limit is not None else found
+
+
+def _read_ranges(
+    consumer: Consumer, topic: str, where: DeadLetterFilter, timeout_s: float
+) -> tuple[dict[int, int], list[TopicPartition]]:
+    """Per partition worth reading: its end (the high watermark now) and where to start, skipping
+    partitions that are empty or hold none of the wanted ids."""
+    ends: dict[int, int] = {}
+    starts: list[TopicPartition] = []
+    metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return ends, starts
+    for partition in sorted(metadata.partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        wanted = [o for p, o in where.ids or () if p == partition] if where.ids is not None else None
+        if wanted == [] or high <= low:
+            continue
+        first = max(low, min(wanted)) if wanted else low
+        if first < high:
+            ends[partition] = high
+            starts.append(TopicPartition(topic, partition, first))
+    return ends, starts
+
+
+def _drop_exhausted(consumer: Consumer, topic: str, ends: dict[int, int]) -> None:
+    # The last offsets below the high watermark may be transaction markers, which are never
+    # delivered: a partition whose position reached its end is done too.
+    for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+        if tp.offset >= ends[tp.partition]:
+            del ends[tp.partition]
+            consumer.incremental_unassign([TopicPartition(topic, tp.partition)])
+
+
+def _take_until_end(
+    consumer: Consumer, topic: str, message: Message, ends: dict[int, int]
+) -> DeadLetter | None:
+    """The dead letter of ``message`` if it lies before its partition's end; the partition is
+    released once its last offset is read, so later messages of it are not waited for."""
+    error = message.error()
+    if error is not None:
+        if error.code() != KafkaError._PARTITION_EOF:
+            raise CityOSError(f"reading {topic}: {error}")
+        return None
+    partition, offset = message.partition() or 0, message.offset() or 0
+    end = ends.get(partition)
+    if end is None:
+        return None
+    if offset >= end - 1:
+        del ends[partition]
+        consumer.incremental_unassign([TopicPartition(topic, partition)])
+    return _letter(message) if offset < end else None
 
 
 def replay_counts(session: Session, topic: str, letters: Sequence[DeadLetter]) -> dict[tuple[int, int], int]:
@@ -299,14 +412,14 @@ class ReplayReport:
             "failed": len(self.failed),
         }
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "counts": self.counts(),
-            "replayed": self.replayed,
-            "skipped": self.skipped,
-            "refused": [{"id": i, "why": why} for i, why in self.refused],
-            "failed": [{"id": i, "why": why} for i, why in self.failed],
-        }
+    def view(self) -> ReplayReportView:
+        return ReplayReportView(
+            counts=ReplayCounts(**self.counts()),
+            replayed=self.replayed,
+            skipped=self.skipped,
+            refused=[ReplayProblem(id=i, why=why) for i, why in self.refused],
+            failed=[ReplayProblem(id=i, why=why) for i, why in self.failed],
+        )
 
 
 def replay(
@@ -356,7 +469,7 @@ def replay(
             delivery[letter_id] = str(err) if err is not None else None
 
         headers: list[tuple[str, str | bytes]] = [*letter.original_headers()]
-        headers.append((REPLAY_HEADER, f"{letter.topic}/{letter.partition}/{letter.offset}".encode()))
+        headers.append((contract.REPLAY_OF, f"{letter.topic}/{letter.partition}/{letter.offset}".encode()))
         producer.produce(
             target,
             key=letter.key,

@@ -18,15 +18,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityos.domain.access import Caller, CallerKind, ReadAccess, active_grant, read_access
 from cityos.domain.audit import record_audit
+from cityos.domain.readmodel.queries import latest_schema
+from cityos.domain.wire import Instant
 from cityos.kernel.db.access_models import AccessGrant, FeedSubscription
-from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.db.models import Dataset, Department
 
 GRANTABLE = "internal"
 MAX_FILTER_FIELDS = 16
@@ -63,12 +66,8 @@ def _not_found(dataset_id: str) -> AccessRefused:
 
 def declared_fields(session: Session, dataset_id: str) -> frozenset[str]:
     """Property names of the dataset's latest schema version."""
-    document = session.scalar(
-        select(SchemaVersionRow.document)
-        .where(SchemaVersionRow.dataset_id == dataset_id)
-        .order_by(SchemaVersionRow.version.desc())
-        .limit(1)
-    )
+    schema = latest_schema(session, dataset_id=dataset_id)
+    document = None if schema is None else schema.document
     properties = (document or {}).get("properties", {})
     return frozenset(properties) if isinstance(properties, Mapping) else frozenset()
 
@@ -342,30 +341,59 @@ def list_subscriptions(
     return list(session.scalars(query))
 
 
-def grant_as_dict(row: AccessGrant) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "dataset": row.dataset_id,
-        "grantee": row.grantee_id,
-        "fields": row.fields if row.fields is not None else "all",
-        "granted_by": row.granted_by,
-        "granted_at": row.granted_at.isoformat(),
-        "revoked_by": row.revoked_by,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-    }
+class GrantView(BaseModel):
+    """A grant as the access API and ``cityos grants`` show it; ``fields`` is "all" for every field."""
+
+    id: int
+    dataset: str
+    grantee: str
+    fields: list[str] | Literal["all"]
+    granted_by: str
+    granted_at: Instant
+    revoked_by: str | None
+    revoked_at: Instant | None
+
+    @classmethod
+    def of(cls, row: AccessGrant) -> GrantView:
+        return cls(
+            id=row.id,
+            dataset=row.dataset_id,
+            grantee=row.grantee_id,
+            fields=row.fields if row.fields is not None else "all",
+            granted_by=row.granted_by,
+            granted_at=row.granted_at,
+            revoked_by=row.revoked_by,
+            revoked_at=row.revoked_at,
+        )
 
 
-def subscription_as_dict(row: FeedSubscription) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "department": row.department_id,
-        "dataset": row.dataset_id,
-        "filter": row.filter,
-        "fields": row.projection if row.projection is not None else "all",
-        "start": row.start_mode,
-        "topic": row.topic,
-        "state": row.state,
-        "created_by": row.created_by,
-        "created_at": row.created_at.isoformat(),
-        "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
-    }
+class SubscriptionView(BaseModel):
+    """A feed subscription as the access API and ``cityos subscriptions`` show it."""
+
+    id: int
+    department: str
+    dataset: str
+    filter: dict[str, Any]
+    fields: list[str] | Literal["all"]
+    start: str
+    topic: str
+    state: str
+    created_by: str
+    created_at: Instant
+    cancelled_at: Instant | None
+
+    @classmethod
+    def of(cls, row: FeedSubscription) -> SubscriptionView:
+        return cls(
+            id=row.id,
+            department=row.department_id,
+            dataset=row.dataset_id,
+            filter=row.filter,
+            fields=row.projection if row.projection is not None else "all",
+            start=row.start_mode,
+            topic=row.topic,
+            state=row.state,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            cancelled_at=row.cancelled_at,
+        )

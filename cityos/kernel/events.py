@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cityos.kernel.reasons import Reason
+from cityos.kernel.deadletter import Reason
 from cityos.kernel.strictjson import Refusal, parse_strict_json
 from cityos.kernel.timeutil import require_aware
 
-__all__ = ["Reason", "parse_strict_json"]  # re-exported: callers see one decoding module
+__all__ = ["parse_strict_json"]  # re-exported: callers see one decoding module
 
 # Record change types a department may send.
 TYPE_UPSERTED = "jp.cityos.record.upserted"

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cityos.kernel.reasons import Reason
+from cityos.kernel.deadletter import Reason
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_NESTING_DEPTH = 32

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cityos.kernel.deadletter import Reason
 from cityos.kernel.events import (
     RECORD_EVENT_TYPES,
     SPEC_VERSION,
     TYPE_DELETED,
     TYPE_UPSERTED,
     Decoded,
-    Reason,
     Rejected,
     json_pointer,
     parse_event_time,

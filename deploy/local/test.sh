@@ -22,7 +22,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
 fi
 
-if ! fixtures=$("$VENV/bin/python" -m tests.fixtures_path); then
+if ! fixtures=$("$VENV/bin/python" -m tests.support.fixtures_path); then
   log "ERROR: test fixtures not found at $fixtures: put the shared folder beside the repository (../shared/fixtures) or set CITYOS_FIXTURES"
   exit 2
 fi

@@ -1,76 +1,159 @@
-"""Catalog admin API (port 8001): health, metrics, every dataset with counts, schema documents."""
+"""Catalog admin API (port 8001): health, metrics, every dataset with counts, schema documents.
 
-from __future__ import annotations
+``create_catalog_app`` only wires: it puts what each router's handlers need (sessions, settings,
+metrics) on ``app.state`` and includes the module-level routers."""
 
-from typing import Any
+# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
-from fastapi import FastAPI, HTTPException, Response
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field, RootModel
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import Dataset, SchemaVersionRow
 from cityos.kernel.schemas import schema_uri
-from services.catalog.access_api import create_access_router
-from services.catalog.keys_api import create_keys_router
-from services.catalog.registry_api import create_registry_router
-from services.catalog.release_api import create_release_router
+from cityos.kernel.settings import Settings, get_settings
+from services.catalog import access_api, keys_api, registry_api, release_api
+from services.catalog.context import RouterContext, app_context
+
+STATE = "catalog"  # the attribute of ``app.state`` holding this module's RouterContext
 
 
-def create_catalog_app(sessions: sessionmaker[Session], registry: CollectorRegistry) -> FastAPI:
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description='"ready", or "unavailable" (with status 503)')
+    detail: str | None = Field(default=None, description="why the catalog database is unavailable")
+
+
+class LocalizedTitle(BaseModel):
+    ja: str
+    en: str
+
+
+class DatasetOverview(BaseModel):
+    id: str
+    title: LocalizedTitle
+    department: str
+    classification: str = Field(description="public, internal or personal")
+    record_count: int
+    last_record_at: Instant | None
+
+
+class SchemaDocument(RootModel[dict[str, Any]]):
+    """A registered JSON Schema (2020-12) document, as registered."""
+
+
+router = APIRouter()
+
+
+def _context(request: Request) -> RouterContext:
+    return app_context(request, STATE, RouterContext)
+
+
+ContextDep = Annotated[RouterContext, Depends(_context)]
+
+
+def _session(context: ContextDep) -> Iterator[Session]:
+    yield from context.session()
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+@router.get("/healthz")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model_exclude_none=True,
+    responses={503: {"model": Readiness, "description": "the catalog database is unavailable"}},
+)
+def readyz(response: Response, context: ContextDep) -> Readiness:
+    try:
+        with context.sessions() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:  # any DB failure means not ready
+        response.status_code = 503
+        return Readiness(status="unavailable", detail=type(exc).__name__)
+    return Readiness(status="ready")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus exposition", "content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/admin/datasets")
+def datasets(session: SessionDep) -> list[DatasetOverview]:
+    rows = session.scalars(select(Dataset).order_by(Dataset.id)).all()
+    return [
+        DatasetOverview(
+            id=row.id,
+            title=LocalizedTitle(ja=row.title_ja, en=row.title_en),
+            department=row.department_id,
+            classification=row.classification,
+            record_count=row.record_count,
+            last_record_at=row.last_record_at,
+        )
+        for row in rows
+    ]
+
+
+@router.get("/schemas/{dataset_id}/{version}")
+def schema(dataset_id: str, version: int, session: SessionDep) -> SchemaDocument:
+    row = session.scalar(
+        select(SchemaVersionRow).where(SchemaVersionRow.uri == schema_uri(dataset_id, version))
+    )
+    if row is None:
+        raise HTTPException(404, f"no schema version {version} for dataset {dataset_id}")
+    return SchemaDocument(row.document)
+
+
+def create_catalog_app(
+    sessions: sessionmaker[Session],
+    registry: CollectorRegistry,
+    settings: Settings | None = None,
+    *,
+    ensure_topic: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The admin app; its metrics go to ``registry``. ``ensure_topic`` creates a new subscription's
+    feed topic (None: the republisher creates it when it activates the subscription)."""
+    settings = settings or get_settings()
     app = FastAPI(
         title="CityOS catalog admin API",
         description="Operators' view of the catalog: every dataset of every classification, schemas.",
         version="0.1.0",
     )
+    state = app.state
+    state.metrics_registry = registry
+    setattr(state, STATE, RouterContext(sessions, settings))
+    setattr(
+        state,
+        access_api.STATE,
+        access_api.AccessContext.create(sessions, registry, settings, ensure_topic=ensure_topic),
+    )
+    setattr(state, registry_api.STATE, registry_api.RegistryContext.create(sessions, registry, settings))
+    setattr(state, release_api.STATE, release_api.ReleaseContext.create(sessions, registry, settings))
+    setattr(state, keys_api.STATE, RouterContext(sessions, settings))
 
-    app.include_router(create_access_router(sessions, registry))  # departments, grants, feeds, audit
-    app.include_router(create_registry_router(sessions, registry))  # schema registry, dead-letter repair
-    app.include_router(create_release_router(sessions, registry))  # proposals, releases
-    app.include_router(create_keys_router(sessions))  # API keys: issue, list, revoke
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz(response: Response) -> dict[str, str]:
-        try:
-            with sessions() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:  # any DB failure means not ready
-            response.status_code = 503
-            return {"status": "unavailable", "detail": type(exc).__name__}
-        return {"status": "ready"}
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/api/v1/admin/datasets")
-    def datasets() -> list[dict[str, Any]]:
-        with sessions() as session:
-            rows = session.scalars(select(Dataset).order_by(Dataset.id)).all()
-            return [
-                {
-                    "id": row.id,
-                    "title": {"ja": row.title_ja, "en": row.title_en},
-                    "department": row.department_id,
-                    "classification": row.classification,
-                    "record_count": row.record_count,
-                    "last_record_at": row.last_record_at.isoformat() if row.last_record_at else None,
-                }
-                for row in rows
-            ]
-
-    @app.get("/schemas/{dataset_id}/{version}")
-    def schema(dataset_id: str, version: int) -> dict[str, Any]:
-        with sessions() as session:
-            row = session.scalar(
-                select(SchemaVersionRow).where(SchemaVersionRow.uri == schema_uri(dataset_id, version))
-            )
-            if row is None:
-                raise HTTPException(404, f"no schema version {version} for dataset {dataset_id}")
-            return row.document
-
+    app.include_router(access_api.router)  # departments, grants, feeds, audit
+    app.include_router(registry_api.router)  # schema registry, dead-letter repair
+    app.include_router(release_api.router)  # proposals, releases
+    app.include_router(keys_api.router)  # API keys: issue, list, revoke
+    app.include_router(router)  # health, metrics, datasets, schema documents
     return app

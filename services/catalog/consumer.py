@@ -17,15 +17,15 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cityos.kernel.consume import ConsumeLoop
+from cityos.kernel.deadletter import Origin, Reason, Verdict, deadletter_headers
 from cityos.kernel.events import ValidatedEvent, parse_event_time
-from cityos.kernel.kafka import check_consume_error, consumer_lag, headers_list
+from cityos.kernel.kafka import headers_list
 from cityos.kernel.metrics import CatalogMetrics
 from cityos.kernel.validation import parse_schema_uri
 from services.catalog.store import BatchResult, apply_batch
 
 log = logging.getLogger(__name__)
-
-LAG_REFRESH_S = 5.0
 
 
 class CatalogStopping(Exception):
@@ -110,34 +110,38 @@ class CatalogConsumer:
         self._consumer.subscribe([topic])
 
     def run(self, stop: threading.Event) -> None:
+        """Apply batches until ``stop`` is set, then make the dead-lettered originals durable."""
         self._stop = stop
-        next_lag_refresh = 0.0
-        while not stop.is_set():
-            messages = self._consumer.consume(num_messages=self._batch_size, timeout=self._batch_timeout_s)
-            if messages:
-                try:
-                    self.process(messages)
-                except CatalogStopping:
-                    log.warning("stopped while the database was unavailable; the batch will be re-delivered")
-                    break
-            if time.monotonic() >= next_lag_refresh:
-                next_lag_refresh = time.monotonic() + LAG_REFRESH_S
-                lag = consumer_lag(self._consumer)
-                if lag is not None:
-                    self._metrics.lag.set(lag)
+        ConsumeLoop(
+            self._consumer,
+            self._turn,
+            report_lag=self._metrics.lag.set,
+            batch_size=self._batch_size,
+            poll_timeout_s=self._batch_timeout_s,
+            drain=self._drain,
+        ).run(stop)
+
+    def _turn(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        try:
+            self.process(messages)
+        except CatalogStopping:
+            # Raised only once the stop event is set: the loop ends after this turn.
+            log.warning("stopped while the database was unavailable; the batch will be re-delivered")
+
+    def _drain(self) -> None:
         self._deadletter.flush(30)
 
     def close(self) -> None:
         self._consumer.close()
 
     def process(self, messages: Sequence[Message]) -> None:
+        """Apply one batch of data messages (the consume loop has dealt with errors), then commit
+        its offsets."""
         pairs: list[tuple[ValidatedEvent, Message]] = []
         positions: dict[tuple[str, int], int] = {}
         for message in messages:
-            error = message.error()
-            if error is not None:
-                check_consume_error(error)
-                continue
             partition, offset = message.partition() or 0, message.offset() or 0
             positions[(message.topic() or "", partition)] = offset + 1
             try:
@@ -147,7 +151,9 @@ class CatalogConsumer:
                     (decode_validated(message.value(), message.key(), stamp_ms, partition, offset), message)
                 )
             except UndecodableEvent as exc:
-                self._reject(message, str(exc), reason="undecodable_validated_event", outcome="undecodable")
+                self._reject(
+                    message, str(exc), reason=Reason.UNDECODABLE_VALIDATED_EVENT, outcome="undecodable"
+                )
         if pairs:
             self._store(pairs)
             self.applied += len(pairs)
@@ -190,22 +196,17 @@ class CatalogConsumer:
                 if attempts < 2:
                     continue  # a concurrent writer may have raced us once; the ledger settles it
                 _, message = pairs[0]
-                self._reject(message, str(exc)[:900], reason="catalog_rejected", outcome="rejected")
+                self._reject(message, str(exc)[:900], reason=Reason.CATALOG_REJECTED, outcome="rejected")
                 return
 
-    def _reject(self, message: Message, why: str, *, reason: str, outcome: str) -> None:
+    def _reject(self, message: Message, why: str, *, reason: Reason, outcome: str) -> None:
         """Dead-letter one validated-topic message with the original bytes and headers."""
         log.error("%s: %s[%s]@%s: %s", reason, message.topic(), message.partition(), message.offset(), why)
         self._metrics.events.labels(outcome).inc()
-        headers = headers_list(message.headers())
-        out: list[tuple[str, str | bytes]] = [(k, v) for k, v in headers if v is not None]
-        out += [
-            ("cityos_reason", reason.encode()),
-            ("cityos_detail", why.encode("utf-8", errors="replace")[:1000]),
-            ("cityos_source_topic", (message.topic() or "").encode()),
-            ("cityos_source_partition", str(message.partition()).encode()),
-            ("cityos_source_offset", str(message.offset()).encode()),
-        ]
+        # The catalog knows only the validated message, not the department's event: no pointer,
+        # schema, dataset, department or event id headers.
+        origin = Origin(message.topic() or "", message.partition(), message.offset())
+        out = deadletter_headers(headers_list(message.headers()), Verdict(reason, why, origin))
         self._deadletter.produce(
             self._deadletter_topic, value=message.value() or b"", key=message.key(), headers=out
         )

@@ -8,16 +8,17 @@ one, HTTP administration is off and the ``cityos keys`` CLI is the way.
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from cityos.domain.apikeys import OwnerKind, issue_key, key_view, list_keys, revoke_key
+from cityos.domain.apikeys import ApiKeyView, OwnerKind, issue_key, list_keys, revoke_key
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import ApiKey
-from cityos.kernel.settings import Settings, get_settings
 from services.catalog.admin_auth import require_admin
+from services.catalog.context import RouterContext, app_context
 
 
 class KeyRequest(BaseModel):
@@ -28,48 +29,60 @@ class KeyRequest(BaseModel):
     rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
-def create_keys_router(sessions: sessionmaker[Session], settings: Settings | None = None) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/admin/keys", tags=["API keys"])
-    configured = settings
+class IssuedKey(BaseModel):
+    """A new key: ``key`` is the secret, shown in this answer only."""
 
-    def session_dep() -> Iterator[Session]:
-        with sessions() as session:
-            yield session
+    id: str
+    key: str
+    expires_at: Instant | None
 
-    def admin_dep(authorization: Annotated[str | None, Header()] = None) -> str:
-        return require_admin(
-            authorization, (configured or get_settings()).admin_token, cli_hint="`cityos keys`"
-        )
 
-    SessionDep = Annotated[Session, Depends(session_dep)]
-    AdminDep = Annotated[str, Depends(admin_dep)]
+STATE = "keys"  # the attribute of ``app.state`` holding the keys router's RouterContext
 
-    @router.post("", status_code=201, summary="Issue a key; the secret is in this answer only")
-    def issue(request: KeyRequest, session: SessionDep, actor: AdminDep) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        expires = now + timedelta(days=request.expires_in_days) if request.expires_in_days else None
-        with session.begin():
-            issued = issue_key(
-                session, owner_kind=request.owner_kind, owner_id=request.owner_id, purpose=request.purpose,
-                actor=actor, expires_at=expires, rate_limit_per_minute=request.rate_limit_per_minute, now=now,
-            )  # fmt: skip
-        return {
-            "id": issued.key_id,
-            "key": issued.secret,
-            "expires_at": expires.isoformat() if expires else None,
-        }
+router = APIRouter(prefix="/api/v1/admin/keys", tags=["API keys"])
 
-    @router.get("", summary="Keys (ids and metadata only)")
-    def listing(session: SessionDep, _: AdminDep, owner_id: str | None = None) -> list[dict[str, Any]]:
-        return [key_view(row) for row in list_keys(session, owner_id=owner_id)]
 
-    @router.delete("/{key_id}", summary="Revoke a key (takes effect on the next request)")
-    def revoke(key_id: str, session: SessionDep, actor: AdminDep) -> dict[str, Any]:
-        with session.begin():
-            if not revoke_key(session, key_id, actor=actor):
-                raise HTTPException(404, f"no key {key_id!r}")
-            row = session.get(ApiKey, key_id)
-            assert row is not None
-            return key_view(row)
+def _context(request: Request) -> RouterContext:
+    return app_context(request, STATE, RouterContext)
 
-    return router
+
+ContextDep = Annotated[RouterContext, Depends(_context)]
+
+
+def _session(context: ContextDep) -> Iterator[Session]:
+    yield from context.session()
+
+
+def _admin(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    return require_admin(authorization, context.settings.admin_token, cli_hint="`cityos keys`")
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+AdminDep = Annotated[str, Depends(_admin)]
+
+
+@router.post("", status_code=201, summary="Issue a key; the secret is in this answer only")
+def issue(request: KeyRequest, session: SessionDep, actor: AdminDep) -> IssuedKey:
+    now = datetime.now(UTC)
+    expires = now + timedelta(days=request.expires_in_days) if request.expires_in_days else None
+    with session.begin():
+        issued = issue_key(
+            session, owner_kind=request.owner_kind, owner_id=request.owner_id, purpose=request.purpose,
+            actor=actor, expires_at=expires, rate_limit_per_minute=request.rate_limit_per_minute, now=now,
+        )  # fmt: skip
+    return IssuedKey(id=issued.key_id, key=issued.secret, expires_at=expires)
+
+
+@router.get("", summary="Keys (ids and metadata only)")
+def listing(session: SessionDep, _: AdminDep, owner_id: str | None = None) -> list[ApiKeyView]:
+    return [ApiKeyView.of(row) for row in list_keys(session, owner_id=owner_id)]
+
+
+@router.delete("/{key_id}", summary="Revoke a key (takes effect on the next request)")
+def revoke(key_id: str, session: SessionDep, actor: AdminDep) -> ApiKeyView:
+    with session.begin():
+        if not revoke_key(session, key_id, actor=actor):
+            raise HTTPException(404, f"no key {key_id!r}")
+        row = session.get(ApiKey, key_id)
+        assert row is not None
+        return ApiKeyView.of(row)

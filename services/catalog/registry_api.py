@@ -13,19 +13,23 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from confluent_kafka import Producer
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain.dlq import (
+    DeadLetterDetails,
     DeadLetterFilter,
+    DeadLetterList,
+    ReplayReportView,
     ReplayTargets,
     parse_id,
     read_deadletters,
@@ -33,9 +37,16 @@ from cityos.domain.dlq import (
     replay_counts,
     replay_tally,
 )
-from cityos.domain.registry.http_models import CompatibilityBody, ReplayBody
+from cityos.domain.registry.http_models import (
+    CompatibilityBody,
+    CompatibilityView,
+    ReplayBody,
+    SchemaVersionsView,
+    SchemaVersionView,
+)
 from cityos.domain.registry.service import register, republish_all
 from cityos.domain.registry.store import (
+    EvaluationView,
     UnknownDataset,
     bundled_definitions,
     compatibility_mode,
@@ -46,9 +57,10 @@ from cityos.domain.registry.store import (
 from cityos.domain.registry.topic import ensure_schema_topic
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka import producer_config
-from cityos.kernel.settings import Settings, get_settings
+from cityos.kernel.settings import Settings
 from cityos.kernel.timeutil import parse_instant
 from services.catalog.admin_auth import require_admin
+from services.catalog.context import RouterContext, app_context
 
 REGISTRATION_OUTCOMES = ("registered", "existing", "refused")
 log = logging.getLogger(__name__)
@@ -74,206 +86,261 @@ class _ReplayTallyCollector(Collector):
         yield family
 
 
-def create_registry_router(
-    sessions: sessionmaker[Session], registry: CollectorRegistry, settings: Settings | None = None
-) -> APIRouter:
-    settings = settings or get_settings()
-    router = APIRouter(prefix="/api/v1/admin", tags=["registry"])
-    registrations = Counter(
-        "cityos_registry_registrations",
-        "Schema registrations through the admin API, by outcome (registered, existing, refused).",
-        ["outcome"],
-        registry=registry,
-    )
-    for outcome in REGISTRATION_OUTCOMES:
-        registrations.labels(outcome)
-    registry.register(_ReplayTallyCollector(sessions))
-    targets = ReplayTargets.of(settings)
-    producer_lock = threading.Lock()
-    producers: list[Producer] = []
+class SchemaProducer:
+    """The producer that writes schema changes to the compacted schemas topic, made on first use
+    (creating the topic first, so it is never left to the broker's auto-creation defaults)."""
 
-    def producer() -> Producer:
-        with producer_lock:
-            if not producers:
-                # Created here, compacted: never left to the broker's auto-creation defaults.
-                ensure_schema_topic(settings.kafka_bootstrap, settings.schemas_topic)
-                producers.append(Producer(producer_config(settings.kafka_bootstrap)))
-            return producers[0]
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._producer: Producer | None = None
 
-    def republish() -> None:
+    def __call__(self) -> Producer:
+        with self._lock:
+            if self._producer is None:
+                ensure_schema_topic(self._settings.kafka_bootstrap, self._settings.schemas_topic)
+                self._producer = Producer(producer_config(self._settings.kafka_bootstrap))
+            return self._producer
+
+
+@dataclass(frozen=True)
+class RegistryContext(RouterContext):
+    registrations: Counter
+    targets: ReplayTargets
+    producer: SchemaProducer
+
+    @classmethod
+    def create(
+        cls, sessions: sessionmaker[Session], registry: CollectorRegistry, settings: Settings
+    ) -> "RegistryContext":
+        registrations = Counter(
+            "cityos_registry_registrations",
+            "Schema registrations through the admin API, by outcome (registered, existing, refused).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in REGISTRATION_OUTCOMES:
+            registrations.labels(outcome)
+        registry.register(_ReplayTallyCollector(sessions))
+        return cls(sessions, settings, registrations, ReplayTargets.of(settings), SchemaProducer(settings))
+
+    def republish(self) -> None:
+        """Every registered version to the schemas topic, so ingest instances catch up."""
+        topic = self.settings.schemas_topic
         try:
-            count = republish_all(sessions, producer=producer(), schemas_topic=settings.schemas_topic)
+            count = republish_all(self.sessions, producer=self.producer(), schemas_topic=topic)
         except Exception as exc:  # the API still serves; ingest still has schemas/ and the topic
             log.warning("could not republish schema versions: %s", exc)
             return
-        log.info("republished %d schema versions to %s", count, settings.schemas_topic)
+        log.info("republished %d schema versions to %s", count, topic)
 
-    @asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
+
+STATE = "registry"  # the attribute of ``app.state`` holding the RegistryContext
+
+
+@asynccontextmanager
+async def _republish_on_start(app: Any) -> AsyncIterator[None]:
+    context = getattr(app.state, STATE, None)
+    if isinstance(context, RegistryContext):
         # In the background: the API must not wait for Kafka to start serving.
-        threading.Thread(target=republish, name="schema-republish", daemon=True).start()
-        yield
+        threading.Thread(target=context.republish, name="schema-republish", daemon=True).start()
+    yield
 
-    router.lifespan_context = lifespan
 
-    def session_dep() -> Iterator[Session]:
-        with sessions() as session:
-            yield session
+router = APIRouter(prefix="/api/v1/admin", tags=["registry"])
+router.lifespan_context = _republish_on_start
 
-    def admin_dep(authorization: Annotated[str | None, Header()] = None) -> str:
-        return require_admin(authorization, settings.admin_token, cli_hint="the cityos CLI")
 
-    SessionDep = Annotated[Session, Depends(session_dep)]
-    AdminDep = Annotated[str, Depends(admin_dep)]
+def _context(request: Request) -> RegistryContext:
+    return app_context(request, STATE, RegistryContext)
 
-    def unknown(dataset_id: str) -> HTTPException:
-        return HTTPException(404, f"unknown dataset {dataset_id!r}")
 
-    @router.get("/schemas/{dataset_id}")
-    def list_versions(dataset_id: str, session: SessionDep) -> dict[str, Any]:
-        rows = versions_of(session, dataset_id)
-        if not rows:
-            raise unknown(dataset_id)
-        return {
-            "dataset": dataset_id,
-            "compatibility": compatibility_mode(session, dataset_id).value,
-            "versions": [
-                {"version": r.version, "uri": r.uri, "registered_at": r.registered_at.isoformat()}
-                for r in rows
-            ],
-        }
+ContextDep = Annotated[RegistryContext, Depends(_context)]
 
-    @router.post("/schemas/{dataset_id}/check")
-    def check(
-        dataset_id: str, session: SessionDep, document: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
-        try:
-            evaluation = evaluate(
-                session,
-                dataset_id=dataset_id,
-                document=document,
-                bundle=bundled_definitions(settings.schemas_dir),
-            )
-        except UnknownDataset as exc:
-            raise unknown(dataset_id) from exc
-        return evaluation.as_dict()
 
-    @router.post("/schemas/{dataset_id}")
-    def register_version(
-        dataset_id: str, response: Response, actor: AdminDep, document: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
-        try:
-            evaluation = register(
-                sessions,
-                producer=producer(),
-                schemas_topic=settings.schemas_topic,
-                dataset_id=dataset_id,
-                document=document,
-                actor=actor,
-                bundle=bundled_definitions(settings.schemas_dir),
-            )
-        except UnknownDataset as exc:
-            raise unknown(dataset_id) from exc
-        except CityOSError as exc:
-            raise HTTPException(503, f"not registered: {exc}") from exc
-        if evaluation.existing:
-            registrations.labels("existing").inc()
-            response.status_code = 200
-        elif evaluation.acceptable:
-            registrations.labels("registered").inc()
-            response.status_code = 201
-        else:
-            registrations.labels("refused").inc()
-            response.status_code = 409 if evaluation.incompatibilities else 422
-        return evaluation.as_dict()
+def _session(context: ContextDep) -> Iterator[Session]:
+    yield from context.session()
 
-    @router.get("/schemas/{dataset_id}/compatibility")
-    def get_compatibility(dataset_id: str, session: SessionDep) -> dict[str, str]:
-        if not versions_of(session, dataset_id):
-            raise unknown(dataset_id)
-        return {"dataset": dataset_id, "compatibility": compatibility_mode(session, dataset_id).value}
 
-    @router.put("/schemas/{dataset_id}/compatibility")
-    def put_compatibility(dataset_id: str, body: CompatibilityBody, actor: AdminDep) -> dict[str, str]:
-        try:
-            with sessions.begin() as session:
-                set_compatibility_mode(session, dataset_id=dataset_id, mode=body.compatibility, actor=actor)
-        except UnknownDataset as exc:
-            raise unknown(dataset_id) from exc
-        return {"dataset": dataset_id, "compatibility": body.compatibility.value}
+def _admin(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    return require_admin(authorization, context.settings.admin_token, cli_hint="the cityos CLI")
 
-    @router.get("/dlq")
-    def list_deadletters(
-        session: SessionDep,
-        _actor: AdminDep,
-        dataset: str | None = None,
-        reason: str | None = None,
-        department: str | None = None,
-        since: str | None = Query(default=None, description="ISO 8601 instant"),
-        until: str | None = Query(default=None, description="ISO 8601 instant"),
-        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    ) -> dict[str, Any]:
-        where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
-        letters = read_deadletters(
-            settings.kafka_bootstrap, settings.deadletter_topic, where=where, limit=limit
+
+SessionDep = Annotated[Session, Depends(_session)]
+AdminDep = Annotated[str, Depends(_admin)]
+
+
+def _unknown(dataset_id: str) -> HTTPException:
+    return HTTPException(404, f"unknown dataset {dataset_id!r}")
+
+
+@router.get("/schemas/{dataset_id}")
+def list_versions(dataset_id: str, session: SessionDep) -> SchemaVersionsView:
+    rows = versions_of(session, dataset_id)
+    if not rows:
+        raise _unknown(dataset_id)
+    return SchemaVersionsView(
+        dataset=dataset_id,
+        compatibility=compatibility_mode(session, dataset_id),
+        versions=[
+            SchemaVersionView(version=r.version, uri=r.uri, registered_at=r.registered_at) for r in rows
+        ],
+    )
+
+
+@router.post("/schemas/{dataset_id}/check")
+def check(
+    dataset_id: str, context: ContextDep, session: SessionDep, document: Annotated[dict[str, Any], Body()]
+) -> EvaluationView:
+    try:
+        evaluation = evaluate(
+            session,
+            dataset_id=dataset_id,
+            document=document,
+            bundle=bundled_definitions(context.settings.schemas_dir),
         )
-        counts = replay_counts(session, settings.deadletter_topic, letters)
-        return {
-            "count": len(letters),
-            "deadletters": [
-                letter.summary(counts.get((letter.partition, letter.offset), 0)) for letter in letters
-            ],
-        }
+    except UnknownDataset as exc:
+        raise _unknown(dataset_id) from exc
+    return evaluation.view()
 
-    @router.get("/dlq/{letter_id}")
-    def show_deadletter(letter_id: str, session: SessionDep, _actor: AdminDep) -> dict[str, Any]:
-        try:
-            position = parse_id(letter_id)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        letters = read_deadletters(
-            settings.kafka_bootstrap,
-            settings.deadletter_topic,
-            where=DeadLetterFilter(ids=frozenset({position})),
+
+@router.post(
+    "/schemas/{dataset_id}",
+    responses={
+        201: {"model": EvaluationView, "description": "registered as a new version"},
+        409: {"model": EvaluationView, "description": "refused: incompatible with registered versions"},
+    },
+)
+def register_version(
+    dataset_id: str,
+    response: Response,
+    context: ContextDep,
+    actor: AdminDep,
+    document: Annotated[dict[str, Any], Body()],
+) -> EvaluationView:
+    """200 when the same schema is already registered, 201 when registered; refused, 409 when it
+    is incompatible with registered versions, 422 (with the same body) when the schema itself has
+    problems."""
+    settings = context.settings
+    try:
+        evaluation = register(
+            context.sessions,
+            producer=context.producer(),
+            schemas_topic=settings.schemas_topic,
+            dataset_id=dataset_id,
+            document=document,
+            actor=actor,
+            bundle=bundled_definitions(settings.schemas_dir),
         )
-        if not letters:
-            raise HTTPException(404, f"no dead letter {letter_id}")
-        counts = replay_counts(session, settings.deadletter_topic, letters)
-        return letters[0].details(counts.get(position, 0))
+    except UnknownDataset as exc:
+        raise _unknown(dataset_id) from exc
+    except CityOSError as exc:
+        raise HTTPException(503, f"not registered: {exc}") from exc
+    if evaluation.existing:
+        context.registrations.labels("existing").inc()
+        response.status_code = 200
+    elif evaluation.acceptable:
+        context.registrations.labels("registered").inc()
+        response.status_code = 201
+    else:
+        context.registrations.labels("refused").inc()
+        response.status_code = 409 if evaluation.incompatibilities else 422
+    return evaluation.view()
 
-    @router.post("/dlq/replay")
-    def replay_deadletters(body: ReplayBody, actor: AdminDep) -> dict[str, Any]:
-        if not body.selects_something():
-            raise HTTPException(400, "say which dead letters: ids, a filter, or all=true")
-        try:
-            ids = frozenset(parse_id(i) for i in body.ids) if body.ids else None
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        where = DeadLetterFilter(
-            dataset=body.dataset,
-            reason=body.reason,
-            department=body.department,
-            since=body.since,
-            until=body.until,
-            ids=ids,
+
+@router.get("/schemas/{dataset_id}/compatibility")
+def get_compatibility(dataset_id: str, session: SessionDep) -> CompatibilityView:
+    if not versions_of(session, dataset_id):
+        raise _unknown(dataset_id)
+    return CompatibilityView(dataset=dataset_id, compatibility=compatibility_mode(session, dataset_id))
+
+
+@router.put("/schemas/{dataset_id}/compatibility")
+def put_compatibility(
+    dataset_id: str, body: CompatibilityBody, context: ContextDep, actor: AdminDep
+) -> CompatibilityView:
+    try:
+        with context.sessions.begin() as session:
+            set_compatibility_mode(session, dataset_id=dataset_id, mode=body.compatibility, actor=actor)
+    except UnknownDataset as exc:
+        raise _unknown(dataset_id) from exc
+    return CompatibilityView(dataset=dataset_id, compatibility=body.compatibility)
+
+
+@router.get("/dlq")
+def list_deadletters(
+    context: ContextDep,
+    session: SessionDep,
+    _actor: AdminDep,
+    dataset: str | None = None,
+    reason: str | None = None,
+    department: str | None = None,
+    since: str | None = Query(default=None, description="ISO 8601 instant"),
+    until: str | None = Query(default=None, description="ISO 8601 instant"),
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> DeadLetterList:
+    settings = context.settings
+    where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
+    letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where, limit=limit)
+    counts = replay_counts(session, settings.deadletter_topic, letters)
+    return DeadLetterList(
+        count=len(letters),
+        deadletters=[letter.summary(counts.get((letter.partition, letter.offset), 0)) for letter in letters],
+    )
+
+
+@router.get("/dlq/{letter_id}")
+def show_deadletter(
+    letter_id: str, context: ContextDep, session: SessionDep, _actor: AdminDep
+) -> DeadLetterDetails:
+    settings = context.settings
+    try:
+        position = parse_id(letter_id)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    letters = read_deadletters(
+        settings.kafka_bootstrap,
+        settings.deadletter_topic,
+        where=DeadLetterFilter(ids=frozenset({position})),
+    )
+    if not letters:
+        raise HTTPException(404, f"no dead letter {letter_id}")
+    counts = replay_counts(session, settings.deadletter_topic, letters)
+    return letters[0].details(counts.get(position, 0))
+
+
+@router.post("/dlq/replay")
+def replay_deadletters(body: ReplayBody, context: ContextDep, actor: AdminDep) -> ReplayReportView:
+    if not body.selects_something():
+        raise HTTPException(400, "say which dead letters: ids, a filter, or all=true")
+    try:
+        ids = frozenset(parse_id(i) for i in body.ids) if body.ids else None
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    where = DeadLetterFilter(
+        dataset=body.dataset,
+        reason=body.reason,
+        department=body.department,
+        since=body.since,
+        until=body.until,
+        ids=ids,
+    )
+    settings = context.settings
+    letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where)
+    replacement = orjson.dumps(body.value) if body.value is not None else None
+    if replacement is not None and len(letters) != 1:
+        raise HTTPException(400, "a corrected payload replaces exactly one dead letter")
+    with context.sessions.begin() as session:
+        report = replay(
+            session,
+            producer=context.producer(),
+            letters=letters,
+            targets=context.targets,
+            actor=actor,
+            force=body.force,
+            replacement=replacement,
         )
-        letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where)
-        replacement = orjson.dumps(body.value) if body.value is not None else None
-        if replacement is not None and len(letters) != 1:
-            raise HTTPException(400, "a corrected payload replaces exactly one dead letter")
-        with sessions.begin() as session:
-            report = replay(
-                session,
-                producer=producer(),
-                letters=letters,
-                targets=targets,
-                actor=actor,
-                force=body.force,
-                replacement=replacement,
-            )
-        return report.as_dict()
-
-    return router
+    return report.view()
 
 
 def _filter(

@@ -7,11 +7,14 @@ is the credential's owner, never a name from the body. A refused step answers 40
 reason; the method of a release never appears here (only its 概要 and checksum).
 """
 
-from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -19,12 +22,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain.access import Caller, CallerKind
 from cityos.domain.anonymize import proposals as workflow
-from cityos.domain.anonymize.releases import ReleaseError, create_release, list_releases, release_summary
+from cityos.domain.anonymize.releases import (
+    ReleaseError,
+    ReleaseResult,
+    ReleaseSummary,
+    create_release,
+    list_releases,
+)
 from cityos.domain.apikeys import KeyRefusal, authenticate
 from cityos.kernel.db.models import Dataset
 from cityos.kernel.db.release_models import ProposalCall, ReleaseProposal
-from cityos.kernel.settings import Settings, get_settings
+from cityos.kernel.settings import Settings
 from services.catalog.admin_auth import ADMIN_ACTOR, bearer, is_admin_token
+from services.catalog.context import RouterContext, app_context
 
 OUTCOMES = ("passed", "refused")
 STEPS = ("call", "proposal", "decision", "contract", "cancel")
@@ -103,200 +113,243 @@ def _refused(reasons: list[str]) -> HTTPException:
     return HTTPException(status_code=409, detail={"error": "refused", "reasons": reasons})
 
 
-def create_release_router(
-    sessions: sessionmaker[Session], registry: CollectorRegistry, settings: Settings | None = None
-) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/admin", tags=["anonymized releases"])
-    metrics = ReleaseMetrics(registry)
+@dataclass(frozen=True)
+class ReleaseContext(RouterContext):
+    metrics: ReleaseMetrics
 
-    def transaction() -> Iterator[Session]:
-        # Each write endpoint commits before answering (a refusal's audit entry too); anything
-        # else -- an exception, a read -- ends with the session closed, which rolls back.
-        with sessions() as session:
-            yield session
+    @classmethod
+    def create(
+        cls, sessions: sessionmaker[Session], registry: CollectorRegistry, settings: Settings
+    ) -> "ReleaseContext":
+        return cls(sessions, settings, ReleaseMetrics(registry))
 
-    def credential(
-        session: Annotated[Session, Depends(transaction)],
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> Caller | None:
-        """The caller behind the Bearer credential; None stands for the operators' admin token."""
-        token = bearer(authorization)
-        if token is None:
-            raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
-        if is_admin_token(token, (settings or get_settings()).admin_token):
-            return None
-        found = authenticate(session, token)
-        if isinstance(found, KeyRefusal):
-            raise HTTPException(401, "credential not valid", {"WWW-Authenticate": "Bearer"})
-        return found
 
-    TxDep = Annotated[Session, Depends(transaction)]
-    CallerDep = Annotated[Caller | None, Depends(credential)]
+STATE = "releases"  # the attribute of ``app.state`` holding the ReleaseContext
 
-    def owner_actor(caller: Caller | None, session: Session, dataset_id: str) -> str:
-        """The acting department (or admin) for a dataset; 403 for anyone else."""
-        if caller is None:
-            return ADMIN_ACTOR
-        dataset = session.get(Dataset, dataset_id)
-        if (
-            caller.kind is CallerKind.department
-            and dataset is not None
-            and caller.principal == dataset.department_id
-        ):
-            return caller.principal
-        raise HTTPException(403, "only the owning department or an administrator may do this")
+router = APIRouter(prefix="/api/v1/admin", tags=["anonymized releases"])
 
-    def proposal_dataset(session: Session, proposal_id: str) -> str:
-        proposal = session.get(ReleaseProposal, proposal_id)
-        call = session.get(ProposalCall, proposal.call_id) if proposal is not None else None
-        if call is None:
-            raise HTTPException(404, f"no proposal {proposal_id}")
-        return call.dataset_id
 
-    def workflow_step(session: Session, step: str, action: Callable[[], _Done]) -> _Done:
-        """One proposal workflow step: a refusal answers 409; success is committed and counted."""
-        try:
-            done = action()
-        except workflow.ProposalError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.steps.labels(step).inc()
-        return done
+def _context(request: Request) -> ReleaseContext:
+    return app_context(request, STATE, ReleaseContext)
 
-    @router.post("/proposal-calls", status_code=201)
-    def open_call(body: CallIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
-        actor = owner_actor(caller, session, body.dataset)
-        call = workflow_step(
+
+ContextDep = Annotated[ReleaseContext, Depends(_context)]
+
+
+def _transaction(context: ContextDep) -> Iterator[Session]:
+    # Each write endpoint commits before answering (a refusal's audit entry too); anything
+    # else -- an exception, a read -- ends with the session closed, which rolls back.
+    yield from context.session()
+
+
+TxDep = Annotated[Session, Depends(_transaction)]
+
+
+def _credential(
+    context: ContextDep, session: TxDep, authorization: Annotated[str | None, Header()] = None
+) -> Caller | None:
+    """The caller behind the Bearer credential; None stands for the operators' admin token."""
+    token = bearer(authorization)
+    if token is None:
+        raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
+    if is_admin_token(token, context.settings.admin_token):
+        return None
+    found = authenticate(session, token)
+    if isinstance(found, KeyRefusal):
+        raise HTTPException(401, "credential not valid", {"WWW-Authenticate": "Bearer"})
+    return found
+
+
+CallerDep = Annotated[Caller | None, Depends(_credential)]
+
+
+def _owner_actor(caller: Caller | None, session: Session, dataset_id: str) -> str:
+    """The acting department (or admin) for a dataset; 403 for anyone else."""
+    if caller is None:
+        return ADMIN_ACTOR
+    dataset = session.get(Dataset, dataset_id)
+    if (
+        caller.kind is CallerKind.department
+        and dataset is not None
+        and caller.principal == dataset.department_id
+    ):
+        return caller.principal
+    raise HTTPException(403, "only the owning department or an administrator may do this")
+
+
+def _proposal_dataset(session: Session, proposal_id: str) -> str:
+    proposal = session.get(ReleaseProposal, proposal_id)
+    call = session.get(ProposalCall, proposal.call_id) if proposal is not None else None
+    if call is None:
+        raise HTTPException(404, f"no proposal {proposal_id}")
+    return call.dataset_id
+
+
+def _workflow_step(
+    context: ReleaseContext, session: Session, step: str, action: Callable[[], _Done]
+) -> _Done:
+    """One proposal workflow step: a refusal answers 409; success is committed and counted."""
+    try:
+        done = action()
+    except workflow.ProposalError as exc:
+        raise _refused(exc.reasons) from exc
+    session.commit()
+    context.metrics.steps.labels(step).inc()
+    return done
+
+
+def _gate_outcome(context: ReleaseContext, session: Session, result: ReleaseResult) -> ReleaseSummary:
+    """After a gate run: commit (the release, or the refusal's audit entry), count, answer."""
+    session.commit()
+    context.metrics.gate_runs.labels("refused" if result.release is None else "passed").inc()
+    if result.release is None:
+        raise _refused(result.reasons)
+    return ReleaseSummary.of(result.release)
+
+
+@router.post("/proposal-calls", status_code=201)
+def open_call(body: CallIn, context: ContextDep, session: TxDep, caller: CallerDep) -> workflow.CallView:
+    actor = _owner_actor(caller, session, body.dataset)
+    call = _workflow_step(
+        context,
+        session,
+        "call",
+        lambda: workflow.open_call(
             session,
-            "call",
-            lambda: workflow.open_call(
+            dataset_id=body.dataset,
+            title=body.title,
+            opens_at=body.opens_at,
+            closes_at=body.closes_at,
+            actor=actor,
+        ),
+    )
+    return workflow.CallView.of(call)
+
+
+@router.get("/proposal-calls")
+def calls(session: TxDep) -> list[workflow.CallView]:
+    return [
+        workflow.CallView.of(c) for c in session.scalars(select(ProposalCall).order_by(ProposalCall.opens_at))
+    ]
+
+
+@router.post("/proposals", status_code=201)
+def submit(body: ProposalIn, context: ContextDep, session: TxDep, caller: CallerDep) -> workflow.ProposalView:
+    if caller is None or caller.kind is not CallerKind.applicant or caller.principal is None:
+        raise HTTPException(403, "proposals are submitted with the applicant's own key")
+    applicant = caller.principal
+    proposal = _workflow_step(
+        context,
+        session,
+        "proposal",
+        lambda: workflow.submit_proposal(
+            session,
+            call_id=body.call,
+            applicant_id=applicant,
+            purpose=body.purpose,
+            items=body.items,
+            use_period=body.use_period,
+            safety_measures=body.safety_measures,
+        ),
+    )
+    return workflow.ProposalView.of(proposal)
+
+
+@router.get("/proposals")
+def proposals(session: TxDep, caller: CallerDep) -> list[workflow.ProposalView]:
+    query = select(ReleaseProposal).order_by(ReleaseProposal.submitted_at)
+    if caller is not None and caller.kind is CallerKind.applicant:
+        query = query.where(ReleaseProposal.applicant_id == caller.principal)  # its own only
+    elif caller is not None and caller.kind is CallerKind.department:
+        # A department sees the proposals for the datasets it owns.
+        owned = select(Dataset.id).where(Dataset.department_id == caller.principal)
+        calls_of_owner = select(ProposalCall.id).where(ProposalCall.dataset_id.in_(owned))
+        query = query.where(ReleaseProposal.call_id.in_(calls_of_owner))
+    elif caller is not None:
+        raise HTTPException(403, "not allowed")
+    return [workflow.ProposalView.of(p) for p in session.scalars(query)]
+
+
+@router.post("/proposals/{proposal_id}/decision")
+def decide(
+    proposal_id: str, body: DecisionIn, context: ContextDep, session: TxDep, caller: CallerDep
+) -> workflow.ProposalView:
+    actor = _owner_actor(caller, session, _proposal_dataset(session, proposal_id))
+    proposal = _workflow_step(
+        context,
+        session,
+        "decision",
+        lambda: workflow.decide(
+            session, proposal_id=proposal_id, accept=body.accept, reason=body.reason, actor=actor
+        ),
+    )
+    return workflow.ProposalView.of(proposal)
+
+
+@router.post("/proposals/{proposal_id}/contract")
+def contract(
+    proposal_id: str, body: ContractIn, context: ContextDep, session: TxDep, caller: CallerDep
+) -> workflow.ProposalView:
+    actor = _owner_actor(caller, session, _proposal_dataset(session, proposal_id))
+    proposal = _workflow_step(
+        context,
+        session,
+        "contract",
+        lambda: workflow.record_contract(
+            session, proposal_id=proposal_id, contract_ref=body.contract_ref, actor=actor
+        ),
+    )
+    return workflow.ProposalView.of(proposal)
+
+
+@router.post("/proposals/{proposal_id}/cancel")
+def cancel(
+    proposal_id: str, body: CancelIn, context: ContextDep, session: TxDep, caller: CallerDep
+) -> workflow.ProposalView:
+    actor = _owner_actor(caller, session, _proposal_dataset(session, proposal_id))
+    proposal = _workflow_step(
+        context,
+        session,
+        "cancel",
+        lambda: workflow.cancel(session, proposal_id=proposal_id, reason=body.reason, actor=actor),
+    )
+    return workflow.ProposalView.of(proposal)
+
+
+@router.post("/proposals/{proposal_id}/release", status_code=201)
+def proposal_release(
+    proposal_id: str, body: ProposalReleaseIn, context: ContextDep, session: TxDep, caller: CallerDep
+) -> ReleaseSummary:
+    actor = _owner_actor(caller, session, _proposal_dataset(session, proposal_id))
+    try:
+        with context.metrics.gate_seconds.time():
+            result = workflow.release_for_proposal(
+                session, proposal_id=proposal_id, actor=actor, seed=body.seed
+            )
+    except (workflow.ProposalError, ReleaseError) as exc:
+        raise _refused(exc.reasons) from exc
+    return _gate_outcome(context, session, result)
+
+
+@router.post("/releases", status_code=201)
+def run_release(body: ReleaseIn, context: ContextDep, session: TxDep, caller: CallerDep) -> ReleaseSummary:
+    actor = _owner_actor(caller, session, body.dataset)
+    try:
+        with context.metrics.gate_seconds.time():
+            result = create_release(
                 session,
-                dataset_id=body.dataset,
-                title=body.title,
-                opens_at=body.opens_at,
-                closes_at=body.closes_at,
-                actor=actor,
-            ),
-        )
-        return workflow.call_as_dict(call)
+                source_dataset_id=body.dataset,
+                classification=body.classification,
+                operator=actor,
+                seed=body.seed,
+            )
+    except ReleaseError as exc:
+        raise _refused(exc.reasons) from exc
+    return _gate_outcome(context, session, result)
 
-    @router.get("/proposal-calls")
-    def calls(session: TxDep) -> list[dict[str, Any]]:
-        return [
-            workflow.call_as_dict(c)
-            for c in session.scalars(select(ProposalCall).order_by(ProposalCall.opens_at))
-        ]
 
-    @router.post("/proposals", status_code=201)
-    def submit(body: ProposalIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
-        if caller is None or caller.kind is not CallerKind.applicant or caller.principal is None:
-            raise HTTPException(403, "proposals are submitted with the applicant's own key")
-        applicant = caller.principal
-        proposal = workflow_step(
-            session,
-            "proposal",
-            lambda: workflow.submit_proposal(
-                session,
-                call_id=body.call,
-                applicant_id=applicant,
-                purpose=body.purpose,
-                items=body.items,
-                use_period=body.use_period,
-                safety_measures=body.safety_measures,
-            ),
-        )
-        return workflow.proposal_as_dict(proposal)
-
-    @router.get("/proposals")
-    def proposals(session: TxDep, caller: CallerDep) -> list[dict[str, Any]]:
-        query = select(ReleaseProposal).order_by(ReleaseProposal.submitted_at)
-        if caller is not None and caller.kind is CallerKind.applicant:
-            query = query.where(ReleaseProposal.applicant_id == caller.principal)  # its own only
-        elif caller is not None and caller.kind is CallerKind.department:
-            # A department sees the proposals for the datasets it owns.
-            owned = select(Dataset.id).where(Dataset.department_id == caller.principal)
-            calls_of_owner = select(ProposalCall.id).where(ProposalCall.dataset_id.in_(owned))
-            query = query.where(ReleaseProposal.call_id.in_(calls_of_owner))
-        elif caller is not None:
-            raise HTTPException(403, "not allowed")
-        return [workflow.proposal_as_dict(p) for p in session.scalars(query)]
-
-    @router.post("/proposals/{proposal_id}/decision")
-    def decide(proposal_id: str, body: DecisionIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
-        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        proposal = workflow_step(
-            session,
-            "decision",
-            lambda: workflow.decide(
-                session, proposal_id=proposal_id, accept=body.accept, reason=body.reason, actor=actor
-            ),
-        )
-        return workflow.proposal_as_dict(proposal)
-
-    @router.post("/proposals/{proposal_id}/contract")
-    def contract(proposal_id: str, body: ContractIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
-        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        proposal = workflow_step(
-            session,
-            "contract",
-            lambda: workflow.record_contract(
-                session, proposal_id=proposal_id, contract_ref=body.contract_ref, actor=actor
-            ),
-        )
-        return workflow.proposal_as_dict(proposal)
-
-    @router.post("/proposals/{proposal_id}/cancel")
-    def cancel(proposal_id: str, body: CancelIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
-        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        proposal = workflow_step(
-            session,
-            "cancel",
-            lambda: workflow.cancel(session, proposal_id=proposal_id, reason=body.reason, actor=actor),
-        )
-        return workflow.proposal_as_dict(proposal)
-
-    @router.post("/proposals/{proposal_id}/release", status_code=201)
-    def proposal_release(
-        proposal_id: str, body: ProposalReleaseIn, session: TxDep, caller: CallerDep
-    ) -> dict[str, Any]:
-        actor = owner_actor(caller, session, proposal_dataset(session, proposal_id))
-        try:
-            with metrics.gate_seconds.time():
-                result = workflow.release_for_proposal(
-                    session, proposal_id=proposal_id, actor=actor, seed=body.seed
-                )
-        except (workflow.ProposalError, ReleaseError) as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()  # the release, or the refusal's audit entry
-        metrics.gate_runs.labels("refused" if result.release is None else "passed").inc()
-        if result.release is None:
-            raise _refused(result.reasons)
-        return release_summary(result.release)
-
-    @router.post("/releases", status_code=201)
-    def run_release(body: ReleaseIn, session: TxDep, caller: CallerDep) -> dict[str, Any]:
-        actor = owner_actor(caller, session, body.dataset)
-        try:
-            with metrics.gate_seconds.time():
-                result = create_release(
-                    session,
-                    source_dataset_id=body.dataset,
-                    classification=body.classification,
-                    operator=actor,
-                    seed=body.seed,
-                )
-        except ReleaseError as exc:
-            raise _refused(exc.reasons) from exc
-        session.commit()
-        metrics.gate_runs.labels("refused" if result.release is None else "passed").inc()
-        if result.release is None:
-            raise _refused(result.reasons)
-        return release_summary(result.release)
-
-    @router.get("/releases")
-    def releases(session: TxDep, caller: CallerDep) -> list[dict[str, Any]]:
-        if caller is not None and caller.kind is not CallerKind.department:
-            raise HTTPException(403, "not allowed")
-        return [release_summary(r) for r in list_releases(session)]
-
-    return router
+@router.get("/releases")
+def releases(session: TxDep, caller: CallerDep) -> list[ReleaseSummary]:
+    if caller is not None and caller.kind is not CallerKind.department:
+        raise HTTPException(403, "not allowed")
+    return [ReleaseSummary.of(r) for r in list_releases(session)]

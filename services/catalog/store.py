@@ -7,10 +7,8 @@ Portable across SQLite and PostgreSQL (plain SQLAlchemy constructs, no dialect-s
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -31,87 +29,33 @@ from cityos.kernel.errors import SchemaError
 from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.jsonutil import json_equal
 from cityos.kernel.timeutil import require_aware
+from services.catalog.batch_plan import (
+    BatchPlan,
+    BatchResult,
+    BatchSnapshot,
+    DatasetChange,
+    StoredRecord,
+    plan_batch,
+)
 
 if TYPE_CHECKING:
-    from cityos.kernel.schemas import SchemaSet
-
-# Ledger outcomes. A duplicate is never written: the ledger row of its first delivery already exists.
-OUTCOME_APPLIED: Final = "applied"
-OUTCOME_DELETED: Final = "deleted"
-OUTCOME_STALE: Final = "stale"
+    from cityos.kernel.schemas import SchemaSet, SchemaVersion
 
 # Keys per IN list. A chunk of composite keys binds at most twice that many values, which stays under
 # the 999 variables of SQLite builds older than 3.32; a batch of 500 events needs two queries.
 IN_CHUNK: Final = 400
 
+__all__ = ["IN_CHUNK", "BatchResult", "apply_batch", "sync_schema_set"]
+
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=Base)
 
-# Ordering of record changes: event time, then position in the validated topic.
-_Version = tuple[datetime, int, int]
-_Key = tuple[str, str]
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """What ``apply_batch`` did; every event lands in exactly one of the four counts."""
-
-    applied: int = 0  # upserts written
-    deleted: int = 0  # deletions processed (record tombstoned, or already absent)
-    stale: int = 0  # older than the stored state: recorded in the ledger, nothing else changed
-    duplicate: int = 0  # (source, id) already in the ledger or earlier in the batch: nothing changed
-    applied_by_dataset: dict[str, int] = field(default_factory=dict)  # upserts per dataset
-    deleted_by_dataset: dict[str, int] = field(default_factory=dict)  # deletions per dataset
-
-    @property
-    def total(self) -> int:
-        return self.applied + self.deleted + self.stale + self.duplicate
-
-
-@dataclass(slots=True)
-class _RecordState:
-    """A record as known while a batch is applied: from the database, then changed in memory."""
-
-    version: _Version  # of the event that produced this state (a deletion too)
-    source: str
-    event_id: str
-    row: dict[str, Any] | None  # values to write (a record or a tombstone); None while unchanged
-    present: bool  # False for a tombstone
+_Key = tuple[str, str]  # (source, event id) of the ledger; (dataset, record key) of a record
 
 
 def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _bump(counts: dict[str, int], key: str, by: int = 1) -> None:
-    counts[key] = counts.get(key, 0) + by
-
-
-def _latest(moments: dict[str, datetime], key: str, moment: datetime) -> None:
-    current = moments.get(key)
-    if current is None or moment > current:
-        moments[key] = moment
-
-
-def _coordinate(value: object, limit: float) -> float | None:
-    # bool is an int subclass, but a flag is no coordinate.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    if not math.isfinite(number) or abs(number) > limit:
-        return None
-    return number
-
-
-def _location_fields(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    location = meta.get("location")
-    if not isinstance(location, Mapping):
-        return None
-    latitude, longitude = location.get("latitude"), location.get("longitude")
-    if isinstance(latitude, str) and isinstance(longitude, str):
-        return latitude, longitude
-    return None
 
 
 def _set_if_changed(obj: object, **values: Any) -> None:
@@ -143,7 +87,18 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
     ``SchemaError`` (events already validated against the old document would silently change meaning).
     """
     registered_at = require_aware(now) if now is not None else datetime.now(UTC)
+    # Flush table by table: referenced rows exist before the rows that reference them without relying
+    # on the unit of work (the models declare no relationships), and errors surface at their stage.
+    departments = _sync_departments(session, schema_set)
+    session.flush()
+    datasets = _sync_datasets(session, schema_set, departments)
+    session.flush()
+    _sync_schema_versions(session, schema_set, datasets, registered_at)
+    session.flush()
 
+
+def _sync_departments(session: Session, schema_set: SchemaSet) -> set[str]:
+    """Upsert the set's departments; their ids."""
     departments = {dep.id: _dump(dep) for dep in schema_set.departments.values()}
     stored_departments: dict[str, Department] = {
         row.id: row for row in _by_ids(session, Department, Department.id, departments.keys())
@@ -159,14 +114,16 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
             session.add(Department(id=dep_id, **values))
         else:
             _set_if_changed(dep_row, **values)
-    # Flush table by table: referenced rows exist before the rows that reference them without relying
-    # on the unit of work (the models declare no relationships), and errors surface at their stage.
-    session.flush()
+    return set(departments)
 
+
+def _sync_datasets(session: Session, schema_set: SchemaSet, departments: set[str]) -> set[str]:
+    """Upsert the set's datasets, each of a department of the set or already in the catalog; their
+    ids."""
     datasets = {meta.id: _dump(meta) for meta in schema_set.datasets.values()}
     referenced = {dumped["department"] for dumped in datasets.values()}
-    known_departments = set(departments) | {
-        row.id for row in _by_ids(session, Department, Department.id, referenced - departments.keys())
+    known_departments = departments | {
+        row.id for row in _by_ids(session, Department, Department.id, referenced - departments)
     }
     stored_datasets: dict[str, Dataset] = {
         row.id: row for row in _by_ids(session, Dataset, Dataset.id, datasets.keys())
@@ -188,12 +145,18 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
             session.add(Dataset(id=dataset_id, record_count=0, last_record_at=None, **values))
         else:
             _set_if_changed(ds_row, **values)
-    session.flush()
+    return set(datasets)
 
+
+def _sync_schema_versions(
+    session: Session, schema_set: SchemaSet, datasets: set[str], registered_at: datetime
+) -> None:
+    """Register the set's schema versions not registered yet; each must belong to a dataset of the
+    set or already in the catalog, and must not contradict a registered version."""
     versions = list(schema_set.versions.values())
     version_datasets = {v.dataset_id for v in versions}
-    known_datasets = set(datasets) | {
-        row.id for row in _by_ids(session, Dataset, Dataset.id, version_datasets - datasets.keys())
+    known_datasets = datasets | {
+        row.id for row in _by_ids(session, Dataset, Dataset.id, version_datasets - datasets)
     }
     stored_versions: list[SchemaVersionRow] = list(
         _by_ids(session, SchemaVersionRow, SchemaVersionRow.dataset_id, version_datasets)
@@ -209,15 +172,7 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
             raise SchemaError(f"schema {version.uri}: unknown dataset {version.dataset_id!r}")
         existing = by_uri.get(version.uri)
         if existing is not None:
-            if (existing.dataset_id, existing.version) != (version.dataset_id, version.version):
-                raise SchemaError(
-                    f"schema {version.uri} is registered as {existing.dataset_id} v{existing.version}, "
-                    f"not {version.dataset_id} v{version.version}"
-                )
-            if not json_equal(existing.document, version.document):
-                raise SchemaError(
-                    f"schema {version.uri} changed after registration; publish a new version instead"
-                )
+            _check_unchanged(existing, version)
             continue
         taken = by_number.get((version.dataset_id, version.version))
         if taken is not None:
@@ -235,7 +190,17 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
         session.add(new_row)
         by_uri[new_row.uri] = new_row
         by_number[(new_row.dataset_id, new_row.version)] = new_row
-    session.flush()
+
+
+def _check_unchanged(existing: SchemaVersionRow, version: SchemaVersion) -> None:
+    """A registered URI names the same dataset, version number and document forever."""
+    if (existing.dataset_id, existing.version) != (version.dataset_id, version.version):
+        raise SchemaError(
+            f"schema {version.uri} is registered as {existing.dataset_id} v{existing.version}, "
+            f"not {version.dataset_id} v{version.version}"
+        )
+    if not json_equal(existing.document, version.document):
+        raise SchemaError(f"schema {version.uri} changed after registration; publish a new version instead")
 
 
 def _pair_chunks(pairs: Collection[_Key]) -> Iterator[tuple[list[str], list[str]]]:
@@ -269,7 +234,7 @@ def _custom_plans(session: Session) -> Iterator[None]:
             session.execute(select(func.set_config("plan_cache_mode", "auto", True)))
 
 
-def _existing_ledger(session: Session, keys: Collection[_Key]) -> set[_Key]:
+def _existing_ledger(session: Session, keys: Collection[_Key]) -> frozenset[_Key]:
     found: set[_Key] = set()
     wanted = set(keys)
     for sources, event_ids in _pair_chunks(wanted):
@@ -279,14 +244,14 @@ def _existing_ledger(session: Session, keys: Collection[_Key]) -> set[_Key]:
             )
         )
         found.update(key for key in rows.tuples() if key in wanted)
-    return found
+    return frozenset(found)
 
 
-def _stored_records(session: Session, keys: Collection[_Key]) -> dict[_Key, _RecordState]:
+def _stored_records(session: Session, keys: Collection[_Key]) -> dict[_Key, StoredRecord]:
     # Only the ordering columns: the documents are not needed to decide, and plain rows keep the
     # ORM identity map out of a path that then writes with bulk statements. Tombstones included:
     # their version is what keeps an older upsert from resurrecting the record.
-    states: dict[_Key, _RecordState] = {}
+    records: dict[_Key, StoredRecord] = {}
     wanted = set(keys)
     for dataset_ids, record_keys in _pair_chunks(wanted):
         rows = session.execute(
@@ -304,64 +269,68 @@ def _stored_records(session: Session, keys: Collection[_Key]) -> dict[_Key, _Rec
         for dataset_id, record_key, event_time, partition, offset, source, event_id, deleted_at in rows:
             if (dataset_id, record_key) not in wanted:
                 continue
-            states[(dataset_id, record_key)] = _RecordState(
+            records[(dataset_id, record_key)] = StoredRecord(
                 version=(event_time, partition, offset),
                 source=source,
                 event_id=event_id,
-                row=None,
                 present=deleted_at is None,
             )
-    return states
+    return records
 
 
-def _dataset_locations(session: Session, dataset_ids: Collection[str]) -> dict[str, tuple[str, str] | None]:
-    locations: dict[str, tuple[str, str] | None] = {}
+def _dataset_metas(session: Session, dataset_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    metas: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(sorted(dataset_ids)):
         rows = session.execute(select(Dataset.id, Dataset.meta).where(Dataset.id.in_(chunk)))
         for dataset_id, meta in rows:
-            locations[dataset_id] = _location_fields(meta)
-    missing = set(dataset_ids) - locations.keys()
-    if missing:
-        # Validated events name datasets from the schema set; the catalog has not been synced with it.
-        raise SchemaError(f"events for datasets missing from the catalog: {sorted(missing)}")
-    return locations
+            metas[dataset_id] = meta
+    return metas
 
 
-def _record_row(
-    event: ValidatedEvent, version: _Version, location: tuple[str, str] | None, now: datetime
-) -> dict[str, Any]:
-    # Validated upserts always carry an object; {} only guards the type.
-    data = event.data if event.data is not None else {}
-    latitude = longitude = None
-    if location is not None:
-        latitude = _coordinate(data.get(location[0]), 90.0)
-        longitude = _coordinate(data.get(location[1]), 180.0)
-        if latitude is None or longitude is None:
-            # Half a coordinate pair would place a point on the equator or the meridian.
-            latitude = longitude = None
-    return {
-        "dataset_id": event.dataset_id,
-        "record_key": event.record_key,
-        "data": data,
-        "schema_version": event.schema_version,
-        "event_source": event.source,
-        "event_id": event.id,
-        "event_time": version[0],
-        "kafka_partition": event.partition,
-        "kafka_offset": event.offset,
-        "latitude": latitude,
-        "longitude": longitude,
-        "updated_at": now,
-        "deleted_at": None,
-    }
+def _read_snapshot(session: Session, events: Sequence[ValidatedEvent]) -> BatchSnapshot:
+    """What the database holds for the batch: its ledger entries, records and datasets."""
+    with _custom_plans(session):
+        processed = _existing_ledger(session, {(e.source, e.id) for e in events})
+        records = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
+    datasets = _dataset_metas(session, {e.dataset_id for e in events})
+    return BatchSnapshot(processed=processed, records=records, datasets=datasets)
 
 
-def _tombstone_row(event: ValidatedEvent, version: _Version, now: datetime) -> dict[str, Any]:
-    # The same columns as _record_row (one executemany for both). The document and the coordinates go:
-    # a deletion must not leave the data behind (personal data included); only the version stays.
-    row = _record_row(event, version, None, now)
-    row.update(data={}, deleted_at=now)
-    return row
+def _dataset_values(change: DatasetChange) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if change.record_delta:
+        # Relative update: a concurrent consumer of another partition may change the same row.
+        values["record_count"] = Dataset.record_count + change.record_delta
+    if change.last_change is not None:
+        # Typed literal: bound through UTCDateTime like the column it is compared with and stored in.
+        moment = literal(change.last_change, UTCDateTime())
+        values["last_record_at"] = case(
+            (or_(Dataset.last_record_at.is_(None), Dataset.last_record_at < moment), moment),
+            else_=Dataset.last_record_at,
+        )
+    return values
+
+
+def _write_plan(session: Session, plan: BatchPlan) -> None:
+    """The plan's rows in bulk statements: ledger, new records, replaced records, then datasets."""
+    if plan.ledger_rows:
+        # render_nulls: keep NULL columns in the statement so every row shares one executemany
+        # (by default the ORM splits rows into groups by which values are None).
+        session.execute(insert(ProcessedEvent).execution_options(render_nulls=True), plan.ledger_rows)
+    if plan.inserts:
+        session.execute(insert(Record).execution_options(render_nulls=True), plan.inserts)
+    if plan.updates:
+        # ORM bulk UPDATE by primary key: one executemany (pipelined by psycopg 3).
+        session.execute(update(Record), plan.updates)
+    # In dataset order (the plan's): two consumers touching the same datasets lock their rows in the
+    # same order, so they cannot deadlock.
+    for change in plan.datasets:
+        values = _dataset_values(change)
+        if values:
+            session.execute(
+                update(Dataset).where(Dataset.id == change.dataset_id).values(**values),
+                execution_options={"synchronize_session": "fetch"},
+            )
 
 
 def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: datetime) -> BatchResult:
@@ -376,110 +345,18 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
     The state a record is compared against may be a tombstone: a deletion followed, in any later
     batch, by an older upsert (a dead-letter replay) stays deleted, while a newer upsert re-creates
     the record. A deletion of an unknown record leaves a tombstone too, so an older upsert that
-    arrives after it cannot create the record either. Tombstones are never counted or read.
+    arrives after it cannot create the record either. Tombstones are never counted or read. The
+    decisions are ``services.catalog.batch_plan.plan_batch``'s; this reads and writes around them.
 
     A handful of queries per batch (IN lists), then bulk writes. On a concurrent apply of the same
     events the ledger's primary key raises ``IntegrityError``: roll back and retry the batch.
     """
-    result = BatchResult()
     if not events:
-        return result
+        return BatchResult()
     processed_at = require_aware(now)
-
-    with _custom_plans(session):
-        seen = _existing_ledger(session, {(e.source, e.id) for e in events})
-        states = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
-    stored_keys = frozenset(states)
-    stored_live = frozenset(key for key, state in states.items() if state.present)
-    locations = _dataset_locations(session, {e.dataset_id for e in events})
-
-    ledger_rows: list[dict[str, Any]] = []
-    last_change: dict[str, datetime] = {}
-
-    for event in events:
-        ledger_key = (event.source, event.id)
-        if ledger_key in seen:
-            result.duplicate += 1
-            continue
-        seen.add(ledger_key)
-
-        version: _Version = (require_aware(event.time), event.partition, event.offset)
-        record_key = (event.dataset_id, event.record_key)
-        state = states.get(record_key)
-        note: str | None = None
-        if state is not None and version <= state.version:
-            outcome = OUTCOME_STALE
-            note = f"superseded by {state.source} {state.event_id}"
-            result.stale += 1
-        elif event.is_deletion:
-            outcome = OUTCOME_DELETED
-            if state is None or not state.present:
-                note = "record absent"
-            else:
-                _latest(last_change, event.dataset_id, version[0])
-            row = _tombstone_row(event, version, processed_at)
-            states[record_key] = _RecordState(version, event.source, event.id, row=row, present=False)
-            result.deleted += 1
-            _bump(result.deleted_by_dataset, event.dataset_id)
-        else:
-            outcome = OUTCOME_APPLIED
-            row = _record_row(event, version, locations[event.dataset_id], processed_at)
-            states[record_key] = _RecordState(version, event.source, event.id, row=row, present=True)
-            _latest(last_change, event.dataset_id, version[0])
-            result.applied += 1
-            _bump(result.applied_by_dataset, event.dataset_id)
-        ledger_rows.append(
-            {
-                "source": event.source,
-                "event_id": event.id,
-                "dataset_id": event.dataset_id,
-                "outcome": outcome,
-                "processed_at": processed_at,
-                "note": note,
-            }
-        )
-
-    # Net effect per record against what the database held before the batch. Records and tombstones
-    # alike are rows: a key with a row is updated in place, a new key inserted; nothing is deleted.
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    count_delta: dict[str, int] = {}
-    # Key order: concurrent writers then lock rows in the same order, and B-tree pages are hit in turn.
-    for record_key, state in sorted(states.items()):
-        if state.row is None:
-            continue  # unchanged by this batch
-        (updates if record_key in stored_keys else inserts).append(state.row)
-        was_live = record_key in stored_live
-        if state.present != was_live:
-            _bump(count_delta, record_key[0], 1 if state.present else -1)
-
-    if ledger_rows:
-        # render_nulls: keep NULL columns in the statement so every row shares one executemany
-        # (by default the ORM splits rows into groups by which values are None).
-        session.execute(insert(ProcessedEvent).execution_options(render_nulls=True), ledger_rows)
-    if inserts:
-        session.execute(insert(Record).execution_options(render_nulls=True), inserts)
-    if updates:
-        # ORM bulk UPDATE by primary key: one executemany (pipelined by psycopg 3).
-        session.execute(update(Record), updates)
-    # Sorted: two consumers touching the same datasets lock their rows in the same order (no deadlock).
-    for dataset_id in sorted(last_change.keys() | count_delta.keys()):
-        values: dict[str, Any] = {}
-        delta = count_delta.get(dataset_id, 0)
-        if delta:
-            # Relative update: a concurrent consumer of another partition may change the same row.
-            values["record_count"] = Dataset.record_count + delta
-        changed_at = last_change.get(dataset_id)
-        if changed_at is not None:
-            # Typed literal: bound through UTCDateTime like the column it is compared with and stored in.
-            moment = literal(changed_at, UTCDateTime())
-            values["last_record_at"] = case(
-                (or_(Dataset.last_record_at.is_(None), Dataset.last_record_at < moment), moment),
-                else_=Dataset.last_record_at,
-            )
-        if values:
-            session.execute(
-                update(Dataset).where(Dataset.id == dataset_id).values(**values),
-                execution_options={"synchronize_session": "fetch"},
-            )
-    return result
+    plan = plan_batch(events, _read_snapshot(session, events), now=processed_at)
+    if plan.rejected:
+        # Validated events name datasets from the schema set; the catalog has not been synced with it.
+        raise SchemaError(f"events for datasets missing from the catalog: {plan.unknown_datasets}")
+    _write_plan(session, plan)
+    return plan.result

@@ -26,8 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain.audit import record_audit
+from cityos.kernel.consume import ConsumeLoop, Periodic
 from cityos.kernel.errors import DeliveryFailed, KafkaUnavailable
-from cityos.kernel.kafka import check_consume_error, consumer_lag, ensure_topics
+from cityos.kernel.kafka import ensure_topics
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.policy import Policy, Route, load_policy
 from services.feeds.snapshot import latest_states
@@ -36,7 +37,6 @@ from services.feeds.transform import Outcome, dataset_of, decode, headers, rende
 
 log = logging.getLogger(__name__)
 
-LAG_REFRESH_S = 2.0
 KAFKA_TIMEOUT_S = 30.0
 
 
@@ -182,28 +182,22 @@ class Republisher:
 
     # --- main loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        next_refresh = 0.0
-        next_lag = 0.0
-        while not stop.is_set():
-            now = time.monotonic()
-            if now >= next_refresh:
-                self._refresh_policy()
-                next_refresh = now + self._refresh_s
-            batch: list[Message] = []
-            for message in self._consumer.consume(num_messages=self._batch_size, timeout=0.1):
-                error = message.error()
-                if error is not None:
-                    check_consume_error(error)
-                else:
-                    batch.append(message)
-            pending = self._pending_activations()
-            if batch or pending:
-                self._process(batch, pending)
-            if now >= next_lag:
-                next_lag = now + LAG_REFRESH_S
-                lag = consumer_lag(self._consumer)
-                if lag is not None:
-                    self._metrics.lag.set(lag)
+        """Republish until ``stop`` is set. Every batch is committed or aborted within its turn,
+        so there is nothing to drain."""
+        ConsumeLoop(
+            self._consumer,
+            self._turn,
+            report_lag=self._metrics.lag.set,
+            batch_size=self._batch_size,
+            poll_timeout_s=0.1,
+            before_poll=Periodic(self._refresh_s, self._refresh_policy),
+        ).run(stop)
+
+    def _turn(self, batch: list[Message]) -> None:
+        # Feeds activated while no events arrive still get their start records (and snapshots).
+        pending = self._pending_activations()
+        if batch or pending:
+            self._process(batch, pending)
 
     def _pending_activations(self) -> list[tuple[Route, int]]:
         return [
@@ -264,6 +258,23 @@ class Republisher:
         snapshots: Counter[str] = Counter()
         new_activations = self._activate(pending, snapshots)
         activations = {**self.activations, **new_activations}
+        last = self._republish(batch, activations, counts)
+        # The revoke guard: grants and subscriptions as the database has them now.
+        fresh = self._load_policy()
+        if fresh.routes != policy.routes:
+            raise PolicyChanged(fresh)
+        self._commit(last)
+        self.positions.update(last)
+        self.activations = activations
+        self.consumed += len(batch)
+        self._count_committed(started, counts, snapshots)
+        self._audit_activations(new_activations)
+
+    def _republish(
+        self, batch: list[Message], activations: Activations, counts: Counter[tuple[str, str]]
+    ) -> dict[int, int]:
+        """Produce the live feed events of ``batch`` in the open transaction; the next offset to
+        consume per validated partition once it commits."""
         last: dict[int, int] = {}
         for message in batch:
             partition, offset = message.partition() or 0, message.offset() or 0
@@ -271,29 +282,41 @@ class Republisher:
             if position is None or offset < position:
                 continue  # revoked meanwhile, or already republished
             last[partition] = offset + 1
-            routes = self._routes.get(dataset_of(message.key()))
-            if not routes:
+            self._republish_message(message, partition, offset, activations, counts)
+        return last
+
+    def _republish_message(
+        self,
+        message: Message,
+        partition: int,
+        offset: int,
+        activations: Activations,
+        counts: Counter[tuple[str, str]],
+    ) -> None:
+        """One validated event to every feed of its dataset that has started at or before it."""
+        routes = self._routes.get(dataset_of(message.key()))
+        if not routes:
+            return
+        event = None
+        for route in routes:
+            if not route.allowed:
+                counts[(route.label, Outcome.denied)] += 1
                 continue
-            event = None
-            for route in routes:
-                if not route.allowed:
-                    counts[(route.label, Outcome.denied)] += 1
-                    continue
-                start = activations.get((route.subscription_id, partition))
-                if start is None or offset < start:
-                    continue
+            start = activations.get((route.subscription_id, partition))
+            if start is None or offset < start:
+                continue
+            if event is None:
+                event = decode(message.value(), message.key(), partition, offset)
                 if event is None:
-                    event = decode(message.value(), message.key(), partition, offset)
-                    if event is None:
-                        break  # not a JSON object: the catalog dead-letters it
-                outcome, value = render(route, event)
-                counts[(route.label, outcome)] += 1
-                if value is not None:
-                    self._produce(route.topic, event.key, value, headers(route, event, "live"))
-        # The revoke guard: grants and subscriptions as the database has them now.
-        fresh = self._load_policy()
-        if fresh.routes != policy.routes:
-            raise PolicyChanged(fresh)
+                    return  # not a JSON object: the catalog dead-letters it
+            outcome, value = render(route, event)
+            counts[(route.label, outcome)] += 1
+            if value is not None:
+                self._produce(route.topic, event.key, value, headers(route, event, "live"))
+
+    def _commit(self, last: dict[int, int]) -> None:
+        """Commit the batch's output together with its consumed offsets (exactly once), or, without
+        transactions, wait for every delivery before committing the offsets (at least once)."""
         offsets = [TopicPartition(self._validated, p, o) for p, o in last.items()]
         if self._transactional:
             if offsets:
@@ -305,16 +328,16 @@ class Republisher:
             self._flush()
             if offsets:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
-        self.positions.update(last)
-        self.activations = activations
-        self.consumed += len(batch)
+
+    def _count_committed(
+        self, started: float, counts: Counter[tuple[str, str]], snapshots: Counter[str]
+    ) -> None:
         self._metrics.transactions.labels("committed").inc()
         self._metrics.transaction_seconds.observe(time.monotonic() - started)
         for (label, kind), count in counts.items():
             self._metrics.events.labels(label, kind).inc(count)
         for label, count in snapshots.items():
             self._metrics.snapshot_records.labels(label).inc(count)
-        self._audit_activations(new_activations)
 
     def _activate(self, pending: list[tuple[Route, int]], snapshots: Counter[str]) -> Activations:
         """Start feeds at the current positions: snapshot (if asked) and start record, in the

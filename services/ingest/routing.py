@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from cityos.kernel.events import Decoded, Header, Reason, Rejected, decode_event, parse_structured
+from cityos.kernel.deadletter import Origin, Reason, Verdict, deadletter_headers
+from cityos.kernel.events import Decoded, Header, Rejected, decode_event, parse_structured
 from cityos.kernel.validation import ValidatorRegistry, ValidRecord, parse_schema_uri
 
 _DEPARTMENT_TOPIC = re.compile(r"dept\.(?P<department>[a-z0-9-]+)\.events$")
@@ -143,19 +144,17 @@ def _structured_value(message: InboundMessage, decoded: Decoded, record: ValidRe
 def _deadletter(
     message: InboundMessage, refusal: Rejected, department: str, dataset: str, schema: str, topics: Topics
 ) -> Routed:
-    headers: list[tuple[str, str | bytes]] = [(k, v) for k, v in message.headers if v is not None]
-    headers += [
-        ("cityos_reason", refusal.reason.value.encode()),
-        ("cityos_detail", refusal.detail.encode("utf-8", errors="replace")[:1000]),
-        ("cityos_pointer", refusal.pointer.encode("utf-8", errors="replace")),
-        ("cityos_schema", schema.encode("utf-8", errors="replace")[:500]),
-        ("cityos_dataset", dataset.encode()),
-        ("cityos_department", department.encode()),
-        ("cityos_source_topic", message.topic.encode()),
-        ("cityos_source_partition", str(message.partition).encode()),
-        ("cityos_source_offset", str(message.offset).encode()),
-        ("cityos_event_id", (refusal.event_id or "").encode("utf-8", errors="replace")[:200]),
-    ]
+    verdict = Verdict(
+        reason=refusal.reason,
+        detail=refusal.detail,
+        origin=Origin(message.topic, message.partition, message.offset),
+        pointer=refusal.pointer,
+        schema=schema,
+        dataset=dataset,
+        department=department,
+        event_id=refusal.event_id or "",
+    )
+    headers = deadletter_headers(message.headers, verdict)
     outbound = OutboundMessage(
         topics.deadletter, message.key, message.value or b"", headers, message.timestamp_ms
     )

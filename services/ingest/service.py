@@ -17,8 +17,9 @@ import jsonschema_rs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cityos.domain.registry.topic import SchemaChange, SchemaFollower
-from cityos.kernel.events import Reason
-from cityos.kernel.kafka import OffsetTracker, check_consume_error, consumer_lag, error_code, headers_list
+from cityos.kernel.consume import ConsumeLoop
+from cityos.kernel.deadletter import Reason
+from cityos.kernel.kafka import OffsetTracker, error_code, headers_list
 from cityos.kernel.metrics import IngestMetrics
 from cityos.kernel.schemas import DatasetMeta
 from cityos.kernel.validation import ValidatorRegistry
@@ -26,7 +27,6 @@ from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, To
 
 log = logging.getLogger(__name__)
 
-LAG_REFRESH_S = 5.0
 # How often the schema topic is polled between batches: new versions are in use within about this.
 SCHEMA_POLL_S = 0.25
 # The validation-latency histogram samples one event in this many: a histogram observation
@@ -77,7 +77,6 @@ class IngestService:
         self._clock = clock
         self._tracker = OffsetTracker()
         self._children: dict[tuple[str, ...], Any] = {}
-        self._next_lag_refresh = 0.0
         self._assigned: set[tuple[str, int]] = set()
         self._follower = schema_follower
         self._on_schemas_changed = on_schemas_changed
@@ -91,19 +90,26 @@ class IngestService:
 
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set, then flush output and commit what is durable."""
-        try:
-            while not stop.is_set():
-                self._follow_schemas()
-                messages = self._consumer.consume(num_messages=self._batch_size, timeout=0.5)
-                if messages:
-                    self.process(messages)
-                self._producer.poll(0)
-                self._store_ready()
-                self._refresh_lag()
-        finally:
-            self.drain()
+        ConsumeLoop(
+            self._consumer,
+            self._turn,
+            report_lag=self._metrics.lag.set,
+            batch_size=self._batch_size,
+            poll_timeout_s=0.5,
+            before_poll=self._follow_schemas,
+            drain=self.drain,
+        ).run(stop)
+
+    def _turn(self, messages: Sequence[Message]) -> None:
+        # Delivery reports are served and acknowledged offsets stored on idle turns too, so the
+        # last batch before a quiet spell is committed without waiting for more input.
+        if messages:
+            self.process(messages)
+        self._producer.poll(0)
+        self._store_ready()
 
     def process(self, messages: Sequence[Message]) -> None:
+        """Route and produce one batch of data messages (the consume loop has dealt with errors)."""
         batch = self._tracker.open()
         # One clock reading and one metrics update per batch: per-event locking in the metrics
         # library would cost more than the validation itself. Names are bound once: this loop
@@ -113,10 +119,6 @@ class IngestService:
         registry, topics, max_future = self._registry, self._topics, self._max_future
         produce, ack, expect = self._producer.produce, batch.ack, batch.expect
         for index, message in enumerate(messages):
-            error = message.error()
-            if error is not None:
-                check_consume_error(error)
-                continue
             timed = index % VALIDATION_SAMPLE_EVERY == 0
             started = time.perf_counter() if timed else 0.0
             incoming = inbound(message)
@@ -231,15 +233,6 @@ class IngestService:
         self._next_schema_poll = now + SCHEMA_POLL_S
         if apply_schema_changes(self._registry, self._follower.poll()) and self._on_schemas_changed:
             self._on_schemas_changed(self._registry.version_count)
-
-    def _refresh_lag(self) -> None:
-        now = time.monotonic()
-        if now < self._next_lag_refresh:
-            return
-        self._next_lag_refresh = now + LAG_REFRESH_S
-        lag = consumer_lag(self._consumer)
-        if lag is not None:
-            self._metrics.lag.set(lag)
 
 
 def apply_schema_changes(registry: ValidatorRegistry, changes: Sequence[SchemaChange]) -> int:

@@ -5,38 +5,34 @@ tests pass their own. Handlers stay thin: visibility check, one query, then a pu
 ``render``/``filters``.
 """
 
-# No ``from __future__ import annotations`` here: FastAPI reads handler annotations at runtime, and
-# the handlers refer to ``SessionDep``, a local of ``create_app`` that string annotations cannot reach.
+# No ``from __future__ import annotations`` here: FastAPI reads handler annotations at runtime.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from cityos.kernel.db.engine import make_engine, session_factory
 from cityos.kernel.settings import Settings, get_settings
+from services.publish import ckan_api, dcat_api, operations_api, records_api, release_api, usage_api
 from services.publish.callers import CallerMiddleware, LimitSettings
-from services.publish.ckan_api import ckan_router
-from services.publish.context import PublishContext, error_body
-from services.publish.dcat_api import dcat_router
+from services.publish.context import PublishContext, error_body, install
 from services.publish.limits import RateLimiter
 from services.publish.metrics import MetricsMiddleware, PublishMetrics
 from services.publish.page_cache import PageCache
-from services.publish.records_api import CachedPagesMiddleware, records_router
+from services.publish.records_api import CachedPagesMiddleware
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
-from services.publish.usage_api import usage_router
 
 TITLE = "CityOS Open Data API"
 DESCRIPTION = """\
@@ -85,6 +81,7 @@ def create_app(
         usage=usage_buffer,
         writer_sessions=writer_sessions,
         pages=PageCache(settings.publish_page_cache_ttl_s),
+        engine=engine,
     )
 
     @asynccontextmanager
@@ -100,67 +97,16 @@ def create_app(
             engine.dispose()
 
     app = FastAPI(title=TITLE, description=DESCRIPTION, version="1", lifespan=lifespan)
+    install(app, ctx)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Our errors carry a dict body; FastAPI would wrap it as {"detail": {...}}, so flatten it.
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http", "detail": exc.detail}
-        headers = exc.headers
-        if exc.status_code == 405:
-            # Starlette names only the first route's methods; several routes may share the path.
-            headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed_methods(app, request.scope))}
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI answers 422 with pydantic's shape; every query problem here is a 400 in one shape.
-        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
-        location = first.get("loc", ())
-        parameter = str(location[-1]) if location else "request"
-        return JSONResponse(error_body(parameter, str(first.get("msg", "invalid"))), status_code=400)
-
-    @app.get("/healthz", tags=["operations"], summary="Process is alive")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["operations"],
-        summary="Database is reachable",
-        responses={503: {"description": "The database cannot be queried"}},
-    )
-    def readyz() -> JSONResponse:
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            # The exception class is enough for an operator and reveals no connection string.
-            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-        responses={
-            200: {
-                "description": "Prometheus text exposition (OpenMetrics when the Accept header asks for it)",
-                "content": {"text/plain": {}, "application/openmetrics-text": {}},
-            }
-        },
-    )
-    def prometheus_metrics(accept: Annotated[str | None, Header()] = None) -> Response:
-        body, content_type = metrics.exposition(accept)
-        return Response(body, media_type=content_type)
-
-    app.include_router(records_router(ctx))
-    app.include_router(ckan_router(ctx))
-    app.include_router(dcat_router(ctx))
-    app.include_router(usage_router(ctx))
-    from services.publish.release_api import release_router  # 個人情報ファイル簿, partner download
-
-    app.include_router(release_router(ctx))
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.include_router(operations_api.router)
+    app.include_router(records_api.router)
+    app.include_router(ckan_api.router)
+    app.include_router(dcat_api.router)
+    app.include_router(usage_api.router)
+    app.include_router(release_api.router)  # 個人情報ファイル簿, partner download
 
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
     # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit),
@@ -195,6 +141,24 @@ def create_app(
     app.state.usage_buffer = usage_buffer
     app.state.page_cache = ctx.pages
     return app
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Our errors carry a dict body; FastAPI would wrap it as {"detail": {...}}, so flatten it.
+    body = exc.detail if isinstance(exc.detail, dict) else {"error": "http", "detail": exc.detail}
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names only the first route's methods; several routes may share the path.
+        headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed_methods(request.app, request.scope))}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI answers 422 with pydantic's shape; every query problem here is a 400 in one shape.
+    first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+    location = first.get("loc", ())
+    parameter = str(location[-1]) if location else "request"
+    return JSONResponse(error_body(parameter, str(first.get("msg", "invalid"))), status_code=400)
 
 
 def _route(app: FastAPI, path: str) -> BaseRoute:

@@ -6,7 +6,7 @@ same as a missing one. Answers use CKAN's envelope: ``help``, ``success``, ``res
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -23,18 +23,20 @@ from cityos.kernel.db.models import Dataset, Department
 from services.publish import ckan
 from services.publish.context import (
     COMMON_RESPONSES,
+    ContextDep,
     PublishContext,
     caller_of,
     departments,
     visible_datasets,
 )
 from services.publish.records_api import quality_of
+from services.publish.responses import CKAN_RESULTS, CkanErrorResponse
 from services.publish.usage import open_tally
 
 CKAN_RESPONSES: dict[int | str, dict[str, Any]] = {
     **COMMON_RESPONSES,
-    404: {"description": "CKAN envelope with a Not Found Error"},
-    409: {"description": "CKAN envelope with a Validation Error"},
+    404: {"description": "CKAN envelope with a Not Found Error", "model": CkanErrorResponse},
+    409: {"description": "CKAN envelope with a Validation Error", "model": CkanErrorResponse},
 }
 DATASTORE_DEFAULT_LIMIT = 100
 DATASTORE_MAX_LIMIT = 32_000
@@ -78,20 +80,93 @@ def _json_param(params: Params, name: str) -> Any:
     return value
 
 
+def _datastore_filters(params: Params, schema: dict[str, Any], visible_fields: list[str]) -> list[Condition]:
+    """``filters``: field -> value or list of values (any of them), typed by the schema."""
+    raw_filters = _json_param(params, "filters") or {}
+    if not isinstance(raw_filters, dict):
+        raise ckan.invalid("filters", "expected an object of field: value")
+    properties: dict[str, Any] = schema.get("properties", {})
+    conditions: list[Condition] = []
+    for name, value in raw_filters.items():
+        if name not in visible_fields:
+            raise ckan.invalid("filters", f"field {name!r} not in the resource")
+        types = declared_types(schema, properties[name])
+        typed = [_filter_value(name, item, types) for item in (value if isinstance(value, list) else [value])]
+        conditions.append(Condition(name, "in" if len(typed) > 1 else "eq", tuple(typed)))
+    return conditions
+
+
+def _filter_value(name: str, item: Any, types: tuple[str, ...]) -> FilterValue:
+    # POST clients send JSON numbers and booleans as such; GET clients send text to convert.
+    if isinstance(item, bool | int | float) and not isinstance(item, str):
+        return item
+    converted = convert(str(item), types)
+    if isinstance(converted, Invalid):
+        raise ckan.invalid("filters", f"{name}: {converted.reason}")
+    return converted.value
+
+
+def _datastore_text(params: Params, text_fields: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """``q``: text in any text field, or ``{field: text}`` in one."""
+    q = _json_param(params, "q")
+    if isinstance(q, dict):
+        if len(q) != 1:
+            raise ckan.invalid("q", "one field: text pair is supported")
+        (field, text_value), = q.items()  # fmt: skip
+        if field not in text_fields:
+            raise ckan.invalid("q", f"field {field!r} is not a text field of the resource")
+        return str(text_value), (field,)
+    return (str(q) if q else None), text_fields
+
+
+def _datastore_sort(params: Params, visible_fields: list[str]) -> list[SortKey]:
+    sort_keys: list[SortKey] = []
+    for name, descending in ckan.parse_datastore_sort(_str(params, "sort")):
+        if name == "_id":
+            if descending:
+                raise ckan.invalid("sort", "_id sorts ascending only")
+            continue
+        if name not in visible_fields:
+            raise ckan.invalid("sort", f"field {name!r} not in the resource")
+        sort_keys.append(SortKey(name, descending))
+    return sort_keys
+
+
+def _datastore_fields(params: Params, visible_fields: list[str]) -> list[str]:
+    """``fields``: a list or comma-separated names; ``_id`` is always returned anyway."""
+    raw_fields = _json_param(params, "fields")
+    if isinstance(raw_fields, str):
+        raw_fields = [f.strip() for f in raw_fields.split(",") if f.strip()]
+    if not raw_fields:
+        return visible_fields
+    unknown = [f for f in raw_fields if f != "_id" and f not in visible_fields]
+    if unknown:
+        raise ckan.invalid("fields", f"fields {unknown} not in the resource")
+    return [f for f in raw_fields if f != "_id"]
+
+
+def _datastore_paging(params: Params) -> tuple[int, int]:
+    limit = _int(params, "limit", DATASTORE_DEFAULT_LIMIT)
+    offset = _int(params, "offset", 0)
+    if not 0 <= limit <= DATASTORE_MAX_LIMIT:
+        raise ckan.invalid("limit", f"must be between 0 and {DATASTORE_MAX_LIMIT}")
+    if offset < 0:
+        raise ckan.invalid("offset", "must be a natural number")
+    return limit, offset
+
+
+# The actions served, each a method of ``CkanActions`` by the same name.
+ACTION_NAMES = tuple(CKAN_RESULTS)
+
+
 class CkanActions:
     def __init__(self, ctx: PublishContext) -> None:
         self.ctx = ctx
-        self.actions: dict[str, Action] = {
-            "status_show": self.status_show,
-            "package_list": self.package_list,
-            "current_package_list_with_resources": self.current_package_list_with_resources,
-            "package_show": self.package_show,
-            "package_search": self.package_search,
-            "organization_list": self.organization_list,
-            "organization_show": self.organization_show,
-            "resource_show": self.resource_show,
-            "datastore_search": self.datastore_search,
-        }
+
+    def action(self, name: str) -> Action | None:
+        """The action called ``name``, or None for a name CKAN would not know."""
+        method: Action | None = getattr(self, name) if name in ACTION_NAMES else None
+        return method
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -202,65 +277,12 @@ class CkanActions:
         base = parse_query([], schema, allowed_fields=access.fields)
         assert isinstance(base, RecordQuery)  # no parameters cannot be malformed
 
-        conditions: list[Condition] = []
-        raw_filters = _json_param(params, "filters") or {}
-        if not isinstance(raw_filters, dict):
-            raise ckan.invalid("filters", "expected an object of field: value")
-        for name, value in raw_filters.items():
-            if name not in visible_fields:
-                raise ckan.invalid("filters", f"field {name!r} not in the resource")
-            types = declared_types(schema, properties[name])
-            values = value if isinstance(value, list) else [value]
-            typed: list[FilterValue] = []
-            for item in values:
-                if isinstance(item, bool | int | float) and not isinstance(item, str):
-                    typed.append(item)
-                    continue
-                converted = convert(str(item), types)
-                if isinstance(converted, Invalid):
-                    raise ckan.invalid("filters", f"{name}: {converted.reason}")
-                typed.append(converted.value)
-            conditions.append(Condition(name, "in" if len(typed) > 1 else "eq", tuple(typed)))
-
-        text: str | None = None
-        text_fields = base.text_fields
-        q = _json_param(params, "q")
-        if isinstance(q, dict):
-            if len(q) != 1:
-                raise ckan.invalid("q", "one field: text pair is supported")
-            (field, text_value), = q.items()  # fmt: skip
-            if field not in text_fields:
-                raise ckan.invalid("q", f"field {field!r} is not a text field of the resource")
-            text, text_fields = str(text_value), (field,)
-        elif q:
-            text = str(q)
-
-        sort_keys: list[SortKey] = []
-        for name, descending in ckan.parse_datastore_sort(_str(params, "sort")):
-            if name == "_id":
-                if descending:
-                    raise ckan.invalid("sort", "_id sorts ascending only")
-                continue
-            if name not in visible_fields:
-                raise ckan.invalid("sort", f"field {name!r} not in the resource")
-            sort_keys.append(SortKey(name, descending))
-
-        raw_fields = _json_param(params, "fields")
-        if isinstance(raw_fields, str):
-            raw_fields = [f.strip() for f in raw_fields.split(",") if f.strip()]
-        shown: list[str] = visible_fields
-        if raw_fields:
-            unknown = [f for f in raw_fields if f != "_id" and f not in visible_fields]
-            if unknown:
-                raise ckan.invalid("fields", f"fields {unknown} not in the resource")
-            shown = [f for f in raw_fields if f != "_id"]
-
-        limit = _int(params, "limit", DATASTORE_DEFAULT_LIMIT)
-        offset = _int(params, "offset", 0)
-        if not 0 <= limit <= DATASTORE_MAX_LIMIT:
-            raise ckan.invalid("limit", f"must be between 0 and {DATASTORE_MAX_LIMIT}")
-        if offset < 0:
-            raise ckan.invalid("offset", "must be a natural number")
+        # Checked in this order, so a request with several problems always names the same one.
+        conditions = _datastore_filters(params, schema, visible_fields)
+        text, text_fields = _datastore_text(params, base.text_fields)
+        sort_keys = _datastore_sort(params, visible_fields)
+        shown = _datastore_fields(params, visible_fields)
+        limit, offset = _datastore_paging(params)
         query = RecordQuery(
             conditions=tuple(conditions), text=text, text_fields=text_fields, sort=tuple(sort_keys)
         )
@@ -289,60 +311,70 @@ class CkanActions:
         }
 
 
-def ckan_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["CKAN action API"], responses=CKAN_RESPONSES)
-    actions = CkanActions(ctx)
+router = APIRouter(tags=["CKAN action API"], responses=CKAN_RESPONSES)
 
-    def run(action: Action, caller: Caller, params: Params, state: Any) -> Any:
-        with ctx.sessions() as session:
-            return action(session, caller, params, state)
 
-    async def handle(request: Request, action_name: str) -> Response:
-        request.state.response_format = "ckan"
-        help_url = f"{ctx.base_url}/api/3/action/help_show?name={action_name}"
-        params: Params = dict(request.query_params)
-        status, envelope = 200, {"help": help_url, "success": True}
-        try:
-            if request.method == "POST":
-                raw = await request.body()
-                if raw.strip():
-                    try:
-                        body = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        form = await request.form()
-                        body = {k: v for k, v in form.items() if isinstance(v, str)}
-                    if not isinstance(body, dict):
-                        raise ckan.invalid("body", "expected a JSON object")
-                    params.update(body)
-            action = actions.actions.get(action_name)
-            if action is None:
-                raise ckan.ActionError("Bad request", f"Action name not known: {action_name}")
-            envelope["result"] = await run_in_threadpool(
-                run, action, caller_of(request), params, request.state
-            )
-        except ckan.ActionError as error:
-            status, envelope = error.status, {"help": help_url, "success": False, "error": error.body()}
-        return Response(orjson.dumps(envelope), status_code=status, media_type="application/json")
+def _run(ctx: PublishContext, action_name: str, caller: Caller, params: Params, state: Any) -> Any:
+    action = CkanActions(ctx).action(action_name)
+    if action is None:
+        raise ckan.ActionError("Bad request", f"Action name not known: {action_name}")
+    with ctx.sessions() as session:
+        return action(session, caller, params, state)
 
-    def endpoint(action_name: str) -> Callable[[Request], Awaitable[Response]]:
-        async def action_endpoint(request: Request) -> Response:
-            return await handle(request, action_name)
 
-        return action_endpoint
-
-    # GET and POST (JSON body) per action, each its own operation; unknown names get CKAN's own 400.
-    for prefix in ("/api/3/action", "/api/action"):
-        for name in actions.actions:
-            documented = prefix == "/api/3/action"
-            router.add_api_route(
-                f"{prefix}/{name}", endpoint(name), methods=["GET"], operation_id=f"ckan_{name}",
-                summary=f"CKAN {name}", include_in_schema=documented,
-            )  # fmt: skip
-            router.add_api_route(
-                f"{prefix}/{name}", endpoint(name), methods=["POST"], operation_id=f"ckan_{name}_post",
-                summary=f"CKAN {name} (parameters as a JSON body)", include_in_schema=documented,
-            )  # fmt: skip
-        router.add_api_route(
-            prefix + "/{action_name}", handle, methods=["GET", "POST"], include_in_schema=False
+async def ckan_action(request: Request, ctx: ContextDep) -> Response:
+    # Every action's handler (a comment, not a docstring: FastAPI would publish it as each
+    # operation's description). The named routes end with the action; the catch-all's last
+    # segment is its {action_name}. CKAN's envelope answers whatever the outcome.
+    action_name: str = request.path_params.get("action_name") or request.scope["path"].rsplit("/", 1)[1]
+    request.state.response_format = "ckan"
+    help_url = f"{ctx.base_url}/api/3/action/help_show?name={action_name}"
+    params: Params = dict(request.query_params)
+    status, envelope = 200, {"help": help_url, "success": True}
+    try:
+        if request.method == "POST":
+            params.update(await _posted(request))
+        envelope["result"] = await run_in_threadpool(
+            _run, ctx, action_name, caller_of(request), params, request.state
         )
-    return router
+    except ckan.ActionError as error:
+        status, envelope = error.status, {"help": help_url, "success": False, "error": error.body()}
+    return Response(orjson.dumps(envelope), status_code=status, media_type="application/json")
+
+
+async def _posted(request: Request) -> Params:
+    """Parameters of a POST: a JSON object, or a form; an empty body is no parameters."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        form = await request.form()
+        body = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not isinstance(body, dict):
+        raise ckan.invalid("body", "expected a JSON object")
+    return body
+
+
+def _documented(action_name: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": CKAN_RESULTS[action_name], "content": {"application/json": {}}}}
+
+
+# GET and POST (JSON body) per action, each its own operation; unknown names get CKAN's own 400.
+for _prefix in ("/api/3/action", "/api/action"):
+    for _name in ACTION_NAMES:
+        _shown = _prefix == "/api/3/action"
+        router.add_api_route(
+            f"{_prefix}/{_name}", ckan_action, methods=["GET"], operation_id=f"ckan_{_name}",
+            summary=f"CKAN {_name}", include_in_schema=_shown, response_class=Response,
+            responses=_documented(_name),
+        )  # fmt: skip
+        router.add_api_route(
+            f"{_prefix}/{_name}", ckan_action, methods=["POST"], operation_id=f"ckan_{_name}_post",
+            summary=f"CKAN {_name} (parameters as a JSON body)", include_in_schema=_shown,
+            response_class=Response, responses=_documented(_name),
+        )  # fmt: skip
+    router.add_api_route(
+        _prefix + "/{action_name}", ckan_action, methods=["GET", "POST"], include_in_schema=False
+    )

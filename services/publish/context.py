@@ -1,14 +1,21 @@
-"""What every publish router shares: settings, sessions, metrics, and the one visibility check."""
+"""What every publish router shares: settings, sessions, metrics, and the one visibility check.
+
+The routers are module-level; ``create_app`` installs one ``PublishContext`` on the app and each
+handler receives it (or a read session from it) through ``ContextDep``/``SessionDep``, so two apps
+in one process (tests, the bench) never share state.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain.access import ANONYMOUS, Caller, ReadAccess, read_access
@@ -17,7 +24,7 @@ from cityos.kernel.db.models import Dataset, Department
 from cityos.kernel.settings import Settings
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
-from services.publish.page_cache import PageCache
+from services.publish.page_cache import PageCache, PageKey
 from services.publish.usage import UsageBuffer
 
 # One body for every invisible dataset: a missing, internal and personal id must be
@@ -58,8 +65,13 @@ class PublishContext:
     usage: UsageBuffer
     # Sessions for the few writes (usage counters): IMMEDIATE on SQLite, so they wait for the lock.
     writer_sessions: sessionmaker[Session]
+    # The catalog's engine, for the readiness probe's own connection.
+    engine: Engine
     schemas: SchemaCache = field(default_factory=SchemaCache)
     pages: PageCache = field(default_factory=lambda: PageCache(0.0))
+    # Public pages being rendered right now, by cache key (event loop only, so no lock): a request
+    # for a page in flight waits for it rather than running the same query again.
+    rendering: dict[PageKey, asyncio.Event] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -69,6 +81,34 @@ class PublishContext:
         # Read-only use: the session never commits, closing it rolls back the read transaction.
         with self.sessions() as session:
             yield session
+
+
+def install(app: FastAPI, ctx: PublishContext) -> None:
+    """Make ``ctx`` the context every router's handlers receive through ``ContextDep``."""
+    app.state.publish_context = ctx
+
+
+def context_of(request: Request) -> PublishContext:
+    """The context ``install`` put on the request's app."""
+    ctx = request.app.state.publish_context
+    assert isinstance(ctx, PublishContext), "the app was built without services.publish.context.install"
+    return ctx
+
+
+async def publish_context(request: Request) -> PublishContext:
+    # A coroutine: FastAPI would run a plain function in the thread pool, a costly hop for a lookup.
+    return context_of(request)
+
+
+ContextDep = Annotated[PublishContext, Depends(publish_context)]
+
+
+def read_session(ctx: ContextDep) -> Iterator[Session]:
+    """The request's read-only session (closed, so rolled back, once the answer is sent)."""
+    yield from ctx.session()
+
+
+SessionDep = Annotated[Session, Depends(read_session)]
 
 
 # Answers every data route may give besides its own (documented once, on each router).

@@ -123,13 +123,7 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
     graph.add((node, DCAT.landingPage, landing))
     graph.add((landing, RDF.type, FOAF.Document))
     _japanese(graph, node)
-
-    contact = URIRef(f"{base_url}/catalog/contact/{dataset.department_id}")
-    graph.add((node, DCAT.contactPoint, contact))
-    graph.add((contact, RDF.type, VCARD.Kind))
-    name = entry.department.name_ja if entry.department is not None else dataset.department_id
-    graph.add((contact, VCARD.fn, Literal(name, lang="ja")))
-    graph.add((contact, VCARD.hasEmail, URIRef(f"mailto:{contact_email}")))
+    _add_contact(graph, node, entry, base_url=base_url, contact_email=contact_email)
 
     for keyword in meta.get("keywords", []):
         graph.add((node, DCAT.keyword, Literal(str(keyword), lang="ja")))
@@ -147,6 +141,33 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
         standard = URIRef(entry.schema.uri)
         graph.add((node, DCTERMS.conformsTo, standard))
         graph.add((standard, RDF.type, DCTERMS.Standard))
+    _add_coverage(graph, node, entry)
+
+    license_uri = URIRef(
+        LICENSE_URIS.get(dataset.license, f"https://spdx.org/licenses/{dataset.license}.html")
+    )
+    graph.add((license_uri, RDF.type, DCTERMS.LicenseDocument))
+    for fmt in ckan.dataset_formats(dataset):
+        _add_distribution(graph, node, dataset, fmt, license_uri, base_url)
+
+    _add_quality(graph, node, entry, base_url)
+    return node
+
+
+def _add_contact(
+    graph: Graph, node: URIRef, entry: DatasetEntry, *, base_url: str, contact_email: str
+) -> None:
+    department_id = entry.dataset.department_id
+    contact = URIRef(f"{base_url}/catalog/contact/{department_id}")
+    graph.add((node, DCAT.contactPoint, contact))
+    graph.add((contact, RDF.type, VCARD.Kind))
+    name = entry.department.name_ja if entry.department is not None else department_id
+    graph.add((contact, VCARD.fn, Literal(name, lang="ja")))
+    graph.add((contact, VCARD.hasEmail, URIRef(f"mailto:{contact_email}")))
+
+
+def _add_coverage(graph: Graph, node: URIRef, entry: DatasetEntry) -> None:
+    """Spatial coverage (the records' bounding box) and the declared temporal coverage."""
     if entry.extent is not None:
         min_lon, min_lat, max_lon, max_lat = entry.extent
         location = BNode()
@@ -157,7 +178,7 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
             f"{min_lon} {max_lat},{min_lon} {min_lat}))"
         )
         graph.add((location, DCAT.bbox, Literal(wkt, datatype=GSP.wktLiteral)))
-    temporal = meta.get("temporal")
+    temporal = entry.dataset.meta.get("temporal")
     if isinstance(temporal, Mapping):
         period = BNode()
         graph.add((node, DCTERMS.temporal, period))
@@ -166,13 +187,8 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
             if temporal.get(key):
                 graph.add((period, predicate, Literal(str(temporal[key]), datatype=XSD.date)))
 
-    license_uri = URIRef(
-        LICENSE_URIS.get(dataset.license, f"https://spdx.org/licenses/{dataset.license}.html")
-    )
-    graph.add((license_uri, RDF.type, DCTERMS.LicenseDocument))
-    for fmt in ckan.dataset_formats(dataset):
-        _add_distribution(graph, node, dataset, fmt, license_uri, base_url)
 
+def _add_quality(graph: Graph, node: URIRef, entry: DatasetEntry, base_url: str) -> None:
     stars_note = "; ".join(
         f"{s.level}★ {'yes' if s.met else 'no'}: {s.reason}" for s in entry.rating.criteria
     )
@@ -182,7 +198,6 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
         graph, node, URIRef(f"{base_url}/catalog/metrics#metadata-quality"), entry.quality.score,
         f"share of DCAT-AP fields filled (0-100); missing: {missing}",
     )  # fmt: skip
-    return node
 
 
 def _add_distribution(

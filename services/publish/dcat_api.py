@@ -8,7 +8,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,9 @@ from services.publish import dcat
 from services.publish.context import (
     COMMON_RESPONSES,
     NOT_FOUND,
+    ContextDep,
     PublishContext,
+    SessionDep,
     caller_of,
     departments,
     visible_dataset,
@@ -30,83 +32,105 @@ from services.publish.render import location_fields
 CATALOG_TITLE = {"ja": "CityOS オープンデータカタログ", "en": "CityOS open data catalog"}
 _RDF_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {"text/turtle": {}, "application/ld+json": {}, "application/rdf+xml": {}},
+        "content": {
+            "text/turtle": {"schema": {"type": "string"}},
+            "application/ld+json": {"schema": {"description": "JSON-LD document (expanded form)"}},
+            "application/rdf+xml": {"schema": {"type": "string"}},
+        },
         "description": "DCAT-AP 3 RDF",
     }
 }
 
 
-def dcat_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["DCAT-AP catalog"], responses=COMMON_RESPONSES)
-    SessionDep = Annotated[Session, Depends(ctx.session)]
+router = APIRouter(tags=["DCAT-AP catalog"], responses=COMMON_RESPONSES)
 
-    def entry(session: Session, dataset: Dataset) -> dcat.DatasetEntry:
-        department = departments(session).get(dataset.department_id)
-        schema = queries.latest_schema(session, dataset_id=dataset.id)
-        extent = (
-            queries.dataset_extent(session, dataset_id=dataset.id) if location_fields(dataset.meta) else None
-        )
-        quality = metadata_quality(
-            dataset.meta,
-            has_publisher=department is not None,
-            has_contact=department is not None,
-            has_schema=schema is not None,
-            has_spatial=extent is not None,
-            has_modified=dataset.last_record_at is not None,
-        )
-        rating = five_star(dataset.meta, record_key=dataset.record_key, has_schema=schema is not None)
-        return dcat.DatasetEntry(dataset, department, schema, extent, rating, quality)
 
-    def catalog(request: Request, session: Session, suffix: str) -> Response:
-        request.state.response_format = suffix
-        entries = [entry(session, d) for d, _ in visible_datasets(session, caller_of(request))]
-        graph = dcat.catalog_graph(
-            entries,
-            base_url=ctx.base_url,
-            contact_email=ctx.settings.open_data_contact_email,
-            title=CATALOG_TITLE,
-        )
-        body, media_type = dcat.serialize(graph, suffix)
-        return Response(body, media_type=media_type, headers={"Vary": "Accept"})
-
-    @router.get("/catalog.ttl", summary="The DCAT-AP 3 catalog as Turtle", responses=_RDF_CONTENT)
-    def catalog_ttl(request: Request, session: SessionDep) -> Response:
-        return catalog(request, session, "ttl")
-
-    @router.get("/catalog.jsonld", summary="The DCAT-AP 3 catalog as JSON-LD", responses=_RDF_CONTENT)
-    def catalog_jsonld(request: Request, session: SessionDep) -> Response:
-        return catalog(request, session, "jsonld")
-
-    @router.get("/catalog", summary="The DCAT-AP 3 catalog, format by Accept", responses=_RDF_CONTENT)
-    def catalog_negotiated(
-        request: Request,
-        session: SessionDep,
-        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-    ) -> Response:
-        return catalog(request, session, dcat.negotiate_rdf(accept))
-
-    @router.get(
-        "/catalog/datasets/{name}",
-        summary="One dataset's DCAT-AP 3 description: {id}.ttl, {id}.jsonld, {id}.rdf, or {id} by Accept",
-        responses={**_RDF_CONTENT, 404: {"description": "No dataset with this id that you may read"}},
+def _entry(session: Session, dataset: Dataset) -> dcat.DatasetEntry:
+    department = departments(session).get(dataset.department_id)
+    schema = queries.latest_schema(session, dataset_id=dataset.id)
+    extent = queries.dataset_extent(session, dataset_id=dataset.id) if location_fields(dataset.meta) else None
+    quality = metadata_quality(
+        dataset.meta,
+        has_publisher=department is not None,
+        has_contact=department is not None,
+        has_schema=schema is not None,
+        has_spatial=extent is not None,
+        has_modified=dataset.last_record_at is not None,
     )
-    def dataset_document(
-        request: Request,
-        name: str,
-        session: SessionDep,
-        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-    ) -> Response:
-        dataset_id, dot, suffix = name.rpartition(".")
-        if not dot:
-            dataset_id, suffix = name, dcat.negotiate_rdf(accept)
-        if suffix not in dcat.RDF_FORMATS:
-            raise HTTPException(status_code=404, detail=NOT_FOUND)
-        request.state.response_format = suffix
-        dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
-        graph = dcat.dataset_graph(
-            entry(session, dataset), base_url=ctx.base_url, contact_email=ctx.settings.open_data_contact_email
-        )
-        body, media_type = dcat.serialize(graph, suffix)
-        return Response(body, media_type=media_type, headers={"Vary": "Accept"})
+    rating = five_star(dataset.meta, record_key=dataset.record_key, has_schema=schema is not None)
+    return dcat.DatasetEntry(dataset, department, schema, extent, rating, quality)
 
-    return router
+
+def _catalog(ctx: PublishContext, request: Request, session: Session, suffix: str) -> Response:
+    request.state.response_format = suffix
+    entries = [_entry(session, d) for d, _ in visible_datasets(session, caller_of(request))]
+    graph = dcat.catalog_graph(
+        entries,
+        base_url=ctx.base_url,
+        contact_email=ctx.settings.open_data_contact_email,
+        title=CATALOG_TITLE,
+    )
+    body, media_type = dcat.serialize(graph, suffix)
+    return Response(body, media_type=media_type, headers={"Vary": "Accept"})
+
+
+@router.get(
+    "/catalog.ttl",
+    summary="The DCAT-AP 3 catalog as Turtle",
+    response_class=Response,
+    responses=_RDF_CONTENT,
+)
+def catalog_ttl(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
+    return _catalog(ctx, request, session, "ttl")
+
+
+@router.get(
+    "/catalog.jsonld",
+    summary="The DCAT-AP 3 catalog as JSON-LD",
+    response_class=Response,
+    responses=_RDF_CONTENT,
+)
+def catalog_jsonld(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
+    return _catalog(ctx, request, session, "jsonld")
+
+
+@router.get(
+    "/catalog",
+    summary="The DCAT-AP 3 catalog, format by Accept",
+    response_class=Response,
+    responses=_RDF_CONTENT,
+)
+def catalog_negotiated(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    return _catalog(ctx, request, session, dcat.negotiate_rdf(accept))
+
+
+@router.get(
+    "/catalog/datasets/{name}",
+    summary="One dataset's DCAT-AP 3 description: {id}.ttl, {id}.jsonld, {id}.rdf, or {id} by Accept",
+    response_class=Response,
+    responses={**_RDF_CONTENT, 404: {"description": "No dataset with this id that you may read"}},
+)
+def dataset_document(
+    request: Request,
+    name: str,
+    ctx: ContextDep,
+    session: SessionDep,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    dataset_id, dot, suffix = name.rpartition(".")
+    if not dot:
+        dataset_id, suffix = name, dcat.negotiate_rdf(accept)
+    if suffix not in dcat.RDF_FORMATS:
+        raise HTTPException(status_code=404, detail=NOT_FOUND)
+    request.state.response_format = suffix
+    dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
+    graph = dcat.dataset_graph(
+        _entry(session, dataset), base_url=ctx.base_url, contact_email=ctx.settings.open_data_contact_email
+    )
+    body, media_type = dcat.serialize(graph, suffix)
+    return Response(body, media_type=media_type, headers={"Vary": "Accept"})

@@ -5,8 +5,7 @@ as a missing one. Query strings are parsed by ``query.parse_query`` into typed c
 ``cityos.domain.readmodel.queries`` turns into SQLAlchemy expressions.
 """
 
-# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime, and they
-# refer to ``SessionDep``, a local of ``records_router``.
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
 import asyncio
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -30,15 +29,19 @@ from services.publish import page_cache, render, stream
 from services.publish.conditional import http_date, not_modified, weak_etag
 from services.publish.context import (
     COMMON_RESPONSES,
+    ContextDep,
     PublishContext,
+    SessionDep,
     bad_request,
     caller_of,
+    context_of,
     project,
     visible_dataset,
     visible_datasets,
 )
 from services.publish.page_cache import CachedPage, PreparedResponse
 from services.publish.quality import five_star, metadata_quality
+from services.publish.responses import DatasetDetail, DatasetList, Record, RecordArray, RecordsPage
 from services.publish.usage import open_tally
 
 DEFAULT_LIMIT = 100
@@ -145,6 +148,17 @@ class Paging:
     format: str | None
     bom: bool
     cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """What one request may see of a dataset: its access, schema, parsed query and location."""
+
+    dataset: Dataset
+    access: ReadAccess
+    schema: dict[str, Any] | None
+    parsed: RecordQuery
+    location: tuple[str, str] | None
 
 
 def _integer(raw: str | None, name: str, default: int, low: int, high: int | None) -> int:
@@ -256,313 +270,332 @@ class CachedPagesMiddleware:
         return answer(self.ctx, request, page)
 
 
-def records_router(ctx: PublishContext) -> APIRouter:
-    router = APIRouter(tags=["datasets"], responses=COMMON_RESPONSES)
-    SessionDep = Annotated[Session, Depends(ctx.session)]
-    # Public pages being rendered right now, by cache key (event-loop only, so no lock).
-    rendering: dict[page_cache.PageKey, asyncio.Event] = {}
+router = APIRouter(tags=["datasets"], responses=COMMON_RESPONSES)
 
-    def prepare(
-        request: Request, session: Session, dataset_id: str, chosen: filters.OutputFormat, format_given: bool
-    ) -> tuple[Dataset, ReadAccess, dict[str, Any] | None, RecordQuery, tuple[str, str] | None]:
-        dataset, access = visible_dataset(session, caller_of(request), dataset_id)
-        schema = ctx.schemas.latest(session, dataset.id)
-        location = render.location_fields(dataset.meta)
-        parsed = parse_query(
-            request.query_params.multi_items(),
-            schema,
-            allowed_fields=access.fields,
-            has_location=location is not None,
+# The 200 of the records and export routes: JSON described by a model, the other formats by type.
+_OTHER_FORMATS: dict[str, Any] = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/geo+json": {"schema": {"type": "object", "description": "RFC 7946 FeatureCollection"}},
+    "application/x-ndjson": {"schema": {"description": "One record object (JSON) per line"}},
+}
+
+
+def _prepare(
+    ctx: PublishContext,
+    request: Request,
+    session: Session,
+    dataset_id: str,
+    chosen: filters.OutputFormat,
+    format_given: bool,
+) -> tuple[Dataset, ReadAccess, dict[str, Any] | None, RecordQuery, tuple[str, str] | None]:
+    dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+    schema = ctx.schemas.latest(session, dataset.id)
+    location = render.location_fields(dataset.meta)
+    parsed = parse_query(
+        request.query_params.multi_items(),
+        schema,
+        allowed_fields=access.fields,
+        has_location=location is not None,
+    )
+    if isinstance(parsed, ParamProblem):
+        raise bad_request(parsed.parameter, parsed.problem)
+    if chosen == "geojson" and location is None:
+        raise bad_request(
+            "format" if format_given else "accept", "GeoJSON needs a dataset that declares a location"
         )
-        if isinstance(parsed, ParamProblem):
-            raise bad_request(parsed.parameter, parsed.problem)
-        if chosen == "geojson" and location is None:
-            raise bad_request(
-                "format" if format_given else "accept", "GeoJSON needs a dataset that declares a location"
-            )
-        return dataset, access, schema, parsed, location
+    return dataset, access, schema, parsed, location
 
-    @router.get("/api/v1/datasets", summary="Datasets you may read, with their 5-star rating")
-    def list_datasets(request: Request, session: SessionDep) -> Response:
-        request.state.response_format = "json"
-        visible = visible_datasets(session, caller_of(request))
-        departments = {d.id: d for d in session.query(Department)}
-        body = []
-        for dataset, _ in visible:
-            summary = render.dataset_summary(dataset, departments.get(dataset.department_id), ctx.base_url)
-            summary["five_star"] = five_star(
-                dataset.meta, record_key=dataset.record_key, has_schema=True
-            ).stars
-            body.append(summary)
-        return Response(orjson.dumps({"count": len(body), "datasets": body}), media_type="application/json")
 
-    @router.get(
-        "/api/v1/datasets/{dataset_id}",
-        summary="Dataset metadata, current schema, 5-star rating and metadata quality",
-        responses={404: {"description": "No dataset with this id that you may read"}},
-    )
-    def get_dataset(request: Request, dataset_id: str, session: SessionDep) -> Response:
-        request.state.response_format = "json"
-        dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
-        department = session.get(Department, dataset.department_id)
-        schema = queries.latest_schema(session, dataset_id=dataset.id)
-        body = render.dataset_detail(dataset, department, schema, ctx.base_url)
-        body["links"]["export"] = f"{ctx.base_url}{render.dataset_path(dataset.id)}/export?format=csv"
-        body["links"]["dcat"] = f"{ctx.base_url}/catalog/datasets/{dataset.id}.ttl"
-        body["links"]["ckan"] = f"{ctx.base_url}/api/3/action/package_show?id={dataset.id}"
-        body.update(quality_of(dataset, department, schema))
-        return Response(orjson.dumps(body), media_type="application/json")
+@router.get(
+    "/api/v1/datasets",
+    summary="Datasets you may read, with their 5-star rating",
+    response_class=Response,
+    responses={200: {"model": DatasetList, "content": {"application/json": {}}}},
+)
+def list_datasets(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
+    request.state.response_format = "json"
+    visible = visible_datasets(session, caller_of(request))
+    departments = {d.id: d for d in session.query(Department)}
+    body = []
+    for dataset, _ in visible:
+        summary = render.dataset_summary(dataset, departments.get(dataset.department_id), ctx.base_url)
+        summary["five_star"] = five_star(dataset.meta, record_key=dataset.record_key, has_schema=True).stars
+        body.append(summary)
+    return Response(orjson.dumps({"count": len(body), "datasets": body}), media_type="application/json")
 
-    @router.get(
-        "/api/v1/datasets/{dataset_id}/records",
-        summary="Records: filters, text search, bbox/near, sort, fields, offset or cursor paging",
-        responses={
-            200: {
-                "content": {
-                    "application/json": {},
-                    "text/csv": {},
-                    "application/geo+json": {},
-                    "application/x-ndjson": {},
-                }
-            },
-            304: {"description": "Not modified since the ETag / Last-Modified you sent"},
-            400: {"description": "A parameter is malformed; the body names it"},
-            404: {"description": "No dataset with this id that you may read"},
-            429: {"description": "Over your rate limit; see Retry-After"},
-        },
-        openapi_extra={"parameters": RECORDS_PARAMETERS, "x-query-examples": _RECORDS_EXAMPLES},
-    )
-    async def list_records(request: Request) -> Response:
-        dataset_id: str = request.path_params["dataset_id"]
-        # Parameters are read by hand (and documented in RECORDS_PARAMETERS): FastAPI's per-parameter
-        # validation cost more than the whole database work of a page.
-        paging = read_paging(request)
-        headers_in = request.headers
-        chosen = filters.negotiate_format(paging.format, headers_in.get("accept"))
-        request.state.response_format = chosen
-        query_string: bytes = request.scope["query_string"]
-        # A public dataset's page rendered less than the cache's interval ago is answered here, on
-        # the event loop, with no session: access to a public dataset is FULL for every caller.
-        key = page_cache.public_key(dataset_id, chosen, query_string)
+
+@router.get(
+    "/api/v1/datasets/{dataset_id}",
+    summary="Dataset metadata, current schema, 5-star rating and metadata quality",
+    response_class=Response,
+    responses={
+        200: {"model": DatasetDetail, "content": {"application/json": {}}},
+        404: {"description": "No dataset with this id that you may read"},
+    },
+)
+def get_dataset(request: Request, dataset_id: str, ctx: ContextDep, session: SessionDep) -> Response:
+    request.state.response_format = "json"
+    dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
+    department = session.get(Department, dataset.department_id)
+    schema = queries.latest_schema(session, dataset_id=dataset.id)
+    body = render.dataset_detail(dataset, department, schema, ctx.base_url)
+    body["links"]["export"] = f"{ctx.base_url}{render.dataset_path(dataset.id)}/export?format=csv"
+    body["links"]["dcat"] = f"{ctx.base_url}/catalog/datasets/{dataset.id}.ttl"
+    body["links"]["ckan"] = f"{ctx.base_url}/api/3/action/package_show?id={dataset.id}"
+    body.update(quality_of(dataset, department, schema))
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/api/v1/datasets/{dataset_id}/records",
+    summary="Records: filters, text search, bbox/near, sort, fields, offset or cursor paging",
+    response_class=Response,
+    responses={
+        200: {"model": RecordsPage, "content": {"application/json": {}, **_OTHER_FORMATS}},
+        304: {"description": "Not modified since the ETag / Last-Modified you sent"},
+        400: {"description": "A parameter is malformed; the body names it"},
+        404: {"description": "No dataset with this id that you may read"},
+        429: {"description": "Over your rate limit; see Retry-After"},
+    },
+    openapi_extra={"parameters": RECORDS_PARAMETERS, "x-query-examples": _RECORDS_EXAMPLES},
+)
+async def list_records(request: Request) -> Response:
+    # The busiest route takes no dependencies, not even the context: FastAPI's dependency solving
+    # costs a noticeable share of a page. Parameters are read by hand (and documented in
+    # RECORDS_PARAMETERS) for the same reason: per-parameter validation cost more than the whole
+    # database work of a page.
+    ctx = context_of(request)
+    dataset_id: str = request.path_params["dataset_id"]
+    paging = read_paging(request)
+    chosen = filters.negotiate_format(paging.format, request.headers.get("accept"))
+    request.state.response_format = chosen
+    query_string: bytes = request.scope["query_string"]
+    # A public dataset's page rendered less than the cache's interval ago is answered here, on
+    # the event loop, with no session: access to a public dataset is FULL for every caller.
+    key = page_cache.public_key(dataset_id, chosen, query_string)
+    cached = ctx.pages.get(key)
+    if cached is not None:
+        return answer(ctx, request, cached)
+
+    async def rendered() -> Response:
+        return await run_in_threadpool(_render_page, ctx, request, dataset_id, paging, chosen, query_string)
+
+    if not ctx.pages.enabled:
+        return await rendered()
+    in_flight = ctx.rendering.get(key)
+    if in_flight is not None:
+        # Another request is rendering this very page: wait for it rather than run the same
+        # query again (when a page expires, every client asking at that moment would).
+        await in_flight.wait()
         cached = ctx.pages.get(key)
-        if cached is not None:
+        return answer(ctx, request, cached) if cached is not None else await rendered()
+    done = ctx.rendering[key] = asyncio.Event()
+    try:
+        return await rendered()
+    finally:
+        del ctx.rendering[key]
+        done.set()
+
+
+def _render_page(
+    ctx: PublishContext,
+    request: Request,
+    dataset_id: str,
+    paging: Paging,
+    chosen: filters.OutputFormat,
+    query_string: bytes,
+) -> Response:
+    # Taken before the first read: an entry is never served longer than the interval after the
+    # catalog state it shows.
+    expires = ctx.pages.expiry()
+    with ctx.sessions() as session:
+        dataset, access, schema, parsed, location = _prepare(
+            ctx, request, session, dataset_id, chosen, paging.format is not None
+        )
+        public = dataset.classification == "public"
+        key = (
+            page_cache.public_key(dataset.id, chosen, query_string)
+            if public
+            else page_cache.access_key(dataset.id, access.fields, chosen, query_string)
+        )
+        if not public and (cached := ctx.pages.get(key)) is not None:
             return answer(ctx, request, cached)
+        early = _early_headers(dataset)
+        if request.headers.get("if-none-match") is None and not_modified(
+            etag="",
+            last_modified=dataset.last_record_at,
+            if_none_match=None,
+            if_modified_since=request.headers.get("if-modified-since"),
+        ):
+            open_tally(request.state, dataset.id, chosen)
+            return Response(status_code=304, headers=early)
+        view = PageView(dataset, access, schema, parsed, location)
+        page = _page_of(ctx, session, view, paging, chosen, request, early, expires)
+    ctx.pages.put(key, page)
+    return answer(ctx, request, page, checked_since=True)
 
-        async def render() -> Response:
-            return await run_in_threadpool(render_page, request, dataset_id, paging, chosen, query_string)
 
-        if not ctx.pages.enabled:
-            return await render()
-        in_flight = rendering.get(key)
-        if in_flight is not None:
-            # Another request is rendering this very page: wait for it rather than run the same
-            # query again (when a page expires, every client asking at that moment would).
-            await in_flight.wait()
-            cached = ctx.pages.get(key)
-            return answer(ctx, request, cached) if cached is not None else await render()
-        done = rendering[key] = asyncio.Event()
-        try:
-            return await render()
-        finally:
-            del rendering[key]
-            done.set()
+def _early_headers(dataset: Dataset) -> dict[str, str]:
+    headers = {"Vary": "Accept, Authorization, X-API-Key", "Cache-Control": "public, max-age=0"}
+    if dataset.last_record_at is not None:
+        # The newest event time of the dataset: what If-Modified-Since is compared with.
+        headers["Last-Modified"] = http_date(dataset.last_record_at)
+    return headers
 
-    def render_page(
-        request: Request, dataset_id: str, paging: Paging, chosen: filters.OutputFormat, query_string: bytes
-    ) -> Response:
-        # Taken before the first read: an entry is never served longer than the interval after the
-        # catalog state it shows.
-        expires = ctx.pages.expiry()
-        with ctx.sessions() as session:
-            dataset, access, schema, parsed, location = prepare(
-                request, session, dataset_id, chosen, paging.format is not None
-            )
-            public = dataset.classification == "public"
-            key = (
-                page_cache.public_key(dataset.id, chosen, query_string)
-                if public
-                else page_cache.access_key(dataset.id, access.fields, chosen, query_string)
-            )
-            if not public and (cached := ctx.pages.get(key)) is not None:
-                return answer(ctx, request, cached)
-            early = early_headers(dataset)
-            if request.headers.get("if-none-match") is None and not_modified(
-                etag="",
-                last_modified=dataset.last_record_at,
-                if_none_match=None,
-                if_modified_since=request.headers.get("if-modified-since"),
-            ):
-                open_tally(request.state, dataset.id, chosen)
-                return Response(status_code=304, headers=early)
-            page = page_of(
-                session, dataset, access, schema, parsed, location, paging, chosen, request, early, expires
-            )
-        ctx.pages.put(key, page)
-        return answer(ctx, request, page, checked_since=True)
 
-    def early_headers(dataset: Dataset) -> dict[str, str]:
-        headers = {"Vary": "Accept, Authorization, X-API-Key", "Cache-Control": "public, max-age=0"}
-        if dataset.last_record_at is not None:
-            # The newest event time of the dataset: what If-Modified-Since is compared with.
-            headers["Last-Modified"] = http_date(dataset.last_record_at)
-        return headers
-
-    def page_of(
-        session: Session,
-        dataset: Dataset,
-        access: ReadAccess,
-        schema: dict[str, Any] | None,
-        parsed: RecordQuery,
-        location: tuple[str, str] | None,
-        paging: Paging,
-        chosen: filters.OutputFormat,
-        request: Request,
-        early: dict[str, str],
-        expires: float,
-    ) -> CachedPage:
-        """Run the query and render the page; what the cache keeps."""
-        limit, offset, cursor = paging.limit, paging.offset, paging.cursor
-        headers = dict(early)
-        if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
-            total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
-        else:
-            # Unfiltered: the catalog keeps the live count on the dataset row, so no COUNT(*) scan of
-            # a million-record dataset on every page.
-            total = dataset.record_count
-        # One extra row tells whether another page follows without a second count.
-        fetched = queries.query_records(
-            session, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
-        )
-        records, more = fetched[:limit], len(fetched) > limit
-        path = f"{render.dataset_path(dataset.id)}/records"
-        params = request.query_params.multi_items()
-        next_cursor = encode_cursor(records[-1].record_key) if more and parsed.keyset and records else None
-        if cursor is not None:
-            next_url = None
-            if next_cursor is not None:
-                kept = [(k, v) for k, v in params if k != "cursor"]
-                next_url = render.link_with(ctx.base_url, path, [*kept, ("cursor", next_cursor)])
-        else:
-            next_url = render.next_page_url(
-                base_url=ctx.base_url, path=path, params=params, limit=limit, offset=offset,
-                returned=len(records), total=total,
-            )  # fmt: skip
-        headers["X-Total-Count"] = str(total)
-        if next_url is not None:
-            headers["Link"] = f'<{next_url}>; rel="next"'
+def _page_of(
+    ctx: PublishContext,
+    session: Session,
+    view: PageView,
+    paging: Paging,
+    chosen: filters.OutputFormat,
+    request: Request,
+    early: dict[str, str],
+    expires: float,
+) -> CachedPage:
+    """Run the query and render the page; what the cache keeps."""
+    dataset, access, parsed = view.dataset, view.access, view.parsed
+    limit, offset, cursor = paging.limit, paging.offset, paging.cursor
+    headers = dict(early)
+    if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
+        total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
+    else:
+        # Unfiltered: the catalog keeps the live count on the dataset row, so no COUNT(*) scan of
+        # a million-record dataset on every page.
+        total = dataset.record_count
+    # One extra row tells whether another page follows without a second count.
+    fetched = queries.query_records(
+        session, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
+    )
+    records, more = fetched[:limit], len(fetched) > limit
+    path = f"{render.dataset_path(dataset.id)}/records"
+    params = request.query_params.multi_items()
+    next_cursor = encode_cursor(records[-1].record_key) if more and parsed.keyset and records else None
+    if cursor is not None:
+        next_url = None
         if next_cursor is not None:
-            headers["X-Next-Cursor"] = next_cursor
-        shown = _shown_fields(access, parsed)
-        # Whole records are copied as stored JSON text (orjson.Fragment), never decoded and re-encoded.
-        rows: list[Any] = (
-            [orjson.Fragment(r.raw) for r in records]
-            if shown is None
-            else [project(r.data, shown) for r in records]
-        )
-
-        projector = None if shown is None else (lambda data: project(data, shown))
-        body: bytes
-        if chosen == "csv":
-            headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.csv")
-            dicts = [project(r.data, shown) for r in records]
-            body = render.render_csv(_columns(schema, access, parsed, dicts), dicts, bom=paging.bom)
-        elif chosen == "geojson":
-            assert location is not None  # refused in prepare
-            headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.geojson")
-            features = [stream.geojson_feature(r, location, projector) for r in records]
-            body = orjson.dumps({"type": "FeatureCollection", "features": features})
-        elif chosen == "ndjson":
-            body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
-        else:
-            page = render.records_page(
-                dataset_id=dataset.id, total=total, limit=limit, offset=offset, rows=rows, next_url=next_url
-            )
-            page["next_cursor"] = next_cursor
-            body = orjson.dumps(page)
-        # The ETag is a digest of the body itself, computed once per rendering: exact whatever
-        # changed (an out-of-order update need not move Last-Modified).
-        headers["ETag"] = weak_etag(chosen, body)
-        return CachedPage(
-            dataset_id=dataset.id, format=chosen, body=body, etag=headers["ETag"],
-            last_modified=dataset.last_record_at, rows=len(records), expires=expires,
-            ok_headers=Response(body, media_type=MEDIA_TYPES[chosen], headers=headers).raw_headers,
-            not_modified_headers=Response(status_code=304, headers=headers).raw_headers,
-            early_headers=Response(status_code=304, headers=early).raw_headers,
+            kept = [(k, v) for k, v in params if k != "cursor"]
+            next_url = render.link_with(ctx.base_url, path, [*kept, ("cursor", next_cursor)])
+    else:
+        next_url = render.next_page_url(
+            base_url=ctx.base_url, path=path, params=params, limit=limit, offset=offset,
+            returned=len(records), total=total,
         )  # fmt: skip
-
-    @router.get(
-        "/api/v1/datasets/{dataset_id}/records/{record_key}",
-        summary="One record by its key (its URI)",
-        responses={404: {"description": "No such record, or no dataset with this id that you may read"}},
+    headers["X-Total-Count"] = str(total)
+    if next_url is not None:
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    if next_cursor is not None:
+        headers["X-Next-Cursor"] = next_cursor
+    shown = _shown_fields(access, parsed)
+    # Whole records are copied as stored JSON text (orjson.Fragment), never decoded and re-encoded.
+    rows: list[Any] = (
+        [orjson.Fragment(r.raw) for r in records]
+        if shown is None
+        else [project(r.data, shown) for r in records]
     )
-    def get_record(request: Request, dataset_id: str, record_key: str, session: SessionDep) -> Response:
-        request.state.response_format = "json"
-        dataset, access = visible_dataset(session, caller_of(request), dataset_id)
-        record = queries.get_record(session, dataset_id=dataset.id, record_key=record_key)
-        if record is None:
-            raise HTTPException(
-                status_code=404, detail={"error": "not_found", "detail": "no record with this key"}
-            )
-        open_tally(request.state, dataset.id, "json").rows = 1
-        return Response(orjson.dumps(access.project(record.data)), media_type="application/json")
 
-    @router.get(
-        "/api/v1/datasets/{dataset_id}/export",
-        summary="The whole dataset (after filters), streamed: CSV, JSON, GeoJSON or NDJSON",
-        responses={
-            200: {
-                "content": {
-                    "text/csv": {},
-                    "application/json": {},
-                    "application/geo+json": {},
-                    "application/x-ndjson": {},
-                }
-            },
-            400: {"description": "A parameter is malformed; the body names it"},
-            404: {"description": "No dataset with this id that you may read"},
-        },
-    )
-    def export(
-        request: Request,
-        dataset_id: str,
-        session: SessionDep,
-        format: Annotated[FormatParam | None, Query(description="Output format")] = None,
-        bom: Annotated[bool, Query(description="CSV only: start with a UTF-8 BOM (Excel)")] = False,
-        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-    ) -> Response:
-        chosen = filters.negotiate_format(format, accept)
-        request.state.response_format = chosen
-        dataset, access, schema, parsed, location = prepare(
-            request, session, dataset_id, chosen, format is not None
+    projector = None if shown is None else (lambda data: project(data, shown))
+    body: bytes
+    if chosen == "csv":
+        headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.csv")
+        dicts = [project(r.data, shown) for r in records]
+        body = render.render_csv(_columns(view.schema, access, parsed, dicts), dicts, bom=paging.bom)
+    elif chosen == "geojson":
+        assert view.location is not None  # refused in _prepare
+        headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.geojson")
+        features = [stream.geojson_feature(r, view.location, projector) for r in records]
+        body = orjson.dumps({"type": "FeatureCollection", "features": features})
+    elif chosen == "ndjson":
+        body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    else:
+        page = render.records_page(
+            dataset_id=dataset.id, total=total, limit=limit, offset=offset, rows=rows, next_url=next_url
         )
-        for paging in ("limit", "offset", "cursor"):
-            if paging in request.query_params:
-                raise bad_request(paging, "an export is the whole dataset; page with /records instead")
-        tally = open_tally(request.state, dataset.id, chosen)
-        shown = _shown_fields(access, parsed)
-        columns = _columns(schema, access, parsed, None)
+        page["next_cursor"] = next_cursor
+        body = orjson.dumps(page)
+    # The ETag is a digest of the body itself, computed once per rendering: exact whatever
+    # changed (an out-of-order update need not move Last-Modified).
+    headers["ETag"] = weak_etag(chosen, body)
+    return CachedPage(
+        dataset_id=dataset.id, format=chosen, body=body, etag=headers["ETag"],
+        last_modified=dataset.last_record_at, rows=len(records), expires=expires,
+        ok_headers=Response(body, media_type=MEDIA_TYPES[chosen], headers=headers).raw_headers,
+        not_modified_headers=Response(status_code=304, headers=headers).raw_headers,
+        early_headers=Response(status_code=304, headers=early).raw_headers,
+    )  # fmt: skip
 
-        def count() -> None:
-            tally.rows += 1
 
-        projector = None if shown is None else (lambda data: project(data, shown))
+@router.get(
+    "/api/v1/datasets/{dataset_id}/records/{record_key}",
+    summary="One record by its key (its URI)",
+    response_class=Response,
+    responses={
+        200: {"model": Record, "content": {"application/json": {}}},
+        404: {"description": "No such record, or no dataset with this id that you may read"},
+    },
+)
+def get_record(request: Request, dataset_id: str, record_key: str, session: SessionDep) -> Response:
+    request.state.response_format = "json"
+    dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+    record = queries.get_record(session, dataset_id=dataset.id, record_key=record_key)
+    if record is None:
+        raise HTTPException(
+            status_code=404, detail={"error": "not_found", "detail": "no record with this key"}
+        )
+    open_tally(request.state, dataset.id, "json").rows = 1
+    return Response(orjson.dumps(access.project(record.data)), media_type="application/json")
 
-        def body() -> Iterator[bytes]:
-            # Its own session: the request's closes when the handler returns, before streaming ends.
-            with ctx.sessions() as own:
-                rows = queries.stream_records(own, dataset_id=dataset.id, query=parsed)
-                if chosen == "csv":
-                    yield from stream.csv_chunks(rows, columns, bom=bom, on_row=count)
-                elif chosen == "geojson":
-                    assert location is not None
-                    yield from stream.geojson_chunks(rows, location, project=projector, on_row=count)
-                elif chosen == "ndjson":
-                    yield from stream.ndjson_chunks(rows, project=projector, on_row=count)
-                else:
-                    yield from stream.json_array_chunks(rows, project=projector, on_row=count)
 
-        suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
-        headers = {"Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}")}
-        return StreamingResponse(body(), media_type=MEDIA_TYPES[chosen], headers=headers)
+@router.get(
+    "/api/v1/datasets/{dataset_id}/export",
+    summary="The whole dataset (after filters), streamed: CSV, JSON, GeoJSON or NDJSON",
+    response_class=Response,
+    responses={
+        200: {"model": RecordArray, "content": {"application/json": {}, **_OTHER_FORMATS}},
+        400: {"description": "A parameter is malformed; the body names it"},
+        404: {"description": "No dataset with this id that you may read"},
+    },
+)
+def export(
+    request: Request,
+    dataset_id: str,
+    ctx: ContextDep,
+    session: SessionDep,
+    format: Annotated[FormatParam | None, Query(description="Output format")] = None,
+    bom: Annotated[bool, Query(description="CSV only: start with a UTF-8 BOM (Excel)")] = False,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    chosen = filters.negotiate_format(format, accept)
+    request.state.response_format = chosen
+    dataset, access, schema, parsed, location = _prepare(
+        ctx, request, session, dataset_id, chosen, format is not None
+    )
+    for paging in ("limit", "offset", "cursor"):
+        if paging in request.query_params:
+            raise bad_request(paging, "an export is the whole dataset; page with /records instead")
+    tally = open_tally(request.state, dataset.id, chosen)
+    shown = _shown_fields(access, parsed)
+    columns = _columns(schema, access, parsed, None)
 
-    return router
+    def count() -> None:
+        tally.rows += 1
+
+    projector = None if shown is None else (lambda data: project(data, shown))
+
+    def body() -> Iterator[bytes]:
+        # Its own session: the request's closes when the handler returns, before streaming ends.
+        with ctx.sessions() as own:
+            rows = queries.stream_records(own, dataset_id=dataset.id, query=parsed)
+            if chosen == "csv":
+                yield from stream.csv_chunks(rows, columns, bom=bom, on_row=count)
+            elif chosen == "geojson":
+                assert location is not None
+                yield from stream.geojson_chunks(rows, location, project=projector, on_row=count)
+            elif chosen == "ndjson":
+                yield from stream.ndjson_chunks(rows, project=projector, on_row=count)
+            else:
+                yield from stream.json_array_chunks(rows, project=projector, on_row=count)
+
+    suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
+    headers = {"Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}")}
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[chosen], headers=headers)

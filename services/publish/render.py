@@ -246,27 +246,6 @@ def record_point(record: RecordLike, fields: tuple[str, str]) -> list[float] | N
     return [longitude, latitude]
 
 
-def render_geojson(records: Iterable[RecordLike], fields: tuple[str, str]) -> dict[str, Any]:
-    """RFC 7946 FeatureCollection of Points.
-
-    A record without usable coordinates is a Feature with ``geometry: null`` (RFC 7946 §3.2) rather
-    than being dropped: the features then correspond one to one with the page's records, so
-    ``limit``/``offset`` pagination and ``total`` mean the same thing in every format.
-    """
-    features = []
-    for record in records:
-        point = record_point(record, fields)
-        features.append(
-            {
-                "type": "Feature",
-                "id": record.record_key,
-                "geometry": None if point is None else {"type": "Point", "coordinates": point},
-                "properties": record.data,
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
-
-
 def content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII fallback and the exact name in RFC 6266/5987 ``filename*``."""
     ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cityos.domain.access import Caller, CallerKind
+from cityos.domain.access import Caller
 from cityos.kernel.db.publish_models import UsageCounter
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
@@ -248,7 +248,3 @@ def usage_rows(
         }
         for row in session.scalars(statement)
     ]
-
-
-def is_registered(caller: Caller) -> bool:
-    return caller.kind is not CallerKind.anonymous and caller.key_id is not None

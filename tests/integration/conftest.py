@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests import needs
-from tests.integration.stack import Stack
+from tests.support import needs
+from tests.support.stack import Stack
 
 
 def _service_env(name: str) -> str:

@@ -20,8 +20,8 @@ import orjson
 import pytest
 
 from cityos.kernel.settings import REPO_ROOT
-from tests.integration.feeds_helpers import bearer, catalog, copier, credential, produce, validated_event
-from tests.integration.stack import Stack
+from tests.support.feeds import bearer, catalog, copier, credential, produce, validated_event
+from tests.support.stack import Stack
 
 DEPARTMENTS = ("digital", "fire", "health-welfare", "planning")
 # dataset -> (classification, owner)

@@ -1,6 +1,6 @@
 """Catalog persistence on PostgreSQL only: what SQLite cannot show (row locks, advisory locks).
 
-Behaviour shared by both backends is tested in ``tests/unit/test_catalog_store.py``, which runs every
+Behaviour shared by both backends is tested in ``tests/unit/services/catalog/test_catalog_store.py``, which runs every
 test on SQLite and PostgreSQL.
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from cityos.kernel.db.engine import MIGRATION_LOCK_KEY, make_engine, migrate, session_factory
 from cityos.kernel.db.models import ProcessedEvent, Record
 from services.catalog.store import apply_batch, sync_schema_set
-from tests.unit.test_catalog_store import NOW, make_schema_set, pg_schema_url, upsert
+from tests.support.catalog_store import NOW, make_schema_set, pg_schema_url, upsert
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import ckanapi
 import pytest
 
-from tests.integration.test_publish_support import (
+from tests.support.publish import (
     HIDDEN_IDS,
     events,
     hidden_rows,

@@ -15,7 +15,7 @@ from cityos.department.outbox import record_event
 from cityos.kernel.db.engine import normalize_url
 from cityos.kernel.db.models import ProcessedEvent, Record
 from cityos.kernel.schemas import schema_uri
-from tests.integration.stack import Stack
+from tests.support.stack import Stack
 
 TOTAL = 20_000
 

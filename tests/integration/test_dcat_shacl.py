@@ -14,8 +14,8 @@ from pyshacl import validate
 from rdflib import Graph, URIRef
 from rdflib.namespace import DCAT, DCTERMS, RDF
 
-from tests.fixtures_path import FIXTURES
-from tests.integration.test_publish_support import (
+from tests.support.fixtures_path import FIXTURES
+from tests.support.publish import (
     HIDDEN_IDS,
     events,
     hidden_rows,

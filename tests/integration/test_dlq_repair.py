@@ -16,7 +16,7 @@ import pytest
 
 from cityos.department.outbox import STRUCTURED_HEADERS, record_event
 from cityos.kernel.schemas import schema_uri
-from tests.integration.stack import Stack
+from tests.support.stack import Stack
 
 OTHER = {
     "NO": "9000000002",

@@ -16,9 +16,9 @@ import pytest
 from cityos.department.csvimport import iter_csv_records
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import REPO_ROOT
-from tests.fixtures_path import OPENDATA_SAMPLES
-from tests.integration.promtool import assert_promtool_clean
-from tests.integration.stack import Stack
+from tests.support.fixtures_path import OPENDATA_SAMPLES
+from tests.support.promtool import assert_promtool_clean
+from tests.support.stack import Stack
 
 YAIZU = OPENDATA_SAMPLES / "yaizu-222127"
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from cityos.kernel.kafka import VALIDATED_PARTITIONS
-from tests.integration.feeds_helpers import (
+from tests.support.feeds import (
     aed,
     bodies,
     copier,
@@ -25,7 +23,7 @@ from tests.integration.feeds_helpers import (
     subscribe,
     validated_event,
 )
-from tests.integration.stack import Stack
+from tests.support.stack import Stack
 
 TOTAL = 100_000
 RECORDS = 1_500  # per dataset: every record changes many times, so per-record order is tested
@@ -33,10 +31,8 @@ COPIER_FIELDS = ["ID", "部局コード", "枚数_モノクロ"]
 AED_FIELDS = ["名称"]
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    # The transport is under test here, not the database: one backend keeps the run short.
-    yield f"sqlite:///{tmp_path / 'catalog.db'}"
+# The transport is under test here, not the database: one backend keeps the run short.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def planned_events() -> list[tuple[str, bytes, bytes, dict[str, Any]]]:

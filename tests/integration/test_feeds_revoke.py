@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.integration.feeds_helpers import (
+from tests.support.feeds import (
     admin,
     bearer,
     catalog,
@@ -22,7 +22,7 @@ from tests.integration.feeds_helpers import (
     subscribe,
     validated_event,
 )
-from tests.integration.stack import Stack
+from tests.support.stack import Stack
 
 FIELDS = ["ID", "部局コード", "枚数_モノクロ"]
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,7 +16,7 @@ from cityos.department.outbox import record_event
 from cityos.kernel.events import TYPE_DELETED
 from cityos.kernel.schemas import schema_uri
 from services.feeds.state import parse_state
-from tests.integration.feeds_helpers import (
+from tests.support.feeds import (
     admin,
     aed,
     catalog,
@@ -28,15 +26,14 @@ from tests.integration.feeds_helpers import (
     subscribe,
     validated_event,
 )
-from tests.integration.stack import Stack, header
+from tests.support.stack import Stack, header
 
 RECORDS = 400
 ROUNDS = 30  # every record changes ROUNDS times (every 7th change of a record is a deletion)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    yield f"sqlite:///{tmp_path / 'catalog.db'}"
+# The hand-over between snapshot and stream is under test, not the database: one backend is enough.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def produce_stream(stack: Stack, progress: list[int]) -> None:

@@ -15,7 +15,7 @@ from confluent_kafka import Message
 
 from cityos.kernel.kafka import MAX_PRODUCE_BYTES
 from cityos.kernel.schemas import schema_uri
-from tests.integration.stack import Stack, header
+from tests.support.stack import Stack, header
 
 AED = {
     "NO": "1",
@@ -124,6 +124,6 @@ def test_dead_letter_counts_show_in_ingest_metrics(ingest_only: Stack, outputs: 
 
 
 def test_ingest_metrics_pass_promtool(ingest_only: Stack, outputs: object, tmp_path: Path) -> None:
-    from tests.integration.promtool import assert_promtool_clean
+    from tests.support.promtool import assert_promtool_clean
 
     assert_promtool_clean(ingest_only.url("ingest", "/metrics"))

@@ -16,7 +16,7 @@ from cityos.department.demo import demo_records
 from cityos.department.outbox import record_event
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
-from tests.integration.stack import Stack, free_port
+from tests.support.stack import Stack, free_port
 
 EVENTS = 3000
 

@@ -16,7 +16,7 @@ import httpx
 
 from cityos.kernel.db.engine import session_factory
 from services.catalog.store import apply_batch
-from tests.integration.test_publish_support import T0, events, load, schemas_with_sites, serve
+from tests.support.publish import T0, events, load, schemas_with_sites, serve
 
 COUNT = 50_000
 PAGE = 1_000

@@ -9,7 +9,7 @@ import httpx
 from shapely.geometry import Point, box, shape
 
 from cityos.domain.readmodel.query import haversine_m
-from tests.integration.test_publish_support import (
+from tests.support.publish import (
     SITES_ID,
     events,
     kitakyushu_site_rows,

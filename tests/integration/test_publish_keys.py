@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from cityos.domain.apikeys import OwnerKind, issue_key, revoke_key
 from cityos.kernel.db.engine import session_factory
-from tests.integration.test_publish_support import events, load, schemas_with_sites, serve, yaizu_aed_rows
+from tests.support.publish import events, load, schemas_with_sites, serve, yaizu_aed_rows
 
 
 def _key(engine: Engine, *, limit: int | None = None, expires: datetime | None = None) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from cityos.kernel.db.engine import session_factory
 from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch
 from services.publish.app import create_app
-from tests.integration.test_publish_support import (
+from tests.support.publish import (
     HIDDEN_IDS,
     T0,
     events,

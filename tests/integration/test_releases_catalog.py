@@ -16,7 +16,7 @@ from cityos.domain.anonymize.releases import RESTRICTED_ACTION, ReleaseError, cr
 from cityos.domain.audit import list_audit
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.db.models import Dataset, Record
-from tests.integration.release_support import store_synthetic_moves
+from tests.support.releases import store_synthetic_moves
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 ACME = Caller(CallerKind.applicant, principal="acme", key_id="cos_00000001")

@@ -13,7 +13,7 @@ from typing import Any
 
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.settings import REPO_ROOT
-from tests.integration.release_support import store_synthetic_moves
+from tests.support.releases import store_synthetic_moves
 
 NOW = datetime.now(UTC)
 

@@ -21,7 +21,7 @@ from cityos.domain.anonymize.synthetic import synthetic_moves
 from cityos.domain.apikeys import OwnerKind, issue_key
 from cityos.kernel.db.engine import make_engine, session_factory
 from cityos.kernel.settings import REPO_ROOT
-from tests.integration.stack import Stack
+from tests.support.stack import Stack
 
 RECORDS = 400
 SEED = 91

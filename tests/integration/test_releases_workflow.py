@@ -16,8 +16,8 @@ import pandas as pd
 from cityos.domain.apikeys import OwnerKind, issue_key
 from cityos.domain.audit import list_audit
 from cityos.kernel.db.engine import make_engine, session_factory
-from tests.integration.promtool import assert_promtool_clean
-from tests.integration.stack import Stack
+from tests.support.promtool import assert_promtool_clean
+from tests.support.stack import Stack
 
 RECORDS = 1500
 ADMIN = "/api/v1/admin"

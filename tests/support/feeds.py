@@ -13,7 +13,7 @@ from confluent_kafka import Message, Producer
 
 from cityos.department.outbox import record_event
 from cityos.kernel.schemas import schema_uri
-from tests.integration.stack import Stack, header
+from tests.support.stack import Stack, header
 
 
 def admin(stack: Stack) -> dict[str, str]:

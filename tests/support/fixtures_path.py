@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _locate() -> Path:
@@ -35,6 +35,6 @@ def _locate() -> Path:
 FIXTURES: Path = _locate()
 OPENDATA_SAMPLES: Path = FIXTURES / "opendata-jp" / "samples"
 
-if __name__ == "__main__":  # `python -m tests.fixtures_path`: used by deploy/local/test.sh
+if __name__ == "__main__":  # `python -m tests.support.fixtures_path`: used by deploy/local/test.sh
     print(FIXTURES)
     raise SystemExit(0 if FIXTURES.is_dir() else 1)

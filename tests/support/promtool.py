@@ -6,7 +6,7 @@ import subprocess
 
 import httpx
 
-from tests import needs
+from tests.support import needs
 
 
 def assert_promtool_clean(url: str) -> None:

@@ -26,8 +26,8 @@ from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.app import create_app
-from tests.fixtures_path import OPENDATA_SAMPLES
-from tests.integration.stack import free_port
+from tests.support.fixtures_path import OPENDATA_SAMPLES
+from tests.support.stack import free_port
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 YAIZU_AED = OPENDATA_SAMPLES / "yaizu-222127" / "222127_aed.csv"

@@ -148,31 +148,49 @@ def _check_bounds(name: str, bounds: list[list[int]]) -> list[str]:
     return problems
 
 
-def check_against_schema(profile: Profile, schema: dict[str, Any]) -> list[str]:
-    """Every problem between a profile and the dataset's JSON Schema (empty when they agree)."""
-    properties: dict[str, Any] = schema.get("properties", {})
-    tags = {name: prop.get("x-anonymization", "direct") for name, prop in properties.items()}
-    problems = []
+def _column_uses(profile: Profile) -> dict[str, str]:
+    """How the profile uses each source column; a later role wins (keep and sensitive over quasi)."""
     used: dict[str, str] = {}
     for name in profile.delete:
         used[name] = "delete"
     for q in profile.quasi:
         for source in q.sources:
+            used.setdefault(source, "quasi")
+    for name in profile.keep:
+        used[name] = "keep"
+    used[profile.sensitive.attribute] = "sensitive"
+    return used
+
+
+def _role_problems(profile: Profile, tags: dict[str, Any]) -> list[str]:
+    """Columns the profile uses in a role the schema's ``x-anonymization`` tag forbids."""
+    problems = []
+    for q in profile.quasi:
+        for source in q.sources:
             if tags.get(source) == "direct":
                 problems.append(f"{source} is a direct identifier; it cannot feed quasi-identifier {q.name}")
-            used.setdefault(source, "quasi")
     for name in profile.keep:
         if tags.get(name) != "none":
             problems.append(f"{name} is kept as is but the schema marks it {tags.get(name, 'unknown')!r}")
-        used[name] = "keep"
     if tags.get(profile.sensitive.attribute) != "sensitive":
         problems.append(f"{profile.sensitive.attribute} is not a sensitive attribute in the schema")
-    used[profile.sensitive.attribute] = "sensitive"
+    return problems
+
+
+def _unhandled_problems(tags: dict[str, Any], used: dict[str, str]) -> list[str]:
+    """Identifying columns of the schema the profile would let through unchanged."""
+    problems = []
     for name, tag in tags.items():
         if tag == "direct" and used.get(name) != "delete":
             problems.append(f"direct identifier {name} must be listed in delete")
         if tag == "quasi" and name not in used:
             problems.append(f"quasi-identifier {name} is neither generalised nor deleted")
+    return problems
+
+
+def _column_name_problems(profile: Profile, properties: dict[str, Any], used: dict[str, str]) -> list[str]:
+    """Columns the profile names that the dataset lacks, and output names that clash with its columns."""
+    problems = []
     for name in used:
         if name not in properties:
             problems.append(f"{name} is not a column of the dataset")
@@ -182,6 +200,18 @@ def check_against_schema(profile: Profile, schema: dict[str, Any]) -> list[str]:
     if profile.row_id in properties:
         problems.append(f"row id {profile.row_id} collides with a source column")
     return problems
+
+
+def check_against_schema(profile: Profile, schema: dict[str, Any]) -> list[str]:
+    """Every problem between a profile and the dataset's JSON Schema (empty when they agree)."""
+    properties: dict[str, Any] = schema.get("properties", {})
+    tags = {name: prop.get("x-anonymization", "direct") for name, prop in properties.items()}
+    used = _column_uses(profile)
+    return [
+        *_role_problems(profile, tags),
+        *_unhandled_problems(tags, used),
+        *_column_name_problems(profile, properties, used),
+    ]
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

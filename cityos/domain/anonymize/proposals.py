@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityos.domain.anonymize.profile import PROFILES_DIR, ProfileError, load_profile, profile_path
 from cityos.domain.anonymize.releases import ReleaseResult, create_release, latest_schema
 from cityos.domain.audit import record_audit
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import Dataset
 from cityos.kernel.db.release_models import ProposalCall, Release, ReleaseProposal
 
@@ -229,37 +231,64 @@ def release_for_proposal(
     )
 
 
-def proposal_as_dict(proposal: ReleaseProposal) -> dict[str, Any]:
-    def when(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
+class ProposalView(BaseModel):
+    """A proposal as the admin API and ``cityos release`` show it, with its whole history."""
 
-    return {
-        "id": proposal.id,
-        "call": proposal.call_id,
-        "applicant": proposal.applicant_id,
-        "purpose": proposal.purpose,
-        "items": proposal.items,
-        "use_period": proposal.use_period,
-        "safety_measures": proposal.safety_measures,
-        "status": proposal.status,
-        "submitted_at": when(proposal.submitted_at),
-        "decided_at": when(proposal.decided_at),
-        "decision_reason": proposal.decision_reason,
-        "contract_ref": proposal.contract_ref,
-        "contracted_at": when(proposal.contracted_at),
-        "cancelled_at": when(proposal.cancelled_at),
-        "cancel_reason": proposal.cancel_reason,
-    }
+    id: str
+    call: str
+    applicant: str
+    purpose: str
+    items: list[str]
+    use_period: str
+    safety_measures: str
+    status: str
+    submitted_at: Instant
+    decided_at: Instant | None
+    decision_reason: str | None
+    contract_ref: str | None
+    contracted_at: Instant | None
+    cancelled_at: Instant | None
+    cancel_reason: str | None
+
+    @classmethod
+    def of(cls, proposal: ReleaseProposal) -> ProposalView:
+        return cls(
+            id=proposal.id,
+            call=proposal.call_id,
+            applicant=proposal.applicant_id,
+            purpose=proposal.purpose,
+            items=proposal.items,
+            use_period=proposal.use_period,
+            safety_measures=proposal.safety_measures,
+            status=proposal.status,
+            submitted_at=proposal.submitted_at,
+            decided_at=proposal.decided_at,
+            decision_reason=proposal.decision_reason,
+            contract_ref=proposal.contract_ref,
+            contracted_at=proposal.contracted_at,
+            cancelled_at=proposal.cancelled_at,
+            cancel_reason=proposal.cancel_reason,
+        )
 
 
-def call_as_dict(call: ProposalCall) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "dataset": call.dataset_id,
-        "title": call.title,
-        "opens_at": call.opens_at.isoformat(),
-        "closes_at": call.closes_at.isoformat(),
-    }
+class CallView(BaseModel):
+    """A call for proposals: which dataset, and when proposals are accepted."""
+
+    id: str
+    dataset: str
+    title: str
+    opens_at: Instant
+    closes_at: Instant
+
+    @classmethod
+    def of(cls, call: ProposalCall) -> CallView:
+        return cls(
+            id=call.id,
+            dataset=call.dataset_id,
+            title=call.title,
+            opens_at=call.opens_at,
+            closes_at=call.closes_at,
+        )
 
 
 def file_register(
@@ -283,7 +312,9 @@ def file_register(
                 "記録項目": [prop.get("title", name) for name, prop in schema.get("properties", {}).items()],
                 "提案募集の対象": bool(releasable_items(session, dataset.id, profiles_dir)),
                 "提案の提出先": register.get("提案の提出先"),
-                "募集中": [call_as_dict(c) for c in calls if c.opens_at <= now < c.closes_at],
+                "募集中": [
+                    CallView.of(c).model_dump(mode="json") for c in calls if c.opens_at <= now < c.closes_at
+                ],
                 "匿名加工情報の概要": [r.overview for r in releases],
             }
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,8 @@ from cityos.domain.anonymize.gate import GateOutcome, run_gate
 from cityos.domain.anonymize.profile import PROFILES_DIR, ProfileError, load_profile, profile_path
 from cityos.domain.anonymize.verify import read_release
 from cityos.domain.audit import record_audit
+from cityos.domain.readmodel import queries
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import Dataset, Record, SchemaVersionRow
 from cityos.kernel.db.release_models import Release
 
@@ -56,11 +59,8 @@ def personal_frame(session: Session, dataset_id: str) -> pd.DataFrame:
 
 
 def latest_schema(session: Session, dataset_id: str) -> dict[str, Any] | None:
-    row = session.scalars(
-        select(SchemaVersionRow)
-        .where(SchemaVersionRow.dataset_id == dataset_id)
-        .order_by(SchemaVersionRow.version.desc())
-    ).first()
+    """The document of the dataset's highest registered schema version."""
+    row = queries.latest_schema(session, dataset_id=dataset_id)
     return None if row is None else row.document
 
 
@@ -276,18 +276,35 @@ def list_releases(session: Session) -> list[Release]:
     return list(session.scalars(select(Release).order_by(Release.created_at, Release.id)))
 
 
-def release_summary(release: Release) -> dict[str, Any]:
+class ReleaseSummary(BaseModel):
     """What an operator list shows: never the content, never the method."""
-    return {
-        "id": release.id,
-        "dataset": release.dataset_id,
-        "source": release.source_dataset_id,
-        "classification": release.classification,
-        "applicant": release.applicant_id,
-        "proposal": release.proposal_id,
-        "rows": release.row_count,
-        "sha256": release.sha256,
-        "概要": release.overview,
-        "created_at": release.created_at.isoformat(),
-        "created_by": release.created_by,
-    }
+
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
+    id: str
+    dataset: str
+    source: str
+    classification: str
+    applicant: str | None
+    proposal: str | None
+    rows: int
+    sha256: str
+    overview: dict[str, Any] = Field(alias="概要", description="the published 概要 of the release")
+    created_at: Instant
+    created_by: str
+
+    @classmethod
+    def of(cls, release: Release) -> ReleaseSummary:
+        return cls(
+            id=release.id,
+            dataset=release.dataset_id,
+            source=release.source_dataset_id,
+            classification=release.classification,
+            applicant=release.applicant_id,
+            proposal=release.proposal_id,
+            rows=release.row_count,
+            sha256=release.sha256,
+            overview=release.overview,
+            created_at=release.created_at,
+            created_by=release.created_by,
+        )

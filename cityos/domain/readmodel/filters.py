@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 FilterValue = str | int | float | bool
 OutputFormat = Literal["json", "csv", "geojson", "ndjson"]
-
-# Query parameters the endpoint itself owns. They win over a schema property of the same name: the
-# API contract must not change meaning because some dataset declares a column called "limit".
-RESERVED_PARAMS = frozenset({"limit", "offset", "format", "bom"})
 
 # JSON's number grammar (RFC 8259 §6). Python's float() is laxer (" 1", "1_000", "nan", "inf"), and an
 # open-data API should accept exactly what the JSON document would contain.
@@ -191,37 +187,6 @@ def _in_int64(value: int, raw: str) -> Converted | Invalid:
     if _INT64_MIN <= value <= _INT64_MAX:
         return Converted(value)
     return Invalid(f"{raw!r} is out of the supported integer range (64-bit)", final=True)
-
-
-def parse_filters(
-    params: Iterable[tuple[str, str]],
-    schema: Mapping[str, Any] | None,
-) -> dict[str, FilterValue] | ParamProblem:
-    """Turn the non-reserved query parameters into typed equality filters on declared properties.
-
-    ``params`` is the raw multi-valued query (name, value) list, already percent-decoded, so Japanese
-    property names arrive as text. ``schema`` is the dataset's current JSON Schema document; without
-    one no property is declared and any filter is refused.
-    """
-    properties = schema.get("properties") if schema is not None else None
-    declared: Mapping[str, Any] = properties if isinstance(properties, Mapping) else {}
-    filters: dict[str, FilterValue] = {}
-    seen: set[str] = set()
-    for name, raw in params:
-        if name in RESERVED_PARAMS:
-            continue
-        if name in seen:
-            return ParamProblem(name, "given more than once; one value per property is supported")
-        seen.add(name)
-        prop = declared.get(name)
-        if not isinstance(prop, Mapping):
-            return ParamProblem(name, "not a declared property of this dataset's schema")
-        assert schema is not None  # a declared property implies a schema
-        result = convert(raw, declared_types(schema, prop))
-        if isinstance(result, Invalid):
-            return ParamProblem(name, result.reason)
-        filters[name] = result.value
-    return filters
 
 
 def negotiate_format(format_param: str | None, accept: str | None) -> OutputFormat:

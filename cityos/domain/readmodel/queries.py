@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -105,18 +104,17 @@ def list_records(
 
 
 def latest_schema(session: Session, *, dataset_id: str) -> SchemaVersionRow | None:
-    """The highest registered schema version of a dataset."""
+    """The highest registered schema version of a dataset, None before its first registration.
+
+    The one definition of "the dataset's current schema" for every reader (publish API, grants'
+    field filters, releases): version numbers are unique per dataset, so the answer is unambiguous.
+    """
     return session.scalars(
         select(SchemaVersionRow)
         .where(SchemaVersionRow.dataset_id == dataset_id)
         .order_by(SchemaVersionRow.version.desc())
         .limit(1)
     ).first()
-
-
-def get_schema_by_uri(session: Session, *, uri: str) -> SchemaVersionRow | None:
-    """A schema version by its URI (its ``$id``, the events' ``dataschema``)."""
-    return session.scalars(select(SchemaVersionRow).where(SchemaVersionRow.uri == uri)).first()
 
 
 # --- rich record queries (publish API: filters, text, geo, sort, keyset) ------------------------
@@ -324,14 +322,6 @@ def stream_records(
     )
     for row in session.execute(statement):
         yield RawRecord(*row)
-
-
-def dataset_stamp(session: Session, *, dataset_id: str) -> tuple[int, datetime | None]:
-    """(record count, newest change) of a dataset, read fresh: the basis of ETag and Last-Modified."""
-    row = session.execute(
-        select(Dataset.record_count, Dataset.last_record_at).where(Dataset.id == dataset_id)
-    ).first()
-    return (0, None) if row is None else (int(row[0]), row[1])
 
 
 def dataset_extent(session: Session, *, dataset_id: str) -> tuple[float, float, float, float] | None:

@@ -245,6 +245,58 @@ def _names(raw: str, parameter: str) -> list[str] | ParamProblem:
     return names
 
 
+def _bbox_param(raw: str, has_location: bool) -> BBox | ParamProblem:
+    if not has_location:
+        return ParamProblem("bbox", "this dataset declares no location")
+    return parse_bbox(raw)
+
+
+def _near_param(options: Mapping[str, str], has_location: bool) -> Near | ParamProblem:
+    """``near`` with its optional ``distance``; a ``distance`` alone is refused, not ignored."""
+    if "near" not in options:
+        return ParamProblem("distance", "needs near=lon,lat")
+    if not has_location:
+        return ParamProblem("near", "this dataset declares no location")
+    return parse_near(options["near"], options.get("distance"))
+
+
+def _parse_sort(
+    raw: str, declared: Mapping[str, Any], allowed_fields: frozenset[str] | None
+) -> tuple[SortKey, ...] | ParamProblem:
+    names = _names(raw, "sort")
+    if isinstance(names, ParamProblem):
+        return names
+    sort: list[SortKey] = []
+    for entry in names:
+        descending = entry.startswith("-")
+        name = entry.lstrip("-+")
+        if not _visible(name, declared, allowed_fields):
+            return ParamProblem("sort", f"{name!r}: {_UNKNOWN}")
+        sort.append(SortKey(name, descending))
+    return tuple(sort)
+
+
+def _parse_fields(
+    raw: str, declared: Mapping[str, Any], allowed_fields: frozenset[str] | None
+) -> tuple[str, ...] | ParamProblem:
+    names = _names(raw, "fields")
+    if isinstance(names, ParamProblem):
+        return names
+    for name in names:
+        if not _visible(name, declared, allowed_fields):
+            return ParamProblem("fields", f"{name!r}: {_UNKNOWN}")
+    return tuple(dict.fromkeys(names))
+
+
+def _parse_cursor(raw: str, has_sort: bool, offset: str | None) -> str | ParamProblem:
+    """The record key a cursor continues after; only meaningful in plain record-key order."""
+    if has_sort:
+        return ParamProblem("cursor", "cursor pagination follows the record key order; drop sort")
+    if offset not in (None, "0"):
+        return ParamProblem("cursor", "use either cursor or offset, not both")
+    return decode_cursor(raw)
+
+
 def parse_query(
     params: Iterable[tuple[str, str]],
     schema: Mapping[str, Any] | None,
@@ -257,7 +309,7 @@ def parse_query(
     ``allowed_fields`` is the caller's projection from ``read_access`` (None: every field).
     """
     declared = _properties(schema)
-    single: dict[str, str] = {}
+    options: dict[str, str] = {}
     conditions: list[Condition] = []
     seen: set[str] = set()
     for parameter, raw in params:
@@ -265,7 +317,7 @@ def parse_query(
             return ParamProblem(parameter, "given more than once; one value per parameter is supported")
         seen.add(parameter)
         if parameter in RESERVED:
-            single[parameter] = raw
+            options[parameter] = raw
             continue
         match = _OPERATOR_PARAM.fullmatch(parameter)
         name, op = (match["name"], match["op"]) if match else (parameter, "eq")
@@ -276,61 +328,62 @@ def parse_query(
         if isinstance(parsed, ParamProblem):
             return parsed
         conditions.append(parsed)
+    return _build_query(conditions, options, schema, declared, allowed_fields, has_location)
 
-    visible = [n for n in declared if _visible(n, declared, allowed_fields)]
+
+def _build_query(
+    conditions: list[Condition],
+    options: Mapping[str, str],
+    schema: Mapping[str, Any] | None,
+    declared: Mapping[str, Any],
+    allowed_fields: frozenset[str] | None,
+    has_location: bool,
+) -> RecordQuery | ParamProblem:
+    """The query from its filters and the endpoint's own parameters (``options``).
+
+    The checks run in a fixed order (q, bbox, near, sort, fields, cursor) so a request with several
+    mistakes always gets the same 400. Each option is parsed only when present: this is on the
+    open-data API's hot path.
+    """
     text: str | None = None
-    if "q" in single:
-        text = single["q"].strip()
+    if "q" in options:
+        text = options["q"].strip()
         if not text or len(text) > MAX_Q_LENGTH:
             return ParamProblem("q", f"expected 1 to {MAX_Q_LENGTH} characters of text")
-    text_fields = tuple(n for n in visible if "string" in declared_types(schema or {}, declared[n]))
+    text_fields = tuple(
+        n
+        for n in declared
+        if _visible(n, declared, allowed_fields) and "string" in declared_types(schema or {}, declared[n])
+    )
 
-    bbox = near = None
-    if ("bbox" in single or "near" in single) and not has_location:
-        which = "bbox" if "bbox" in single else "near"
-        return ParamProblem(which, "this dataset declares no location")
-    if "bbox" in single:
-        parsed_bbox = parse_bbox(single["bbox"])
+    bbox: BBox | None = None
+    if "bbox" in options:
+        parsed_bbox = _bbox_param(options["bbox"], has_location)
         if isinstance(parsed_bbox, ParamProblem):
             return parsed_bbox
         bbox = parsed_bbox
-    if "near" in single:
-        parsed_near = parse_near(single["near"], single.get("distance"))
+    near: Near | None = None
+    if "near" in options or "distance" in options:
+        parsed_near = _near_param(options, has_location)
         if isinstance(parsed_near, ParamProblem):
             return parsed_near
         near = parsed_near
-    elif "distance" in single:
-        return ParamProblem("distance", "needs near=lon,lat")
 
-    sort: list[SortKey] = []
-    if "sort" in single:
-        names = _names(single["sort"], "sort")
-        if isinstance(names, ParamProblem):
-            return names
-        for entry in names:
-            descending = entry.startswith("-")
-            name = entry.lstrip("-+")
-            if not _visible(name, declared, allowed_fields):
-                return ParamProblem("sort", f"{name!r}: {_UNKNOWN}")
-            sort.append(SortKey(name, descending))
-
+    sort: tuple[SortKey, ...] = ()
+    if "sort" in options:
+        parsed_sort = _parse_sort(options["sort"], declared, allowed_fields)
+        if isinstance(parsed_sort, ParamProblem):
+            return parsed_sort
+        sort = parsed_sort
     fields: tuple[str, ...] | None = None
-    if "fields" in single:
-        names = _names(single["fields"], "fields")
-        if isinstance(names, ParamProblem):
-            return names
-        for name in names:
-            if not _visible(name, declared, allowed_fields):
-                return ParamProblem("fields", f"{name!r}: {_UNKNOWN}")
-        fields = tuple(dict.fromkeys(names))
-
+    if "fields" in options:
+        parsed_fields = _parse_fields(options["fields"], declared, allowed_fields)
+        if isinstance(parsed_fields, ParamProblem):
+            return parsed_fields
+        fields = parsed_fields
     after_key: str | None = None
-    if "cursor" in single:
-        if sort:
-            return ParamProblem("cursor", "cursor pagination follows the record key order; drop sort")
-        if single.get("offset") not in (None, "0"):
-            return ParamProblem("cursor", "use either cursor or offset, not both")
-        decoded = decode_cursor(single["cursor"])
+    if "cursor" in options:
+        decoded = _parse_cursor(options["cursor"], bool(sort), options.get("offset"))
         if isinstance(decoded, ParamProblem):
             return decoded
         after_key = decoded
@@ -341,7 +394,7 @@ def parse_query(
         text_fields=text_fields,
         bbox=bbox,
         near=near,
-        sort=tuple(sort),
+        sort=sort,
         fields=fields,
         after_key=after_key,
     )

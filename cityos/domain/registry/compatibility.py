@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, Field
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
+from cityos.domain.registry.lint import IssueMessage
 from cityos.domain.registry.messages import COMPATIBILITY
 from cityos.kernel.references import absolutize, offline_registry
 
@@ -105,14 +107,27 @@ class Incompatibility:
     version: int | None = None  # the registered version it was compared with
     direction: str = ""  # "backward": new reads old data; "forward": old reads new data
 
+    def view(self) -> IncompatibilityView:
+        return IncompatibilityView(
+            pointer=self.pointer,
+            rule=self.rule,
+            message=IssueMessage(en=self.en, ja=self.ja),
+            version=self.version,
+            direction=self.direction,
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "pointer": self.pointer,
-            "rule": self.rule,
-            "message": {"en": self.en, "ja": self.ja},
-            "version": self.version,
-            "direction": self.direction,
-        }
+        return self.view().model_dump(mode="json")
+
+
+class IncompatibilityView(BaseModel):
+    """A reason a version is refused, as the admin API and ``cityos schemas`` show it."""
+
+    pointer: str
+    rule: str
+    message: IssueMessage
+    version: int | None = Field(description="the registered version it was compared with")
+    direction: str = Field(description='"backward": new reads old data; "forward": old reads new data')
 
 
 def _pointer(path: Sequence[str | int]) -> str:
@@ -149,6 +164,14 @@ def _unconstrained(node: Any) -> bool:
     if node is True:
         return True
     return isinstance(node, dict) and all(key in _ANNOTATIONS or key.startswith("x-") for key in node)
+
+
+def _shared_types(w_types: frozenset[str] | None, r_types: frozenset[str] | None) -> set[str]:
+    """Types both sides accept (a shared integer makes number keywords such as multipleOf apply)."""
+    shared = {t for t in (_ALL_TYPES if w_types is None else w_types) if _covers(r_types, t)}
+    if "integer" in shared:
+        shared.add("number")
+    return shared
 
 
 def _merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -261,23 +284,44 @@ class _Comparer:
             return problems + self._each_alternative(writer, w_alternatives, reader, path, seen)
 
         w_types, r_types = _types(writer), _types(reader)
-        if r_types is not None:
-            allowed = _ALL_TYPES if w_types is None else w_types
-            lost = sorted(t for t in allowed if not _covers(r_types, t) and t != "integer")
-            lost += ["integer"] if "integer" in allowed and not _covers(r_types, "integer") else []
-            if lost:
-                kept = [t for t in allowed if _covers(r_types, t)]
-                if "number" in allowed and "integer" in r_types:
-                    kept.append("integer")  # integers written as numbers stay valid
-                rule = "TYPE_NARROWED" if kept else "TYPE_CHANGED"
-                wv = sorted(allowed) if w_types is not None else "any type"
-                problems.append(self._reason([*path, "type"], rule, wv=_show(wv), rv=_show(sorted(r_types))))
-                if not kept:
-                    return problems
-        shared = {t for t in (_ALL_TYPES if w_types is None else w_types) if _covers(r_types, t)}
-        if "integer" in shared:
-            shared.add("number")
+        type_change = self._type_change(w_types, r_types, path)
+        if type_change is not None:
+            problems.append(type_change)
+            if type_change.rule == "TYPE_CHANGED":
+                return problems  # no value of the writer is readable: keyword details add nothing
+        problems += self._constraints(writer, reader, path, seen, _shared_types(w_types, r_types))
+        return problems
 
+    def _type_change(
+        self, w_types: frozenset[str] | None, r_types: frozenset[str] | None, path: Sequence[str | int]
+    ) -> Incompatibility | None:
+        """The reader refuses some types the writer may write: TYPE_NARROWED, or TYPE_CHANGED when
+        it refuses them all."""
+        if r_types is None:
+            return None
+        allowed = _ALL_TYPES if w_types is None else w_types
+        lost = sorted(t for t in allowed if not _covers(r_types, t) and t != "integer")
+        lost += ["integer"] if "integer" in allowed and not _covers(r_types, "integer") else []
+        if not lost:
+            return None
+        kept = [t for t in allowed if _covers(r_types, t)]
+        if "number" in allowed and "integer" in r_types:
+            kept.append("integer")  # integers written as numbers stay valid
+        rule = "TYPE_NARROWED" if kept else "TYPE_CHANGED"
+        wv = sorted(allowed) if w_types is not None else "any type"
+        return self._reason([*path, "type"], rule, wv=_show(wv), rv=_show(sorted(r_types)))
+
+    def _constraints(
+        self,
+        writer: dict[str, Any],
+        reader: dict[str, Any],
+        path: Sequence[str | int],
+        seen: frozenset[tuple[int, int]],
+        shared: set[str],
+    ) -> list[Incompatibility]:
+        """Keyword-by-keyword problems; type-specific keywords only count for the ``shared`` types,
+        since a keyword about strings says nothing of the numbers both sides accept."""
+        problems: list[Incompatibility] = []
         problems += self._values(writer, reader, path)
         problems += self._bounds(writer, reader, path, shared)
         if "string" in shared:
@@ -433,13 +477,30 @@ class _Comparer:
         path: Sequence[str | int],
         seen: frozenset[tuple[int, int]],
     ) -> list[Incompatibility]:
-        problems: list[Incompatibility] = []
         w_props: dict[str, Any] = writer.get("properties") or {}
         r_props: dict[str, Any] = reader.get("properties") or {}
         w_required = set(writer.get("required") or [])
         r_required = set(reader.get("required") or [])
-        reported_required: set[str] = set()
+        problems, reported_required = self._added_properties(writer, w_props, r_props, r_required, path, seen)
+        problems += self._removed_properties(reader, w_props, r_props, path, seen)
+        problems += self._required_added(r_props, r_required - w_required - reported_required, path)
+        problems += self._additional(writer, reader, path, seen)
+        problems += self._dependent_required(writer, reader, path)
+        return problems
 
+    def _added_properties(
+        self,
+        writer: dict[str, Any],
+        w_props: dict[str, Any],
+        r_props: dict[str, Any],
+        r_required: set[str],
+        path: Sequence[str | int],
+        seen: frozenset[tuple[int, int]],
+    ) -> tuple[list[Incompatibility], set[str]]:
+        """Problems of the reader's properties (compared, or added), and the required ones already
+        reported as added to a closed writer (so they are not reported twice)."""
+        problems: list[Incompatibility] = []
+        reported_required: set[str] = set()
         for name, schema in r_props.items():
             where = [*path, "properties", name]
             if name in w_props:
@@ -461,7 +522,18 @@ class _Comparer:
                     self._reason(where, "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL", name=name)
                 )
                 reported_required.add(name)
+        return problems, reported_required
 
+    def _removed_properties(
+        self,
+        reader: dict[str, Any],
+        w_props: dict[str, Any],
+        r_props: dict[str, Any],
+        path: Sequence[str | int],
+        seen: frozenset[tuple[int, int]],
+    ) -> list[Incompatibility]:
+        """Writer properties the reader no longer declares: fine unless its content model refuses them."""
+        problems: list[Incompatibility] = []
         for name, schema in w_props.items():
             if name in r_props:
                 continue
@@ -475,15 +547,23 @@ class _Comparer:
                         where, "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL", name=name
                     )
                 )
+        return problems
 
-        for name in sorted(r_required - w_required - reported_required):
+    def _required_added(
+        self, r_props: dict[str, Any], newly_required: set[str], path: Sequence[str | int]
+    ) -> list[Incompatibility]:
+        problems: list[Incompatibility] = []
+        for name in sorted(newly_required):
             declared = r_props.get(name)
             if isinstance(declared, dict) and "default" in declared:
                 continue  # Confluent: REQUIRED_ATTRIBUTE_WITH_DEFAULT_ADDED is compatible
             problems.append(self._reason([*path, "required"], "REQUIRED_ATTRIBUTE_ADDED", name=name))
+        return problems
 
-        problems += self._additional(writer, reader, path, seen)
-
+    def _dependent_required(
+        self, writer: dict[str, Any], reader: dict[str, Any], path: Sequence[str | int]
+    ) -> list[Incompatibility]:
+        problems: list[Incompatibility] = []
         w_dependent = writer.get("dependentRequired") or {}
         for name, needed in (reader.get("dependentRequired") or {}).items():
             extra_needed = sorted(set(needed) - set(w_dependent.get(name, [])))

@@ -1,4 +1,5 @@
-"""Request bodies of the registry admin API (shared with the CLI's JSON output shapes)."""
+"""Request and response bodies of the registry and dead-letter admin API (the CLI prints the same
+shapes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from cityos.domain.registry.compatibility import Mode
+from cityos.domain.wire import Instant
 
 
 class CompatibilityBody(BaseModel):
@@ -35,3 +37,22 @@ class ReplayBody(BaseModel):
                 v is not None for v in (self.dataset, self.reason, self.department, self.since, self.until)
             )
         )
+
+
+class SchemaVersionView(BaseModel):
+    version: int
+    uri: str
+    registered_at: Instant
+
+
+class SchemaVersionsView(BaseModel):
+    """A dataset's registered schema versions, oldest first, and the level new ones must meet."""
+
+    dataset: str
+    compatibility: Mode
+    versions: list[SchemaVersionView]
+
+
+class CompatibilityView(BaseModel):
+    dataset: str
+    compatibility: Mode

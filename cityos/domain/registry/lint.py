@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JsonSchemaError
+from pydantic import BaseModel
 
 from cityos.domain.registry.messages import LINT
 from cityos.kernel.references import missing_refs, rust_validator
@@ -43,8 +44,28 @@ class LintIssue:
     en: str
     ja: str
 
+    def view(self) -> LintIssueView:
+        return LintIssueView(
+            pointer=self.pointer, rule=self.rule, message=IssueMessage(en=self.en, ja=self.ja)
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {"pointer": self.pointer, "rule": self.rule, "message": {"en": self.en, "ja": self.ja}}
+        return self.view().model_dump(mode="json")
+
+
+class IssueMessage(BaseModel):
+    """Why, in English and Japanese."""
+
+    en: str
+    ja: str
+
+
+class LintIssueView(BaseModel):
+    """A problem of the schema itself: where (JSON pointer), which rule, why."""
+
+    pointer: str
+    rule: str
+    message: IssueMessage
 
 
 def _pointer(path: Sequence[str | int]) -> str:
@@ -81,6 +102,57 @@ def _is_string(node: Mapping[str, Any]) -> bool:
     return declared == "string" or (isinstance(declared, list) and "string" in declared)
 
 
+def _header_issues(document: dict[str, Any], uri: str | None) -> list[LintIssue]:
+    """The identity a registered schema must carry: draft, ``$id`` (the expected URI) and title."""
+    issues: list[LintIssue] = []
+    if document.get("$schema") != DRAFT_2020_12:
+        issues.append(_issue(["$schema"], "draft_2020_12", expected=DRAFT_2020_12))
+    if not isinstance(document.get("$id"), str) or (uri is not None and document["$id"] != uri):
+        issues.append(_issue(["$id"], "id_present", expected=uri or "an absolute URI"))
+    if not isinstance(document.get("title"), str) or not document["title"].strip():
+        issues.append(_issue(["title"], "title_present"))
+    return issues
+
+
+def _reference_issues(document: dict[str, Any], resources: Mapping[str, Any]) -> list[LintIssue]:
+    """``$ref`` targets that are not available offline, else what the hot path cannot compile."""
+    unresolved = missing_refs(document, resources)
+    issues = [_issue([], "offline_refs", detail=ref) for ref in unresolved]
+    if not unresolved:
+        # The hot path's own compilation: what it cannot compile (a $ref with unencoded non-ASCII
+        # characters, a regex ECMA-262 refuses) must not be registered, or ingest would skip it.
+        try:
+            rust_validator(document, resources)
+        except (ValueError, jsonschema_rs.ReferencingError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            issues.append(_issue([], "valid_schema", detail=f"jsonschema-rs: {first_line[:300]}"))
+    return issues
+
+
+def _unbounded_strings(document: dict[str, Any]) -> list[LintIssue]:
+    return [
+        _issue(path, "string_bounded")
+        for path, node in subschemas(document)
+        if _is_string(node) and "$ref" not in node and not {"maxLength", "enum", "const"} & node.keys()
+    ]
+
+
+def _dataset_issues(
+    document: dict[str, Any], properties: Mapping[str, Any], meta: DatasetMeta
+) -> list[LintIssue]:
+    """What the dataset's metadata relies on: its record key, and its location fields as numbers."""
+    issues: list[LintIssue] = []
+    if meta.record_key not in properties or meta.record_key not in document.get("required", []):
+        issues.append(_issue(["properties", meta.record_key], "record_key_required", name=meta.record_key))
+    if meta.location is not None:
+        for name in (meta.location.latitude, meta.location.longitude):
+            declared = properties.get(name)
+            kind = declared.get("type") if isinstance(declared, dict) else None
+            if kind not in ("number", "integer"):
+                issues.append(_issue(["properties", name], "location_declared", name=name))
+    return issues
+
+
 def lint_schema(
     document: Any,
     *,
@@ -91,45 +163,18 @@ def lint_schema(
     """Every lint finding of ``document`` (empty: it passes)."""
     if not isinstance(document, dict):
         return [_issue([], "object_schema")]
-    issues: list[LintIssue] = []
-    if document.get("$schema") != DRAFT_2020_12:
-        issues.append(_issue(["$schema"], "draft_2020_12", expected=DRAFT_2020_12))
-    if not isinstance(document.get("$id"), str) or (uri is not None and document["$id"] != uri):
-        issues.append(_issue(["$id"], "id_present", expected=uri or "an absolute URI"))
-    if not isinstance(document.get("title"), str) or not document["title"].strip():
-        issues.append(_issue(["title"], "title_present"))
+    issues = _header_issues(document, uri)
     try:
         Draft202012Validator.check_schema(document)
     except JsonSchemaError as exc:
         issues.append(_issue(list(exc.absolute_path), "valid_schema", detail=exc.message[:300]))
         return issues  # the structural rules below assume a well-formed schema
-    unresolved = missing_refs(document, resources or {})
-    for ref in unresolved:
-        issues.append(_issue([], "offline_refs", detail=ref))
-    if not unresolved:
-        # The hot path's own compilation: what it cannot compile (a $ref with unencoded non-ASCII
-        # characters, a regex ECMA-262 refuses) must not be registered, or ingest would skip it.
-        try:
-            rust_validator(document, resources or {})
-        except (ValueError, jsonschema_rs.ReferencingError) as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            issues.append(_issue([], "valid_schema", detail=f"jsonschema-rs: {first_line[:300]}"))
+    issues += _reference_issues(document, resources or {})
     properties = document.get("properties")
     if document.get("type") != "object" or not isinstance(properties, dict):
         issues.append(_issue([], "object_schema"))
         properties = {}
-    for path, node in subschemas(document):
-        if _is_string(node) and "$ref" not in node and not {"maxLength", "enum", "const"} & node.keys():
-            issues.append(_issue(path, "string_bounded"))
+    issues += _unbounded_strings(document)
     if meta is not None:
-        if meta.record_key not in properties or meta.record_key not in document.get("required", []):
-            issues.append(
-                _issue(["properties", meta.record_key], "record_key_required", name=meta.record_key)
-            )
-        if meta.location is not None:
-            for name in (meta.location.latitude, meta.location.longitude):
-                declared = properties.get(name)
-                kind = declared.get("type") if isinstance(declared, dict) else None
-                if kind not in ("number", "integer"):
-                    issues.append(_issue(["properties", name], "location_declared", name=name))
+        issues += _dataset_issues(document, properties, meta)
     return issues

@@ -13,12 +13,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cityos.domain.audit import record_audit
-from cityos.domain.registry.compatibility import DEFAULT_MODE, Incompatibility, Mode, check_mode
-from cityos.domain.registry.lint import LintIssue, lint_schema
+from cityos.domain.registry.compatibility import (
+    DEFAULT_MODE,
+    Incompatibility,
+    IncompatibilityView,
+    Mode,
+    check_mode,
+)
+from cityos.domain.registry.lint import LintIssue, LintIssueView, lint_schema
 from cityos.kernel.db.models import Dataset, SchemaVersionRow
 from cityos.kernel.db.registry_models import SchemaCompatibility
 from cityos.kernel.references import load_bundle
@@ -46,18 +53,36 @@ class Evaluation:
     def acceptable(self) -> bool:
         return self.existing or (not self.lint and not self.incompatibilities)
 
+    def view(self) -> EvaluationView:
+        return EvaluationView(
+            dataset=self.dataset_id,
+            compatibility=self.mode,
+            version=self.version,
+            uri=self.uri,
+            existing=self.existing,
+            compatible=not self.incompatibilities,
+            acceptable=self.acceptable,
+            lint=[issue.view() for issue in self.lint],
+            incompatibilities=[reason.view() for reason in self.incompatibilities],
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset_id,
-            "compatibility": self.mode.value,
-            "version": self.version,
-            "uri": self.uri,
-            "existing": self.existing,
-            "compatible": not self.incompatibilities,
-            "acceptable": self.acceptable,
-            "lint": [issue.as_dict() for issue in self.lint],
-            "incompatibilities": [reason.as_dict() for reason in self.incompatibilities],
-        }
+        return self.view().model_dump(mode="json")
+
+
+class EvaluationView(BaseModel):
+    """The verdict on a candidate schema version: its number and URI, and every lint issue and
+    incompatibility that refuses it."""
+
+    dataset: str
+    compatibility: Mode
+    version: int = Field(description="the version it has (existing) or would get (new)")
+    uri: str
+    existing: bool = Field(description="the same schema is already registered under this version")
+    compatible: bool
+    acceptable: bool
+    lint: list[LintIssueView]
+    incompatibilities: list[IncompatibilityView]
 
 
 def bundled_definitions(schemas_dir: Path) -> dict[str, Any]:

@@ -11,14 +11,11 @@ from typer.testing import CliRunner
 
 from cityos.cli.main import app
 from cityos.kernel.settings import get_settings
-from tests.unit.catalog_db import catalog_engine
 
 
 @pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    catalog_engine(url).dispose()
-    monkeypatch.setenv("CITYOS_DATABASE_URL", url)
+def runner(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("CITYOS_DATABASE_URL", catalog_url)
     monkeypatch.setenv("CITYOS_TOPIC_PREFIX", "cli.")
     get_settings.cache_clear()
     yield CliRunner()

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 
 from cityos.department.csvimport import HeaderMapping, iter_csv_records, map_headers, normalize_header
 from cityos.kernel.schemas import SchemaSet, default_schema_dir, load_schema_dir
-from tests.fixtures_path import OPENDATA_SAMPLES
+from tests.support.fixtures_path import OPENDATA_SAMPLES
 
 YAIZU = OPENDATA_SAMPLES / "yaizu-222127"
 KITAKYUSHU = OPENDATA_SAMPLES / "kitakyushu-401005"

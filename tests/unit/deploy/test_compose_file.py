@@ -7,18 +7,14 @@ No Docker needed: the file is checked against the official Compose Specification
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from jsonschema import Draft7Validator
 
-from tests.fixtures_path import FIXTURES
+from tests.support.fixtures_path import FIXTURES
 
-yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_SPEC = FIXTURES / "compose-spec" / "compose-spec.json"
 
 APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002, "feeds": 8003}
@@ -37,25 +33,6 @@ PORT_SETTING = {
     "ingest": "ingest_metrics_port",
     "feeds": "feeds_metrics_port",
 }
-
-
-def _load_yaml(path: Path) -> Any:
-    with path.open(encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    data = _load_yaml(REPO_ROOT / "docker-compose.yml")
-    assert isinstance(data, dict)
-    return data
-
-
-@pytest.fixture(scope="module")
-def prometheus() -> dict[str, Any]:
-    data = _load_yaml(REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml")
-    assert isinstance(data, dict)
-    return data
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
@@ -149,9 +126,9 @@ def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
         assert env[key] == "1", key
 
 
-def test_prometheus_scrapes_every_service(prometheus: dict[str, Any]) -> None:
+def test_prometheus_scrapes_every_service(prometheus_config: dict[str, Any]) -> None:
     scraped: dict[str, str] = {}
-    for job in prometheus["scrape_configs"]:
+    for job in prometheus_config["scrape_configs"]:
         for static in job.get("static_configs", []):
             for target in static["targets"]:
                 scraped[target] = job.get("metrics_path", "/metrics")

@@ -29,21 +29,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.metrics import CatalogMetrics, IngestMetrics
+from cityos.kernel.settings import REPO_ROOT
 from services.catalog.api import create_catalog_app
 from services.feeds.metrics import FeedsMetrics
 from services.publish.metrics import PublishMetrics
-from tests import needs
+from tests.support import needs
+from tests.support.deploy_files import PROMETHEUS_CONFIG, load_yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "alerts.test.yml"
-PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "cityos-overview.json"
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "cityos.yml"
-COMPOSE = REPO_ROOT / "docker-compose.yml"
 # Entrypoints that declare a metric inline (outside a metric class); read from their source.
 INLINE_METRIC_MODULES = (REPO_ROOT / "services" / "ingest" / "main.py",)
 
@@ -220,13 +219,8 @@ def _scrape_labels(config: dict[str, Any]) -> frozenset[str]:
     return frozenset(labels)
 
 
-def _load_yaml(path: Path) -> Any:
-    with path.open(encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
 def _alert_rules() -> list[dict[str, Any]]:
-    return [rule for group in _load_yaml(ALERTS)["groups"] for rule in group["rules"] if "alert" in rule]
+    return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def _dashboard() -> dict[str, Any]:
@@ -268,20 +262,6 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, froz
         yield _exposed_series(session_factory(engine))
     finally:
         engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def prometheus_config() -> dict[str, Any]:
-    data = _load_yaml(PROMETHEUS_CONFIG)
-    assert isinstance(data, dict)
-    return data
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    data = _load_yaml(COMPOSE)
-    assert isinstance(data, dict)
-    return data
 
 
 def _promtool() -> str:
@@ -346,7 +326,7 @@ def test_alert_rules_are_complete_and_bilingual() -> None:
 
 def test_every_alert_has_a_unit_test_that_fires_it() -> None:
     tested: set[str] = set()
-    suite = _load_yaml(ALERT_TESTS)
+    suite = load_yaml(ALERT_TESTS)
     for case in suite["tests"]:
         for check in case.get("alert_rule_test", []):
             if check.get("exp_alerts"):
@@ -550,7 +530,7 @@ def test_grafana_provisioning_files_load_and_are_mounted(compose: dict[str, Any]
     assert _container_path_of(mounts, DASHBOARD_PROVIDERS).startswith("/etc/grafana/provisioning/dashboards/")
     assert all(read_only for source, read_only in mounts.values() if source.startswith("./"))
 
-    providers = _load_yaml(DASHBOARD_PROVIDERS)
+    providers = load_yaml(DASHBOARD_PROVIDERS)
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]
     assert provider["type"] == "file"
@@ -567,7 +547,7 @@ def test_grafana_provisioning_files_load_and_are_mounted(compose: dict[str, Any]
 def test_grafana_datasource_reaches_the_compose_prometheus(
     compose: dict[str, Any], prometheus_config: dict[str, Any]
 ) -> None:
-    datasources = _load_yaml(DATASOURCES)
+    datasources = load_yaml(DATASOURCES)
     assert datasources["apiVersion"] == 1
     [datasource] = datasources["datasources"]
     assert datasource["type"] == "prometheus"

@@ -3,9 +3,6 @@ repository's schemas: who reads what, with which fields, and what the audit log 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -15,20 +12,12 @@ from cityos.domain.access import ANONYMOUS, FULL, Caller, CallerKind, ReadAccess
 from cityos.domain.audit import list_audit
 from cityos.domain.grants import AccessRefused, StartMode, SubscriptionRequest
 from cityos.kernel.db.models import Dataset
-from tests.unit.catalog_db import catalog_engine
 
 ADMIN = Caller(CallerKind.admin)
 
 
 def dept(name: str) -> Caller:
     return Caller(CallerKind.department, principal=name, key_id="cos_00000000")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = catalog_engine(f"sqlite:///{tmp_path / 'access.db'}")
-    yield engine
-    engine.dispose()
 
 
 def dataset(session: Session, dataset_id: str) -> Dataset:

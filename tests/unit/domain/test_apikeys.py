@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -21,19 +19,9 @@ from cityos.domain.apikeys import (
     revoke_key,
 )
 from cityos.domain.audit import list_audit
-from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.db.models import ApiKey
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'keys.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_issued_key_authenticates_as_its_owner_and_only_its_digest_is_stored(engine: Engine) -> None:

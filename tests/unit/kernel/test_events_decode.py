@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cityos.kernel.events import Decoded, Reason, Rejected, decode_event
+from cityos.kernel.deadletter import Reason
+from cityos.kernel.events import Decoded, Rejected, decode_event
 from cityos.kernel.strictjson import MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from cityos.kernel.events import Decoded, decode_event, parse_structured
-from cityos.kernel.schemas import load_schema_dir, schema_uri
-from cityos.kernel.settings import Settings
+from cityos.kernel.schemas import schema_uri
 from cityos.kernel.validation import ValidatorRegistry, ValidRecord
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -56,11 +55,6 @@ REPLACEMENTS: list[Any] = [
     "25:00",
 ]
 TIMES = ["2026-11-27T12:04:00Z", "2026-11-27T12:06:00Z", "2026-11-27T12:00:00", "yesterday", "", None]
-
-
-@pytest.fixture(scope="module")
-def registry() -> ValidatorRegistry:
-    return ValidatorRegistry(load_schema_dir(Settings().schemas_dir))
 
 
 def slow_verdict(registry: ValidatorRegistry, raw: bytes) -> ValidRecord | str:

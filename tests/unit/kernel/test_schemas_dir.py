@@ -21,8 +21,9 @@ from cityos.kernel.schemas import (
     load_schema_dir,
     schema_uri,
 )
+from cityos.kernel.settings import REPO_ROOT
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS_DIR = REPO_ROOT / "schemas"
 SCHEMA_FILES = sorted(SCHEMAS_DIR.glob("*/v*.schema.json"))
 
 EXPECTED = {

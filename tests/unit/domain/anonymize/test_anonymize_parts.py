@@ -21,7 +21,7 @@ from cityos.domain.anonymize.profile import (
 from cityos.domain.anonymize.synthetic import as_records, synthetic_moves
 from cityos.domain.anonymize.verify import verify_release
 from cityos.kernel.settings import REPO_ROOT
-from tests.fixtures_path import FIXTURES
+from tests.support.fixtures_path import FIXTURES
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "resident-moves" / "v1.schema.json").read_text(encoding="utf-8"))
 PROFILE = load_profile(profile_path("resident-moves"))

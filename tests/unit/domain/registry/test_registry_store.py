@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -28,26 +26,12 @@ from cityos.domain.registry.store import (
     versions_of,
 )
 from cityos.domain.registry.topic import SchemaChange
-from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import REPO_ROOT
 from cityos.kernel.validation import ValidatorRegistry
-from services.catalog.store import sync_schema_set
 from services.ingest.service import apply_schema_changes
 
 SCHEMAS = load_schema_dir(REPO_ROOT / "schemas")
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with session_factory(engine)() as session:
-        sync_schema_set(session, schema_set=SCHEMAS)
-        session.commit()
-        yield session
-    engine.dispose()
 
 
 def aed_v1() -> dict[str, Any]:
@@ -198,7 +182,7 @@ def test_deadletter_ids_and_filters() -> None:
 def test_refs_to_registered_schemas_and_bundled_definitions_resolve_offline(session: Session) -> None:
     from datetime import timedelta
 
-    from tests.fixtures_path import FIXTURES
+    from tests.support.fixtures_path import FIXTURES
 
     common_uri = "https://smart-data-models.github.io/data-models/common-schema.json"
     bundle = {

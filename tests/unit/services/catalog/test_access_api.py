@@ -4,37 +4,33 @@ authentication, credentials, grants, subscriptions, audit list and export, ACLs,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import Engine
 
 from cityos.kernel.db.engine import session_factory
 from cityos.kernel.settings import Settings
-from services.catalog.access_api import create_access_router
-from tests.unit.catalog_db import catalog_engine
+from services.catalog import access_api
 
 TOKEN = "admin-secret-for-tests"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[tuple[TestClient, CollectorRegistry, list[str]]]:
-    engine = catalog_engine(f"sqlite:///{tmp_path / 'api.db'}")
+def client(engine: Engine) -> Iterator[tuple[TestClient, CollectorRegistry, list[str]]]:
     sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
     registry = CollectorRegistry()
     created: list[str] = []
     app = FastAPI()
-    app.include_router(
-        create_access_router(
-            sessions, registry, Settings(admin_token=TOKEN, topic_prefix="t."), ensure_topic=created.append
-        )
+    app.state.access = access_api.AccessContext.create(
+        sessions, registry, Settings(admin_token=TOKEN, topic_prefix="t."), ensure_topic=created.append
     )
+    app.include_router(access_api.router)
     with TestClient(app) as test_client:
         yield test_client, registry, created
-    engine.dispose()
 
 
 def key_of(client: TestClient, department: str) -> dict[str, str]:

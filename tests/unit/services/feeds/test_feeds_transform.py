@@ -3,9 +3,6 @@ denial, state records and the Kafka ACL bindings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import orjson
 import pytest
 from sqlalchemy import Engine
@@ -18,7 +15,6 @@ from cityos.kernel.events import TYPE_DELETED
 from services.feeds.policy import Route, load_policy
 from services.feeds.state import parse_state, state_key, state_value
 from services.feeds.transform import Outcome, dataset_of, decode, headers, matches, render
-from tests.unit.catalog_db import catalog_engine
 
 ADMIN = Caller(CallerKind.admin)
 
@@ -101,13 +97,6 @@ def test_state_records_round_trip() -> None:
     assert parse_state(state_value(3, 5, 1234, "snapshot")) == ((3, 5), 1234)
     assert parse_state(b"{}") is None
     assert parse_state(b"garbage") is None
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = catalog_engine(f"sqlite:///{tmp_path / 'policy.db'}")
-    yield engine
-    engine.dispose()
 
 
 def test_policy_routes_follow_grants_and_projections(engine: Engine) -> None:

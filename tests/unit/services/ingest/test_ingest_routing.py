@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from cityos.kernel.events import TYPE_DELETED, Reason
-from cityos.kernel.schemas import load_schema_dir, schema_uri
-from cityos.kernel.settings import Settings
+from cityos.kernel.deadletter import Reason
+from cityos.kernel.events import TYPE_DELETED
+from cityos.kernel.schemas import schema_uri
 from cityos.kernel.validation import ValidatorRegistry, parse_schema_uri
 from services.ingest.routing import InboundMessage, Routed, Topics, department_of, route
 
@@ -25,11 +25,6 @@ AED = {
     "緯度": 34.8669,
     "経度": 138.3237,
 }
-
-
-@pytest.fixture(scope="module")
-def registry() -> ValidatorRegistry:
-    return ValidatorRegistry(load_schema_dir(Settings().schemas_dir))
 
 
 def message(

@@ -13,9 +13,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -28,159 +26,29 @@ from sqlalchemy import create_engine
 
 from cityos.domain.apikeys import OwnerKind, issue_key
 from cityos.domain.readmodel import filters
+from cityos.domain.readmodel.query import RecordQuery, parse_query
 from cityos.kernel.db.access_models import AccessGrant
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.db.models import Record
-from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
 from cityos.kernel.schemas import load_schema_dir, schema_uri
-from cityos.kernel.settings import REPO_ROOT, Settings
+from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish import render
 from services.publish.app import create_app
 from services.publish.page_cache import PageCache
-
-BASE_URL = "https://opendata.example.jp/city"
-T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
-RECORDS = "/api/v1/datasets/{}/records"
-RECORDS_ROUTE = "/api/v1/datasets/{dataset_id}/records"
-
-# A public dataset without a location, added beside the repository's schemas for the GeoJSON refusal.
-NO_LOCATION_ID = "budget-lines"
-
-
-def _aed(n: int) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "都道府県コード又は市区町村コード": "401005",
-        "NO": f"{n:03d}",
-        "都道府県名": "福岡県",
-        "市区町村名": "北九州市",
-        "名称": f"小倉北区役所{n}",
-        "名称_カナ": f"コクラキタクヤクショ{n}",
-        "住所": f"福岡県北九州市小倉北区大手町{n}-1",
-        "設置位置": "1階ロビー" if n % 2 else "2階",
-        "緯度": 33.88 + n / 1000,
-        "経度": 130.87 + n / 1000,
-    }
-    return row
-
-
-def _aed_rows() -> list[dict[str, Any]]:
-    rows = [_aed(n) for n in range(1, 13)]
-    # One record without coordinates: GeoJSON must keep it with a null geometry.
-    del rows[6]["緯度"], rows[6]["経度"]
-    # A comma, a quote and a newline: CSV quoting must round-trip them.
-    rows[2]["備考"] = '土日は閉館、"要予約"\n夜間不可'
-    return rows
-
-
-def _toilet(
-    key: str, name: str, address: str, place: str, men: int, lat: float, lon: float
-) -> dict[str, Any]:
-    return {
-        "ID": key,
-        "名称": name,
-        "所在地_連結表記": f"福岡県北九州市{address}",
-        "設置位置": place,
-        "男性トイレ総数": men,
-        "緯度": lat,
-        "経度": lon,
-    }
-
-
-TOILETS = [
-    _toilet("T01", "小倉城公衆トイレ", "小倉北区城内", "屋外", 3, 33.884, 130.874),
-    _toilet("T02", "門司港レトロトイレ", "門司区港町", "屋外", 5, 33.945, 130.962),
-    _toilet("T03", "若松公園トイレ", "若松区本町", "屋内", 3, 33.906, 130.811),
-]
-
-COPIER = {"ID": "C1", "全国地方公共団体コード": "401005", "部局コード": "01", "部局名": "総務局",
-          "年月": "2025-03", "枚数_モノクロ": 1200, "枚数_カラー": 300}  # fmt: skip
-MOVE = {"異動ID": "M1", "全国地方公共団体コード": "401005", "住民番号": "000123", "氏名": "北九 太郎",
-        "生年月日": "1980-01-01", "性別": "男", "住所": "小倉北区", "異動日": "2025-03-31",
-        "異動事由": "転入"}  # fmt: skip
-
-
-@dataclass
-class Catalog:
-    client: TestClient
-    schemas_dir: Path
-
-
-def _events(dataset_id: str, key_field: str, rows: list[dict[str, Any]], start: int) -> list[ValidatedEvent]:
-    return [
-        ValidatedEvent(
-            dataset_id=dataset_id,
-            record_key=str(row[key_field]),
-            schema_version=1,
-            source=f"/departments/test/{dataset_id}",
-            id=f"{dataset_id}-{i}",
-            type=TYPE_UPSERTED,
-            time=T0 + timedelta(minutes=i),
-            data=row,
-            partition=0,
-            offset=start + i,
-        )
-        for i, row in enumerate(rows)
-    ]
-
-
-def _schema_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "schemas"
-    shutil.copytree(REPO_ROOT / "schemas", target)
-    folder = target / NO_LOCATION_ID
-    folder.mkdir()
-    meta = {
-        "id": NO_LOCATION_ID,
-        "title": {"ja": "予算事業一覧", "en": "Budget lines"},
-        "description": {"ja": "事業別の当初予算額", "en": "Initial budget per line"},
-        "department": "digital",
-        "classification": "public",
-        "record_key": "事業ID",
-        "update_frequency": "annual",
-    }
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": schema_uri(NO_LOCATION_ID, 1),
-        "type": "object",
-        "properties": {
-            "事業ID": {"type": "string"},
-            "事業名": {"type": "string"},
-            "予算額": {"type": "integer"},
-            "継続": {"type": "boolean"},
-            "内訳": {"type": "array"},
-        },
-        "required": ["事業ID"],
-    }
-    (folder / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    (folder / "v1.schema.json").write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
-    return target
-
-
-@pytest.fixture()
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    schemas_dir = _schema_dir(tmp_path)
-    schema_set = load_schema_dir(schemas_dir)
-    budget = [
-        {"事業ID": "B1", "事業名": "DX推進", "予算額": 5000000, "継続": True, "内訳": [1, 2]},
-        {"事業ID": "B2", "事業名": "窓口改善", "予算額": 1200000, "継続": False},
-    ]
-    events = (
-        _events("aed", "NO", _aed_rows(), 0)
-        + _events("public-toilet", "ID", TOILETS, 100)
-        + _events("copier-usage", "ID", [COPIER], 200)
-        + _events("resident-moves", "異動ID", [MOVE], 300)
-        + _events(NO_LOCATION_ID, "事業ID", budget, 400)
-    )
-    with session_factory(engine)() as session, session.begin():
-        sync_schema_set(session, schema_set=schema_set, now=T0)
-        apply_batch(session, events=events, now=T0 + timedelta(hours=1))
-    settings = Settings(database_url=url, public_base_url=BASE_URL + "/")
-    with TestClient(create_app(settings, engine=engine)) as client:
-        yield Catalog(client=client, schemas_dir=schemas_dir)
-    engine.dispose()
+from tests.support.publish_catalog import (
+    BASE_URL,
+    COPIER,
+    NO_LOCATION_ID,
+    RECORDS,
+    RECORDS_ROUTE,
+    T0,
+    TOILETS,
+    Catalog,
+    aed_rows,
+    schemas_with_budget_lines,
+    validated_events,
+)
 
 
 def _aed_properties(catalog: Catalog) -> list[str]:
@@ -411,7 +279,7 @@ def test_csv_round_trips_in_schema_column_order(catalog: Catalog, bom: bool) -> 
     table = list(csv.reader(io.StringIO(text, newline="")))
     columns = _aed_properties(catalog)
     assert table[0] == columns
-    rows = _aed_rows()
+    rows = aed_rows()
     assert table[1:] == [_expected_cells(row, columns) for row in rows]
     latitude = columns.index("緯度")
     assert float(table[1][latitude]) == rows[0]["緯度"]
@@ -453,7 +321,7 @@ def test_geojson_points_are_lon_lat(catalog: Catalog) -> None:
     collection = response.json()
     assert collection["type"] == "FeatureCollection"
     features = collection["features"]
-    rows = _aed_rows()
+    rows = aed_rows()
     assert len(features) == len(rows)
     for feature, row in zip(features, rows, strict=True):
         assert feature["type"] == "Feature"
@@ -663,11 +531,16 @@ def test_declared_types_follow_local_refs_and_enums() -> None:
     assert filters.declared_types(schema, props["d"]) == ()
 
 
-def test_parse_filters_skips_reserved_and_refuses_without_schema() -> None:
+def test_query_skips_reserved_parameters_and_refuses_without_schema() -> None:
     schema = {"properties": {"名称": {"type": "string"}, "件数": {"type": "integer"}}}
     params = [("limit", "5"), ("名称", "図書館"), ("件数", "2"), ("format", "csv")]
-    assert filters.parse_filters(params, schema) == {"名称": "図書館", "件数": 2}
-    assert filters.parse_filters([("名称", "x")], None) == filters.ParamProblem(
+    parsed = parse_query(params, schema)
+    assert isinstance(parsed, RecordQuery)
+    assert [(c.field, c.op, c.values) for c in parsed.conditions] == [
+        ("名称", "eq", ("図書館",)),
+        ("件数", "eq", (2,)),
+    ]
+    assert parse_query([("名称", "x")], None) == filters.ParamProblem(
         "名称", "not a declared property of this dataset's schema"
     )
 
@@ -828,7 +701,7 @@ def test_conditional_requests(catalog: Catalog, tmp_path: Path) -> None:
     with session_factory(engine)() as session, session.begin():
         # Same event time as the stored version, later position: applied, yet the newest event
         # time of the dataset (Last-Modified) does not move -- the ETag must change all the same.
-        (event,) = _events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": 9}], 500)
+        (event,) = validated_events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": 9}], 500)
         changed = [dataclasses.replace(event, id="public-toilet-changed")]
         apply_batch(session, events=changed, now=T0 + timedelta(days=1))
     engine.dispose()
@@ -909,7 +782,7 @@ def _change_first_toilet(tmp_path: Path, men: int) -> None:
     nor its Last-Modified moves, so only re-rendering the page can show it."""
     engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
     with session_factory(engine)() as session, session.begin():
-        (event,) = _events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": men}], 500 + men)
+        (event,) = validated_events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": men}], 500 + men)
         apply_batch(session, events=[dataclasses.replace(event, id=f"toilet-change-{men}")], now=T0)
     engine.dispose()
 
@@ -971,8 +844,8 @@ def test_cached_pages_are_counted_and_rate_limited(tmp_path: Path) -> None:
     migrate(url)
     engine = make_engine(url)
     with session_factory(engine)() as session, session.begin():
-        sync_schema_set(session, schema_set=load_schema_dir(_schema_dir(tmp_path)), now=T0)
-        apply_batch(session, events=_events("public-toilet", "ID", TOILETS, 100), now=T0)
+        sync_schema_set(session, schema_set=load_schema_dir(schemas_with_budget_lines(tmp_path)), now=T0)
+        apply_batch(session, events=validated_events("public-toilet", "ID", TOILETS, 100), now=T0)
     settings = Settings(database_url=url, public_base_url=BASE_URL, publish_anonymous_rate_per_minute=3)
     with TestClient(create_app(settings, engine=engine)) as client:
         statuses = [client.get(RECORDS.format("public-toilet")).status_code for _ in range(4)]
