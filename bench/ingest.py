@@ -26,10 +26,10 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from cityos.kernel.kafka import consumer_config, ensure_topics, producer_config
-from cityos.kernel.metrics import IngestMetrics
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import Settings
 from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.metrics import IngestMetrics
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
 

@@ -21,8 +21,8 @@ from cityos.kernel.consume import ConsumeLoop
 from cityos.kernel.deadletter import Origin, Reason, Verdict, deadletter_headers
 from cityos.kernel.events import ValidatedEvent, parse_event_time
 from cityos.kernel.kafka import headers_list
-from cityos.kernel.metrics import CatalogMetrics
 from cityos.kernel.validation import parse_schema_uri
+from services.catalog.metrics import CatalogMetrics
 from services.catalog.store import BatchResult, apply_batch
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,12 @@ from prometheus_client import REGISTRY
 
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
-from cityos.kernel.metrics import CatalogMetrics
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.consumer import CatalogConsumer
+from services.catalog.metrics import CatalogMetrics
 from services.catalog.store import sync_schema_set
 
 

@@ -10,11 +10,11 @@ from prometheus_client import REGISTRY, Gauge, start_http_server
 from cityos.domain.registry.store import bundled_definitions
 from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
-from cityos.kernel.metrics import IngestMetrics
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
 from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.metrics import IngestMetrics
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
 

@@ -20,9 +20,9 @@ from cityos.domain.registry.topic import SchemaChange, SchemaFollower
 from cityos.kernel.consume import ConsumeLoop
 from cityos.kernel.deadletter import Reason
 from cityos.kernel.kafka import OffsetTracker, error_code, headers_list
-from cityos.kernel.metrics import IngestMetrics
 from cityos.kernel.schemas import DatasetMeta
 from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.metrics import IngestMetrics
 from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
 
 log = logging.getLogger(__name__)

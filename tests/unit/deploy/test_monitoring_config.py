@@ -28,10 +28,11 @@ from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
-from cityos.kernel.metrics import CatalogMetrics, IngestMetrics
 from cityos.kernel.settings import REPO_ROOT
 from services.catalog.api import create_catalog_app
+from services.catalog.metrics import CatalogMetrics
 from services.feeds.metrics import FeedsMetrics
+from services.ingest.metrics import IngestMetrics
 from services.publish.metrics import PublishMetrics
 from tests.support import needs
 from tests.support.deploy_files import PROMETHEUS_CONFIG, load_yaml

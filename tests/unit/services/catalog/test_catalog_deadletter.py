@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.kernel.deadletter import Reason, parse_verdict
-from cityos.kernel.metrics import CatalogMetrics
 from services.catalog.consumer import CatalogConsumer
+from services.catalog.metrics import CatalogMetrics
 
 
 class FakeMessage:
