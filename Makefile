@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run up down test lint bench env clean
+.PHONY: run up down reset test lint bench env clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ up: $(STAMP)
 
 down:
 	bash deploy/local/stop-stack.sh
+
+## Start clean: delete every record the demo wrote, as deletion events through ingest (stack up).
+reset: $(STAMP)
+	$(VENV)/bin/cityos demo --reset --wait 60
 
 ## The whole test suite: lint, types, unit and integration tests on a real broker, SQLite and PostgreSQL.
 test: $(STAMP)

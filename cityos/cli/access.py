@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.orm import Session
 
 from cityos.cli.db import cli_session
 from cityos.domain.access import Caller, CallerKind
@@ -106,20 +107,24 @@ def grants_revoke(dataset: str, grantee: str) -> None:
 
 @subscriptions_app.command("create")
 def subscriptions_create(
-    department: str,
-    dataset: str,
+    dataset: Annotated[
+        str, typer.Argument(help="dataset id, e.g. copier-usage (first, as in every command)")
+    ],
+    department: Annotated[str, typer.Argument(help="the subscribing department, e.g. general-affairs")],
     filter: Annotated[list[str] | None, typer.Option("--filter", help="name=value (repeat)")] = None,
     field: Annotated[
         list[str] | None, typer.Option("--field", help="deliver only this field (repeat)")
     ] = None,
     start: Annotated[str, typer.Option(help="snapshot (current state, then changes) or now")] = "snapshot",
 ) -> None:
+    """Feed DATASET to DEPARTMENT (topic feed.DEPARTMENT.DATASET), optionally filtered and projected."""
     from cityos.domain import grants as admin
 
     request = admin.SubscriptionRequest(
         dataset_id=dataset, filter=parse_filter(filter or []), fields=field, start=admin.StartMode(start)
     )
     with cli_session() as session, _refusals():
+        _dataset_first(session, dataset, department)
         row = admin.subscribe(
             session,
             caller=CLI_ADMIN,
@@ -129,6 +134,17 @@ def subscriptions_create(
         )
         session.commit()
         _print_json(admin.SubscriptionView.of(row).model_dump(mode="json"))
+
+
+def _dataset_first(session: Session, dataset: str, department: str) -> None:
+    """The arguments were once the other way round: say so rather than answer "not found"."""
+    from cityos.kernel.db.models import Dataset
+
+    if session.get(Dataset, dataset) is None and session.get(Dataset, department) is not None:
+        raise typer.BadParameter(
+            f"the dataset comes first: cityos subscriptions create {department} {dataset}"
+            f" / データセットを先に指定してください: cityos subscriptions create {department} {dataset}"
+        )
 
 
 @subscriptions_app.command("list")

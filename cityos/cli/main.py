@@ -15,6 +15,7 @@ from rich.table import Table
 from cityos.cli import access as access_commands
 from cityos.cli import dlq as dlq_commands
 from cityos.cli import keys as keys_commands
+from cityos.cli import records as records_commands
 from cityos.cli import release as release_commands
 from cityos.cli import schemas as schemas_commands
 from cityos.kernel.errors import CityOSError
@@ -79,9 +80,16 @@ def import_csv(
     json_summary: Annotated[
         Path | None, typer.Option(help="also write the summary as JSON to this file")
     ] = None,
+    lg_codes: Annotated[
+        Path | None,
+        typer.Option(
+            help="national list of 全国地方公共団体コード (CSV with an lgcode column): every code must be on it"
+        ),
+    ] = None,
 ) -> None:
     """Send every row of a standard CSV (CP932 or UTF-8, BOM or not) as events, then report."""
     from cityos.department.importer import ImportSummary, csv_events
+    from cityos.department.lgcode import read_code_list
     from cityos.department.outbox import STRUCTURED_HEADERS, EventSender
     from cityos.department.outcomes import OutcomeWatcher
     from cityos.kernel.schemas import load_schema_dir
@@ -95,6 +103,7 @@ def import_csv(
                 f"unknown dataset {dataset!r}; known: {', '.join(sorted(schema_set.datasets))}"
             )
         version = schema_set.latest(dataset)
+        known_codes = read_code_list(lg_codes) if lg_codes is not None else None
         watcher = (
             OutcomeWatcher(settings.kafka_bootstrap, [settings.validated_topic, settings.deadletter_topic])
             if wait > 0
@@ -105,7 +114,8 @@ def import_csv(
         summary = ImportSummary()
         with _progress() as progress:
             sending = progress.add_task(f"sending {file.name} → {topic}", total=None)
-            for event in csv_events(file, meta=meta, version=version, summary=summary):
+            events = csv_events(file, meta=meta, version=version, summary=summary, known_codes=known_codes)
+            for event in events:
                 sender.send(topic, key=event.key, value=event.value, headers=STRUCTURED_HEADERS)
                 summary.rows_sent += 1
                 progress.update(sending, completed=summary.rows_sent)
@@ -140,31 +150,57 @@ def _print_summary(summary: ImportSummary, *, waited: bool, show_rejected: int) 
         for reason, count in summary.reasons().most_common():
             table.add_row(f"  reason {reason}", str(count))
     console.print(table)
-    for line, why in summary.local_errors[:show_rejected]:
-        console.print(f"line {line}: {why}")
-    for line, outcome in summary.rejected_rows()[:show_rejected]:
-        console.print(f"line {line}: {outcome.reason} at {outcome.pointer or '-'}: {outcome.detail}")
+    print_plain(console, summary.rejected_lines(limit=show_rejected))
+
+
+def print_plain(out: Console, lines: list[str]) -> None:
+    """Print lines as they are: no markup (a cell may hold ``[``), and never wrapped, so that a piped
+    summary keeps one message per line for grep and spreadsheets."""
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
 def demo(
     per_dataset: Annotated[int, typer.Option(help="records per dataset")] = 25,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same events)")] = 2026,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset", help="delete what the demo with this seed and size wrote (start clean) instead"
+        ),
+    ] = False,
+    fresh_ids: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-ids",
+            help="new event ids, to load the demo again after --reset (the catalog ignores events it has seen)",
+        ),
+    ] = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for ingest's verdict (0: don't)")] = 0,
 ) -> None:
-    """Produce synthetic demo events for every dataset (never real people)."""
-    from cityos.department.demo import demo_events
-    from cityos.department.outbox import STRUCTURED_HEADERS, EventSender
+    """Produce synthetic demo events for every dataset (never real people), or remove them (--reset)."""
+    from cityos.cli.records import print_report, report_failed, run_id, send_events
+    from cityos.department.demo import demo_events, demo_reset_events
     from cityos.kernel.schemas import load_schema_dir
 
     settings = get_settings()
     schema_set = load_schema_dir(settings.schemas_dir)
-    sender = EventSender(settings.kafka_bootstrap)
-    sent = 0
-    for topic, key, value in demo_events(schema_set, settings, per_dataset=per_dataset, seed=seed):
-        sender.send(topic, key=key, value=value, headers=STRUCTURED_HEADERS)
-        sent += 1
-    sender.flush()
-    console.print(f"[green]sent {sent} demo events[/]")
+    if reset:
+        events = demo_reset_events(schema_set, settings, per_dataset=per_dataset, seed=seed, run=run_id())
+        what = ("demo deletion events", "デモ削除イベント")
+    else:
+        run = run_id() if fresh_ids else ""
+        events = demo_events(schema_set, settings, per_dataset=per_dataset, seed=seed, run=run)
+        what = ("demo events", "デモイベント")
+    try:
+        report = send_events(events, settings, wait_s=wait)
+    except CityOSError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    print_report(report, what=what, waited=wait > 0, list_each=False)
+    if report_failed(report, waited=wait > 0):
+        raise typer.Exit(1)
 
 
 app.add_typer(access_commands.grants_app, name="grants")
@@ -179,6 +215,8 @@ app.add_typer(dlq_commands.dlq_app, name="dlq")
 app.add_typer(release_commands.app, name="release")
 
 app.add_typer(keys_commands.keys_app, name="keys")
+
+app.add_typer(records_commands.records_app, name="records")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from cityos.kernel.settings import get_settings
@@ -41,9 +42,16 @@ def _print(body: Any) -> None:
     typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
 
 
-def _fail(reasons: list[str]) -> None:
+def _fail(reasons: list[str], *, records_named: bool = False) -> None:
+    # One line per reason, never wrapped: operators pipe this into tickets and grep it for keys.
     for reason in reasons:
-        console.print(f"[red]refused:[/] {reason}")
+        console.print(f"[red]refused:[/] {escape(reason)}", soft_wrap=True)
+    if records_named:
+        console.print(
+            "the records named above stop the release: correct them (send the record again with the "
+            "same key) or delete them, then run the release again",
+            soft_wrap=True,
+        )
     raise typer.Exit(1)
 
 
@@ -115,7 +123,7 @@ def run(
     except ReleaseError as exc:
         _fail(exc.reasons)
     if result.release is None:
-        _fail(result.reasons)
+        _fail(result.reasons, records_named=bool(result.outcome.offending))
 
 
 @app.command("list")

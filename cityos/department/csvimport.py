@@ -22,10 +22,15 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from cityos.department import lgcode
+from cityos.department.rowcheck import RowProblem
+from cityos.department.standard_names import best_layout, layouts_for
 from cityos.kernel.errors import CsvImportError
+from cityos.kernel.events import json_pointer
 from cityos.kernel.schemas import DatasetMeta
 
 log = logging.getLogger(__name__)
@@ -57,13 +62,15 @@ class CsvRow:
     """One data row: ``record`` for the schema, or ``error`` if the row is structurally broken.
 
     ``line_no`` is the physical line where the row starts (the header is line 1); ``raw`` maps each
-    CSV header to its cell exactly as read.
+    CSV header to its cell exactly as read. ``problems`` are what the import itself finds wrong in
+    cells it repairs (a 全国地方公共団体コード with a wrong check digit): such a row is not sent.
     """
 
     line_no: int
     record: dict[str, Any] | None
     error: str | None
     raw: dict[str, str]
+    problems: tuple[RowProblem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +159,9 @@ def normalize_header(h: str) -> str:
 def map_headers(
     headers: Sequence[str], dataset_meta: DatasetMeta, schema: Mapping[str, Any]
 ) -> HeaderMapping:
-    """Map CSV headers to schema properties by normalised name, then by the dataset's ``csv_aliases``."""
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    by_key: dict[str, str] = {}
-    for name in properties:
-        by_key.setdefault(_match_key(name), name)
-    for alias, target in dataset_meta.csv_aliases.items():
-        # A property's own name wins over an alias that happens to normalise to the same key.
-        if target in properties:
-            by_key.setdefault(_match_key(alias), target)
+    """Map CSV headers to schema properties by normalised name, then by the dataset's ``csv_aliases``,
+    then by the column names of the standards and known publishers (``standard_names``)."""
+    by_key = _name_keys(headers, dataset_meta, schema)
 
     columns: list[str | None] = []
     unknown: list[str] = []
@@ -178,6 +179,32 @@ def map_headers(
         columns.append(prop)
     missing = tuple(p for p in schema.get("required", []) if p not in used)
     return HeaderMapping(tuple(headers), tuple(columns), tuple(unknown), tuple(duplicates), missing)
+
+
+def _name_keys(
+    headers: Sequence[str], dataset_meta: DatasetMeta, schema: Mapping[str, Any]
+) -> dict[str, str]:
+    """Normalised column name → property, for every name this dataset's files may use."""
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    by_key: dict[str, str] = {}
+    for name in properties:
+        by_key.setdefault(_match_key(name), name)
+    for alias, target in dataset_meta.csv_aliases.items():
+        # A property's own name wins over an alias that happens to normalise to the same key.
+        if target in properties:
+            by_key.setdefault(_match_key(alias), target)
+    # English (or older) names come in layouts; only the one that fits the file best is used, because
+    # two layouts may give one name to different items.
+    candidates: list[dict[str, str]] = [
+        {_match_key(str(spec["x-en"])): prop for prop, spec in properties.items() if spec.get("x-en")}
+    ]
+    for layout in layouts_for(dataset_meta.standard):
+        names = {_match_key(name): by_key.get(_match_key(item)) for name, item in layout.names.items()}
+        candidates.append({key: prop for key, prop in names.items() if prop is not None})
+    unmatched = [key for key in map(_match_key, headers) if key not in by_key]
+    for key, prop in best_layout(unmatched, candidates).items():
+        by_key.setdefault(key, prop)
+    return by_key
 
 
 def _read_text(path: Path) -> tuple[str, str]:
@@ -217,13 +244,20 @@ def _csv_row(
         error = f"expected {width} cells, found {len(cells)}"
         return CsvRow(line_no, None, error, raw)
     record: dict[str, Any] = {}
+    problems: list[RowProblem] = []
     for prop, coerce, cell in zip(columns, coercers, cells, strict=False):
         if prop is None or coerce is None:
             continue
         value = _clean(cell)
-        if value:
-            record[prop] = coerce(value)
-    return CsvRow(line_no, record, None, raw)
+        if not value:
+            continue
+        coerced = coerce(value)
+        if isinstance(coerced, lgcode.CodeProblem):
+            # Keep the cell as written, so that the schema's verdict on the rest of the row still shows.
+            problems.append(RowProblem(json_pointer([prop]), coerced.ja, coerced.en))
+            coerced = value
+        record[prop] = coerced
+    return CsvRow(line_no, record, None, raw, tuple(problems))
 
 
 def iter_csv_records(
@@ -232,12 +266,14 @@ def iter_csv_records(
     schema: Mapping[str, Any],
     *,
     on_header: Callable[[HeaderMapping], None] | None = None,
+    known_codes: frozenset[str] | None = None,
 ) -> Iterator[CsvRow]:
     """Yield one ``CsvRow`` per data row of the CSV file at ``path``.
 
     The header mapping is logged once (unknown columns, duplicates, missing required columns) and,
     if given, passed to ``on_header`` before the first row. Rows whose cells are all empty are
-    skipped. ``CsvImportError`` means the file as a whole is unusable.
+    skipped. ``known_codes``, when given, is the national list every 全国地方公共団体コード must be on.
+    ``CsvImportError`` means the file as a whole is unusable.
     """
     path = Path(path)
     text, encoding = _read_text(path)
@@ -254,7 +290,7 @@ def iter_csv_records(
         on_header(mapping)
 
     properties: Mapping[str, Any] = schema.get("properties", {})
-    coercers = [_coercer(properties[p]) if p is not None else None for p in mapping.columns]
+    coercers = [_coercer(p, properties[p], known_codes) if p is not None else None for p in mapping.columns]
     raw_keys = _raw_keys(headers)
     previous_line = reader.line_num
     while True:
@@ -310,7 +346,12 @@ def _clean(cell: str) -> str:
     return cell.strip().replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _coercer(prop_schema: Mapping[str, Any]) -> Callable[[str], Any]:
+def _coercer(
+    name: str, prop_schema: Mapping[str, Any], known_codes: frozenset[str] | None = None
+) -> Callable[[str], Any]:
+    if name in lgcode.CODE_ITEMS and prop_schema.get("type", "string") == "string":
+        # Many cities publish the five-digit code without its check digit; the sixth is computable.
+        return partial(lgcode.complete, known=known_codes)
     declared = prop_schema.get("type", "string")
     types = {declared} if isinstance(declared, str) else set(declared)
     if "integer" in types:

@@ -16,6 +16,7 @@ from pathlib import Path
 from cityos.department.csvimport import iter_csv_records
 from cityos.department.outbox import record_event
 from cityos.department.outcomes import Outcome
+from cityos.department.rowcheck import RecordChecker, RowProblem
 from cityos.kernel.schemas import DatasetMeta, SchemaVersion
 
 
@@ -36,6 +37,8 @@ class ImportSummary:
     local_errors: list[tuple[int, str]] = field(default_factory=list)  # (line, why) never sent
     lines_by_event: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    # Every problem the import saw in a row (line → problems), whether or not the row was sent.
+    problems: dict[int, list[RowProblem]] = field(default_factory=dict)
 
     @property
     def rows_valid(self) -> int:
@@ -57,16 +60,44 @@ class ImportSummary:
         return {
             "rows_read": self.rows_read,
             "rows_sent": self.rows_sent,
-            "rows_refused_before_sending": [{"line": line, "why": why} for line, why in self.local_errors],
+            "rows_refused_before_sending": [
+                {"line": line, "why": why, "problems": self._problem_dicts(line)}
+                for line, why in self.local_errors
+            ],
             "rows_valid": self.rows_valid,
             "rows_deadlettered": self.rows_deadlettered,
             "rows_undecided": self.rows_undecided,
             "reasons": dict(self.reasons()),
             "rejected": [
-                {"line": line, "reason": o.reason, "pointer": o.pointer, "detail": o.detail}
+                {
+                    "line": line,
+                    "reason": o.reason,
+                    "pointer": o.pointer,
+                    "detail": o.detail,
+                    "problems": self._problem_dicts(line),
+                }
                 for line, o in self.rejected_rows()
             ],
         }
+
+    def _problem_dicts(self, line: int) -> list[dict[str, str]]:
+        return [problem.as_dict() for problem in self.problems.get(line, [])]
+
+    def rejected_lines(self, *, limit: int) -> list[str]:
+        """One line per refused row, then one indented line per problem of it (ja / en), in file order;
+        at most ``limit`` rows. Plain text: the CLI prints it without markup or wrapping."""
+        refused: list[tuple[int, str]] = [
+            (line, f"refused before sending: {why}") for line, why in self.local_errors
+        ]
+        refused += [
+            (line, f"dead-lettered: {o.reason} at {o.pointer or '-'}: {o.detail}")
+            for line, o in self.rejected_rows()
+        ]
+        lines: list[str] = []
+        for line, verdict in sorted(refused)[:limit]:
+            lines.append(f"line {line}: {verdict}")
+            lines.extend(f"    {problem.text()}" for problem in self.problems.get(line, []))
+        return lines
 
     def rejected_rows(self) -> list[tuple[int, Outcome]]:
         rows = [(self.lines_by_event[eid], o) for eid, o in self.outcomes.items() if not o.valid]
@@ -88,15 +119,24 @@ def csv_events(
     version: SchemaVersion,
     summary: ImportSummary,
     now: datetime | None = None,
+    known_codes: frozenset[str] | None = None,
 ) -> Iterator[RowEvent]:
-    """One event per well-formed row; structurally broken rows go to ``summary.local_errors``."""
+    """One event per well-formed row; structurally broken rows, and rows whose cells the import cannot
+    repair, go to ``summary.local_errors``. Every problem of a row goes to ``summary.problems``."""
     digest = file_digest(path)
     sent_at = now or datetime.now(UTC)
     source = f"/departments/{meta.department}/csv-import/{meta.id}"
-    for row in iter_csv_records(path, meta, version.document):
+    checker = RecordChecker(version.document)
+    for row in iter_csv_records(path, meta, version.document, known_codes=known_codes):
         summary.rows_read += 1
         if row.error is not None or row.record is None:
             summary.local_errors.append((row.line_no, row.error or "empty row"))
+            continue
+        problems = [*row.problems, *checker.problems(row.record)]
+        if problems:
+            summary.problems[row.line_no] = problems
+        if row.problems:
+            summary.local_errors.append((row.line_no, "; ".join(p.en for p in row.problems)))
             continue
         event_id = f"{digest}-{row.line_no}"
         record_key = str(row.record.get(meta.record_key, ""))

@@ -1,6 +1,7 @@
 """Department side: turn records into CloudEvents and send them to the department's topic.
 
-Used by ``cityos import-csv`` and ``cityos demo``; a departmental system would do the same.
+Used by ``cityos import-csv``, ``cityos demo`` and ``cityos records delete``; a departmental system
+would do the same.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from cityos.kernel.errors import DeliveryFailed
-from cityos.kernel.events import STRUCTURED_CONTENT_TYPE, TYPE_UPSERTED
+from cityos.kernel.events import STRUCTURED_CONTENT_TYPE, TYPE_DELETED, TYPE_UPSERTED
 
 if TYPE_CHECKING:
     from cityos.kernel.schemas import SchemaSet
@@ -73,6 +74,33 @@ def upsert_events(
             source=source,
             event_id=f"{id_prefix}-{key}",
             subject=key,
+        )
+        yield topic, f"{dataset_id}/{key}".encode(), value
+
+
+def deletion_events(
+    schema_set: SchemaSet,
+    settings: Settings,
+    dataset_id: str,
+    keys: Iterable[str],
+    *,
+    origin: str,
+    id_prefix: str,
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of one deletion per record key, sent like ``upsert_events`` sends upserts:
+    the data names the record only, the event id is ``<id_prefix>-<record key>``."""
+    meta = schema_set.datasets[dataset_id]
+    version = schema_set.latest(dataset_id)
+    topic = settings.department_topic(meta.department)
+    source = f"/departments/{meta.department}/{origin}"
+    for key in keys:
+        value = record_event(
+            record={meta.record_key: key},
+            dataschema=version.uri,
+            source=source,
+            event_id=f"{id_prefix}-{key}",
+            subject=key,
+            event_type=TYPE_DELETED,
         )
         yield topic, f"{dataset_id}/{key}".encode(), value
 

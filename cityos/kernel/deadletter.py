@@ -8,6 +8,7 @@ these names and bytes, so their names, order, encoding and length limits live he
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +26,9 @@ SOURCE_PARTITION: Final = "cityos_source_partition"
 SOURCE_OFFSET: Final = "cityos_source_offset"
 EVENT_ID: Final = "cityos_event_id"
 REPLAY_OF: Final = "cityos_replay_of"  # on a replayed message: <dead-letter topic>/<partition>/<offset>
+# sha256 (hex) of what makes a dead letter the same one again: ingest writes the same event with the
+# same verdict once, and remembers recent fingerprints from this header (see ``fingerprint``).
+FINGERPRINT: Final = "cityos_fingerprint"
 
 # Longest values written, in bytes: a department controls these texts, and a broker refuses
 # oversized records. The cut is on bytes, so it may split a character; readers decode leniently.
@@ -57,6 +61,7 @@ class Reason(StrEnum):
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
     MISSING_RECORD_KEY = "missing_record_key"
+    RECORD_RULE_VIOLATED = "record_rule_violated"  # a rule of the dataset's record_rules, across fields
     WRONG_DEPARTMENT = "wrong_department"
     # catalog: a validated-topic message it cannot read / the database refused
     UNDECODABLE_VALIDATED_EVENT = "undecodable_validated_event"
@@ -89,6 +94,34 @@ class Verdict:
     dataset: str | None = None
     department: str | None = None
     event_id: str | None = None
+    fingerprint: str | None = None  # see ``fingerprint``; only ingest writes it
+
+
+def fingerprint(
+    topic: str, key: bytes | None, value: bytes | None, headers: Iterable[Header], reason: str
+) -> str:
+    """What identifies "the same dead letter again": the department's topic, key, headers and bytes
+    (the CloudEvent ``source`` and ``id`` are read from these, so equal inputs are the same event
+    with the same bytes) and the refusal's reason (an event refused for a new reason -- a schema
+    version registered since, say -- is worth a new dead letter). Every part is length-prefixed so
+    no two different inputs concatenate alike; ``cityos_*`` headers are left out, as on a replay."""
+    digest = hashlib.sha256()
+
+    def part(data: bytes | None) -> None:
+        if data is None:
+            digest.update(b"\xff" * 8)  # absent differs from empty
+            return
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+
+    part(topic.encode("utf-8", errors="replace"))
+    part(key)
+    part(value)
+    for name, data in original_headers(headers):
+        part(name.encode("utf-8", errors="replace"))
+        part(data)
+    part(reason.encode())
+    return digest.hexdigest()
 
 
 def _text(value: str, limit: int | None = None) -> bytes:
@@ -114,6 +147,8 @@ def verdict_headers(verdict: Verdict) -> list[tuple[str, bytes]]:
     ]
     if verdict.event_id is not None:
         headers.append((EVENT_ID, _text(verdict.event_id, EVENT_ID_MAX_BYTES)))
+    if verdict.fingerprint is not None:
+        headers.append((FINGERPRINT, verdict.fingerprint.encode("ascii")))
     return headers
 
 
@@ -149,6 +184,7 @@ def parse_verdict(headers: Iterable[Header]) -> Verdict:
         dataset=get(DATASET),
         department=get(DEPARTMENT),
         event_id=get(EVENT_ID),
+        fingerprint=get(FINGERPRINT),
     )
 
 

@@ -128,6 +128,11 @@ class _Batch:
         self.pending += 1
         self.positions[(topic, partition)] = offset + 1
 
+    def settle(self, topic: str, partition: int, offset: int) -> None:
+        """Input (topic, partition, offset) needs no output (a dead letter written before): its
+        offset is committed with the batch's, after every output of this and earlier batches."""
+        self.positions[(topic, partition)] = offset + 1
+
     def ack(self, err: KafkaError | None, _msg: Message) -> None:
         self.pending -= 1
         if err is not None and self.failed is None:

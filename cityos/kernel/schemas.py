@@ -23,6 +23,7 @@ import jsonschema_rs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cityos.kernel.errors import SchemaError
+from cityos.kernel.record_rules import RecordRule
 
 SCHEMA_URI_BASE = "https://cityos.example/schemas/"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -32,6 +33,10 @@ _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.schema\.json$")
 Classification = Literal["public", "internal", "personal"]
 # Values map one to one onto the DCAT / EU frequency vocabulary used by the catalog export.
 UpdateFrequency = Literal["continuous", "daily", "weekly", "monthly", "quarterly", "annual", "irregular"]
+# The schema registry's compatibility modes (Confluent's names), as a dataset may declare its own.
+CompatibilityLevel = Literal[
+    "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"
+]
 
 
 class LocalizedText(BaseModel):
@@ -86,6 +91,11 @@ class DatasetMeta(BaseModel):
     keywords: list[str] = Field(default_factory=list)
     standard: str | None = None
     csv_aliases: dict[str, str] = Field(default_factory=dict)
+    # Rules across fields that JSON Schema cannot express; ingest checks them after the schema.
+    record_rules: list[RecordRule] = Field(default_factory=list)
+    # The dataset's compatibility level for `cityos schemas check` (the registry's modes); None:
+    # the check's default (BACKWARD). A dataset that tightens its rules declares a FORWARD level.
+    compatibility: CompatibilityLevel | None = None
 
 
 class SchemaVersion(BaseModel):
@@ -200,6 +210,10 @@ def _load_dataset(
     for alias, target in meta.csv_aliases.items():
         if target not in latest_properties:
             raise SchemaError(f"{meta_file}: csv_aliases[{alias!r}] names unknown property {target!r}")
+    for index, rule in enumerate(meta.record_rules):
+        unknown = [name for name in rule.fields if name not in latest_properties]
+        if unknown:
+            raise SchemaError(f"{meta_file}: record_rules[{index}] names unknown properties {unknown}")
     return meta, versions
 
 

@@ -38,9 +38,18 @@ class Settings(BaseSettings):
     catalog_port: int = 8001
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = 8002
+    # Dead-letter fingerprints each ingest process remembers (read back from the dead-letter topic's
+    # tail at start, then followed), so the same refused event is dead-lettered once however often it
+    # is sent again; about 170 bytes each (17 MB for the default). 0 turns the memory off.
+    ingest_deadletter_memory: int = 100_000
 
-    # Public base URL of the publish API, used in links (DCAT, CKAN resources, GeoJSON ids).
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Public base URL of the publish API, used in links (DCAT, CKAN resources, paging). Empty: each
+    # answer's links point where its request came in (its Host header), so a stack on any host or
+    # port links to itself; set it when clients must be sent elsewhere (a canonical public name).
+    public_base_url: str = ""
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-Proto and
+    # X-Forwarded-Host are believed for those links; none by default, so no client can choose them.
+    publish_trusted_proxies: str = ""
 
     # Feeds. The republisher's metrics/health port; its consumer group on the validated
     # topic; its transactional id is <prefix><name>-<instance>: stable per instance, so a restarted

@@ -18,10 +18,12 @@ from cityos.kernel.events import (
     json_pointer,
     parse_event_time,
 )
+from cityos.kernel.record_rules import first_violation
 from cityos.kernel.references import external_refs, rust_validator
 from cityos.kernel.schemas import SCHEMA_URI_BASE
 
 if TYPE_CHECKING:
+    from cityos.kernel.record_rules import RecordRule
     from cityos.kernel.schemas import DatasetMeta, SchemaSet
 
 _SCHEMA_URI = re.compile(
@@ -149,7 +151,14 @@ class ValidatorRegistry:
         key = data.get(compiled.meta.record_key)
         if key is None or key == "":
             return None
+        rules = self._record_rules(compiled)
+        if rules and first_violation(rules, data) is not None:
+            return None
         return ValidRecord(compiled.meta.id, compiled.version, str(key), data)
+
+    def _record_rules(self, compiled: _Compiled) -> list[RecordRule]:
+        # The dataset's newest metadata: rules changed with a later version bind every version's events.
+        return self._datasets[compiled.meta.id].record_rules
 
     def dataset(self, dataset_id: str) -> DatasetMeta | None:
         return self._datasets.get(dataset_id)
@@ -189,6 +198,14 @@ class ValidatorRegistry:
                 str(error.message)[:500],
                 json_pointer(["data", *error.instance_path]),
                 envelope.id,
+            )
+        # Rules across fields come after the schema: they may assume well-formed values.
+        broken = (
+            first_violation(self._record_rules(compiled), data) if envelope.type != TYPE_DELETED else None
+        )
+        if broken is not None:
+            return Rejected(
+                Reason.RECORD_RULE_VIOLATED, broken.detail, json_pointer(["data", broken.field]), envelope.id
             )
         return ValidRecord(compiled.meta.id, compiled.version, str(key_value), data)
 

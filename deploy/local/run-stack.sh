@@ -71,7 +71,7 @@ cat <<URLS
   DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
   catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets
   metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics
-  feeds             .venv/bin/cityos subscriptions create DEPARTMENT DATASET   (docs/feeds.md)
+  feeds             .venv/bin/cityos subscriptions create DATASET DEPARTMENT   (docs/feeds.md)
   import a CSV      .venv/bin/cityos import-csv FILE --dataset aed
 
 URLS

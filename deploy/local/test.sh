@@ -21,6 +21,11 @@ if ! command -v promtool >/dev/null 2>&1; then
   log "installing promtool (Debian package prometheus)"
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
 fi
+# kcat is the real Kafka client the feed-consumer example in docs/feeds.md is tested with.
+if ! command -v kcat >/dev/null 2>&1; then
+  log "installing kcat (Debian package kcat)"
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat >/dev/null
+fi
 
 if ! fixtures=$("$VENV/bin/python" -m tests.support.fixtures_path); then
   log "ERROR: test fixtures not found at $fixtures: put the shared folder beside the repository (../shared/fixtures) or set CITYOS_FIXTURES"

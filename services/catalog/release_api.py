@@ -9,10 +9,10 @@ reason; the method of a release never appears here (only its 概要 and checksum
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain.access import Caller, CallerKind
 from cityos.domain.anonymize import proposals as workflow
+from cityos.domain.anonymize.gate import OffendingRecords
 from cityos.domain.anonymize.releases import (
     ReleaseError,
     ReleaseResult,
@@ -109,8 +110,13 @@ class ProposalReleaseIn(BaseModel):
 _Done = TypeVar("_Done")
 
 
-def _refused(reasons: list[str]) -> HTTPException:
-    return HTTPException(status_code=409, detail={"error": "refused", "reasons": reasons})
+def _refused(reasons: list[str], records: Sequence[OffendingRecords] = ()) -> HTTPException:
+    """409 with every reason; a gate that records stopped also names them (counts and first keys),
+    so the operator knows what to correct or delete."""
+    detail: dict[str, Any] = {"error": "refused", "reasons": reasons}
+    if records:
+        detail["records"] = [found.as_json() for found in records]
+    return HTTPException(status_code=409, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,7 @@ def _gate_outcome(context: ReleaseContext, session: Session, result: ReleaseResu
     session.commit()
     context.metrics.gate_runs.labels("refused" if result.release is None else "passed").inc()
     if result.release is None:
-        raise _refused(result.reasons)
+        raise _refused(result.reasons, result.outcome.offending)
     return ReleaseSummary.of(result.release)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import timedelta
 
 from confluent_kafka import Consumer, Producer
@@ -14,9 +16,16 @@ from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
 from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.dedup import DeadLetterFollower, RecentDeadLetters
 from services.ingest.metrics import IngestMetrics
 from services.ingest.routing import Topics
 from services.ingest.service import IngestService
+
+log = logging.getLogger(__name__)
+
+# Longest start-up wait for reading back recent dead letters: past it, ingest starts anyway and the
+# rest of the tail still arrives while it runs (only a duplicate in between could slip through).
+DEADLETTER_CATCH_UP_S = 20.0
 
 
 def serve(settings: Settings) -> None:
@@ -40,6 +49,22 @@ def serve(settings: Settings) -> None:
         registry=REGISTRY,
     )
     known_versions.set(registry.version_count)
+    recent = RecentDeadLetters(settings.ingest_deadletter_memory)
+    follower = (
+        DeadLetterFollower(settings.kafka_bootstrap, settings.deadletter_topic, recent)
+        if recent.capacity > 0
+        else None
+    )
+    if follower is not None:
+        started = time.monotonic()
+        read = follower.catch_up(timeout_s=DEADLETTER_CATCH_UP_S)
+        log.info(
+            "remembered %d dead-letter fingerprints from %d dead letters in %.2f s",
+            len(recent),
+            read,
+            time.monotonic() - started,
+        )
+        metrics.deadletter_memory.set(len(recent))
     service = IngestService(
         consumer=Consumer(consumer_config(settings.kafka_bootstrap, settings.ingest_group)),
         producer=Producer(producer_config(settings.kafka_bootstrap)),
@@ -50,6 +75,8 @@ def serve(settings: Settings) -> None:
         max_future=timedelta(seconds=settings.max_future_skew_s),
         schema_follower=SchemaFollower(settings.kafka_bootstrap, settings.schemas_topic),
         on_schemas_changed=known_versions.set,
+        recent_deadletters=recent,
+        deadletter_follower=follower,
     )
     service.subscribe(settings.department_topic_pattern)
     stop = stop_on_signals()

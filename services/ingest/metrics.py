@@ -34,6 +34,18 @@ class IngestMetrics:
             ["department", "dataset", "reason"],
             registry=registry,
         )
+        self.deadletter_duplicates = Counter(
+            "cityos_ingest_deadletter_duplicates",
+            "Refused events not dead-lettered again: the same event with the same verdict was dead-lettered"
+            " before (a re-sent or redelivered event), by reason code.",
+            ["department", "dataset", "reason"],
+            registry=registry,
+        )
+        self.deadletter_memory = Gauge(
+            "cityos_ingest_deadletter_fingerprints",
+            "Dead-letter fingerprints remembered to recognise a duplicate (bounded by configuration).",
+            registry=registry,
+        )
         self.validation_seconds = Histogram(
             "cityos_ingest_validation_duration_seconds",
             "Time to decode and validate one event.",

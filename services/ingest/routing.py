@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from cityos.kernel.deadletter import Origin, Reason, Verdict, deadletter_headers
+from cityos.kernel.deadletter import REPLAY_OF, Origin, Reason, Verdict, deadletter_headers, fingerprint
 from cityos.kernel.events import Decoded, Header, Rejected, decode_event, parse_structured
 from cityos.kernel.validation import ValidatorRegistry, ValidRecord, parse_schema_uri
 
@@ -51,6 +51,10 @@ class Routed:
     department: str
     dataset: str
     reason: Reason | None  # None when valid
+    # A dead letter's identity (``cityos.kernel.deadletter.fingerprint``): ingest writes a second
+    # one with the same fingerprint only for a replay, which an operator asked for explicitly.
+    fingerprint: str | None = None
+    replay: bool = False
 
 
 @dataclass(slots=True)  # not frozen: frozen construction costs 4x on the hot path
@@ -144,6 +148,7 @@ def _structured_value(message: InboundMessage, decoded: Decoded, record: ValidRe
 def _deadletter(
     message: InboundMessage, refusal: Rejected, department: str, dataset: str, schema: str, topics: Topics
 ) -> Routed:
+    identity = fingerprint(message.topic, message.key, message.value, message.headers, refusal.reason)
     verdict = Verdict(
         reason=refusal.reason,
         detail=refusal.detail,
@@ -153,9 +158,11 @@ def _deadletter(
         dataset=dataset,
         department=department,
         event_id=refusal.event_id or "",
+        fingerprint=identity,
     )
     headers = deadletter_headers(message.headers, verdict)
     outbound = OutboundMessage(
         topics.deadletter, message.key, message.value or b"", headers, message.timestamp_ms
     )
-    return Routed(outbound, department, dataset, refusal.reason)
+    replay = any(name == REPLAY_OF for name, _value in message.headers)
+    return Routed(outbound, department, dataset, refusal.reason, identity, replay)

@@ -22,8 +22,9 @@ from cityos.kernel.deadletter import Reason
 from cityos.kernel.kafka import OffsetTracker, error_code, headers_list
 from cityos.kernel.schemas import DatasetMeta
 from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.dedup import DeadLetterFollower, RecentDeadLetters
 from services.ingest.metrics import IngestMetrics
-from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Topics, route
+from services.ingest.routing import UNKNOWN, InboundMessage, OutboundMessage, Routed, Topics, route
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class IngestService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         schema_follower: SchemaFollower | None = None,
         on_schemas_changed: Callable[[int], None] | None = None,
+        recent_deadletters: RecentDeadLetters | None = None,
+        deadletter_follower: DeadLetterFollower | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -81,6 +84,9 @@ class IngestService:
         self._follower = schema_follower
         self._on_schemas_changed = on_schemas_changed
         self._next_schema_poll = 0.0
+        # Not ``or``: an empty memory is falsy (it has a length) yet must be the one used.
+        self._recent = RecentDeadLetters(0) if recent_deadletters is None else recent_deadletters
+        self._deadletter_follower = deadletter_follower
         self.processed = 0
 
     def subscribe(self, pattern: str) -> None:
@@ -96,7 +102,7 @@ class IngestService:
             report_lag=self._metrics.lag.set,
             batch_size=self._batch_size,
             poll_timeout_s=0.5,
-            before_poll=self._follow_schemas,
+            before_poll=self._before_poll,
             drain=self.drain,
         ).run(stop)
 
@@ -115,9 +121,9 @@ class IngestService:
         # library would cost more than the validation itself. Names are bound once: this loop
         # runs for every event.
         now = self._clock()
-        outcomes: dict[tuple[str, str, Reason | None], int] = {}
+        outcomes: dict[tuple[str, str, Reason | None, bool], int] = {}
         registry, topics, max_future = self._registry, self._topics, self._max_future
-        produce, ack, expect = self._producer.produce, batch.ack, batch.expect
+        produce, ack, expect, repeated = self._producer.produce, batch.ack, batch.expect, self._repeated
         for index, message in enumerate(messages):
             timed = index % VALIDATION_SAMPLE_EVERY == 0
             started = time.perf_counter() if timed else 0.0
@@ -125,8 +131,12 @@ class IngestService:
             routed = route(incoming, registry=registry, topics=topics, now=now, max_future=max_future)
             if timed:
                 self._metrics.validation_seconds.observe(time.perf_counter() - started)
-            label = (routed.department, routed.dataset, routed.reason)
+            duplicate = routed.fingerprint is not None and repeated(routed)
+            label = (routed.department, routed.dataset, routed.reason, duplicate)
             outcomes[label] = outcomes.get(label, 0) + 1
+            if duplicate:
+                batch.settle(incoming.topic, incoming.partition, incoming.offset)
+                continue
             expect(incoming.topic, incoming.partition, incoming.offset)
             out = routed.outbound
             try:
@@ -148,6 +158,7 @@ class IngestService:
         """Wait for every produce acknowledgement and commit the final positions."""
         self._producer.flush(30)
         self._store_ready()
+        self._metrics.deadletter_memory.set(len(self._recent))
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -158,6 +169,13 @@ class IngestService:
     def close(self) -> None:
         """Leave the group cleanly (stored offsets are committed by close)."""
         self._consumer.close()
+        if self._deadletter_follower is not None:
+            self._deadletter_follower.close()
+
+    def _repeated(self, routed: Routed) -> bool:
+        # A replay is an operator's explicit request: it is dead-lettered again if still refused.
+        known = self._recent.remember(routed.fingerprint or "")
+        return known and not routed.replay
 
     def _produce_when_room(
         self, out: OutboundMessage, on_delivery: Callable[[KafkaError | None, Message], None]
@@ -208,14 +226,15 @@ class IngestService:
         self._tracker.forget(partitions)
         self._unassign(partitions)
 
-    def _count(self, outcomes: dict[tuple[str, str, Reason | None], int]) -> None:
-        for (department, dataset, reason), count in outcomes.items():
+    def _count(self, outcomes: dict[tuple[str, str, Reason | None, bool], int]) -> None:
+        for (department, dataset, reason, duplicate), count in outcomes.items():
             department = department if department in self._departments else UNKNOWN
             self._child(self._metrics.consumed, department).inc(count)
             if reason is None:
                 self._child(self._metrics.valid, department, dataset).inc(count)
             else:
-                self._child(self._metrics.deadlettered, department, dataset, reason.value).inc(count)
+                metric = self._metrics.deadletter_duplicates if duplicate else self._metrics.deadlettered
+                self._child(metric, department, dataset, reason.value).inc(count)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         # labels() takes a lock and builds a tuple each call; cache the children on the hot path.
@@ -225,6 +244,12 @@ class IngestService:
             child = metric.labels(*labels)
             self._children[key] = child
         return child
+
+    def _before_poll(self) -> None:
+        self._follow_schemas()
+        if self._deadletter_follower is not None:
+            self._deadletter_follower.poll()
+            self._metrics.deadletter_memory.set(len(self._recent))
 
     def _follow_schemas(self) -> None:
         now = time.monotonic()

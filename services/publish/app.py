@@ -31,6 +31,7 @@ from services.publish.context import PublishContext, error_body, install
 from services.publish.limits import RateLimiter
 from services.publish.metrics import MetricsMiddleware, PublishMetrics
 from services.publish.page_cache import PageCache
+from services.publish.public_base import PublicBase
 from services.publish.records_api import CachedPagesMiddleware
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
 
@@ -82,6 +83,7 @@ def create_app(
         writer_sessions=writer_sessions,
         pages=PageCache(settings.publish_page_cache_ttl_s),
         engine=engine,
+        public_base=PublicBase.from_settings(settings),
     )
 
     @asynccontextmanager

@@ -41,6 +41,13 @@ class ActionError(Exception):
         "Bad request": 400,
         "Authorization Error": 403,
     }
+    # CKAN opens each message with the error's own title, and clients (ckanapi) cut the text at the
+    # first ": " to recover the message proper.
+    TITLES: ClassVar[dict[str, str]] = {
+        "Not Found Error": "Not found",
+        "Bad request": "Bad request",
+        "Authorization Error": "Access denied",
+    }
 
     def __init__(self, kind: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -56,7 +63,8 @@ class ActionError(Exception):
         if self.kind == "Validation Error":
             # CKAN reports validation errors per field, as lists of messages.
             return {"__type": self.kind, self.field or "message": [self.message]}
-        return {"__type": self.kind, "message": f"{self.kind.split()[0]}: {self.message}"}
+        title = self.TITLES.get(self.kind, self.kind)
+        return {"__type": self.kind, "message": f"{title}: {self.message}"}
 
 
 def not_found(what: str) -> ActionError:
@@ -74,6 +82,55 @@ def resource_id(dataset_id: str, fmt: str) -> str:
 def split_resource_id(value: str) -> tuple[str, str] | None:
     dataset_id, dot, fmt = value.rpartition(".")
     return (dataset_id, fmt) if dot and dataset_id and fmt in FORMATS else None
+
+
+def datastore_dataset_id(value: str) -> str:
+    """The dataset a ``datastore_search`` reads: from a resource id (``aed.csv``) or the dataset's
+    own id (``aed``) -- every resource of a dataset holds the same records, and clients that know
+    the package's name should not have to guess a format suffix first."""
+    parts = split_resource_id(value)
+    return parts[0] if parts is not None else value
+
+
+# What ``help_show`` answers for each action, as CKAN answers with the action's documentation.
+ACTION_HELP: Mapping[str, str] = {
+    "status_show": "Return the site's CKAN version, URL, title and extensions.\n"
+    "サイトの CKAN バージョン・URL・名称・拡張機能を返す。",
+    "package_list": "Return the names of the datasets you may read.\n\n"
+    ":param limit: at most this many names\n:param offset: skip this many\n"
+    "閲覧できるデータセット名の一覧を返す。",
+    "current_package_list_with_resources": "Return the datasets you may read, with their resources.\n\n"
+    ":param limit: at most this many\n:param offset: skip this many\n"
+    "閲覧できるデータセットをリソース付きで返す。",
+    "package_show": "Return one dataset (package) with its resources.\n\n"
+    ":param id: the dataset's id or name\nデータセット 1 件をリソース付きで返す。",
+    "package_search": "Search the datasets you may read.\n\n"
+    ":param q: text in the name, titles, notes, tags or organization\n"
+    ":param fq: filters such as organization:fire or res_format:CSV\n"
+    ":param sort: e.g. metadata_modified desc\n:param rows: page size (max 1000)\n"
+    ":param start: offset\nデータセットを検索する。",
+    "organization_list": "Return the organizations (departments).\n\n"
+    ":param all_fields: whole organizations instead of names\n組織（部局）の一覧を返す。",
+    "organization_show": "Return one organization (department).\n\n"
+    ":param id: the organization's id\n:param include_datasets: add its datasets\n組織 1 件を返す。",
+    "resource_show": "Return one resource (a dataset in one format).\n\n"
+    ":param id: the resource id, e.g. aed.csv\nリソース 1 件を返す。",
+    "datastore_search": "Return the records of a resource.\n\n"
+    ":param resource_id: the resource id (aed.csv) or the dataset's id (aed)\n"
+    ":param filters: {field: value or [values]}\n:param q: text, or {field: text}\n"
+    ":param fields: names to return\n:param sort: e.g. 名称 desc\n"
+    ":param limit: page size (max 32000)\n:param offset: skip this many\nレコードを返す。",
+    "help_show": "Return the documentation of an action.\n\n"
+    ":param name: the action's name\nアクションの説明を返す。",
+}
+
+
+def action_help(name: str) -> str:
+    """``help_show``'s answer; an action this API does not serve is CKAN's Not Found."""
+    text = ACTION_HELP.get(name)
+    if text is None:
+        raise not_found("Action function")
+    return text
 
 
 def dataset_formats(dataset: Dataset) -> list[str]:

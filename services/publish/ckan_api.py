@@ -8,6 +8,7 @@ same as a missing one. Answers use CKAN's envelope: ``help``, ``success``, ``res
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -160,8 +161,10 @@ ACTION_NAMES = tuple(CKAN_RESULTS)
 
 
 class CkanActions:
-    def __init__(self, ctx: PublishContext) -> None:
+    def __init__(self, ctx: PublishContext, base_url: str) -> None:
         self.ctx = ctx
+        # Where this answer's links point (``PublishContext.base_url`` of the request).
+        self.base_url = base_url
 
     def action(self, name: str) -> Action | None:
         """The action called ``name``, or None for a name CKAN would not know."""
@@ -175,7 +178,7 @@ class CkanActions:
         schema = queries.latest_schema(session, dataset_id=dataset.id)
         return ckan.package_dict(
             dataset, department, schema, quality_of(dataset, department, schema),
-            base_url=self.ctx.base_url, contact_email=self.ctx.settings.open_data_contact_email,
+            base_url=self.base_url, contact_email=self.ctx.settings.open_data_contact_email,
         )  # fmt: skip
 
     def _visible(self, session: Session, caller: Caller, dataset_id: str) -> tuple[Dataset, ReadAccess]:
@@ -190,7 +193,7 @@ class CkanActions:
     def status_show(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
         return {
             "ckan_version": ckan.CKAN_VERSION,
-            "site_url": self.ctx.base_url,
+            "site_url": self.base_url,
             "site_title": "CityOS Open Data",
             "extensions": ["datastore", "dcat"],
         }
@@ -259,15 +262,15 @@ class CkanActions:
             raise ckan.not_found("Resource") from None
         if parts[1] not in ckan.dataset_formats(dataset):
             raise ckan.not_found("Resource")
-        return ckan.resource_dict(dataset, parts[1], self.ctx.base_url)
+        return ckan.resource_dict(dataset, parts[1], self.base_url)
+
+    def help_show(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
+        return ckan.action_help(_str(params, "name"))
 
     def datastore_search(self, session: Session, caller: Caller, params: Params, state: Any) -> Any:
         rid = _str(params, "resource_id") or _str(params, "id")
-        parts = ckan.split_resource_id(rid)
-        if parts is None:
-            raise ckan.not_found("Resource")
         try:
-            dataset, access = self._visible(session, caller, parts[0])
+            dataset, access = self._visible(session, caller, ckan.datastore_dataset_id(rid))
         except ckan.ActionError:
             raise ckan.not_found("Resource") from None
         schema_row = queries.latest_schema(session, dataset_id=dataset.id)
@@ -305,8 +308,8 @@ class CkanActions:
             "offset": offset,
             "include_total": True,
             "_links": {
-                "start": f"{path}?resource_id={rid}",
-                "next": f"{path}?resource_id={rid}&offset={offset + limit}",
+                "start": f"{path}?{urlencode({'resource_id': rid})}",
+                "next": f"{path}?{urlencode({'resource_id': rid, 'offset': offset + limit})}",
             },
         }
 
@@ -314,8 +317,10 @@ class CkanActions:
 router = APIRouter(tags=["CKAN action API"], responses=CKAN_RESPONSES)
 
 
-def _run(ctx: PublishContext, action_name: str, caller: Caller, params: Params, state: Any) -> Any:
-    action = CkanActions(ctx).action(action_name)
+def _run(
+    ctx: PublishContext, base_url: str, action_name: str, caller: Caller, params: Params, state: Any
+) -> Any:
+    action = CkanActions(ctx, base_url).action(action_name)
     if action is None:
         raise ckan.ActionError("Bad request", f"Action name not known: {action_name}")
     with ctx.sessions() as session:
@@ -328,14 +333,16 @@ async def ckan_action(request: Request, ctx: ContextDep) -> Response:
     # segment is its {action_name}. CKAN's envelope answers whatever the outcome.
     action_name: str = request.path_params.get("action_name") or request.scope["path"].rsplit("/", 1)[1]
     request.state.response_format = "ckan"
-    help_url = f"{ctx.base_url}/api/3/action/help_show?name={action_name}"
+    base_url = ctx.base_url(request)
+    # As CKAN does: every answer links to the action's documentation, which help_show serves.
+    help_url = f"{base_url}/api/3/action/help_show?{urlencode({'name': action_name})}"
     params: Params = dict(request.query_params)
     status, envelope = 200, {"help": help_url, "success": True}
     try:
         if request.method == "POST":
             params.update(await _posted(request))
         envelope["result"] = await run_in_threadpool(
-            _run, ctx, action_name, caller_of(request), params, request.state
+            _run, ctx, base_url, action_name, caller_of(request), params, request.state
         )
     except ckan.ActionError as error:
         status, envelope = error.status, {"help": help_url, "success": False, "error": error.body()}

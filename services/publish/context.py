@@ -25,6 +25,7 @@ from cityos.kernel.settings import Settings
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
 from services.publish.page_cache import PageCache, PageKey
+from services.publish.public_base import PublicBase
 from services.publish.usage import UsageBuffer
 
 # One body for every invisible dataset: a missing, internal and personal id must be
@@ -67,15 +68,17 @@ class PublishContext:
     writer_sessions: sessionmaker[Session]
     # The catalog's engine, for the readiness probe's own connection.
     engine: Engine
+    # Where each answer's links point (the configured public URL, or where the request came in).
+    public_base: PublicBase
     schemas: SchemaCache = field(default_factory=SchemaCache)
     pages: PageCache = field(default_factory=lambda: PageCache(0.0))
     # Public pages being rendered right now, by cache key (event loop only, so no lock): a request
     # for a page in flight waits for it rather than running the same query again.
     rendering: dict[PageKey, asyncio.Event] = field(default_factory=dict)
 
-    @property
-    def base_url(self) -> str:
-        return self.settings.public_base_url.rstrip("/")
+    def base_url(self, request: Request) -> str:
+        """The base URL of the links in the answer to ``request`` (no trailing slash)."""
+        return self.public_base.for_scope(request.scope)
 
     def session(self) -> Iterator[Session]:
         # Read-only use: the session never commits, closing it rolls back the read transaction.

@@ -157,13 +157,63 @@ def add_dataset(graph: Graph, entry: DatasetEntry, *, base_url: str, contact_ema
 def _add_contact(
     graph: Graph, node: URIRef, entry: DatasetEntry, *, base_url: str, contact_email: str
 ) -> None:
-    department_id = entry.dataset.department_id
-    contact = URIRef(f"{base_url}/catalog/contact/{department_id}")
+    contact = _contact(graph, base_url, entry.dataset.department_id, entry.department, contact_email)
     graph.add((node, DCAT.contactPoint, contact))
+
+
+def _contact(
+    graph: Graph, base_url: str, department_id: str, department: Department | None, contact_email: str
+) -> URIRef:
+    contact = URIRef(f"{base_url}/catalog/contact/{department_id}")
     graph.add((contact, RDF.type, VCARD.Kind))
-    name = entry.department.name_ja if entry.department is not None else department_id
+    name = department.name_ja if department is not None else department_id
     graph.add((contact, VCARD.fn, Literal(name, lang="ja")))
     graph.add((contact, VCARD.hasEmail, URIRef(f"mailto:{contact_email}")))
+    return contact
+
+
+def contact_graph(base_url: str, department: Department, contact_email: str) -> Graph:
+    """What a department's contact-point URI answers: the same vCard the datasets point to."""
+    graph = new_graph()
+    _contact(graph, base_url, department.id, department, contact_email)
+    return graph
+
+
+# The quality metrics every dataset is measured by: (labels, definitions), ja and en.
+METRICS: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]] = {
+    "five-star": (
+        {"ja": "5つ星オープンデータ", "en": "5-star open data"},
+        {
+            "ja": "Tim Berners-Lee の 5 段階（1〜5）。公開ライセンス、機械可読、非独占形式、URI、リンクの順に累積。",
+            "en": "Tim Berners-Lee's scale (1-5): open licence, machine-readable, non-proprietary "
+            "format, URIs, links; each level requires the ones before it.",
+        },
+    ),
+    "metadata-quality": (
+        {"ja": "メタデータ品質", "en": "Metadata quality"},
+        {
+            "ja": "DCAT-AP の推奨項目のうち記入済みのものの割合（0〜100）。",
+            "en": "Share of the DCAT-AP recommended fields that are filled (0-100).",
+        },
+    ),
+}
+
+
+def metric_uri(base_url: str, name: str) -> URIRef:
+    return URIRef(f"{base_url}/catalog/metrics#{name}")
+
+
+def metrics_graph(base_url: str) -> Graph:
+    """What the metrics URI answers: each DQV metric the quality measurements refer to."""
+    graph = new_graph()
+    graph.bind("skos", SKOS)
+    for name, (labels, definitions) in METRICS.items():
+        metric = metric_uri(base_url, name)
+        graph.add((metric, RDF.type, DQV.Metric))
+        graph.add((metric, DQV.expectedDataType, XSD.integer))
+        _texts(graph, metric, SKOS.prefLabel, labels, name)
+        _texts(graph, metric, SKOS.definition, definitions, name)
+    return graph
 
 
 def _add_coverage(graph: Graph, node: URIRef, entry: DatasetEntry) -> None:
@@ -192,10 +242,10 @@ def _add_quality(graph: Graph, node: URIRef, entry: DatasetEntry, base_url: str)
     stars_note = "; ".join(
         f"{s.level}★ {'yes' if s.met else 'no'}: {s.reason}" for s in entry.rating.criteria
     )
-    _measurement(graph, node, URIRef(f"{base_url}/catalog/metrics#five-star"), entry.rating.stars, stars_note)
+    _measurement(graph, node, metric_uri(base_url, "five-star"), entry.rating.stars, stars_note)
     missing = ", ".join(entry.quality.missing) or "none"
     _measurement(
-        graph, node, URIRef(f"{base_url}/catalog/metrics#metadata-quality"), entry.quality.score,
+        graph, node, metric_uri(base_url, "metadata-quality"), entry.quality.score,
         f"share of DCAT-AP fields filled (0-100); missing: {missing}",
     )  # fmt: skip
 

@@ -66,7 +66,7 @@ def _catalog(ctx: PublishContext, request: Request, session: Session, suffix: st
     entries = [_entry(session, d) for d, _ in visible_datasets(session, caller_of(request))]
     graph = dcat.catalog_graph(
         entries,
-        base_url=ctx.base_url,
+        base_url=ctx.base_url(request),
         contact_email=ctx.settings.open_data_contact_email,
         title=CATALOG_TITLE,
     )
@@ -130,7 +130,49 @@ def dataset_document(
     request.state.response_format = suffix
     dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
     graph = dcat.dataset_graph(
-        _entry(session, dataset), base_url=ctx.base_url, contact_email=ctx.settings.open_data_contact_email
+        _entry(session, dataset),
+        base_url=ctx.base_url(request),
+        contact_email=ctx.settings.open_data_contact_email,
     )
     body, media_type = dcat.serialize(graph, suffix)
+    return Response(body, media_type=media_type, headers={"Vary": "Accept"})
+
+
+@router.get(
+    "/catalog/contact/{department_id}",
+    summary="A department's contact point (vCard), the node every one of its datasets points to",
+    response_class=Response,
+    responses={**_RDF_CONTENT, 404: {"description": "No department with this id"}},
+)
+def contact_point(
+    request: Request,
+    department_id: str,
+    ctx: ContextDep,
+    session: SessionDep,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    department = departments(session).get(department_id)
+    if department is None:
+        raise HTTPException(status_code=404, detail=NOT_FOUND)
+    suffix = dcat.negotiate_rdf(accept)
+    request.state.response_format = suffix
+    graph = dcat.contact_graph(ctx.base_url(request), department, ctx.settings.open_data_contact_email)
+    body, media_type = dcat.serialize(graph, suffix)
+    return Response(body, media_type=media_type, headers={"Vary": "Accept"})
+
+
+@router.get(
+    "/catalog/metrics",
+    summary="The quality metrics (DQV) the datasets' 5-star rating and metadata score refer to",
+    response_class=Response,
+    responses=_RDF_CONTENT,
+)
+def quality_metrics(
+    request: Request,
+    ctx: ContextDep,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    suffix = dcat.negotiate_rdf(accept)
+    request.state.response_format = suffix
+    body, media_type = dcat.serialize(dcat.metrics_graph(ctx.base_url(request)), suffix)
     return Response(body, media_type=media_type, headers={"Vary": "Accept"})

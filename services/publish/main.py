@@ -15,5 +15,6 @@ def serve(settings: Settings) -> None:
     # failing on its first query.
     migrate(settings.database_url)
     app = create_app(settings)
-    # Forwarded headers are ignored: public links come from settings.public_base_url, not the request.
+    # uvicorn's own proxy handling stays off: which forwarded headers to believe for links is decided
+    # by services.publish.public_base, from the configured trusted proxies only.
     uvicorn.run(app, host=settings.publish_host, port=settings.publish_port, proxy_headers=False)

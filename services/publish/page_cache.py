@@ -1,7 +1,8 @@
 """A short-lived cache of rendered record pages: the same page is rendered once per interval.
 
 A records page is a pure function of the catalog's state, the dataset, the caller's ``ReadAccess``,
-the representation chosen and the query string; the catalog keeps no change counter that would
+the representation chosen, the query string and the base URL its links point to (taken from the
+request when none is configured, so a page rendered for one host is never served to another); the catalog keeps no change counter that would
 catch every change (an out-of-order update moves neither ``record_count`` nor ``last_record_at``),
 so freshness is kept by age instead: an entry is served for at most ``ttl_s`` after it was rendered
 (0.2 s by default), then rendered anew. A change is therefore visible within ``ttl_s`` -- well
@@ -68,14 +69,14 @@ class PreparedResponse(Response):
         self.raw_headers = list(raw_headers)
 
 
-def public_key(dataset_id: str, response_format: str, query_string: bytes) -> PageKey:
-    return ("public", dataset_id, response_format, query_string)
+def public_key(base_url: str, dataset_id: str, response_format: str, query_string: bytes) -> PageKey:
+    return ("public", base_url, dataset_id, response_format, query_string)
 
 
 def access_key(
-    dataset_id: str, fields: frozenset[str] | None, response_format: str, query_string: bytes
+    base_url: str, dataset_id: str, fields: frozenset[str] | None, response_format: str, query_string: bytes
 ) -> PageKey:
-    return ("access", dataset_id, fields, response_format, query_string)
+    return ("access", base_url, dataset_id, fields, response_format, query_string)
 
 
 class PageCache:

@@ -41,7 +41,15 @@ from services.publish.context import (
 )
 from services.publish.page_cache import CachedPage, PreparedResponse
 from services.publish.quality import five_star, metadata_quality
-from services.publish.responses import DatasetDetail, DatasetList, Record, RecordArray, RecordsPage
+from services.publish.responses import (
+    ApiIndex,
+    ApiIndexLinks,
+    DatasetDetail,
+    DatasetList,
+    Record,
+    RecordArray,
+    RecordsPage,
+)
 from services.publish.usage import open_tally
 
 DEFAULT_LIMIT = 100
@@ -260,7 +268,8 @@ class CachedPagesMiddleware:
         except HTTPException:
             return None  # the handler answers the 400
         chosen = filters.negotiate_format(paging.format, request.headers.get("accept"))
-        page = self.ctx.pages.get(page_cache.public_key(dataset_id, chosen, scope["query_string"]))
+        base_url = self.ctx.public_base.for_scope(scope)
+        page = self.ctx.pages.get(page_cache.public_key(base_url, dataset_id, chosen, scope["query_string"]))
         if page is None:
             return None
         # What routing would have recorded: the metrics label the request by its route template.
@@ -307,6 +316,25 @@ def _prepare(
 
 
 @router.get(
+    render.API_PREFIX,
+    summary="Where the API's parts are (the DCAT catalog's data-service endpoint)",
+)
+def api_index(request: Request, ctx: ContextDep) -> ApiIndex:
+    base_url = ctx.base_url(request)
+    return ApiIndex(
+        title="CityOS Open Data API",
+        version="1",
+        links=ApiIndexLinks(
+            datasets=f"{base_url}{render.API_PREFIX}/datasets",
+            docs=f"{base_url}/docs",
+            openapi=f"{base_url}/openapi.json",
+            dcat=f"{base_url}/catalog.ttl",
+            ckan=f"{base_url}/api/3/action/package_list",
+        ),
+    )
+
+
+@router.get(
     "/api/v1/datasets",
     summary="Datasets you may read, with their 5-star rating",
     response_class=Response,
@@ -316,9 +344,10 @@ def list_datasets(request: Request, ctx: ContextDep, session: SessionDep) -> Res
     request.state.response_format = "json"
     visible = visible_datasets(session, caller_of(request))
     departments = {d.id: d for d in session.query(Department)}
+    base_url = ctx.base_url(request)
     body = []
     for dataset, _ in visible:
-        summary = render.dataset_summary(dataset, departments.get(dataset.department_id), ctx.base_url)
+        summary = render.dataset_summary(dataset, departments.get(dataset.department_id), base_url)
         summary["five_star"] = five_star(dataset.meta, record_key=dataset.record_key, has_schema=True).stars
         body.append(summary)
     return Response(orjson.dumps({"count": len(body), "datasets": body}), media_type="application/json")
@@ -338,10 +367,11 @@ def get_dataset(request: Request, dataset_id: str, ctx: ContextDep, session: Ses
     dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
     department = session.get(Department, dataset.department_id)
     schema = queries.latest_schema(session, dataset_id=dataset.id)
-    body = render.dataset_detail(dataset, department, schema, ctx.base_url)
-    body["links"]["export"] = f"{ctx.base_url}{render.dataset_path(dataset.id)}/export?format=csv"
-    body["links"]["dcat"] = f"{ctx.base_url}/catalog/datasets/{dataset.id}.ttl"
-    body["links"]["ckan"] = f"{ctx.base_url}/api/3/action/package_show?id={dataset.id}"
+    base_url = ctx.base_url(request)
+    body = render.dataset_detail(dataset, department, schema, base_url)
+    body["links"]["export"] = f"{base_url}{render.dataset_path(dataset.id)}/export?format=csv"
+    body["links"]["dcat"] = f"{base_url}/catalog/datasets/{dataset.id}.ttl"
+    body["links"]["ckan"] = f"{base_url}/api/3/action/package_show?id={dataset.id}"
     body.update(quality_of(dataset, department, schema))
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -372,7 +402,7 @@ async def list_records(request: Request) -> Response:
     query_string: bytes = request.scope["query_string"]
     # A public dataset's page rendered less than the cache's interval ago is answered here, on
     # the event loop, with no session: access to a public dataset is FULL for every caller.
-    key = page_cache.public_key(dataset_id, chosen, query_string)
+    key = page_cache.public_key(ctx.base_url(request), dataset_id, chosen, query_string)
     cached = ctx.pages.get(key)
     if cached is not None:
         return answer(ctx, request, cached)
@@ -413,10 +443,11 @@ def _render_page(
             ctx, request, session, dataset_id, chosen, paging.format is not None
         )
         public = dataset.classification == "public"
+        base_url = ctx.base_url(request)
         key = (
-            page_cache.public_key(dataset.id, chosen, query_string)
+            page_cache.public_key(base_url, dataset.id, chosen, query_string)
             if public
-            else page_cache.access_key(dataset.id, access.fields, chosen, query_string)
+            else page_cache.access_key(base_url, dataset.id, access.fields, chosen, query_string)
         )
         if not public and (cached := ctx.pages.get(key)) is not None:
             return answer(ctx, request, cached)
@@ -475,10 +506,10 @@ def _page_of(
         next_url = None
         if next_cursor is not None:
             kept = [(k, v) for k, v in params if k != "cursor"]
-            next_url = render.link_with(ctx.base_url, path, [*kept, ("cursor", next_cursor)])
+            next_url = render.link_with(ctx.base_url(request), path, [*kept, ("cursor", next_cursor)])
     else:
         next_url = render.next_page_url(
-            base_url=ctx.base_url, path=path, params=params, limit=limit, offset=offset,
+            base_url=ctx.base_url(request), path=path, params=params, limit=limit, offset=offset,
             returned=len(records), total=total,
         )  # fmt: skip
     headers["X-Total-Count"] = str(total)

@@ -157,8 +157,8 @@ def next_page_url(
 ) -> str | None:
     """Absolute URL of the following page with every other parameter kept, or None on the last page.
 
-    ``base_url`` is the configured public URL, not the request's Host: behind a reverse proxy the
-    request sees an internal address that clients cannot reach.
+    ``base_url`` is the answer's public base (``services.publish.public_base``): the configured
+    public URL, or where the request came in when none is configured.
     """
     following = offset + returned
     if returned == 0 or following >= total:

@@ -84,6 +84,20 @@ class DatasetList(_Body):
     datasets: list[DatasetListEntry]
 
 
+class ApiIndexLinks(_Body):
+    datasets: str = Field(description="The datasets you may read")
+    docs: str = Field(description="Interactive documentation")
+    openapi: str = Field(description="OpenAPI description")
+    dcat: str = Field(description="DCAT-AP 3 catalog (Turtle)")
+    ckan: str = Field(description="CKAN action API (package_list)")
+
+
+class ApiIndex(_Body):
+    title: str
+    version: str
+    links: ApiIndexLinks
+
+
 class StarCriterion(_Body):
     level: int
     criterion: str
@@ -330,4 +344,6 @@ CKAN_RESULTS: dict[str, type[BaseModel]] = {
     "organization_show": CkanResponse[CkanOrganizationWithPackages],
     "resource_show": CkanResponse[CkanResource],
     "datastore_search": CkanResponse[DatastoreSearchResult],
+    # The action's documentation, as CKAN's help_show answers (every envelope's ``help`` links here).
+    "help_show": CkanResponse[str],
 }

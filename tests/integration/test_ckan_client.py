@@ -83,3 +83,37 @@ def test_ckanapi_lists_shows_searches_and_pages_every_row_once(database_url: str
                 ckan.action.datastore_search(resource_id="copier-usage.csv")
     finally:
         engine.dispose()
+
+
+def test_ckanapi_maps_our_errors_to_its_exceptions_and_reads_help(database_url: str, tmp_path: Path) -> None:
+    schemas_dir = schemas_with_sites(tmp_path)
+    rows = yaizu_aed_rows(schemas_dir)
+    engine = load(database_url, schemas_dir, events("aed", rows) + hidden_rows())
+    try:
+        with serve(engine, database_url) as server:
+            ckan = ckanapi.RemoteCKAN(server.url, user_agent="cityos-test")
+
+            with pytest.raises(ckanapi.NotFound) as missing:
+                ckan.action.package_show(id="no-such-dataset")
+            # ckanapi cuts CKAN's "Not found: " title off the message, as it does for CKAN itself.
+            assert missing.value.args == ("Dataset not found",)
+            with pytest.raises(ckanapi.NotFound):
+                ckan.action.resource_show(id="aed.xlsx")
+            with pytest.raises(ckanapi.NotFound):
+                ckan.action.help_show(name="package_create")
+            with pytest.raises(ckanapi.ValidationError) as invalid:
+                ckan.action.package_search(rows="many")
+            assert invalid.value.error_dict == {"__type": "Validation Error", "rows": ["Invalid integer"]}
+            with pytest.raises(ckanapi.CKANAPIError):
+                ckan.call_action("no_such_action")
+
+            # The dataset's own id reads the same records as any of its resource ids.
+            by_dataset = ckan.action.datastore_search(resource_id="aed", limit=1000)
+            by_resource = ckan.action.datastore_search(resource_id="aed.csv", limit=1000)
+            assert by_dataset["total"] == by_resource["total"] == len(rows)
+            assert by_dataset["records"] == by_resource["records"]
+
+            documentation = ckan.action.help_show(name="datastore_search")
+            assert ":param resource_id:" in documentation
+    finally:
+        engine.dispose()

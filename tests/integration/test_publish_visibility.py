@@ -56,12 +56,17 @@ LISTINGS = {
     "/catalog.ttl": ["/catalog.ttl"],
     "/catalog.jsonld": ["/catalog.jsonld"],
     "/catalog": ["/catalog"],
+    # What the catalog's URIs dereference to: the API's index, the metrics, each contact point.
+    "/api/v1": ["/api/v1"],
+    "/catalog/metrics": ["/catalog/metrics"],
+    "/catalog/contact/{department_id}": ["/catalog/contact/digital", "/catalog/contact/citizens"],
     "/api/v1/usage": ["/api/v1/usage", "/api/v1/usage?format=csv"],
     "/api/3/action/{action_name}": [
         "/api/3/action/package_list", "/api/3/action/package_search?rows=1000", "/api/3/action/status_show",
         "/api/3/action/current_package_list_with_resources", "/api/3/action/organization_list?all_fields=true",
         "/api/3/action/organization_show?id=general-affairs&include_datasets=true",
         "/api/3/action/organization_show?id=citizens&include_datasets=true",
+        "/api/3/action/help_show?name=datastore_search",
     ],
     "/api/action/{action_name}": ["/api/action/package_list"],
 }  # fmt: skip

@@ -142,8 +142,10 @@ def schemas_with_budget_lines(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def open_catalog(tmp_path: Path) -> Iterator[Catalog]:
-    """The publish app over a migrated SQLite catalog filled the way production fills it."""
+def open_catalog(tmp_path: Path, *, public_base_url: str = BASE_URL + "/") -> Iterator[Catalog]:
+    """The publish app over a migrated SQLite catalog filled the way production fills it.
+
+    Its links point to ``public_base_url``; empty, to where each request came in."""
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     migrate(url)
     engine = make_engine(url)
@@ -163,7 +165,7 @@ def open_catalog(tmp_path: Path) -> Iterator[Catalog]:
     with session_factory(engine)() as session, session.begin():
         sync_schema_set(session, schema_set=schema_set, now=T0)
         apply_batch(session, events=events, now=T0 + timedelta(hours=1))
-    settings = Settings(database_url=url, public_base_url=BASE_URL + "/")
+    settings = Settings(database_url=url, public_base_url=public_base_url)
     with TestClient(create_app(settings, engine=engine)) as client:
         yield Catalog(client=client, schemas_dir=schemas_dir)
     engine.dispose()

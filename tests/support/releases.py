@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -17,6 +18,12 @@ from services.catalog.store import sync_schema_set
 def store_synthetic_moves(session: Session, *, count: int, seed: int, now: datetime) -> None:
     """The repository's schemas and `count` personal records, as the catalog consumer would have
     stored them (committed)."""
+    store_moves(session, as_records(synthetic_moves(count, seed=seed)), now=now)
+
+
+def store_moves(session: Session, records: list[dict[str, Any]], *, now: datetime) -> None:
+    """The repository's schemas and these resident-move records, as the catalog consumer would have
+    stored them (committed); records ingest would refuse today can still be in a catalog."""
     sync_schema_set(session, schema_set=load_schema_dir(REPO_ROOT / "schemas"), now=now)
     rows = [
         {
@@ -31,7 +38,7 @@ def store_synthetic_moves(session: Session, *, count: int, seed: int, now: datet
             "kafka_offset": i,
             "updated_at": now,
         }
-        for i, r in enumerate(as_records(synthetic_moves(count, seed=seed)))
+        for i, r in enumerate(records)
     ]
     session.execute(insert(Record), rows)
     session.commit()

@@ -17,12 +17,55 @@ import numpy as np
 import pandas as pd
 
 from cityos.domain.anonymize.hierarchy import HIERARCHY_VERSION, Array, Hierarchy
-from cityos.domain.anonymize.profile import Profile, build_hierarchies, check_against_schema
+from cityos.domain.anonymize.profile import Profile, UnplacedRecords, build_hierarchies, check_against_schema
 from cityos.domain.anonymize.search import Lattice, Model, Node, SearchResult, search
 from cityos.domain.anonymize.verify import verify_release
 
 _PSEUDONYM_LETTERS = np.array(list("abcdefghjkmnpqrstuvwxyz"))  # no digits: never a number-like id
 _PSEUDONYM_LENGTH = 12
+NAMED_RECORDS = 20  # keys shown per refusal reason: enough to start repairs, short enough to read
+
+
+@dataclass(frozen=True)
+class OffendingRecords:
+    """Records that stop a release for one reason: how many, and the first keys, so an operator
+    can correct or delete them (the source's record keys; never shown outside the operator's
+    answer and the audit trail)."""
+
+    quasi_identifier: str
+    problem: str  # completes "N records …"
+    count: int
+    keys: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """The operator's view in a refusal answer and the audit trail."""
+        return {
+            "quasi_identifier": self.quasi_identifier,
+            "problem": self.problem,
+            "count": self.count,
+            "keys": list(self.keys),
+            "message": self.line(),
+        }
+
+    def line(self) -> str:
+        """e.g. '年齢: 3 records below the lowest band 0: M0003, M0007, M0012'."""
+        noun = "record" if self.count == 1 else "records"
+        more = ", …" if self.count > len(self.keys) else ""
+        return f"{self.quasi_identifier}: {self.count} {noun} {self.problem}: {', '.join(self.keys)}{more}"
+
+
+def offending_records(
+    error: UnplacedRecords, frame: pd.DataFrame, record_key: str | None
+) -> list[OffendingRecords]:
+    """Per problem, the count and the first keys of the records it concerns (row numbers, from 1,
+    when the frame has no record-key column)."""
+    keys = frame[record_key] if record_key is not None and record_key in frame else None
+    found = []
+    for problem in error.problems:
+        rows = problem.rows[:NAMED_RECORDS]
+        named = [str(keys.iloc[r]) for r in rows] if keys is not None else [f"row {r + 1}" for r in rows]
+        found.append(OffendingRecords(problem.name, problem.problem, len(problem.rows), tuple(named)))
+    return found
 
 
 @dataclass
@@ -36,6 +79,7 @@ class GateOutcome:
     search: SearchResult | None = None
     sha256: str | None = None
     distinct_l: int = 0  # fewest distinct sensitive values in a class (reported, not required)
+    offending: list[OffendingRecords] = field(default_factory=list)  # records that stopped the gate
     hierarchies: list[Hierarchy] = field(default_factory=list, repr=False)
 
     @property
@@ -143,9 +187,18 @@ def _distinct_l(lattice: Lattice, node: Node, removed: Array) -> int:
 
 
 def run_gate(
-    frame: pd.DataFrame, profile: Profile, schema: dict[str, Any], *, seed: int, path: Path
+    frame: pd.DataFrame,
+    profile: Profile,
+    schema: dict[str, Any],
+    *,
+    seed: int,
+    path: Path,
+    record_key: str | None = None,
 ) -> GateOutcome:
-    """Anonymise ``frame`` into ``path`` or refuse; the file exists afterwards only if the gate passed."""
+    """Anonymise ``frame`` into ``path`` or refuse; the file exists afterwards only if the gate passed.
+
+    ``record_key`` names the column whose values identify the records a refusal is about.
+    """
     outcome = GateOutcome(passed=False, source_records=len(frame))
     path.unlink(missing_ok=True)
     reasons = check_against_schema(profile, schema)
@@ -154,6 +207,10 @@ def run_gate(
         return outcome
     try:
         hierarchies = build_hierarchies(profile, frame)
+    except UnplacedRecords as exc:
+        outcome.offending = offending_records(exc, frame, record_key)
+        outcome.reasons = [found.line() for found in outcome.offending]
+        return outcome
     except ValueError as exc:
         outcome.reasons = [str(exc)]
         return outcome

@@ -27,6 +27,18 @@ MISSING_LABEL = ""
 HIERARCHY_VERSION = "1"  # bump when a hierarchy's labels or structure change (recorded in audit)
 
 
+class OutsideHierarchy(ValueError):
+    """Records a hierarchy cannot place (a negative age, an unknown prefecture): the release cannot
+    be made until an operator corrects or deletes them, so ``rows`` says which (positions in the
+    column, in order)."""
+
+    def __init__(self, name: str, problem: str, rows: Array) -> None:
+        super().__init__(f"{name}: values {problem}")
+        self.name = name
+        self.problem = problem  # completes "N records …", e.g. "below the lowest band 0"
+        self.rows = rows
+
+
 @dataclass(frozen=True)
 class Hierarchy:
     """One quasi-identifier: ``leaves`` per record, ``maps[level][leaf] -> code``, ``labels[level][code]``."""
@@ -74,7 +86,8 @@ def _build(
     unknown = values.notna() & codes.isna()
     if unknown.any():
         bad = sorted(set(values[unknown].astype(str)))[:5]
-        raise ValueError(f"{name}: values outside the hierarchy: {', '.join(bad)}")
+        rows = np.flatnonzero(unknown.to_numpy())
+        raise OutsideHierarchy(name, f"outside the hierarchy: {', '.join(bad)}", rows)
     leaves = codes.fillna(missing).to_numpy(dtype=np.int32)
     maps: list[Array] = [np.arange(missing + 1, dtype=np.int32)]
     labels: list[tuple[str, ...]] = [(*leaf_labels, MISSING_LABEL)]
@@ -130,8 +143,9 @@ def integer_hierarchy(
     """Bands given by lower bounds per level; the last band of each level is open ('6以上')."""
     finest = list(bounds[0])
     numeric = pd.to_numeric(values, errors="coerce").astype("float64")
-    if (numeric.dropna() < finest[0]).any():
-        raise ValueError(f"{name}: values below the lowest band {finest[0]}")
+    below = (numeric < finest[0]).to_numpy()
+    if below.any():
+        raise OutsideHierarchy(name, f"below the lowest band {finest[0]}", np.flatnonzero(below))
     leaf_labels = [band_label(low, high) for low, high in zip(finest, [*finest[1:], None], strict=True)]
     lows = {label: low for label, low in zip(leaf_labels, finest, strict=True)}
     # Vectorised banding (a per-row Python call costs seconds at a million rows).

@@ -219,38 +219,49 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame else pd.Series([None] * len(frame), dtype=object, index=frame.index)
 
 
+class UnplacedRecords(ValueError):
+    """Records some hierarchies cannot place, one problem per quasi-identifier (all of them, so an
+    operator fixes every record in one pass)."""
+
+    def __init__(self, problems: list[h.OutsideHierarchy]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
 def build_hierarchies(profile: Profile, frame: pd.DataFrame) -> list[h.Hierarchy]:
-    """One hierarchy per quasi-identifier over ``frame``'s records (ValueError on values outside it)."""
-    built = []
+    """One hierarchy per quasi-identifier over ``frame``'s records.
+
+    Raises ``UnplacedRecords`` (a ValueError) naming the rows of values outside a hierarchy, and
+    ValueError for a profile whose levels do not nest.
+    """
+    built: list[h.Hierarchy] = []
+    unplaced: list[h.OutsideHierarchy] = []
     for q in profile.quasi:
-        spec = q.spec
-        if q.kind == "age":
-            ages = h.ages_at(_column(frame, spec["birth"]), _column(frame, spec["at"]))
-            bounds = h.age_bounds(spec["widths"], int(spec["top_code"]))
-            built.append(h.integer_hierarchy(q.name, ages, bounds, q.min_level))
-        elif q.kind == "integer":
-            built.append(
-                h.integer_hierarchy(q.name, _column(frame, spec["source"]), spec["bounds"], q.min_level)
-            )
-        elif q.kind == "categories":
-            built.append(
-                h.category_hierarchy(
-                    q.name,
-                    _column(frame, spec["source"]),
-                    spec["values"],
-                    spec.get("levels", []),
-                    q.min_level,
-                )
-            )
-        elif q.kind == "address":
-            blocks = {ward.name: town_blocks(ward) for ward in WARDS}
-            built.append(
-                h.address_hierarchy(
-                    q.name, _column(frame, spec["ward"]), _column(frame, spec["block"]), blocks
-                )
-            )
-        elif q.kind == "date":
-            built.append(h.date_hierarchy(q.name, _column(frame, spec["source"]), q.min_level))
-        else:
-            built.append(h.prefecture_hierarchy(q.name, _column(frame, spec["source"]), q.min_level))
+        try:
+            built.append(_hierarchy(q, frame))
+        except h.OutsideHierarchy as exc:
+            unplaced.append(exc)
+    if unplaced:
+        raise UnplacedRecords(unplaced)
     return built
+
+
+def _hierarchy(q: Quasi, frame: pd.DataFrame) -> h.Hierarchy:
+    spec = q.spec
+    if q.kind == "age":
+        ages = h.ages_at(_column(frame, spec["birth"]), _column(frame, spec["at"]))
+        bounds = h.age_bounds(spec["widths"], int(spec["top_code"]))
+        return h.integer_hierarchy(q.name, ages, bounds, q.min_level)
+    if q.kind == "integer":
+        return h.integer_hierarchy(q.name, _column(frame, spec["source"]), spec["bounds"], q.min_level)
+    if q.kind == "categories":
+        values = _column(frame, spec["source"])
+        return h.category_hierarchy(q.name, values, spec["values"], spec.get("levels", []), q.min_level)
+    if q.kind == "address":
+        blocks = {ward.name: town_blocks(ward) for ward in WARDS}
+        return h.address_hierarchy(
+            q.name, _column(frame, spec["ward"]), _column(frame, spec["block"]), blocks
+        )
+    if q.kind == "date":
+        return h.date_hierarchy(q.name, _column(frame, spec["source"]), q.min_level)
+    return h.prefecture_hierarchy(q.name, _column(frame, spec["source"]), q.min_level)

@@ -111,7 +111,8 @@ def create_release(
     release_id = f"rel-{now:%Y%m%d}-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / f"{release_id}.csv"
-        outcome = run_gate(personal_frame(session, source.id), profile, schema, seed=seed, path=path)
+        frame = personal_frame(session, source.id)
+        outcome = run_gate(frame, profile, schema, seed=seed, path=path, record_key=source.record_key)
         method = outcome.restricted_record(profile, seed=seed)
         if not outcome.passed:
             record_audit(
@@ -120,7 +121,12 @@ def create_release(
                 action="release.refused",
                 subject_kind="dataset",
                 subject_id=source.id,
-                detail={"reasons": outcome.reasons, "method": method, "proposal": proposal_id},
+                detail={
+                    "reasons": outcome.reasons,
+                    "records": [found.as_json() for found in outcome.offending],
+                    "method": method,
+                    "proposal": proposal_id,
+                },
                 at=now,
             )
             return ReleaseResult(None, outcome, outcome.reasons)

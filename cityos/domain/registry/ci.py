@@ -158,10 +158,17 @@ def check_schema_tree(
             working,
             dataset_id,
             committed.get(dataset_id, {}),
-            (modes or {}).get(dataset_id, mode),
+            (modes or {}).get(dataset_id) or _declared_mode(working, dataset_id) or mode,
             resources,
         )
     return result
+
+
+def _declared_mode(working: SchemaSet, dataset_id: str) -> Mode | None:
+    """The level a dataset declares in its dataset.json (``compatibility``): it wins over the
+    check's default, as the level set in the registry does for a registration."""
+    declared = working.datasets[dataset_id].compatibility
+    return Mode(declared) if declared is not None else None
 
 
 def _check_dataset(

@@ -113,8 +113,14 @@ def registered_documents(session: Session) -> dict[str, Any]:
 
 
 def compatibility_mode(session: Session, dataset_id: str) -> Mode:
+    """The level an operator set, else the one the dataset declares (``compatibility`` in its
+    dataset.json, which ``cityos schemas check`` enforces too), else BACKWARD."""
     row = session.get(SchemaCompatibility, dataset_id)
-    return Mode(row.mode) if row is not None else DEFAULT_MODE
+    if row is not None:
+        return Mode(row.mode)
+    dataset = session.get(Dataset, dataset_id)
+    declared = dataset.meta.get("compatibility") if dataset is not None else None
+    return Mode(declared) if isinstance(declared, str) else DEFAULT_MODE
 
 
 def set_compatibility_mode(
@@ -124,7 +130,7 @@ def set_compatibility_mode(
         raise UnknownDataset(dataset_id)
     moment = now or datetime.now(UTC)
     row = session.get(SchemaCompatibility, dataset_id)
-    previous = row.mode if row is not None else DEFAULT_MODE.value
+    previous = row.mode if row is not None else compatibility_mode(session, dataset_id).value
     if row is None:
         session.add(
             SchemaCompatibility(dataset_id=dataset_id, mode=mode.value, updated_at=moment, updated_by=actor)

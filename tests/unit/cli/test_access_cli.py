@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def test_grant_subscribe_revoke_and_export(runner: CliRunner, tmp_path: Path) ->
         runner,
         "subscriptions",
         "create",
-        "fire",
         "copier-usage",
+        "fire",
         "--filter",
         "部局コード=fire",
         "--field",
@@ -82,3 +83,34 @@ def test_department_credentials_and_acls(runner: CliRunner) -> None:
     ]
     acls = run(runner, "feeds", "acls")
     assert isinstance(acls, str) and "ALLOW User:dept-fire READ TOPIC PREFIXED:cli.feed.fire." in acls
+
+
+def test_subscription_arguments_the_old_way_round_are_refused_with_the_right_order(runner: CliRunner) -> None:
+    run(runner, "grants", "add", "copier-usage", "fire")
+    swapped = runner.invoke(app, ["subscriptions", "create", "fire", "copier-usage"])
+    assert swapped.exit_code == 2
+    unboxed = " ".join(re.sub(r"[│╭╮╰╯─]", " ", swapped.output).split())  # the error panel wraps
+    assert "the dataset comes first: cityos subscriptions create copier-usage fire" in unboxed
+    assert run(runner, "subscriptions", "list") == []
+
+
+def test_dataset_is_the_first_argument_of_every_command_that_takes_one() -> None:
+    import click
+    import typer.main
+
+    def commands(group: click.Group, path: str) -> Iterator[tuple[str, click.Command]]:
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{path} {name}")
+            else:
+                yield f"{path} {name}", command
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, click.Group)
+    checked = []
+    for name, command in commands(root, "cityos"):
+        arguments = [p.name for p in command.params if isinstance(p, click.Argument)]
+        if "dataset" in arguments:
+            checked.append(name)
+            assert arguments[0] == "dataset", f"{name}: DATASET must come first, got {arguments}"
+    assert "cityos subscriptions create" in checked and "cityos grants add" in checked

@@ -71,3 +71,19 @@ def test_revoked_partitions_are_forgotten() -> None:
     batch.ack(None, None)  # type: ignore[arg-type]
     batch.ack(None, None)  # type: ignore[arg-type]
     assert positions(tracker) == {("t", 0): 2}
+
+
+def test_input_without_output_is_committed_only_behind_earlier_output() -> None:
+    # A duplicate dead letter is not written again: its offset still moves, but never past the
+    # unacknowledged output of the event it repeats.
+    tracker = OffsetTracker()
+    first = tracker.open()
+    first.expect("t", 0, 4)
+    tracker.seal(first)
+    second = tracker.open()
+    second.settle("t", 0, 9)
+    tracker.seal(second)
+    assert positions(tracker) == {}
+    first.ack(None, None)  # type: ignore[arg-type]
+    assert positions(tracker) == {("t", 0): 10}
+    assert tracker.in_flight == 0

@@ -36,6 +36,8 @@ EXPECTED = {
     "copier-usage": ("internal", "ID", False),
     "resident-moves": ("personal", "異動ID", False),
 }
+# Datasets with more than one version: resident-moves v2 refuses impossible register entries.
+LATEST_VERSION = {"resident-moves": 2}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,13 @@ def test_every_dataset_is_loaded_with_its_metadata(schema_set: SchemaSet) -> Non
         assert meta.license == "CC-BY-4.0"
         assert meta.department in schema_set.departments
         latest = schema_set.latest(dataset_id)
-        assert latest.version == 1
-        assert latest.uri == schema_uri(dataset_id, 1) == f"https://cityos.example/schemas/{dataset_id}/1"
+        number = LATEST_VERSION.get(dataset_id, 1)
+        assert latest.version == number
+        assert (
+            latest.uri
+            == schema_uri(dataset_id, number)
+            == f"https://cityos.example/schemas/{dataset_id}/{number}"
+        )
         assert schema_set.versions[latest.uri] is latest
 
 
@@ -85,7 +92,7 @@ def test_departments_have_their_kafka_principal(schema_set: SchemaSet) -> None:
 
 
 def test_schema_files_exist() -> None:
-    assert len(SCHEMA_FILES) == len(EXPECTED)
+    assert len(SCHEMA_FILES) == sum(LATEST_VERSION.get(dataset_id, 1) for dataset_id in EXPECTED)
 
 
 @pytest.mark.parametrize("file", SCHEMA_FILES, ids=lambda f: f.parent.name)

@@ -120,3 +120,28 @@ def test_new_dataset_and_a_repository_without_commits_pass(tmp_path: Path) -> No
     result = run_check(tmp_path / "fresh")
     assert result.returncode == 0, result.stderr
     assert "aed/v1.schema.json" in result.stderr
+
+
+def test_a_dataset_declaring_forward_may_tighten_in_a_new_version(tmp_path: Path) -> None:
+    """resident-moves v2 refuses what v1 let through (prefectures, household sizes, codes): not
+    BACKWARD, so the dataset declares FORWARD -- v1 readers still read every v2 record."""
+    schemas = tmp_path / "repo" / "schemas"
+    (schemas / "resident-moves").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "schemas" / "departments.json", schemas / "departments.json")
+    source = REPO_ROOT / "schemas" / "resident-moves"
+    for name in ("dataset.json", "v1.schema.json"):
+        shutil.copy(source / name, schemas / "resident-moves" / name)
+    git(tmp_path / "repo", "init", "-q")
+    git(tmp_path / "repo", "add", "schemas")
+    git(tmp_path / "repo", "commit", "-q", "-m", "schemas")
+    shutil.copy(source / "v2.schema.json", schemas / "resident-moves" / "v2.schema.json")
+    result = check_schema_tree(schemas)
+    assert result.ok, [f.line() for f in result.findings]
+    assert result.checked_versions == ["resident-moves/v2.schema.json"]
+
+    edit(schemas / "resident-moves" / "dataset.json", lambda meta: meta.pop("compatibility"))
+    refused = check_schema_tree(schemas)
+    assert {(f.rule, f.pointer) for f in refused.findings} >= {
+        ("ENUM_ADDED", "/properties/前住所地_都道府県/enum"),
+        ("KEYWORD_NARROWED", "/properties/世帯人数/maximum"),
+    }

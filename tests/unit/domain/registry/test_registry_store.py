@@ -77,6 +77,17 @@ def test_a_wrong_id_is_a_lint_finding(session: Session) -> None:
         add_version(session, evaluation=evaluation, actor="admin:test")
 
 
+def test_a_declared_level_is_the_default_until_an_operator_sets_one(session: Session) -> None:
+    """resident-moves declares FORWARD in its dataset.json (its v2 tightens v1)."""
+    assert compatibility_mode(session, "resident-moves") is Mode.FORWARD
+    set_compatibility_mode(session, dataset_id="resident-moves", mode=Mode.FULL, actor="admin:test")
+    assert compatibility_mode(session, "resident-moves") is Mode.FULL
+    assert list_audit(session, action="schema_compatibility_set")[0].detail == {
+        "from": "FORWARD",
+        "to": "FULL",
+    }
+
+
 def test_compatibility_level_is_per_dataset_and_audited(session: Session) -> None:
     assert compatibility_mode(session, "aed") is Mode.BACKWARD
     set_compatibility_mode(
