@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -91,7 +92,7 @@ def import_csv(
     from cityos.department.importer import ImportSummary, csv_events
     from cityos.department.lgcode import read_code_list
     from cityos.department.outbox import STRUCTURED_HEADERS, EventSender
-    from cityos.department.outcomes import OutcomeWatcher
+    from cityos.department.outcomes import OutcomeWatcher, SentRows
     from cityos.kernel.schemas import load_schema_dir
 
     settings = get_settings()
@@ -116,7 +117,9 @@ def import_csv(
             sending = progress.add_task(f"sending {file.name} → {topic}", total=None)
             events = csv_events(file, meta=meta, version=version, summary=summary, known_codes=known_codes)
             for event in events:
-                sender.send(topic, key=event.key, value=event.value, headers=STRUCTURED_HEADERS)
+                sender.send(
+                    topic, key=event.key, value=event.value, headers=STRUCTURED_HEADERS, track=event.event_id
+                )
                 summary.rows_sent += 1
                 progress.update(sending, completed=summary.rows_sent)
             sender.flush()
@@ -127,6 +130,12 @@ def import_csv(
                     set(summary.lines_by_event),
                     timeout_s=wait,
                     on_progress=lambda n: progress.update(checking, completed=n),
+                    sent=SentRows(
+                        positions=sender.positions,
+                        ingest_group=settings.ingest_group,
+                        deadletter_topic=settings.deadletter_topic,
+                        event_time=summary.event_time or datetime.now(UTC),
+                    ),
                 )
     except CityOSError as exc:
         console.print(f"[red]error:[/] {exc}")

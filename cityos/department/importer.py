@@ -2,6 +2,11 @@
 
 Event ids are ``<file digest>-<line>``: importing the same file twice is a no-op downstream,
 while a corrected file yields new events that update the records.
+
+Every event of a file carries the file's own time (see ``file_time``), never the moment of the
+import: an unchanged file imported again gives byte-identical events, which the catalog's ledger
+recognises as already applied and ingest recognises as already dead-lettered, so a re-import leaves
+one dead letter per bad row, not one per import.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class ImportSummary:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     # Every problem the import saw in a row (line → problems), whether or not the row was sent.
     problems: dict[int, list[RowProblem]] = field(default_factory=dict)
+    # The ``time`` every event of the file carries (see ``file_time``); None before reading.
+    event_time: datetime | None = None
 
     @property
     def rows_valid(self) -> int:
@@ -74,6 +81,7 @@ class ImportSummary:
                     "reason": o.reason,
                     "pointer": o.pointer,
                     "detail": o.detail,
+                    "earlier": o.earlier,
                     "problems": self._problem_dicts(line),
                 }
                 for line, o in self.rejected_rows()
@@ -90,7 +98,7 @@ class ImportSummary:
             (line, f"refused before sending: {why}") for line, why in self.local_errors
         ]
         refused += [
-            (line, f"dead-lettered: {o.reason} at {o.pointer or '-'}: {o.detail}")
+            (line, f"{_verdict_label(o)}: {o.reason} at {o.pointer or '-'}: {o.detail}")
             for line, o in self.rejected_rows()
         ]
         lines: list[str] = []
@@ -102,6 +110,23 @@ class ImportSummary:
     def rejected_rows(self) -> list[tuple[int, Outcome]]:
         rows = [(self.lines_by_event[eid], o) for eid, o in self.outcomes.items() if not o.valid]
         return sorted(rows, key=lambda pair: pair[0])
+
+
+def _verdict_label(outcome: Outcome) -> str:
+    if outcome.earlier:
+        return "already dead-lettered earlier / 以前に受け付けなかった行"
+    return "dead-lettered"
+
+
+def file_time(path: Path, *, now: datetime | None = None) -> datetime:
+    """The time of the rows in ``path``: its last modification, in UTC, but never later than now.
+
+    The rows are the data as of the file's last change, and a time that depends on the file alone
+    makes an unchanged file's events identical on every import. A file dated in the future (a clock
+    off on the machine that wrote it) is stamped now, since ingest refuses events from the future.
+    """
+    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return min(modified, now or datetime.now(UTC))
 
 
 def file_digest(path: Path) -> str:
@@ -122,9 +147,11 @@ def csv_events(
     known_codes: frozenset[str] | None = None,
 ) -> Iterator[RowEvent]:
     """One event per well-formed row; structurally broken rows, and rows whose cells the import cannot
-    repair, go to ``summary.local_errors``. Every problem of a row goes to ``summary.problems``."""
+    repair, go to ``summary.local_errors``. Every problem of a row goes to ``summary.problems``.
+    ``now`` stands in for the clock (tests): it caps the file's time, see ``file_time``."""
     digest = file_digest(path)
-    sent_at = now or datetime.now(UTC)
+    sent_at = file_time(path, now=now)
+    summary.event_time = sent_at
     source = f"/departments/{meta.department}/csv-import/{meta.id}"
     checker = RecordChecker(version.document)
     for row in iter_csv_records(path, meta, version.document, known_codes=known_codes):

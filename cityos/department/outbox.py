@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -114,6 +115,9 @@ class EventSender:
         self._producer = Producer(producer_config(bootstrap, **overrides))
         self._failure: str | None = None
         self.acknowledged = 0
+        # Where each tracked message landed: (topic, partition) -> {offset: tag}. The import asks
+        # ingest's committed position about these offsets to learn which rows it has handled.
+        self.positions: dict[tuple[str, int], dict[int, str]] = {}
 
     def send(
         self,
@@ -122,11 +126,14 @@ class EventSender:
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, str | bytes]] | None = None,
+        track: str | None = None,
     ) -> None:
+        """Queue one message; with ``track``, remember its partition and offset under that tag."""
+        on_delivery = partial(self._delivered, track)
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers or [], on_delivery=self._delivered
+                    topic, value=value, key=key, headers=headers or [], on_delivery=on_delivery
                 )
                 break
             except BufferError:
@@ -140,9 +147,12 @@ class EventSender:
         if remaining:
             raise DeliveryFailed(f"{remaining} messages not acknowledged within {timeout_s} s")
 
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+    def _delivered(self, track: str | None, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             if self._failure is None:
                 self._failure = str(err)
-        else:
-            self.acknowledged += 1
+            return
+        self.acknowledged += 1
+        partition, offset = msg.partition(), msg.offset()
+        if track is not None and partition is not None and offset is not None:
+            self.positions.setdefault((msg.topic() or "", partition), {})[offset] = track
