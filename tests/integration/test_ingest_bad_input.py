@@ -15,7 +15,7 @@ from confluent_kafka import Message
 
 from cityos.kernel.kafka import MAX_PRODUCE_BYTES
 from cityos.kernel.schemas import schema_uri
-from tests.support.stack import Stack, header
+from tests.support.stack import Stack, header, ingest_only
 
 AED = {
     "NO": "1",
@@ -62,21 +62,15 @@ CASES: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.fixture(scope="module")
-def ingest_only(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("logs")
-    stack = Stack(
-        kafka_bootstrap=kafka_bootstrap, database_url=f"sqlite:///{logs / 'unused.db'}", log_dir=logs
-    )
-    stack.create_department_topics("fire")
-    stack.start("ingest")
-    yield stack
-    stack.stop_all()
+def ingest_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with ingest_only(kafka_bootstrap, tmp_path_factory.mktemp("logs"), "fire") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
-def outputs(ingest_only: Stack) -> tuple[list[Message], list[Message], dict[str, str]]:
+def outputs(ingest_stack: Stack) -> tuple[list[Message], list[Message], dict[str, str]]:
     """Send every bad case followed by a good event with the same key, once for the module."""
-    stack = ingest_only
+    stack = ingest_stack
     producer = stack.producer()
     topic = stack.settings.department_topic("fire")
     follow_ids: dict[str, str] = {}
@@ -114,16 +108,16 @@ def test_bad_event_is_dead_lettered_and_the_next_one_flows(
     assert follower[0].partition() is not None
 
 
-def test_dead_letter_counts_show_in_ingest_metrics(ingest_only: Stack, outputs: object) -> None:
+def test_dead_letter_counts_show_in_ingest_metrics(ingest_stack: Stack, outputs: object) -> None:
     import httpx
 
-    text = httpx.get(ingest_only.url("ingest", "/metrics")).text
+    text = httpx.get(ingest_stack.url("ingest", "/metrics")).text
     for reason in {reason for _value, reason in CASES.values()}:
         assert f'reason="{reason}"' in text, reason
     assert 'cityos_ingest_events_valid_total{dataset="aed",department="fire"}' in text
 
 
-def test_ingest_metrics_pass_promtool(ingest_only: Stack, outputs: object, tmp_path: Path) -> None:
+def test_ingest_metrics_pass_promtool(ingest_stack: Stack, outputs: object, tmp_path: Path) -> None:
     from tests.support.promtool import assert_promtool_clean
 
-    assert_promtool_clean(ingest_only.url("ingest", "/metrics"))
+    assert_promtool_clean(ingest_stack.url("ingest", "/metrics"))

@@ -17,27 +17,10 @@ import pytest
 from confluent_kafka import Message
 
 from cityos.kernel.schemas import schema_uri
-from tests.support.stack import Stack, header
+from tests.support.moves import VALID_MOVE
+from tests.support.stack import Stack, header, ingest_only
 
-MOVE: dict[str, Any] = {
-    "異動ID": "M0001",
-    "全国地方公共団体コード": "401005",
-    "住民番号": "900000000001",
-    "氏名": "北九 太郎",
-    "生年月日": "1991-05-20",
-    "性別": "男",
-    "住所": "福岡県北九州市小倉北区魚町三丁目5-12",
-    "住所_区": "小倉北区",
-    "住所_町丁目": "魚町三丁目",
-    "住所_番地": "5-12",
-    "住所_全国地方公共団体コード": "401064",
-    "異動日": "2025-04-07",
-    "異動事由": "転入",
-    "前住所地": "山口県下関市",
-    "前住所地_都道府県": "山口県",
-    "世帯人数": 2,
-    "要介護度": "非該当",
-}
+MOVE = VALID_MOVE
 BIRTH = {**MOVE, "異動ID": "M0002", "異動事由": "出生", "生年月日": "2025-04-07", "前住所地_都道府県": None}
 CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     # name: (data, pointer, start of the detail)
@@ -71,21 +54,15 @@ def event(data: dict[str, Any], event_id: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def ingest_only(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("logs")
-    stack = Stack(
-        kafka_bootstrap=kafka_bootstrap, database_url=f"sqlite:///{logs / 'unused.db'}", log_dir=logs
-    )
-    stack.create_department_topics("citizens")
-    stack.start("ingest")
-    yield stack
-    stack.stop_all()
+def ingest_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with ingest_only(kafka_bootstrap, tmp_path_factory.mktemp("logs"), "citizens") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
-def outputs(ingest_only: Stack) -> tuple[list[Message], list[Message], dict[str, str]]:
+def outputs(ingest_stack: Stack) -> tuple[list[Message], list[Message], dict[str, str]]:
     """Each impossible move, then a good one with the same key (so on the same partition)."""
-    stack = ingest_only
+    stack = ingest_stack
     producer = stack.producer()
     topic = stack.settings.department_topic("citizens")
     follow_ids: dict[str, str] = {}
@@ -117,7 +94,7 @@ def test_impossible_move_is_dead_lettered_with_its_rule(
     assert len(follower) == 1, "the good move behind the impossible one must flow"
 
 
-def test_rule_violations_are_counted_by_reason(ingest_only: Stack, outputs: object) -> None:
-    text = httpx.get(ingest_only.url("ingest", "/metrics")).text
+def test_rule_violations_are_counted_by_reason(ingest_stack: Stack, outputs: object) -> None:
+    text = httpx.get(ingest_stack.url("ingest", "/metrics")).text
     assert 'reason="record_rule_violated"' in text
     assert 'dataset="resident-moves"' in text

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,3 +189,17 @@ def header(message: Message, name: str) -> str | None:
 
 def with_header(messages: Iterable[Message], name: str, value: str) -> list[Message]:
     return [m for m in messages if header(m, name) == value]
+
+
+@contextmanager
+def ingest_only(kafka_bootstrap: str, logs: Path, *departments: str) -> Iterator[Stack]:
+    """A stack running ingest alone on the departments' topics: what ingest produces is the whole answer."""
+    stack = Stack(
+        kafka_bootstrap=kafka_bootstrap, database_url=f"sqlite:///{logs / 'unused.db'}", log_dir=logs
+    )
+    stack.create_department_topics(*departments)
+    stack.start("ingest")
+    try:
+        yield stack
+    finally:
+        stack.stop_all()

@@ -16,28 +16,11 @@ from cityos.kernel.events import TYPE_DELETED
 from cityos.kernel.schemas import schema_uri
 from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import InboundMessage, Routed, Topics, route
+from tests.support.moves import VALID_MOVE
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TOPICS = Topics(validated="cityos.validated", deadletter="cityos.deadletter")
-MOVE: dict[str, Any] = {
-    "異動ID": "M0001",
-    "全国地方公共団体コード": "401005",
-    "住民番号": "900000000001",
-    "氏名": "北九 太郎",
-    "生年月日": "1991-05-20",
-    "性別": "男",
-    "住所": "福岡県北九州市小倉北区魚町三丁目5-12",
-    "住所_区": "小倉北区",
-    "住所_町丁目": "魚町三丁目",
-    "住所_番地": "5-12",
-    "住所_全国地方公共団体コード": "401064",
-    "異動日": "2025-04-07",
-    "異動事由": "転入",
-    "前住所地": "山口県下関市",
-    "前住所地_都道府県": "山口県",
-    "世帯人数": 2,
-    "要介護度": "非該当",
-}
+MOVE = VALID_MOVE
 
 
 def move_event(data: dict[str, Any], *, version: int = 2, kind: str = "jp.cityos.record.upserted") -> bytes:
