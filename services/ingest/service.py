@@ -17,7 +17,7 @@ import jsonschema_rs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cityos.domain.registry.topic import SchemaChange, SchemaFollower
-from cityos.kernel.consume import ConsumeLoop
+from cityos.kernel.consume import ConsumeLoop, Periodic
 from cityos.kernel.deadletter import Reason
 from cityos.kernel.kafka import OffsetTracker, error_code, headers_list
 from cityos.kernel.schemas import DatasetMeta
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # How often the schema topic is polled between batches: new versions are in use within about this.
 SCHEMA_POLL_S = 0.25
+# How often other processes' dead letters are taken into the memory: often enough that a resend a
+# moment later is recognised, without a broker call on every batch of the hot loop.
+DEADLETTER_FOLLOW_S = 0.25
 # The validation-latency histogram samples one event in this many: a histogram observation
 # takes a lock and costs about as much as validating a small event.
 VALIDATION_SAMPLE_EVERY = 16
@@ -83,10 +86,11 @@ class IngestService:
         self._assigned: set[tuple[str, int]] = set()
         self._follower = schema_follower
         self._on_schemas_changed = on_schemas_changed
-        self._next_schema_poll = 0.0
+        self._schema_poll = Periodic(SCHEMA_POLL_S, self._apply_schema_changes)
         # Not ``or``: an empty memory is falsy (it has a length) yet must be the one used.
         self._recent = RecentDeadLetters(0) if recent_deadletters is None else recent_deadletters
         self._deadletter_follower = deadletter_follower
+        self._deadletter_poll = Periodic(DEADLETTER_FOLLOW_S, self._take_deadletters)
         self.processed = 0
 
     def subscribe(self, pattern: str) -> None:
@@ -246,18 +250,20 @@ class IngestService:
         return child
 
     def _before_poll(self) -> None:
-        self._follow_schemas()
+        if self._follower is not None:
+            self._schema_poll()
         if self._deadletter_follower is not None:
-            self._deadletter_follower.poll()
-            self._metrics.deadletter_memory.set(len(self._recent))
+            self._deadletter_poll()
 
-    def _follow_schemas(self) -> None:
-        now = time.monotonic()
-        if self._follower is None or now < self._next_schema_poll:
-            return
-        self._next_schema_poll = now + SCHEMA_POLL_S
+    def _apply_schema_changes(self) -> None:
+        assert self._follower is not None
         if apply_schema_changes(self._registry, self._follower.poll()) and self._on_schemas_changed:
             self._on_schemas_changed(self._registry.version_count)
+
+    def _take_deadletters(self) -> None:
+        assert self._deadletter_follower is not None
+        self._deadletter_follower.poll()
+        self._metrics.deadletter_memory.set(len(self._recent))
 
 
 def apply_schema_changes(registry: ValidatorRegistry, changes: Sequence[SchemaChange]) -> int:

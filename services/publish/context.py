@@ -58,6 +58,10 @@ class SchemaCache:
         return document
 
 
+# Where the decided base URL is kept in the ASGI scope for the rest of the request.
+_BASE_URL_KEY = "cityos.public_base_url"
+
+
 @dataclass(frozen=True)
 class PublishContext:
     settings: Settings
@@ -77,8 +81,13 @@ class PublishContext:
     rendering: dict[PageKey, asyncio.Event] = field(default_factory=dict)
 
     def base_url(self, request: Request) -> str:
-        """The base URL of the links in the answer to ``request`` (no trailing slash)."""
-        return self.public_base.for_scope(request.scope)
+        """The base URL of the links in the answer to ``request`` (no trailing slash), decided once
+        per request: the records page asks for it for its cache key and again for each link."""
+        scope = request.scope
+        known = scope.get(_BASE_URL_KEY)
+        if known is None:
+            known = scope[_BASE_URL_KEY] = self.public_base.for_scope(scope)
+        return str(known)
 
     def session(self) -> Iterator[Session]:
         # Read-only use: the session never commits, closing it rolls back the read transaction.

@@ -268,7 +268,7 @@ class CachedPagesMiddleware:
         except HTTPException:
             return None  # the handler answers the 400
         chosen = filters.negotiate_format(paging.format, request.headers.get("accept"))
-        base_url = self.ctx.public_base.for_scope(scope)
+        base_url = self.ctx.base_url(request)
         page = self.ctx.pages.get(page_cache.public_key(base_url, dataset_id, chosen, scope["query_string"]))
         if page is None:
             return None
