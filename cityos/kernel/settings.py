@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.db'}"
     schemas_dir: Path = REPO_ROOT / "schemas"
+    # Generated secrets (Kafka passwords, keys for pseudonyms), one 0600 file each: see
+    # cityos.kernel.secret_store. Never committed; deleting a file rotates that secret.
+    secrets_dir: Path = REPO_ROOT / "var" / "secrets"
 
     # Topics. Departments publish to <prefix>dept.<department>.events; ingest follows them by
     # pattern so a new department needs no redeploy. The prefix isolates environments (and tests)
