@@ -229,7 +229,9 @@ def credential_issue(
         if session.get(Department, department) is None:
             console.print(f"[red]no department {department!r}[/]")
             raise typer.Exit(1)
-        expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+        # Department credentials always expire: the configured lifetime unless told otherwise.
+        days = expires_in_days or get_settings().credential_lifetime_days
+        expires = datetime.now(UTC) + timedelta(days=days)
         issued = issue_key(
             session,
             owner_kind=OwnerKind.department,

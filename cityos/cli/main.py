@@ -224,6 +224,7 @@ app.add_typer(dlq_commands.dlq_app, name="dlq")
 app.add_typer(release_commands.app, name="release")
 
 app.add_typer(keys_commands.keys_app, name="keys")
+app.add_typer(keys_commands.admins_app, name="admins")
 
 app.add_typer(records_commands.records_app, name="records")
 

@@ -104,9 +104,12 @@ def run(
         str, typer.Option(help="public (partner releases: `proposals release`)")
     ] = "public",
     operator: Annotated[str, typer.Option(help="who runs the release (audited)")] = "admin",
-    seed: Annotated[int | None, typer.Option(help="fixed seed (reproducible); default: fresh")] = None,
 ) -> None:
-    """Run the gate over the catalog's records; a passing release becomes a dataset."""
+    """Run the gate over the catalog's records; a passing release becomes a dataset.
+
+    There is no seed option: row order and pseudonyms come from the operating system's
+    cryptographic generator, so no one who knows how a release was run can re-link its rows.
+    """
     from cityos.domain.anonymize.releases import ReleaseError, ReleaseSummary, create_release
 
     try:
@@ -116,7 +119,6 @@ def run(
                 source_dataset_id=dataset,
                 classification=classification,
                 operator=operator,
-                seed=seed,
             )
             if result.release is not None:
                 _print(ReleaseSummary.of(result.release).model_dump(mode="json"))

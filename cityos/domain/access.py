@@ -20,9 +20,11 @@ dataset by an identified caller, allowed (``access.read``) or refused (``access.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +75,33 @@ class ReadAccess:
         if self.fields is None:
             return record
         return {name: value for name, value in record.items() if name in self.fields}
+
+    def covers(self, names: Iterable[str]) -> bool:
+        """Whether every one of ``names`` may be read."""
+        return self.fields is None or all(name in self.fields for name in names)
+
+    def location(self, declared: tuple[str, str] | None) -> tuple[str, str] | None:
+        """The dataset's (latitude, longitude) fields when this access reads both, else None.
+
+        A record's position is its location fields under another name (geometry, bbox and
+        ``near`` filters, a dataset's spatial extent): a grant that leaves them out leaves out all
+        of these.
+        """
+        return declared if declared is not None and self.covers(declared) else None
+
+    def schema(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON Schema as this access may see it: only the readable properties (and required
+        names), so a grantee does not learn the names of the fields it was not given."""
+        if self.fields is None:
+            return dict(document)
+        shown = dict(document)
+        properties = document.get("properties")
+        if isinstance(properties, Mapping):
+            shown["properties"] = {name: rule for name, rule in properties.items() if name in self.fields}
+        required = document.get("required")
+        if isinstance(required, list):
+            shown["required"] = [name for name in required if name in self.fields]
+        return shown
 
     def narrowed(self, wanted: frozenset[str] | None) -> ReadAccess:
         """The fields both allowed here and ``wanted`` (None: no further narrowing)."""

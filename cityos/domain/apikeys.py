@@ -1,5 +1,11 @@
 """API keys: issued once, stored as a digest, revocable, expiring; resolved to an access ``Caller``.
 
+Every credential of the platform is one of these: an external developer's key, a department's
+credential, an applicant's key, and an administrator's personal credential (owner kind ``admin``,
+owner id the administrator's name, so the audit log names who acted). Department and administrator
+credentials always expire: issued without an expiry they get ``DEFAULT_CREDENTIAL_DAYS``, and an
+old row without one no longer authenticates.
+
 A key reads ``cos_<8 hex>_<secret>``. The ``cos_<8 hex>`` part is the key's id: shown in listings,
 logs, metrics labels and the audit log. The whole key is returned exactly once, by ``issue_key``;
 the database keeps only its SHA-256 digest, so neither a log nor a database dump can replay it.
@@ -11,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -32,13 +38,36 @@ class OwnerKind(StrEnum):
     developer = "developer"
     department = "department"
     applicant = "applicant"
+    admin = "admin"  # an operator's personal credential; owner_id is the operator's name
 
 
 _CALLER_KIND = {
     OwnerKind.developer: CallerKind.developer,
     OwnerKind.department: CallerKind.department,
     OwnerKind.applicant: CallerKind.applicant,
+    OwnerKind.admin: CallerKind.admin,
 }
+
+# What a department key may do: read records, subscribe to feeds, manage the grants (and releases)
+# of its datasets. Keys are issued with every department scope by default; a narrower key (e.g. only
+# records:read for a reporting tool) is refused with 403 where it lacks the scope.
+SCOPE_READ = "records:read"
+SCOPE_MANAGE = "access:manage"
+SCOPE_SUBSCRIBE = "feeds:subscribe"
+DEPARTMENT_SCOPES = [SCOPE_READ, SCOPE_SUBSCRIBE, SCOPE_MANAGE]
+# An administrator acts on the catalog's administration; it reads no raw data anywhere.
+SCOPE_ADMIN = "admin"
+# Scopes a key gets when its issuer names none: what its kind exists for.
+DEFAULT_SCOPES: dict[OwnerKind, tuple[str, ...]] = {
+    OwnerKind.developer: (SCOPE_READ,),
+    OwnerKind.department: tuple(DEPARTMENT_SCOPES),
+    OwnerKind.applicant: (SCOPE_READ,),
+    OwnerKind.admin: (SCOPE_ADMIN,),
+}
+# Credentials that open more than open data never live forever: a leaked one stops working on its
+# own. The services and the CLI pass ``Settings.credential_lifetime_days``; this is the floor's default.
+DEFAULT_CREDENTIAL_DAYS = 90
+EXPIRING_KINDS = frozenset({OwnerKind.department, OwnerKind.admin})
 
 
 class KeyRefusal(StrEnum):
@@ -48,6 +77,27 @@ class KeyRefusal(StrEnum):
     unknown = "unknown"
     revoked = "revoked"
     expired = "expired"
+
+
+# What a refused credential is told (en / ja): clear enough to act on, naming nothing secret.
+REFUSAL_TEXT = {
+    KeyRefusal.malformed: "the credential is not in the form cos_<id>_<secret> / 形式が正しくありません",
+    KeyRefusal.unknown: "the credential is not known / 認証情報が登録されていません",
+    KeyRefusal.revoked: "the credential has been revoked / 認証情報は失効しています",
+    KeyRefusal.expired: "the credential has expired; ask for a new one / 有効期限が切れています。再発行を依頼してください",
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An authenticated credential: who (``caller``), what it may do (``scopes``), its own limit."""
+
+    caller: Caller
+    scopes: frozenset[str]
+    rate_limit_per_minute: int | None = None
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
 
 
 @dataclass(frozen=True)
@@ -82,12 +132,18 @@ def issue_key(
     rate_limit_per_minute: int | None = None,
     now: datetime | None = None,
 ) -> IssuedKey:
-    """Create a key and audit it (caller commits). The secret is in the result only."""
+    """Create a key and audit it (caller commits). The secret is in the result only.
+
+    ``scopes`` None: the kind's ``DEFAULT_SCOPES``. A department or administrator credential without
+    ``expires_at`` expires after ``DEFAULT_CREDENTIAL_DAYS``."""
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware")
     key_id = KEY_PREFIX + secrets.token_hex(_ID_HEX_CHARS // 2)
     secret = f"{key_id}_{secrets.token_urlsafe(32)}"
     created = now or datetime.now(UTC)
+    scopes = list(DEFAULT_SCOPES[OwnerKind(owner_kind)]) if scopes is None else scopes
+    if expires_at is None and OwnerKind(owner_kind) in EXPIRING_KINDS:
+        expires_at = created + timedelta(days=DEFAULT_CREDENTIAL_DAYS)
     session.add(
         ApiKey(
             id=key_id,
@@ -150,6 +206,14 @@ def list_keys(
 
 def authenticate(session: Session, presented: str, *, now: datetime | None = None) -> Caller | KeyRefusal:
     """The caller a presented key stands for, or why it does not count."""
+    found = authenticate_credential(session, presented, now=now)
+    return found if isinstance(found, KeyRefusal) else found.caller
+
+
+def authenticate_credential(
+    session: Session, presented: str, *, now: datetime | None = None
+) -> Credential | KeyRefusal:
+    """The credential a presented key stands for (caller, scopes, limit), or why it does not count."""
     key_id = key_id_of(presented)
     if key_id is None:
         return KeyRefusal.malformed
@@ -157,11 +221,20 @@ def authenticate(session: Session, presented: str, *, now: datetime | None = Non
     # Constant-time comparison of digests: the id is public, the secret must not leak by timing.
     if row is None or not hmac.compare_digest(row.secret_sha256, _digest(presented)):
         return KeyRefusal.unknown
+    refusal = lifetime_refusal(row, now or datetime.now(UTC))
+    if refusal is not None:
+        return refusal
+    return Credential(caller_of(row), frozenset(row.scopes or ()), row.rate_limit_per_minute)
+
+
+def lifetime_refusal(row: ApiKey, now: datetime) -> KeyRefusal | None:
+    """Why a known key no longer counts at ``now``: revoked, expired, or a department or
+    administrator credential issued without an expiry (before expiry was required) -- None if live."""
     if row.revoked_at is not None:
         return KeyRefusal.revoked
-    if row.expires_at is not None and row.expires_at <= (now or datetime.now(UTC)):
-        return KeyRefusal.expired
-    return caller_of(row)
+    if row.expires_at is None:
+        return KeyRefusal.expired if OwnerKind(row.owner_kind) in EXPIRING_KINDS else None
+    return KeyRefusal.expired if row.expires_at <= now else None
 
 
 def caller_of(row: ApiKey) -> Caller:
@@ -187,11 +260,11 @@ class ApiKeyView(BaseModel):
 
     @classmethod
     def of(cls, row: ApiKey, now: datetime | None = None) -> ApiKeyView:
-        moment = now or datetime.now(UTC)
+        refusal = lifetime_refusal(row, now or datetime.now(UTC))
         state: Literal["active", "revoked", "expired"] = "active"
-        if row.revoked_at is not None:
+        if refusal is KeyRefusal.revoked:
             state = "revoked"
-        elif row.expires_at is not None and row.expires_at <= moment:
+        elif refusal is not None:
             state = "expired"
         return cls(
             id=row.id,
@@ -228,11 +301,3 @@ class CredentialView(BaseModel):
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
         )
-
-
-# What a department key may do: read records, subscribe to feeds, manage the grants of its datasets.
-# Keys are issued with every department scope by default; a narrower key (e.g. only records:read
-# for a reporting tool) is refused by the access API with 403.
-SCOPE_MANAGE = "access:manage"
-SCOPE_SUBSCRIBE = "feeds:subscribe"
-DEPARTMENT_SCOPES = ["records:read", SCOPE_SUBSCRIBE, SCOPE_MANAGE]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cityos.domain.wire import Instant
 from cityos.kernel.db.models import AuditEvent
+from cityos.kernel.spreadsheet import formula_safe
 
 
 def record_audit(
@@ -103,11 +104,20 @@ def audit_ndjson(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(row) + b"\n" for row in rows)
 
 
+def _audit_cell(column: str, value: Any) -> str:
+    text = orjson.dumps(value).decode() if column == "detail" else "" if value is None else str(value)
+    return formula_safe(text)
+
+
 def audit_csv(rows: list[dict[str, Any]]) -> bytes:
-    """UTF-8 with a BOM (Excel opens Japanese text correctly); detail as a JSON cell."""
+    """UTF-8 with a BOM (Excel opens Japanese text correctly); detail as a JSON cell.
+
+    This file is made to be opened in a spreadsheet and its cells carry what callers chose (an
+    actor's name, a refused field list), so formula-like cells are always neutralised.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(AUDIT_COLUMNS)
     for row in rows:
-        writer.writerow([orjson.dumps(row[c]).decode() if c == "detail" else row[c] for c in AUDIT_COLUMNS])
+        writer.writerow([_audit_cell(c, row[c]) for c in AUDIT_COLUMNS])
     return ("\ufeff" + out.getvalue()).encode("utf-8")

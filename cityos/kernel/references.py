@@ -18,6 +18,8 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT202012
 
+from cityos.kernel.patterns import RUST_PATTERN_OPTIONS, linear_document
+
 Document = dict[str, Any]
 
 # Smart Data Models' shared documents are published under these URIs; the files themselves are
@@ -54,12 +56,24 @@ def rust_registry(resources: Mapping[str, Any]) -> jsonschema_rs.Registry | None
 
 
 def rust_validator(document: Any, resources: Mapping[str, Any] | None = None) -> Any:
-    """A jsonschema-rs validator with format assertions, resolving ``$ref`` offline only."""
-    registry = rust_registry(resources or {})
+    """A jsonschema-rs validator with format assertions, resolving ``$ref`` offline only, whose
+    patterns run on a linear-time engine (``cityos.kernel.patterns``): a pattern it cannot run
+    (backreference, lookaround) fails here with ``ValueError``, never at an event."""
+    linear = {uri: linear_document(resource) for uri, resource in (resources or {}).items()}
+    registry = rust_registry(linear)
     if registry is None:
-        return jsonschema_rs.validator_for(document, validate_formats=True, retriever=_retrieve_nothing)
+        return jsonschema_rs.validator_for(
+            linear_document(document),
+            validate_formats=True,
+            retriever=_retrieve_nothing,
+            pattern_options=RUST_PATTERN_OPTIONS,
+        )
     return jsonschema_rs.validator_for(
-        document, validate_formats=True, registry=registry, retriever=_retrieve_nothing
+        linear_document(document),
+        validate_formats=True,
+        registry=registry,
+        retriever=_retrieve_nothing,
+        pattern_options=RUST_PATTERN_OPTIONS,
     )
 
 

@@ -23,6 +23,7 @@ import jsonschema_rs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cityos.kernel.errors import SchemaError
+from cityos.kernel.patterns import RUST_PATTERN_OPTIONS, linear_document, pattern_problem, schema_patterns
 from cityos.kernel.record_rules import RecordRule
 
 SCHEMA_URI_BASE = "https://cityos.example/schemas/"
@@ -230,9 +231,19 @@ def _load_version(meta: DatasetMeta, number: int, file: Path) -> SchemaVersion:
         # Schemas are resolved offline: only in-document and CityOS references can be followed.
         if not ref.startswith(("#", SCHEMA_URI_BASE)):
             raise SchemaError(f"{file}: $ref {ref!r} would need the network")
+    for path, pattern in schema_patterns(document):
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            where = "/".join(str(part) for part in path)
+            raise SchemaError(
+                f"{file}: {where}: pattern {pattern[:100]!r} cannot run on a linear-time engine "
+                f"(no backreferences, no lookaround): {problem}"
+            )
     try:
         # The same compilation the ingest service does: meta-schema, regexes and local $refs.
-        jsonschema_rs.validator_for(document, validate_formats=True)
+        jsonschema_rs.validator_for(
+            linear_document(document), validate_formats=True, pattern_options=RUST_PATTERN_OPTIONS
+        )
     except (ValueError, jsonschema_rs.ReferencingError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SchemaError(f"{file}: not a usable draft 2020-12 schema: {first_line}") from exc

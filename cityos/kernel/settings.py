@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     ingest_group: str = "cityos-ingest"
     catalog_group: str = "cityos-catalog"
 
+    # Largest request body any HTTP service reads (bytes); a larger one is refused with 413 before it
+    # is parsed (cityos.kernel.http_limits). 1 MiB holds any schema or API call many times over.
+    http_max_body_bytes: int = 1024 * 1024
+
     publish_host: str = "127.0.0.1"
     publish_port: int = 8000
     catalog_host: str = "127.0.0.1"
@@ -69,9 +73,16 @@ class Settings(BaseSettings):
     # them before every transaction commits, so a revoke is never outrun).
     feeds_policy_refresh_s: float = 0.2
     feeds_partitions: int = 3
-    # Operators' credential for the catalog's access API (grants, credentials, audit). Empty:
-    # administration over HTTP is off (the CLI, which works on the database directly, still works).
+    # Break-glass only: administrators work with personal credentials (`cityos admins issue NAME`),
+    # audited by name. When set, this token also acts as an administrator over HTTP, audited as
+    # "admin:break-glass" and logged at every use; leave it empty except to regain access.
     admin_token: str = ""
+    # Days a department or administrator credential lives when issued without an explicit expiry.
+    credential_lifetime_days: int = 90
+    # Catalog API requests per minute per credential, and per address for requests whose credential
+    # is missing or refused (so guessing credentials is throttled to 429).
+    catalog_rate_per_minute: int = 600
+    catalog_unauthenticated_rate_per_minute: int = 60
 
     # Open-data API limits: requests per minute for anonymous callers (per address) and
     # for registered keys without their own limit; usage counters are flushed to the DB this often.

@@ -1,10 +1,10 @@
 """Access API of the catalog (port 8001): departments and their credentials, grants,
 subscriptions, the audit log and the Kafka ACLs a secured cluster needs.
 
-Authentication: ``Authorization: Bearer <key>``. A department's API key (``cityos departments
-credential issue``) acts as that department. An administrator presents ``CITYOS_ADMIN_TOKEN``
-(compared in constant time; when the setting is empty, HTTP administration is off and operators
-use the CLI, which works on the database directly). Anything else is a 401.
+Authentication: ``Authorization: Bearer <key>`` (``admin_auth``). A department's API key
+(``cityos departments credential issue``) acts as that department, within its scopes. An
+administrator presents a personal credential (``cityos admins issue NAME``) and is audited by name.
+A missing, unknown, revoked or expired credential is a 401; another kind of key is a 403.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -27,23 +27,22 @@ from cityos.domain.apikeys import (
     DEPARTMENT_SCOPES,
     SCOPE_MANAGE,
     SCOPE_SUBSCRIBE,
+    Credential,
     CredentialView,
-    KeyRefusal,
     OwnerKind,
-    authenticate,
     issue_key,
     list_keys,
     revoke_key,
 )
 from cityos.domain.audit import AuditEntryView, audit_csv, audit_ndjson, list_audit
 from cityos.domain.grants import GrantView, SubscriptionView
+from cityos.domain.wire import Instant
 from cityos.kernel.db.models import ApiKey, Department
 from cityos.kernel.settings import Settings
 from cityos.kernel.timeutil import assume_utc
-from services.catalog.admin_auth import bearer, is_admin_token
+from services.catalog.admin_auth import credential_of
 from services.catalog.context import RouterContext, app_context
-
-ADMIN = Caller(CallerKind.admin)
+from services.catalog.error_responses import refusals
 
 
 class AccessMetrics:
@@ -82,7 +81,9 @@ class SubscriptionBody(BaseModel):
 class CredentialBody(BaseModel):
     purpose: str = "department credential"
     scopes: list[str] = Field(default_factory=lambda: list(DEPARTMENT_SCOPES))
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=3650, description="omit for the configured lifetime (90 days by default)"
+    )
 
 
 class LocalizedName(BaseModel):
@@ -102,6 +103,7 @@ class IssuedCredential(BaseModel):
     key_id: str
     secret: str
     department: str
+    expires_at: Instant
 
 
 class RevokedCredential(BaseModel):
@@ -132,7 +134,7 @@ class AccessContext(RouterContext):
 
 STATE = "access"  # the attribute of ``app.state`` holding the AccessContext
 
-router = APIRouter(prefix="/api/v1", tags=["access"])
+router = APIRouter(prefix="/api/v1", tags=["access"], responses=refusals(400, 403, 404))
 
 
 def _context(request: Request) -> AccessContext:
@@ -149,21 +151,23 @@ def _session(context: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session)]
 
 
-def _caller(
-    context: ContextDep, session: SessionDep, authorization: Annotated[str | None, Header()] = None
-) -> Caller:
-    token = bearer(authorization)
-    if token is None:
-        raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
-    if is_admin_token(token, context.settings.admin_token):
-        return ADMIN
-    found = authenticate(session, token)
-    if isinstance(found, KeyRefusal) or found.kind is not CallerKind.department:
-        raise HTTPException(401, "credential not valid here", {"WWW-Authenticate": "Bearer"})
+def _credential(request: Request, context: ContextDep, session: SessionDep) -> Credential:
+    found = credential_of(request, session, context.settings)
+    if found.caller.kind not in (CallerKind.admin, CallerKind.department):
+        raise HTTPException(403, "administrators and departments only")
     return found
 
 
+CredentialDep = Annotated[Credential, Depends(_credential)]
+
+
+def _caller(credential: CredentialDep) -> Caller:
+    return credential.caller
+
+
 CallerDep = Annotated[Caller, Depends(_caller)]
+# A database integer: a larger number names no subscription (and is a 422, not a failed query).
+SubscriptionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _refused(context: AccessContext, exc: admin.AccessRefused, operation: str) -> HTTPException:
@@ -176,11 +180,10 @@ def _commit_refusal(session: Session) -> None:
     session.commit()
 
 
-def _require_scope(context: AccessContext, session: Session, caller: Caller, scope: str) -> None:
-    if caller.kind is CallerKind.admin:
+def _require_scope(context: AccessContext, credential: Credential, scope: str) -> None:
+    if credential.caller.kind is CallerKind.admin:
         return
-    key = session.get(ApiKey, caller.key_id) if caller.key_id else None
-    if key is None or scope not in (key.scopes or []):
+    if not credential.allows(scope):
         context.metrics.refusals.labels("other").inc()
         raise HTTPException(403, {"error": "missing_scope", "detail": f"this credential lacks {scope}"})
 
@@ -209,7 +212,8 @@ def issue_credential(
     _require_admin(context, caller)
     if session.get(Department, department_id) is None:
         raise HTTPException(404, f"no department {department_id!r}")
-    expires = datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    days = body.expires_in_days or context.settings.credential_lifetime_days
+    expires = datetime.now(UTC) + timedelta(days=days)
     issued = issue_key(
         session,
         owner_kind=OwnerKind.department,
@@ -220,7 +224,9 @@ def issue_credential(
         expires_at=expires,
     )
     session.commit()
-    return IssuedCredential(key_id=issued.key_id, secret=issued.secret, department=department_id)
+    return IssuedCredential(
+        key_id=issued.key_id, secret=issued.secret, department=department_id, expires_at=expires
+    )
 
 
 @router.get("/departments/{department_id}/credentials")
@@ -265,9 +271,10 @@ def grants(
 
 @router.post("/datasets/{dataset_id}/grants", status_code=201)
 def create_grant(
-    dataset_id: str, body: GrantBody, context: ContextDep, session: SessionDep, caller: CallerDep
+    dataset_id: str, body: GrantBody, context: ContextDep, session: SessionDep, credential: CredentialDep
 ) -> GrantView:
-    _require_scope(context, session, caller, SCOPE_MANAGE)
+    _require_scope(context, credential, SCOPE_MANAGE)
+    caller = credential.caller
     try:
         row = admin.grant(
             session, caller=caller, dataset_id=dataset_id, grantee=body.grantee, fields=body.fields
@@ -283,9 +290,10 @@ def create_grant(
 
 @router.delete("/datasets/{dataset_id}/grants/{grantee}")
 def delete_grant(
-    dataset_id: str, grantee: str, context: ContextDep, session: SessionDep, caller: CallerDep
+    dataset_id: str, grantee: str, context: ContextDep, session: SessionDep, credential: CredentialDep
 ) -> GrantView:
-    _require_scope(context, session, caller, SCOPE_MANAGE)
+    _require_scope(context, credential, SCOPE_MANAGE)
+    caller = credential.caller
     try:
         row = admin.revoke(session, caller=caller, dataset_id=dataset_id, grantee=grantee)
     except admin.AccessRefused as exc:
@@ -298,9 +306,10 @@ def delete_grant(
 
 @router.post("/subscriptions", status_code=201)
 def create_subscription(
-    body: SubscriptionBody, context: ContextDep, session: SessionDep, caller: CallerDep
+    body: SubscriptionBody, context: ContextDep, session: SessionDep, credential: CredentialDep
 ) -> SubscriptionView:
-    _require_scope(context, session, caller, SCOPE_SUBSCRIBE)
+    _require_scope(context, credential, SCOPE_SUBSCRIBE)
+    caller = credential.caller
     request = admin.SubscriptionRequest(
         dataset_id=body.dataset, filter=body.filter, fields=body.fields, start=body.start
     )
@@ -332,7 +341,7 @@ def subscriptions(
 
 @router.get("/subscriptions/{subscription_id}")
 def subscription(
-    subscription_id: int, context: ContextDep, session: SessionDep, caller: CallerDep
+    subscription_id: SubscriptionId, context: ContextDep, session: SessionDep, caller: CallerDep
 ) -> SubscriptionView:
     try:
         row = admin.get_subscription(session, caller=caller, subscription_id=subscription_id)
@@ -343,7 +352,7 @@ def subscription(
 
 @router.delete("/subscriptions/{subscription_id}")
 def cancel(
-    subscription_id: int, context: ContextDep, session: SessionDep, caller: CallerDep
+    subscription_id: SubscriptionId, context: ContextDep, session: SessionDep, caller: CallerDep
 ) -> SubscriptionView:
     try:
         row = admin.cancel_subscription(session, caller=caller, subscription_id=subscription_id)

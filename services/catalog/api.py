@@ -1,7 +1,9 @@
 """Catalog admin API (port 8001): health, metrics, every dataset with counts, schema documents.
 
 ``create_catalog_app`` only wires: it puts what each router's handlers need (sessions, settings,
-metrics) on ``app.state`` and includes the module-level routers."""
+metrics) on ``app.state``, includes the module-level routers, and puts ``CatalogGate`` in front of
+all of them: every route but the probes and ``/metrics`` needs a credential (see ``admin_auth`` and
+``route_policy``)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 
@@ -14,12 +16,18 @@ from pydantic import BaseModel, Field, RootModel
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cityos.domain.access import CallerKind
+from cityos.domain.apikeys import Credential
 from cityos.domain.wire import Instant
 from cityos.kernel.db.models import Dataset, SchemaVersionRow
+from cityos.kernel.http_limits import BodyLimitMiddleware
+from cityos.kernel.ratelimit import RateLimiter
 from cityos.kernel.schemas import schema_uri
 from cityos.kernel.settings import Settings, get_settings
 from services.catalog import access_api, keys_api, registry_api, release_api
+from services.catalog.admin_auth import CatalogGate, admin_actor, credential_of
 from services.catalog.context import RouterContext, app_context
+from services.catalog.error_responses import refusals
 
 STATE = "catalog"  # the attribute of ``app.state`` holding this module's RouterContext
 
@@ -68,6 +76,13 @@ def _session(context: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session)]
 
 
+def _credential(request: Request, context: ContextDep, session: SessionDep) -> Credential:
+    return credential_of(request, session, context.settings)
+
+
+CredentialDep = Annotated[Credential, Depends(_credential)]
+
+
 @router.get("/healthz")
 def healthz() -> Health:
     return Health(status="ok")
@@ -99,7 +114,8 @@ def metrics(request: Request) -> Response:
 
 
 @router.get("/api/v1/admin/datasets")
-def datasets(session: SessionDep) -> list[DatasetOverview]:
+def datasets(session: SessionDep, credential: CredentialDep) -> list[DatasetOverview]:
+    admin_actor(credential)
     rows = session.scalars(select(Dataset).order_by(Dataset.id)).all()
     return [
         DatasetOverview(
@@ -114,14 +130,27 @@ def datasets(session: SessionDep) -> list[DatasetOverview]:
     ]
 
 
-@router.get("/schemas/{dataset_id}/{version}")
-def schema(dataset_id: str, version: int, session: SessionDep) -> SchemaDocument:
+@router.get("/schemas/{dataset_id}/{version}", responses=refusals(404))
+def schema(dataset_id: str, version: int, session: SessionDep, credential: CredentialDep) -> SchemaDocument:
     row = session.scalar(
         select(SchemaVersionRow).where(SchemaVersionRow.uri == schema_uri(dataset_id, version))
     )
-    if row is None:
+    if row is None or not _may_read_schema(session, credential, dataset_id):
+        # The same 404 as a missing version: a schema's existence does not leak either.
         raise HTTPException(404, f"no schema version {version} for dataset {dataset_id}")
     return SchemaDocument(row.document)
+
+
+def _may_read_schema(session: Session, credential: Credential, dataset_id: str) -> bool:
+    """Administrators read every schema; a department those of public datasets and of its own (a
+    personal dataset's schema names its anonymisation rules)."""
+    caller = credential.caller
+    if caller.kind is CallerKind.admin:
+        return True
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or caller.kind is not CallerKind.department:
+        return False
+    return dataset.classification == "public" or dataset.department_id == caller.principal
 
 
 def create_catalog_app(
@@ -156,4 +185,9 @@ def create_catalog_app(
     app.include_router(release_api.router)  # proposals, releases
     app.include_router(keys_api.router)  # API keys: issue, list, revoke
     app.include_router(router)  # health, metrics, datasets, schema documents
+    # In front of every route, the API documentation included (FastAPI adds those routes itself).
+    app.add_middleware(
+        CatalogGate, sessions=sessions, settings=settings, routes=app.router.routes, limiter=RateLimiter()
+    )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)  # 413, unparsed
     return app

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.kernel.consume import ConsumeLoop
+from cityos.kernel.db.engine import refusal_text
 from cityos.kernel.deadletter import Origin, Reason, Verdict, deadletter_headers
 from cityos.kernel.events import ValidatedEvent, parse_event_time
 from cityos.kernel.kafka import headers_list
@@ -196,7 +197,9 @@ class CatalogConsumer:
                 if attempts < 2:
                     continue  # a concurrent writer may have raced us once; the ledger settles it
                 _, message = pairs[0]
-                self._reject(message, str(exc)[:900], reason=Reason.CATALOG_REJECTED, outcome="rejected")
+                # Never the error's own text: a driver quotes the refused row (a resident's record).
+                why = refusal_text(exc)
+                self._reject(message, why, reason=Reason.CATALOG_REJECTED, outcome="rejected")
                 return
 
     def _reject(self, message: Message, why: str, *, reason: Reason, outcome: str) -> None:

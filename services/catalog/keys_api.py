@@ -1,7 +1,8 @@
 """Admin endpoints for API keys on the catalog admin API: issue (secret shown once), list, revoke.
 
-Guarded by the administrator token (``CITYOS_ADMIN_TOKEN``), like the other admin routers; without
-one, HTTP administration is off and the ``cityos keys`` CLI is the way.
+Administrators only (a personal ``admin`` credential, see ``admin_auth``), audited by name; the
+``cityos keys`` and ``cityos admins`` CLIs do the same on the database directly. Department and
+administrator keys always expire (``expires_in_days`` omitted: the domain's default lifetime).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
@@ -10,15 +11,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from cityos.domain.apikeys import ApiKeyView, OwnerKind, issue_key, list_keys, revoke_key
 from cityos.domain.wire import Instant
 from cityos.kernel.db.models import ApiKey
-from services.catalog.admin_auth import require_admin
+from services.catalog.admin_auth import admin_actor, credential_of
 from services.catalog.context import RouterContext, app_context
+from services.catalog.error_responses import refusals
 
 
 class KeyRequest(BaseModel):
@@ -39,7 +41,7 @@ class IssuedKey(BaseModel):
 
 STATE = "keys"  # the attribute of ``app.state`` holding the keys router's RouterContext
 
-router = APIRouter(prefix="/api/v1/admin/keys", tags=["API keys"])
+router = APIRouter(prefix="/api/v1/admin/keys", tags=["API keys"], responses=refusals(404))
 
 
 def _context(request: Request) -> RouterContext:
@@ -53,11 +55,13 @@ def _session(context: ContextDep) -> Iterator[Session]:
     yield from context.session()
 
 
-def _admin(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    return require_admin(authorization, context.settings.admin_token, cli_hint="`cityos keys`")
-
-
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _admin(request: Request, context: ContextDep, session: SessionDep) -> str:
+    return admin_actor(credential_of(request, session, context.settings))
+
+
 AdminDep = Annotated[str, Depends(_admin)]
 
 

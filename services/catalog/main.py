@@ -8,6 +8,7 @@ import uvicorn
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY
 
+from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.runtime import configure_logging, stop_on_signals
@@ -32,7 +33,7 @@ def serve(settings: Settings) -> None:
     ensure_pipeline_topics(
         settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
     )
-    metrics = CatalogMetrics(REGISTRY)
+    metrics = CatalogMetrics(REGISTRY, PublicDatasetLabels(sessions))  # /metrics names public data only
     metrics.start_series(sorted(schema_set.datasets))
     api = uvicorn.Server(
         uvicorn.Config(

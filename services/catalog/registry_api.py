@@ -1,10 +1,9 @@
 """Schema registry and dead-letter admin API of the catalog (port 8001).
 
-Reading schemas, versions and compatibility levels, and checking a candidate, are open to the
-operators' network like the rest of ``/api/v1/admin``. Changing anything (registering, setting a
-level, replaying) and reading dead letters (their bytes may hold personal data) need
-``Authorization: Bearer <CITYOS_ADMIN_TOKEN>``; with no token configured these are off over HTTP and
-operators use the CLI, which works on the database and Kafka directly.
+Every endpoint here is for administrators (``Authorization: Bearer`` with a personal ``admin``
+credential, see ``admin_auth``), reads included: a personal dataset's schema names its
+anonymisation rules, and dead letters' bytes may hold personal data. The CLI does the same on the
+database and Kafka directly.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 
 import orjson
 from confluent_kafka import Producer
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
@@ -59,8 +58,9 @@ from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka import producer_config
 from cityos.kernel.settings import Settings
 from cityos.kernel.timeutil import parse_instant
-from services.catalog.admin_auth import require_admin
+from services.catalog.admin_auth import admin_actor, credential_of
 from services.catalog.context import RouterContext, app_context
+from services.catalog.error_responses import refusals
 
 REGISTRATION_OUTCOMES = ("registered", "existing", "refused")
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ async def _republish_on_start(app: Any) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(prefix="/api/v1/admin", tags=["registry"])
+router = APIRouter(prefix="/api/v1/admin", tags=["registry"], responses=refusals(400, 404, 503))
 router.lifespan_context = _republish_on_start
 
 
@@ -162,11 +162,13 @@ def _session(context: ContextDep) -> Iterator[Session]:
     yield from context.session()
 
 
-def _admin(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    return require_admin(authorization, context.settings.admin_token, cli_hint="the cityos CLI")
-
-
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _admin(request: Request, context: ContextDep, session: SessionDep) -> str:
+    return admin_actor(credential_of(request, session, context.settings))
+
+
 AdminDep = Annotated[str, Depends(_admin)]
 
 
@@ -175,7 +177,7 @@ def _unknown(dataset_id: str) -> HTTPException:
 
 
 @router.get("/schemas/{dataset_id}")
-def list_versions(dataset_id: str, session: SessionDep) -> SchemaVersionsView:
+def list_versions(dataset_id: str, session: SessionDep, _actor: AdminDep) -> SchemaVersionsView:
     rows = versions_of(session, dataset_id)
     if not rows:
         raise _unknown(dataset_id)
@@ -190,7 +192,11 @@ def list_versions(dataset_id: str, session: SessionDep) -> SchemaVersionsView:
 
 @router.post("/schemas/{dataset_id}/check")
 def check(
-    dataset_id: str, context: ContextDep, session: SessionDep, document: Annotated[dict[str, Any], Body()]
+    dataset_id: str,
+    context: ContextDep,
+    session: SessionDep,
+    _actor: AdminDep,
+    document: Annotated[dict[str, Any], Body()],
 ) -> EvaluationView:
     try:
         evaluation = evaluate(
@@ -249,7 +255,7 @@ def register_version(
 
 
 @router.get("/schemas/{dataset_id}/compatibility")
-def get_compatibility(dataset_id: str, session: SessionDep) -> CompatibilityView:
+def get_compatibility(dataset_id: str, session: SessionDep, _actor: AdminDep) -> CompatibilityView:
     if not versions_of(session, dataset_id):
         raise _unknown(dataset_id)
     return CompatibilityView(dataset=dataset_id, compatibility=compatibility_mode(session, dataset_id))

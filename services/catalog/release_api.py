@@ -1,7 +1,7 @@
 """Catalog admin API for anonymized releases: calls, proposals, decisions, contracts, releases.
 
-Who may do what, from the ``Authorization: Bearer`` credential: the operators' admin token, or a
-department key for the department owning the personal dataset, runs calls, decisions, contracts,
+Who may do what, from the ``Authorization: Bearer`` credential (``admin_auth``): an administrator's
+personal credential, or a department key for the department owning the personal dataset, runs calls, decisions, contracts,
 cancellations and releases; an applicant key submits its own proposals. The actor in the audit log
 is the credential's owner, never a name from the body. A refused step answers 409 with every
 reason; the method of a release never appears here (only its 概要 and checksum).
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,12 +30,12 @@ from cityos.domain.anonymize.releases import (
     create_release,
     list_releases,
 )
-from cityos.domain.apikeys import KeyRefusal, authenticate
 from cityos.kernel.db.models import Dataset
 from cityos.kernel.db.release_models import ProposalCall, ReleaseProposal
 from cityos.kernel.settings import Settings
-from services.catalog.admin_auth import ADMIN_ACTOR, bearer, is_admin_token
+from services.catalog.admin_auth import credential_of
 from services.catalog.context import RouterContext, app_context
+from services.catalog.error_responses import refusals
 
 OUTCOMES = ("passed", "refused")
 STEPS = ("call", "proposal", "decision", "contract", "cancel")
@@ -98,13 +98,19 @@ class CancelIn(BaseModel):
 
 
 class ReleaseIn(BaseModel):
+    """No seed: a release's row order and pseudonyms come from the OS's cryptographic generator,
+    so a caller who could choose (or learn) a seed could never re-link rows to residents."""
+
+    model_config = ConfigDict(extra="forbid")
+
     dataset: str = "resident-moves"
     classification: str = "public"
-    seed: int | None = Field(default=None, description="fixed seed for a reproducible run; default fresh")
 
 
 class ProposalReleaseIn(BaseModel):
-    seed: int | None = None
+    """Nothing to choose: the release holds the approved proposal's items."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 _Done = TypeVar("_Done")
@@ -132,7 +138,7 @@ class ReleaseContext(RouterContext):
 
 STATE = "releases"  # the attribute of ``app.state`` holding the ReleaseContext
 
-router = APIRouter(prefix="/api/v1/admin", tags=["anonymized releases"])
+router = APIRouter(prefix="/api/v1/admin", tags=["anonymized releases"], responses=refusals(403, 404, 409))
 
 
 def _context(request: Request) -> ReleaseContext:
@@ -151,28 +157,18 @@ def _transaction(context: ContextDep) -> Iterator[Session]:
 TxDep = Annotated[Session, Depends(_transaction)]
 
 
-def _credential(
-    context: ContextDep, session: TxDep, authorization: Annotated[str | None, Header()] = None
-) -> Caller | None:
-    """The caller behind the Bearer credential; None stands for the operators' admin token."""
-    token = bearer(authorization)
-    if token is None:
-        raise HTTPException(401, "a Bearer credential is required", {"WWW-Authenticate": "Bearer"})
-    if is_admin_token(token, context.settings.admin_token):
-        return None
-    found = authenticate(session, token)
-    if isinstance(found, KeyRefusal):
-        raise HTTPException(401, "credential not valid", {"WWW-Authenticate": "Bearer"})
-    return found
+def _credential(request: Request, context: ContextDep, session: TxDep) -> Caller:
+    """The caller behind the Bearer credential (an administrator is audited by name)."""
+    return credential_of(request, session, context.settings).caller
 
 
-CallerDep = Annotated[Caller | None, Depends(_credential)]
+CallerDep = Annotated[Caller, Depends(_credential)]
 
 
-def _owner_actor(caller: Caller | None, session: Session, dataset_id: str) -> str:
-    """The acting department (or admin) for a dataset; 403 for anyone else."""
-    if caller is None:
-        return ADMIN_ACTOR
+def _owner_actor(caller: Caller, session: Session, dataset_id: str) -> str:
+    """The acting department (or administrator) for a dataset; 403 for anyone else."""
+    if caller.kind is CallerKind.admin:
+        return caller.actor
     dataset = session.get(Dataset, dataset_id)
     if (
         caller.kind is CallerKind.department
@@ -233,7 +229,7 @@ def open_call(body: CallIn, context: ContextDep, session: TxDep, caller: CallerD
 
 
 @router.get("/proposal-calls")
-def calls(session: TxDep) -> list[workflow.CallView]:
+def calls(session: TxDep, _caller: CallerDep) -> list[workflow.CallView]:
     return [
         workflow.CallView.of(c) for c in session.scalars(select(ProposalCall).order_by(ProposalCall.opens_at))
     ]
@@ -241,7 +237,7 @@ def calls(session: TxDep) -> list[workflow.CallView]:
 
 @router.post("/proposals", status_code=201)
 def submit(body: ProposalIn, context: ContextDep, session: TxDep, caller: CallerDep) -> workflow.ProposalView:
-    if caller is None or caller.kind is not CallerKind.applicant or caller.principal is None:
+    if caller.kind is not CallerKind.applicant or caller.principal is None:
         raise HTTPException(403, "proposals are submitted with the applicant's own key")
     applicant = caller.principal
     proposal = _workflow_step(
@@ -264,14 +260,14 @@ def submit(body: ProposalIn, context: ContextDep, session: TxDep, caller: Caller
 @router.get("/proposals")
 def proposals(session: TxDep, caller: CallerDep) -> list[workflow.ProposalView]:
     query = select(ReleaseProposal).order_by(ReleaseProposal.submitted_at)
-    if caller is not None and caller.kind is CallerKind.applicant:
+    if caller.kind is CallerKind.applicant:
         query = query.where(ReleaseProposal.applicant_id == caller.principal)  # its own only
-    elif caller is not None and caller.kind is CallerKind.department:
+    elif caller.kind is CallerKind.department:
         # A department sees the proposals for the datasets it owns.
         owned = select(Dataset.id).where(Dataset.department_id == caller.principal)
         calls_of_owner = select(ProposalCall.id).where(ProposalCall.dataset_id.in_(owned))
         query = query.where(ReleaseProposal.call_id.in_(calls_of_owner))
-    elif caller is not None:
+    elif caller.kind is not CallerKind.admin:
         raise HTTPException(403, "not allowed")
     return [workflow.ProposalView.of(p) for p in session.scalars(query)]
 
@@ -329,9 +325,7 @@ def proposal_release(
     actor = _owner_actor(caller, session, _proposal_dataset(session, proposal_id))
     try:
         with context.metrics.gate_seconds.time():
-            result = workflow.release_for_proposal(
-                session, proposal_id=proposal_id, actor=actor, seed=body.seed
-            )
+            result = workflow.release_for_proposal(session, proposal_id=proposal_id, actor=actor)
     except (workflow.ProposalError, ReleaseError) as exc:
         raise _refused(exc.reasons) from exc
     return _gate_outcome(context, session, result)
@@ -347,7 +341,6 @@ def run_release(body: ReleaseIn, context: ContextDep, session: TxDep, caller: Ca
                 source_dataset_id=body.dataset,
                 classification=body.classification,
                 operator=actor,
-                seed=body.seed,
             )
     except ReleaseError as exc:
         raise _refused(exc.reasons) from exc
@@ -356,6 +349,6 @@ def run_release(body: ReleaseIn, context: ContextDep, session: TxDep, caller: Ca
 
 @router.get("/releases")
 def releases(session: TxDep, caller: CallerDep) -> list[ReleaseSummary]:
-    if caller is not None and caller.kind is not CallerKind.department:
+    if caller.kind not in (CallerKind.admin, CallerKind.department):
         raise HTTPException(403, "not allowed")
     return [ReleaseSummary.of(r) for r in list_releases(session)]

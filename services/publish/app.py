@@ -23,7 +23,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, session_factory
+from cityos.kernel.http_limits import BodyLimitMiddleware
 from cityos.kernel.settings import Settings, get_settings
 from services.publish import ckan_api, dcat_api, operations_api, records_api, release_api, usage_api
 from services.publish.callers import CallerMiddleware, LimitSettings
@@ -48,6 +50,9 @@ Open data of the city, published by its departments (CC BY 4.0 unless a dataset 
   A malformed parameter is a 400 naming it.
 * `GET /api/v1/datasets/{id}/export`: the whole (filtered) dataset, streamed.
 * Formats: `format=json|csv|geojson|ndjson` (CSV: UTF-8, `bom=true` for Excel), or the `Accept` header.
+  CSV for Excel (`bom=true`, or `excel=true`) neutralises formula cells: text starting with `=`, `+`,
+  `-`, `@`, tab or CR gets a leading `'` (OWASP CSV injection); exact numbers such as `-3.5` are kept.
+  A plain CSV carries every value exactly as published.
 * `ETag`/`Last-Modified` with `If-None-Match`/`If-Modified-Since`; CORS for any origin.
 * CKAN action API under `/api/3/action/`; DCAT-AP 3 under `/catalog.ttl`, `/catalog.jsonld`.
 * Keys: send `Authorization: Bearer cos_...` (or `X-API-Key`) for a higher rate limit than anonymous
@@ -72,6 +77,7 @@ def create_app(
         PlatformCollector(registry=registry)
     metrics = PublishMetrics(registry)
     make_session = session_factory(engine)
+    metrics.label_datasets_with(PublicDatasetLabels(make_session))  # /metrics names public data only
 
     usage_buffer = UsageBuffer()
     writer_sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
@@ -113,6 +119,7 @@ def create_app(
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
     # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit),
     # and innermost the cached records pages (answered after all of those, before routing).
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)  # 413, unparsed
     app.add_middleware(
         CachedPagesMiddleware, ctx=ctx, route=_route(app, "/api/v1/datasets/{dataset_id}/records")
     )

@@ -1,8 +1,12 @@
 """Who is calling, and may they call now: API-key resolution and rate limits for every data route.
 
-A pure ASGI middleware so that refusals (401, 429) are answered before any handler runs, and the
+A pure ASGI middleware so that refusals (401, 403, 429) are answered before any handler runs, and the
 resolved ``Caller`` reaches every handler through ``request.state.caller``. Keys come from
 ``Authorization: Bearer <key>`` or ``X-API-Key``; only the key's id is ever logged or counted.
+
+Anonymous callers read public data. A presented credential must be valid and carry ``records:read``
+(everything publish serves is a read), whatever its kind. A refused credential counts against its
+sender's address like an anonymous request, so guessing keys runs into 429 like any flood.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityos.domain.access import ANONYMOUS, Caller, CallerKind
-from cityos.domain.apikeys import KeyRefusal, authenticate, key_id_of
-from cityos.kernel.db.models import ApiKey
-from services.publish.limits import RateLimiter
+from cityos.domain.apikeys import (
+    REFUSAL_TEXT,
+    SCOPE_READ,
+    Credential,
+    KeyRefusal,
+    authenticate_credential,
+    key_id_of,
+)
+from cityos.kernel.ratelimit import Decision, RateLimiter
 from services.publish.metrics import PublishMetrics
 
 log = logging.getLogger(__name__)
@@ -28,13 +38,6 @@ CALLER_STATE_KEY = "caller"
 # Operational routes stay reachable without a key and unthrottled: probes and Prometheus must work
 # even when a client floods the API.
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-_REFUSAL_TEXT = {
-    KeyRefusal.malformed: "the API key is not in the form cos_<id>_<secret>",
-    KeyRefusal.unknown: "the API key is not known",
-    KeyRefusal.revoked: "the API key has been revoked",
-    KeyRefusal.expired: "the API key has expired",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +59,16 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return bearer or api_key
 
 
-def _resolve(sessions: Callable[[], Session], key: str) -> tuple[Caller | KeyRefusal, int | None]:
+def _resolve(sessions: Callable[[], Session], key: str) -> Credential | KeyRefusal:
     with sessions() as session:
-        result = authenticate(session, key)
-        limit = None
-        if isinstance(result, Caller) and result.key_id is not None:
-            row = session.get(ApiKey, result.key_id)
-            limit = row.rate_limit_per_minute if row is not None else None
-        return result, limit
+        return authenticate_credential(session, key)
+
+
+def scope_refusal(credential: Credential) -> str | None:
+    """Why a valid credential may not read here (None: it may): every publish route reads data."""
+    if credential.allows(SCOPE_READ):
+        return None
+    return f"this credential lacks the {SCOPE_READ} scope / この認証情報には {SCOPE_READ} の権限がありません"
 
 
 class CallerMiddleware:
@@ -90,27 +95,21 @@ class CallerMiddleware:
             return
         state = scope.setdefault("state", {})
         key = presented_key(scope.get("headers", []))
-        caller, own_limit = ANONYMOUS, None
+        caller, own_limit, credential = ANONYMOUS, None, None
         if key is not None:
-            result, own_limit = await anyio.to_thread.run_sync(_resolve, self.sessions, key)
+            result = await anyio.to_thread.run_sync(_resolve, self.sessions, key)
             if isinstance(result, KeyRefusal):
-                # The id part only: never the secret, not even in a log line.
-                log.info("refused API key %s: %s", key_id_of(key) or "(malformed)", result)
-                await _send_json(send, 401, {"error": "invalid_api_key", "detail": _REFUSAL_TEXT[result]},
-                                 {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+                await self._refuse_key(scope, send, key, result)
                 return
-            caller = result
+            caller, own_limit, credential = result.caller, result.rate_limit_per_minute, result
         state[CALLER_STATE_KEY] = caller
         decision = self.limiter.check(*self._identity(scope, caller, own_limit))
         if not decision.allowed:
-            self.metrics.rate_limited.labels(str(caller.kind)).inc()
-            await _send_json(
-                send,
-                429,
-                {"error": "rate_limited", "detail": f"over {decision.limit} requests per minute; "
-                 f"retry after {decision.retry_after_s} s, or use an API key for a higher limit"},
-                decision.headers(),
-            )  # fmt: skip
+            await self._too_many(send, caller, decision)
+            return
+        refusal = scope_refusal(credential) if credential is not None else None
+        if refusal is not None:
+            await _send_json(send, 403, {"error": "missing_scope", "detail": refusal}, decision.headers())
             return
 
         async def with_limit_headers(message: Message) -> None:
@@ -121,6 +120,28 @@ class CallerMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_limit_headers)
+
+    async def _refuse_key(self, scope: Scope, send: Send, key: str, refusal: KeyRefusal) -> None:
+        """401 for a refused key, counted against the sender's address: once that address's
+        anonymous allowance is spent, further guesses get 429 (with ``Retry-After``) instead."""
+        # The id part only: never the secret, not even in a log line.
+        log.info("refused API key %s: %s", key_id_of(key) or "(malformed)", refusal)
+        decision = self.limiter.check(*self._identity(scope, ANONYMOUS, None))
+        if not decision.allowed:
+            await self._too_many(send, ANONYMOUS, decision)
+            return
+        await _send_json(send, 401, {"error": "invalid_api_key", "detail": REFUSAL_TEXT[refusal]},
+                         {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+
+    async def _too_many(self, send: Send, caller: Caller, decision: Decision) -> None:
+        self.metrics.rate_limited.labels(str(caller.kind)).inc()
+        await _send_json(
+            send,
+            429,
+            {"error": "rate_limited", "detail": f"over {decision.limit} requests per minute; "
+             f"retry after {decision.retry_after_s} s, or use an API key for a higher limit"},
+            decision.headers(),
+        )  # fmt: skip
 
     def _identity(self, scope: Scope, caller: Caller, own_limit: int | None) -> tuple[str, int]:
         if caller.kind is CallerKind.anonymous:

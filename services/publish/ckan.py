@@ -7,12 +7,13 @@ every dataset has one resource per distribution format.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from cityos.domain.readmodel.query import MAX_Q_LENGTH
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from services.publish import param_caps
 from services.publish.render import dataset_path, iso_utc, location_fields
 
 CKAN_VERSION = "2.10.4"
@@ -73,6 +74,62 @@ def not_found(what: str) -> ActionError:
 
 def invalid(field: str, message: str) -> ActionError:
     return ActionError("Validation Error", message, field)
+
+
+# --- parameter caps -----------------------------------------------------------------------------
+# Over a cap, an action is refused with a Validation Error naming the parameter and the cap, before
+# any work: the caps are those of the REST API (``param_caps``), plus CKAN's own parameters.
+
+MAX_FQ_LENGTH = 1_000
+MAX_FILTERS = 20  # fields in one datastore_search ``filters`` (or ``q``) object
+# ``filters``, ``fields`` and ``q`` may arrive as JSON text (GET); the text may be longer than one
+# value, and what it decodes to is checked against the same caps as a POSTed value.
+MAX_JSON_TEXT_LENGTH = 20_000
+JSON_PARAMETERS = frozenset({"filters", "fields", "q"})
+_TEXT_CAPS = {"q": MAX_Q_LENGTH, "fq": MAX_FQ_LENGTH}
+# An object of lists (filters: field -> values) is as deep as any parameter goes.
+_MAX_DEPTH = 2
+
+
+def _over(over: param_caps.OverCap | None) -> None:
+    if over is not None:
+        raise invalid(over.parameter, over.problem)
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuses an action's parameters over a cap: their number, and every value in them."""
+    _over(param_caps.too_many_parameters(len(params)))
+    for name, value in params.items():
+        check_value(name, value)
+
+
+def check_value(name: str, value: Any) -> None:
+    """Refuses one parameter's value (text, list or object, as sent or as decoded) over a cap."""
+    _over(_value_over_cap(name, value, 0))
+
+
+def _text_cap(name: str, text: str, depth: int) -> int:
+    if depth == 0 and name in JSON_PARAMETERS and text.lstrip()[:1] in ("{", "["):
+        return MAX_JSON_TEXT_LENGTH
+    return _TEXT_CAPS.get(name, param_caps.MAX_TEXT_LENGTH)
+
+
+def _value_over_cap(name: str, value: Any, depth: int) -> param_caps.OverCap | None:
+    if isinstance(value, str):
+        return param_caps.text_over_cap(name, value, _text_cap(name, value, depth))
+    if not isinstance(value, list | dict):
+        return None  # numbers and booleans: their range is each action's business
+    if depth >= _MAX_DEPTH:
+        return param_caps.OverCap(name, f"{name} is nested too deeply / {name} の入れ子が深すぎます")
+    if isinstance(value, dict):
+        items = [*value, *value.values()]
+        over = param_caps.list_over_cap(name, len(value), MAX_FILTERS, what=("fields", "フィールド"))
+    else:
+        items = value
+        over = param_caps.list_over_cap(name, len(value))
+    for item in items:
+        over = over or _value_over_cap(name, item, depth + 1)
+    return over
 
 
 def resource_id(dataset_id: str, fmt: str) -> str:
@@ -240,7 +297,6 @@ def package_dict(
 
 # --- package_search -----------------------------------------------------------------------------
 
-_FQ_CLAUSE = re.compile(r'([+-]?)([A-Za-z_]+):("(?:[^"\\]|\\.)*"|\S+)')
 _FQ_FIELDS = {
     "organization": lambda p: [p["owner_org"]],
     "owner_org": lambda p: [p["owner_org"]],
@@ -268,20 +324,78 @@ class FqClause:
 
 
 def parse_fq(fq: str) -> list[FqClause]:
-    """Solr filter queries as CKAN clients send them: ``organization:fire +tags:"AED" -res_format:CSV``."""
+    """Solr filter queries as CKAN clients send them: ``organization:fire +tags:"AED" -res_format:CSV``.
+
+    Read in one pass, left to right: a regular expression over the whole text took seconds on a long
+    crafted ``fq``, and the parse must cost in proportion to the text however it is written.
+    """
     clauses: list[FqClause] = []
-    rest = fq
-    for match in _FQ_CLAUSE.finditer(fq):
-        sign, field, value = match.groups()
-        if field not in _FQ_FIELDS:
+    unparsed: list[str] = []
+    position = _skip_spaces(fq, 0)
+    while position < len(fq):
+        clause, end = _fq_clause(fq, position)
+        if clause is None:
+            unparsed.append(fq[position:end])
+        elif clause.field not in _FQ_FIELDS:
             raise invalid(
-                "fq", f"unsupported filter field {field!r}; use one of {', '.join(sorted(_FQ_FIELDS))}"
+                "fq", f"unsupported filter field {clause.field!r}; use one of {', '.join(sorted(_FQ_FIELDS))}"
             )
-        clauses.append(FqClause(field, value.strip('"').replace('\\"', '"'), sign == "-"))
-        rest = rest.replace(match.group(0), "", 1)
-    if rest.strip() and rest.strip() != "*:*":
-        raise invalid("fq", f"cannot parse {rest.strip()!r}; expected field:value clauses")
+        else:
+            clauses.append(clause)
+        position = _skip_spaces(fq, end)
+    rest = " ".join(unparsed)
+    if rest and rest != "*:*":
+        raise invalid("fq", f"cannot parse {rest!r}; expected field:value clauses")
     return clauses
+
+
+_FIELD_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+def _skip_spaces(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def _token_end(text: str, position: int) -> int:
+    while position < len(text) and not text[position].isspace():
+        position += 1
+    return position
+
+
+def _quoted_end(text: str, position: int) -> int | None:
+    """Just past the closing quote of the quoted value opening at ``position``; None if unclosed."""
+    position += 1
+    while position < len(text):
+        if text[position] == "\\":
+            position += 2
+        elif text[position] == '"':
+            return position + 1
+        else:
+            position += 1
+    return None
+
+
+def _fq_clause(fq: str, start: int) -> tuple[FqClause | None, int]:
+    """The clause ``[+-]field:value`` at ``start`` and where it ends, or None and the end of the
+    token that is not one. A value is a quoted text (``\\"`` inside) or runs to the next space."""
+    position = start + 1 if fq[start] in "+-" else start
+    field_start = position
+    while position < len(fq) and fq[position] in _FIELD_CHARACTERS:
+        position += 1
+    if position == field_start or position >= len(fq) - 1 or fq[position] != ":":
+        return None, _token_end(fq, start)
+    value_start = position + 1
+    if fq[value_start].isspace():
+        return None, _token_end(fq, start)
+    end = _quoted_end(fq, value_start) if fq[value_start] == '"' else None
+    if end is not None:
+        value = fq[value_start + 1 : end - 1].replace('\\"', '"')
+    else:  # unquoted, or a quote never closed: the rest of the token
+        end = _token_end(fq, value_start)
+        value = fq[value_start:end].strip('"')
+    return FqClause(fq[field_start:position], value, fq[start] == "-"), end
 
 
 def _matches_text(package: Mapping[str, Any], q: str) -> bool:

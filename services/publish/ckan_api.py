@@ -8,7 +8,7 @@ same as a missing one. Answers use CKAN's envelope: ``help``, ``success``, ``res
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -21,7 +21,7 @@ from cityos.domain.readmodel import queries
 from cityos.domain.readmodel.filters import FilterValue, Invalid, convert, declared_types
 from cityos.domain.readmodel.query import Condition, RecordQuery, SortKey, parse_query
 from cityos.kernel.db.models import Dataset, Department
-from services.publish import ckan
+from services.publish import ckan, param_caps
 from services.publish.context import (
     COMMON_RESPONSES,
     ContextDep,
@@ -43,6 +43,8 @@ DATASTORE_DEFAULT_LIMIT = 100
 DATASTORE_MAX_LIMIT = 32_000
 
 Params = dict[str, Any]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FORM = "application/x-www-form-urlencoded"
 Action = Callable[[Session, Caller, Params, Any], Any]
 
 
@@ -75,9 +77,11 @@ def _json_param(params: Params, name: str) -> Any:
     value = params.get(name)
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
-            return orjson.loads(value)
+            decoded = orjson.loads(value)
         except orjson.JSONDecodeError:
             raise ckan.invalid(name, "not valid JSON") from None
+        ckan.check_value(name, decoded)
+        return decoded
     return value
 
 
@@ -86,6 +90,10 @@ def _datastore_filters(params: Params, schema: dict[str, Any], visible_fields: l
     raw_filters = _json_param(params, "filters") or {}
     if not isinstance(raw_filters, dict):
         raise ckan.invalid("filters", "expected an object of field: value")
+    total = sum(len(value) if isinstance(value, list) else 1 for value in raw_filters.values())
+    over = param_caps.filter_values_over_cap("filters", total)
+    if over is not None:
+        raise ckan.invalid(over.parameter, over.problem)
     properties: dict[str, Any] = schema.get("properties", {})
     conditions: list[Condition] = []
     for name, value in raw_filters.items():
@@ -99,7 +107,12 @@ def _datastore_filters(params: Params, schema: dict[str, Any], visible_fields: l
 
 def _filter_value(name: str, item: Any, types: tuple[str, ...]) -> FilterValue:
     # POST clients send JSON numbers and booleans as such; GET clients send text to convert.
-    if isinstance(item, bool | int | float) and not isinstance(item, str):
+    if isinstance(item, bool | float):
+        return item
+    if isinstance(item, int):
+        # The catalog compares integers as 64-bit; a larger one would fail in the database driver.
+        if not _INT64_MIN <= item <= _INT64_MAX:
+            raise ckan.invalid("filters", f"{name}: {item} is out of the supported integer range (64-bit)")
         return item
     converted = convert(str(item), types)
     if isinstance(converted, Invalid):
@@ -341,6 +354,7 @@ async def ckan_action(request: Request, ctx: ContextDep) -> Response:
     try:
         if request.method == "POST":
             params.update(await _posted(request))
+        ckan.check_params(params)
         envelope["result"] = await run_in_threadpool(
             _run, ctx, base_url, action_name, caller_of(request), params, request.state
         )
@@ -350,18 +364,40 @@ async def ckan_action(request: Request, ctx: ContextDep) -> Response:
 
 
 async def _posted(request: Request) -> Params:
-    """Parameters of a POST: a JSON object, or a form; an empty body is no parameters."""
+    """Parameters of a POST: a JSON object, or a URL-encoded form; an empty body is no parameters.
+
+    The body is at most the service's body cap (``BodyLimitMiddleware``) by the time it is read.
+    """
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        form = await request.form()
-        body = {k: v for k, v in form.items() if isinstance(v, str)}
+    except orjson.JSONDecodeError as error:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != _FORM:
+            # CKAN's own answer to a body it cannot read.
+            raise ckan.ActionError(
+                "Bad request", f"JSON Error: {error}; send a JSON object or a URL-encoded form"
+            ) from None
+        body = _form(raw)
     if not isinstance(body, dict):
         raise ckan.invalid("body", "expected a JSON object")
     return body
+
+
+def _form(raw: bytes) -> Params:
+    """A URL-encoded form (what ``curl -d`` sends), the last value of a repeated name winning as in
+    a query string."""
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
+            max_num_fields=param_caps.MAX_PARAMETERS,
+        )  # fmt: skip
+    except UnicodeDecodeError:
+        raise ckan.ActionError("Bad request", "the form is not UTF-8 text") from None
+    except ValueError as error:
+        raise ckan.ActionError("Bad request", f"cannot read the form: {error}") from None
+    return dict(pairs)
 
 
 def _documented(action_name: str) -> dict[int | str, dict[str, Any]]:

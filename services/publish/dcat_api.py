@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from cityos.domain.access import ReadAccess
 from cityos.domain.readmodel import queries
 from cityos.kernel.db.models import Dataset
 from services.publish import dcat
@@ -45,10 +46,12 @@ _RDF_CONTENT: dict[int | str, dict[str, Any]] = {
 router = APIRouter(tags=["DCAT-AP catalog"], responses=COMMON_RESPONSES)
 
 
-def _entry(session: Session, dataset: Dataset) -> dcat.DatasetEntry:
+def _entry(session: Session, dataset: Dataset, access: ReadAccess) -> dcat.DatasetEntry:
     department = departments(session).get(dataset.department_id)
     schema = queries.latest_schema(session, dataset_id=dataset.id)
-    extent = queries.dataset_extent(session, dataset_id=dataset.id) if location_fields(dataset.meta) else None
+    # The extent is the records' positions in summary: only for a caller who may read them.
+    located = access.location(location_fields(dataset.meta)) is not None
+    extent = queries.dataset_extent(session, dataset_id=dataset.id) if located else None
     quality = metadata_quality(
         dataset.meta,
         has_publisher=department is not None,
@@ -63,7 +66,7 @@ def _entry(session: Session, dataset: Dataset) -> dcat.DatasetEntry:
 
 def _catalog(ctx: PublishContext, request: Request, session: Session, suffix: str) -> Response:
     request.state.response_format = suffix
-    entries = [_entry(session, d) for d, _ in visible_datasets(session, caller_of(request))]
+    entries = [_entry(session, d, access) for d, access in visible_datasets(session, caller_of(request))]
     graph = dcat.catalog_graph(
         entries,
         base_url=ctx.base_url(request),
@@ -128,9 +131,9 @@ def dataset_document(
     if suffix not in dcat.RDF_FORMATS:
         raise HTTPException(status_code=404, detail=NOT_FOUND)
     request.state.response_format = suffix
-    dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
+    dataset, access = visible_dataset(session, caller_of(request), dataset_id)
     graph = dcat.dataset_graph(
-        _entry(session, dataset),
+        _entry(session, dataset, access),
         base_url=ctx.base_url(request),
         contact_email=ctx.settings.open_data_contact_email,
     )

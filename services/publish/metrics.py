@@ -7,13 +7,15 @@ a second app's metrics (duplicate names) and mix counts between test apps.
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cityos.domain.metric_labels import NON_PUBLIC
 
 # Label values that are not a route template. Requests matching no route share one value so that
 # scanners probing random paths cannot create new series.
@@ -26,15 +28,25 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 FORMAT_STATE_KEY = "response_format"
 
 
+def _fold_everything(_: str) -> str:
+    return NON_PUBLIC
+
+
 class Children:
     """A metric's labelled children, each looked up once: ``labels()`` costs a lock and a tuple
-    per call, a visible share of answering a cached page. Label sets here are bounded, so is this."""
+    per call, a visible share of answering a cached page. Label sets here are bounded, so is this.
 
-    def __init__(self, metric: Counter | Histogram) -> None:
+    With an ``owner``, the first label is a dataset, passed through the owner's ``dataset_label``
+    (a public dataset's id, anything else ``non-public``) before it becomes a label value."""
+
+    def __init__(self, metric: Counter | Histogram, owner: PublishMetrics | None = None) -> None:
         self.metric = metric
+        self._owner = owner
         self._children: dict[tuple[str, ...], Any] = {}
 
     def __call__(self, *values: str) -> Any:
+        if self._owner is not None:
+            values = (self._owner.dataset_label(values[0]), *values[1:])
         child = self._children.get(values)
         if child is None:
             # Two threads racing here get the same child: the metric keeps one per label set.
@@ -43,10 +55,15 @@ class Children:
 
 
 class PublishMetrics:
-    """The publish service's collectors, bound to one registry."""
+    """The publish service's collectors, bound to one registry.
+
+    Every dataset label goes through ``dataset_label``: ``/metrics`` is open to monitoring, so it
+    names public datasets only (see ``cityos.domain.metric_labels``). Until the app wires the
+    catalog's classifications in (``label_datasets_with``), every dataset folds."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.dataset_label: Callable[[str], str] = _fold_everything
         self.requests = Counter(
             "cityos_publish_http_requests",
             "HTTP requests answered by the publish API.",
@@ -61,7 +78,7 @@ class PublishMetrics:
         )
         self.records_served = Counter(
             "cityos_publish_records_served",
-            "Records returned to clients, by public dataset and output format.",
+            "Records returned to clients, by public dataset (non-public ones as one) and output format.",
             ["dataset", "format"],
             registry=registry,
         )
@@ -97,10 +114,14 @@ class PublishMetrics:
         # Hot-path lookups of the per-request series.
         self.request_series = Children(self.requests)
         self.duration_series = Children(self.duration)
-        self.records_served_series = Children(self.records_served)
-        self.dataset_requests_series = Children(self.dataset_requests)
-        self.rows_served_series = Children(self.rows_served)
-        self.bytes_served_series = Children(self.bytes_served)
+        self.records_served_series = Children(self.records_served, self)
+        self.dataset_requests_series = Children(self.dataset_requests, self)
+        self.rows_served_series = Children(self.rows_served, self)
+        self.bytes_served_series = Children(self.bytes_served, self)
+
+    def label_datasets_with(self, dataset_label: Callable[[str], str]) -> None:
+        """Name datasets by ``dataset_label`` (e.g. ``PublicDatasetLabels`` over the catalog)."""
+        self.dataset_label = dataset_label
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """Body and content type, honouring an OpenMetrics ``Accept`` from Prometheus."""

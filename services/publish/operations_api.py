@@ -16,7 +16,9 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Process is alive")
-def healthz() -> Health:
+async def healthz() -> Health:
+    # Answered on the event loop itself, never queued behind requests waiting for a worker thread:
+    # it says whether the process can still take requests.
     return Health(status="ok")
 
 

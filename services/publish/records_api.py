@@ -25,7 +25,7 @@ from cityos.domain.readmodel import filters, queries
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
-from services.publish import page_cache, render, stream
+from services.publish import page_cache, param_caps, render, stream
 from services.publish.conditional import http_date, not_modified, weak_etag
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -110,6 +110,13 @@ def _param(name: str, description: str, schema: dict[str, Any], example: Any = N
 
 
 _TEXT = {"type": "string"}
+_LOCATION_REFUSED = "Your grant leaves out the location fields: no GeoJSON, `bbox` or `near`"
+_BOM_HELP = "CSV only: start with a UTF-8 BOM (Excel); also neutralises formula cells as `excel=true` does"
+_EXCEL_HELP = (
+    "CSV only: for spreadsheets. A text cell starting with `=`, `+`, `-`, `@`, tab or carriage return "
+    "gets a leading `'` so that Excel shows it instead of running it (OWASP CSV injection); a cell "
+    "that is exactly a number, such as `-3.5`, is kept. Without `bom` or `excel`, cells are exact."
+)
 RECORDS_PARAMETERS = [
     # Declared here rather than in the handler's signature: FastAPI's dependency solving for a
     # single path parameter cost as much as answering a cached page.
@@ -128,7 +135,8 @@ RECORDS_PARAMETERS = [
     _param(
         "format", "Output format; overrides the Accept header", {"type": "string", "enum": list(MEDIA_TYPES)}
     ),
-    _param("bom", "CSV only: start with a UTF-8 BOM (Excel)", {"type": "boolean", "default": False}),
+    _param("bom", _BOM_HELP, {"type": "boolean", "default": False}),
+    _param("excel", _EXCEL_HELP, {"type": "boolean", "default": False}),
     _param("q", "Text contained in any text field", _TEXT, "小倉"),
     _param("bbox", "minLon,minLat,maxLon,maxLat (WGS 84)", _TEXT, "130.85,33.86,130.90,33.90"),
     _param("near", "lon,lat of a point", _TEXT, "130.874,33.884"),
@@ -155,6 +163,7 @@ class Paging:
     offset: int
     format: str | None
     bom: bool
+    excel: bool
     cursor: str | None
 
 
@@ -182,22 +191,36 @@ def _integer(raw: str | None, name: str, default: int, low: int, high: int | Non
     return value
 
 
+def check_caps(request: Request) -> None:
+    """Refuses (400) a query string over the parameter caps before any of it is parsed."""
+    over = param_caps.query_over_cap(request.query_params.multi_items())
+    if over is not None:
+        raise bad_request(over.parameter, over.problem)
+
+
 def read_paging(request: Request) -> Paging:
     """Paging and representation parameters, checked with 400s that name the parameter."""
+    check_caps(request)
     query = request.query_params
     fmt = query.get("format")
     if fmt is not None and fmt not in MEDIA_TYPES:
         raise bad_request("format", f"expected one of {', '.join(MEDIA_TYPES)}")
-    bom_raw = query.get("bom")
-    if bom_raw is not None and bom_raw.lower() not in _BOOLEANS:
-        raise bad_request("bom", "expected true or false")
     return Paging(
         limit=_integer(query.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=_integer(query.get("offset"), "offset", 0, 0, None),
         format=fmt,
-        bom=_BOOLEANS[bom_raw.lower()] if bom_raw is not None else False,
+        bom=_boolean(query.get("bom"), "bom"),
+        excel=_boolean(query.get("excel"), "excel"),
         cursor=query.get("cursor"),
     )
+
+
+def _boolean(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    if raw.lower() not in _BOOLEANS:
+        raise bad_request(name, "expected true or false")
+    return _BOOLEANS[raw.lower()]
 
 
 def answer(
@@ -297,9 +320,13 @@ def _prepare(
     chosen: filters.OutputFormat,
     format_given: bool,
 ) -> tuple[Dataset, ReadAccess, dict[str, Any] | None, RecordQuery, tuple[str, str] | None]:
+    check_caps(request)
     dataset, access = visible_dataset(session, caller_of(request), dataset_id)
     schema = ctx.schemas.latest(session, dataset.id)
-    location = render.location_fields(dataset.meta)
+    declared = render.location_fields(dataset.meta)
+    location = access.location(declared)
+    if declared is not None and location is None:
+        _refuse_position(request, chosen)
     parsed = parse_query(
         request.query_params.multi_items(),
         schema,
@@ -313,6 +340,24 @@ def _prepare(
             "format" if format_given else "accept", "GeoJSON needs a dataset that declares a location"
         )
     return dataset, access, schema, parsed, location
+
+
+def _refuse_position(request: Request, chosen: filters.OutputFormat) -> None:
+    """403 for what would reveal a record's position to a caller whose grant leaves out the
+    location fields: a map (GeoJSON) or a spatial filter, which would answer "is it in this box"."""
+    asked = [name for name in ("bbox", "near", "distance") if name in request.query_params]
+    if chosen == "geojson":
+        asked.insert(0, "format")
+    if asked:
+        raise HTTPException(
+            status_code=403,
+            detail={
+                "error": "location_not_granted",
+                "parameter": asked[0],
+                "detail": "your grant of this dataset does not include its location fields: "
+                "no geometry, no bbox or near filter",
+            },
+        )
 
 
 @router.get(
@@ -346,8 +391,8 @@ def list_datasets(request: Request, ctx: ContextDep, session: SessionDep) -> Res
     departments = {d.id: d for d in session.query(Department)}
     base_url = ctx.base_url(request)
     body = []
-    for dataset, _ in visible:
-        summary = render.dataset_summary(dataset, departments.get(dataset.department_id), base_url)
+    for dataset, access in visible:
+        summary = render.dataset_summary(dataset, departments.get(dataset.department_id), base_url, access)
         summary["five_star"] = five_star(dataset.meta, record_key=dataset.record_key, has_schema=True).stars
         body.append(summary)
     return Response(orjson.dumps({"count": len(body), "datasets": body}), media_type="application/json")
@@ -364,11 +409,11 @@ def list_datasets(request: Request, ctx: ContextDep, session: SessionDep) -> Res
 )
 def get_dataset(request: Request, dataset_id: str, ctx: ContextDep, session: SessionDep) -> Response:
     request.state.response_format = "json"
-    dataset, _ = visible_dataset(session, caller_of(request), dataset_id)
+    dataset, access = visible_dataset(session, caller_of(request), dataset_id)
     department = session.get(Department, dataset.department_id)
     schema = queries.latest_schema(session, dataset_id=dataset.id)
     base_url = ctx.base_url(request)
-    body = render.dataset_detail(dataset, department, schema, base_url)
+    body = render.dataset_detail(dataset, department, schema, base_url, access=access)
     body["links"]["export"] = f"{base_url}{render.dataset_path(dataset.id)}/export?format=csv"
     body["links"]["dcat"] = f"{base_url}/catalog/datasets/{dataset.id}.ttl"
     body["links"]["ckan"] = f"{base_url}/api/3/action/package_show?id={dataset.id}"
@@ -384,6 +429,7 @@ def get_dataset(request: Request, dataset_id: str, ctx: ContextDep, session: Ses
         200: {"model": RecordsPage, "content": {"application/json": {}, **_OTHER_FORMATS}},
         304: {"description": "Not modified since the ETag / Last-Modified you sent"},
         400: {"description": "A parameter is malformed; the body names it"},
+        403: {"description": _LOCATION_REFUSED},
         404: {"description": "No dataset with this id that you may read"},
         429: {"description": "Over your rate limit; see Retry-After"},
     },
@@ -530,7 +576,8 @@ def _page_of(
     if chosen == "csv":
         headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.csv")
         dicts = [project(r.data, shown) for r in records]
-        body = render.render_csv(_columns(view.schema, access, parsed, dicts), dicts, bom=paging.bom)
+        columns = _columns(view.schema, access, parsed, dicts)
+        body = render.render_csv(columns, dicts, bom=paging.bom, excel=paging.excel)
     elif chosen == "geojson":
         assert view.location is not None  # refused in _prepare
         headers["Content-Disposition"] = render.content_disposition(f"{dataset.id}.geojson")
@@ -584,6 +631,7 @@ def get_record(request: Request, dataset_id: str, record_key: str, session: Sess
     responses={
         200: {"model": RecordArray, "content": {"application/json": {}, **_OTHER_FORMATS}},
         400: {"description": "A parameter is malformed; the body names it"},
+        403: {"description": _LOCATION_REFUSED},
         404: {"description": "No dataset with this id that you may read"},
     },
 )
@@ -593,7 +641,8 @@ def export(
     ctx: ContextDep,
     session: SessionDep,
     format: Annotated[FormatParam | None, Query(description="Output format")] = None,
-    bom: Annotated[bool, Query(description="CSV only: start with a UTF-8 BOM (Excel)")] = False,
+    bom: Annotated[bool, Query(description=_BOM_HELP)] = False,
+    excel: Annotated[bool, Query(description=_EXCEL_HELP)] = False,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     chosen = filters.negotiate_format(format, accept)
@@ -618,7 +667,7 @@ def export(
         with ctx.sessions() as own:
             rows = queries.stream_records(own, dataset_id=dataset.id, query=parsed)
             if chosen == "csv":
-                yield from stream.csv_chunks(rows, columns, bom=bom, on_row=count)
+                yield from stream.csv_chunks(rows, columns, bom=bom, excel=excel, on_row=count)
             elif chosen == "geojson":
                 assert location is not None
                 yield from stream.geojson_chunks(rows, location, project=projector, on_row=count)

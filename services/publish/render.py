@@ -9,14 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import orjson
 
+from cityos.domain.access import FULL, ReadAccess
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.spreadsheet import formula_safe
 from cityos.kernel.timeutil import assume_utc
 
 
@@ -63,15 +65,16 @@ def dataset_path(dataset_id: str) -> str:
     return f"{API_PREFIX}/datasets/{quote(dataset_id, safe='')}"
 
 
-def dataset_links(base_url: str, dataset: Dataset) -> dict[str, str]:
-    """Absolute links a client can follow without building URLs itself."""
+def dataset_links(base_url: str, dataset: Dataset, access: ReadAccess = FULL) -> dict[str, str]:
+    """Absolute links a client can follow without building URLs itself (a map only for a caller
+    who may read the location fields)."""
     base = base_url.rstrip("/") + dataset_path(dataset.id)
     links = {
         "self": base,
         "records": f"{base}/records",
         "csv": f"{base}/records?format=csv",
     }
-    if location_fields(dataset.meta) is not None:
+    if access.location(location_fields(dataset.meta)) is not None:
         links["geojson"] = f"{base}/records?format=geojson"
     return links
 
@@ -88,7 +91,9 @@ def _department(dataset: Dataset, department: Department | None) -> dict[str, An
     return {"id": department.id, "name": {"ja": department.name_ja, "en": department.name_en}}
 
 
-def dataset_summary(dataset: Dataset, department: Department | None, base_url: str) -> dict[str, Any]:
+def dataset_summary(
+    dataset: Dataset, department: Department | None, base_url: str, access: ReadAccess = FULL
+) -> dict[str, Any]:
     """One entry of ``GET /api/v1/datasets``."""
     meta = dataset.meta
     return {
@@ -102,7 +107,7 @@ def dataset_summary(dataset: Dataset, department: Department | None, base_url: s
         "update_frequency": meta.get("update_frequency"),
         "record_count": dataset.record_count,
         "last_updated": iso_utc(dataset.last_record_at),
-        "links": dataset_links(base_url, dataset),
+        "links": dataset_links(base_url, dataset, access),
     }
 
 
@@ -111,16 +116,19 @@ def dataset_detail(
     department: Department | None,
     schema: SchemaVersionRow | None,
     base_url: str,
+    *,
+    access: ReadAccess = FULL,
 ) -> dict[str, Any]:
-    """Body of ``GET /api/v1/datasets/{id}``: the summary plus record key, location and schema."""
-    fields = location_fields(dataset.meta)
-    body = dataset_summary(dataset, department, base_url)
+    """Body of ``GET /api/v1/datasets/{id}``: the summary plus record key, location and schema,
+    as far as ``access`` reads them (a grantee sees its granted fields only)."""
+    fields = access.location(location_fields(dataset.meta))
+    body = dataset_summary(dataset, department, base_url, access)
     body["record_key"] = dataset.record_key
     body["location"] = {"latitude": fields[0], "longitude": fields[1]} if fields else None
     body["schema"] = (
         None
         if schema is None
-        else {"uri": schema.uri, "version": schema.version, "document": schema.document}
+        else {"uri": schema.uri, "version": schema.version, "document": access.schema(schema.document)}
     )
     return body
 
@@ -200,17 +208,39 @@ def _cell(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def render_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, bom: bool) -> bytes:
+def spreadsheet_cell(value: Any) -> str:
+    """A cell of a CSV meant for a spreadsheet: formula-like text is neutralised (``formula_safe``)."""
+    return formula_safe(_cell(value))
+
+
+def cell_writer(*, excel: bool) -> Callable[[Any], str]:
+    """How cells are written: exactly as published, or neutralised for a spreadsheet.
+
+    A plain CSV is a data interface, and a value such as "=" or "-3" reaches the consumer as is;
+    a CSV for Excel (``bom=true`` or ``excel=true``) is opened by people, so formula-like text is
+    prefixed with a quote.
+    """
+    return spreadsheet_cell if excel else _cell
+
+
+def header_row(columns: Sequence[str], *, excel: bool) -> list[str]:
+    return [formula_safe(name) for name in columns] if excel else list(columns)
+
+
+def render_csv(
+    columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, bom: bool, excel: bool = False
+) -> bytes:
     """RFC 4180 CSV (CRLF, quoted when needed), UTF-8, optional BOM for Excel.
 
-    Values are not rewritten against spreadsheet formula injection: this is a data API, and a value
-    such as "-3" or "=" must reach the consumer exactly as published.
+    With the BOM (Excel) or ``excel``, formula-like cells are neutralised (``cell_writer``).
     """
+    safe = bom or excel
+    cell = cell_writer(excel=safe)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
+    writer.writerow(header_row(columns, excel=safe))
     for row in rows:
-        writer.writerow([_cell(row.get(column)) for column in columns])
+        writer.writerow([cell(row.get(column)) for column in columns])
     body = buffer.getvalue().encode("utf-8")
     return UTF8_BOM + body if bom else body
 

@@ -164,7 +164,9 @@ class UsageRow(_Body):
     hour: str = Field(description="Start of the hour, RFC 3339 UTC")
     dataset: str
     key_class: str
-    key: str = Field(description="Pseudonym (hash) of the API key; empty for anonymous use")
+    key: str = Field(
+        description="Pseudonym of the API key (HMAC-SHA256 under a server secret); empty for anonymous use"
+    )
     format: str
     requests: int
     rows: int

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from services.publish.render import UTF8_BOM, RecordLike, _cell, record_point
+from services.publish.render import UTF8_BOM, RecordLike, cell_writer, header_row, record_point
 
 CHUNK_BYTES = 64 * 1024
 
@@ -36,16 +36,24 @@ def _gathered(pieces: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def csv_chunks(
-    records: Iterable[RecordLike], columns: Sequence[str], *, bom: bool, on_row: Callable[[], None]
+    records: Iterable[RecordLike],
+    columns: Sequence[str],
+    *,
+    bom: bool,
+    on_row: Callable[[], None],
+    excel: bool = False,
 ) -> Iterator[bytes]:
-    """RFC 4180 CSV of ``columns`` (UTF-8, CRLF), optionally with the BOM Excel needs."""
+    """RFC 4180 CSV of ``columns`` (UTF-8, CRLF), optionally with the BOM Excel needs; for Excel
+    (the BOM, or ``excel``) formula-like cells are neutralised as in ``render.render_csv``."""
+    safe = bom or excel
+    cell = cell_writer(excel=safe)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(columns)
+    writer.writerow(header_row(columns, excel=safe))
     prefix = UTF8_BOM if bom else b""
     for record in records:
         data = record.data
-        writer.writerow([_cell(data.get(column)) for column in columns])
+        writer.writerow([cell(data.get(column)) for column in columns])
         on_row()
         if text.tell() >= CHUNK_BYTES:
             yield prefix + text.getvalue().encode()

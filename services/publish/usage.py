@@ -9,12 +9,15 @@ format) and flush interval, never one write per request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -25,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityos.domain.access import Caller
 from cityos.kernel.db.publish_models import UsageCounter
+from cityos.kernel.secret_store import read_or_create_secret
 from services.publish.callers import CALLER_STATE_KEY
 from services.publish.metrics import PublishMetrics
 
@@ -204,11 +208,24 @@ class UsageMiddleware:
 # --- report -----------------------------------------------------------------------------------
 
 
-def hashed_key(key_id: str) -> str:
-    """A stable pseudonym for a key in the public report: counts per key, without naming it."""
+PSEUDONYM_SECRET = "usage-pseudonym-key"
+
+
+@functools.cache
+def pseudonym_key(secrets_dir: Path) -> bytes:
+    """The server's secret behind usage pseudonyms, created on first use (``secret_store``)."""
+    return read_or_create_secret(secrets_dir, PSEUDONYM_SECRET).encode()
+
+
+def hashed_key(key_id: str, secret: bytes) -> str:
+    """A stable pseudonym for a key in the public report: counts per key, without naming it.
+
+    Keyed (HMAC-SHA256 with a server secret): a key's public id is short enough that a plain hash
+    of every possible id could be computed, which would name every key in the open report.
+    """
     if not key_id:
         return ""
-    return hashlib.sha256(key_id.encode()).hexdigest()[:16]
+    return hmac.new(secret, key_id.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 REPORT_COLUMNS = ("hour", "dataset", "key_class", "key", "format", "requests", "rows", "bytes")
@@ -220,9 +237,11 @@ def usage_rows(
     start: datetime,
     end: datetime,
     dataset_ids: Iterable[str],
+    pseudonym_secret: bytes,
     key_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Counters in [start, end) for the given (visible) datasets, optionally one key, by hour."""
+    """Counters in [start, end) for the given (visible) datasets, optionally one key, by hour; keys
+    appear as their pseudonyms under ``pseudonym_secret``."""
     ids = list(dataset_ids)
     if not ids:
         return []
@@ -240,7 +259,7 @@ def usage_rows(
             "hour": row.hour.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "dataset": row.dataset_id,
             "key_class": row.key_class,
-            "key": hashed_key(row.key_id),
+            "key": hashed_key(row.key_id, pseudonym_secret),
             "format": row.format,
             "requests": row.requests,
             "rows": row.rows,

@@ -1,6 +1,6 @@
 """Usage report: requests, rows and bytes per hour, dataset, caller class, key and format.
 
-Open data itself (JSON or CSV): keys appear only as a hash, anonymous callers as one class, and
+Open data itself (JSON or CSV): keys appear only as a keyed pseudonym (HMAC), anonymous callers as one class, and
 only datasets the caller may read are reported. A key holder can ask for their own key's usage.
 """
 
@@ -25,7 +25,7 @@ from services.publish.context import (
     visible_datasets,
 )
 from services.publish.responses import UsageReport
-from services.publish.usage import REPORT_COLUMNS, hashed_key, usage_rows
+from services.publish.usage import REPORT_COLUMNS, hashed_key, pseudonym_key, usage_rows
 
 # RFC 3339 date-times, parsed here rather than by pydantic (which also takes bare numbers as times).
 _DATE_TIME: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}
@@ -86,11 +86,12 @@ def usage_report(
         ids = [visible_dataset(session, caller, dataset)[0].id]
     else:
         ids = [d.id for d, _ in visible_datasets(session, caller)]
+    secret = pseudonym_key(ctx.settings.secrets_dir)
     if key == "me":
         if caller.key_id is None:
             raise bad_request("key", "`me` needs a request made with an API key")
-        key = hashed_key(caller.key_id)
-    rows = usage_rows(session, start=since, end=until, dataset_ids=ids)
+        key = hashed_key(caller.key_id, secret)
+    rows = usage_rows(session, start=since, end=until, dataset_ids=ids, pseudonym_secret=secret)
     if key is not None:
         rows = [row for row in rows if row["key"] == key]
     if format == "csv":

@@ -217,7 +217,9 @@ def wait_for_catalog(stack: Stack) -> None:
     while time.monotonic() < deadline:
         counts = {
             d["id"]: d["record_count"]
-            for d in httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
+            for d in httpx.get(
+                stack.url("catalog", "/api/v1/admin/datasets"), headers=stack.admin_headers
+            ).json()
         }
         if all(counts.get(d) == PER_DATASET for d in DATASETS):
             return

@@ -25,7 +25,9 @@ def _cli(stack: Stack, *args: str) -> str:
 
 
 def _counts(stack: Stack) -> dict[str, int]:
-    listing: list[dict[str, Any]] = httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
+    listing: list[dict[str, Any]] = httpx.get(
+        stack.url("catalog", "/api/v1/admin/datasets"), headers=stack.admin_headers
+    ).json()
     return {d["id"]: d["record_count"] for d in listing}
 
 

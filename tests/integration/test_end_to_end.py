@@ -129,7 +129,7 @@ def test_real_csvs_flow_to_the_api_with_exact_values(stack: Stack, tmp_path: Pat
     # Importing the same file again is a no-op downstream (same event ids).
     code, summary, _ = import_csv(stack, YAIZU / "222127_aed.csv", "aed", tmp_path)
     assert code == 0
-    catalog = httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
+    catalog = httpx.get(stack.url("catalog", "/api/v1/admin/datasets"), headers=stack.admin_headers).json()
     assert {d["id"]: d["record_count"] for d in catalog}["aed"] == 82
     # import-csv --wait follows ingest's verdicts; the catalog applies them a moment later.
     assert wait_for_line(
@@ -201,7 +201,8 @@ def test_demo_records_are_readable_within_60_seconds(stack: Stack) -> None:
     assert time.monotonic() - started < 60
     # Internal and personal demo data reached the catalog but is not published.
     counts = {
-        d["id"]: d["record_count"] for d in httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
+        d["id"]: d["record_count"]
+        for d in httpx.get(stack.url("catalog", "/api/v1/admin/datasets"), headers=stack.admin_headers).json()
     }
     assert counts["copier-usage"] == 25 and counts["resident-moves"] == 25
     for hidden in ("copier-usage", "resident-moves"):

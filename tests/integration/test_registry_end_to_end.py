@@ -112,7 +112,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     again = httpx.post(f"{catalog}/api/v1/admin/schemas/aed", json=v2, headers=auth)
     assert (again.status_code, again.json()["version"], again.json()["existing"]) == (200, 2, True)
     assert httpx.post(f"{catalog}/api/v1/admin/schemas/aed", json=v2).status_code == 401
-    document = httpx.get(f"{catalog}/schemas/aed/2").json()
+    document = httpx.get(f"{catalog}/schemas/aed/2", headers=auth).json()
     assert document["$id"] == schema_uri("aed", 2)
     assert "点検日" in document["properties"]
 
@@ -130,7 +130,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     v3_bad = copy.deepcopy(v2)
     del v3_bad["properties"]["名称_カナ"]
     v3_bad["required"].remove("名称_カナ")
-    checked = httpx.post(f"{catalog}/api/v1/admin/schemas/aed/check", json=v3_bad).json()
+    checked = httpx.post(f"{catalog}/api/v1/admin/schemas/aed/check", json=v3_bad, headers=auth).json()
     refused = httpx.post(f"{catalog}/api/v1/admin/schemas/aed", json=v3_bad, headers=auth)
     assert refused.status_code == 409
     for body in (checked, refused.json()):
@@ -140,7 +140,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
             ("/properties/名称_カナ", "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL", 2)
         ]
         assert "名称_カナ" in reasons[0]["message"]["en"] and "名称_カナ" in reasons[0]["message"]["ja"]
-    listing = httpx.get(f"{catalog}/api/v1/admin/schemas/aed").json()
+    listing = httpx.get(f"{catalog}/api/v1/admin/schemas/aed", headers=auth).json()
     assert [v["version"] for v in listing["versions"]] == [1, 2]
 
     # Events naming v3 arrive anyway: dead-lettered as unknown_schema_version.
@@ -185,7 +185,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     }
     final = wait_until("replayed records", lambda: (s := served(stack)) and len(s) == 3 * PER_STEP and s)
     assert {no: final[no] for no in (r["NO"] for r in third)} == {r["NO"]: r for r in without_kana}
-    datasets = {d["id"]: d for d in httpx.get(f"{catalog}/api/v1/admin/datasets").json()}
+    datasets = {d["id"]: d for d in httpx.get(f"{catalog}/api/v1/admin/datasets", headers=auth).json()}
     assert datasets["aed"]["record_count"] == 3 * PER_STEP
 
     # Replaying again sends nothing; a forced replay is absorbed by the catalog's ledger.
@@ -202,7 +202,7 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
         lambda: metric(f"{catalog}/metrics", 'cityos_catalog_events_total{outcome="duplicate"}') == PER_STEP,
     )
     assert len(served(stack)) == 3 * PER_STEP
-    assert {d["id"]: d for d in httpx.get(f"{catalog}/api/v1/admin/datasets").json()}["aed"][
+    assert {d["id"]: d for d in httpx.get(f"{catalog}/api/v1/admin/datasets", headers=auth).json()}["aed"][
         "record_count"
     ] == 15
 
@@ -223,8 +223,8 @@ def test_schema_evolution_and_deadletter_replay(stack: Stack, tmp_path: Path) ->
     level_url = f"{catalog}/api/v1/admin/schemas/aed/compatibility"
     assert httpx.put(level_url, json={"compatibility": "NONE"}).status_code == 401
     assert httpx.put(level_url, json={"compatibility": "NONE"}, headers=auth).status_code == 200
-    assert httpx.get(level_url).json() == {"dataset": "aed", "compatibility": "NONE"}
-    relaxed = httpx.post(f"{catalog}/api/v1/admin/schemas/aed/check", json=v3_bad).json()
+    assert httpx.get(level_url, headers=auth).json() == {"dataset": "aed", "compatibility": "NONE"}
+    relaxed = httpx.post(f"{catalog}/api/v1/admin/schemas/aed/check", json=v3_bad, headers=auth).json()
     assert (relaxed["acceptable"], relaxed["version"], relaxed["incompatibilities"]) == (True, 4, [])
     assert httpx.put(level_url, json={"compatibility": "SOMETIMES"}, headers=auth).status_code == 422
 

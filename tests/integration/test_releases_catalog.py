@@ -116,13 +116,12 @@ def test_partner_release_is_readable_by_its_applicant_until_cancelled(session: S
     assert method[0].detail["achieved_k"] >= 5 and method[0].detail["suppressed"] <= 30
 
 
-def test_public_release_is_open_data_and_seeds_never_repeat(session: Session) -> None:
+def test_public_release_is_open_data_for_everyone(session: Session) -> None:
     result = create_release(
         session,
         source_dataset_id="resident-moves",
         classification="public",
         operator="citizens",
-        seed=123,
         now=NOW,
     )
     assert result.release is not None
@@ -134,12 +133,12 @@ def test_public_release_is_open_data_and_seeds_never_repeat(session: Session) ->
             source_dataset_id="resident-moves",
             classification="public",
             operator="citizens",
-            seed=123,
             applicant_id="acme",
+            items=["年齢"],
         )
     assert again.value.reasons == [
         "a public release is for everyone: no applicant",
-        "this seed was used by an earlier release: pseudonyms must never repeat",
+        "a public release holds every item of its profile: no item list",
     ]
     with pytest.raises(ReleaseError, match="accepted proposal"):  # no partner release without approval
         create_release(

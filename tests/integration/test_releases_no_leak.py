@@ -55,7 +55,9 @@ def _cli(stack: Stack, *args: str) -> str:
 def _wait_for_records(stack: Stack, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        datasets = httpx.get(stack.url("catalog", "/api/v1/admin/datasets")).json()
+        datasets = httpx.get(
+            stack.url("catalog", "/api/v1/admin/datasets"), headers=stack.admin_headers
+        ).json()
         if next(d["record_count"] for d in datasets if d["id"] == "resident-moves") >= RECORDS:
             return
         time.sleep(0.5)

@@ -34,7 +34,7 @@ def _wait_for_records(stack: Stack, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     count = 0
     while time.monotonic() < deadline:
-        datasets = httpx.get(stack.url("catalog", f"{ADMIN}/datasets")).json()
+        datasets = httpx.get(stack.url("catalog", f"{ADMIN}/datasets"), headers=stack.admin_headers).json()
         count = next(d["record_count"] for d in datasets if d["id"] == "resident-moves")
         if count >= RECORDS:
             return
@@ -121,7 +121,9 @@ def test_call_proposal_release_and_applicant_download(stack: Stack) -> None:
     assert ok.status_code == 200, ok.text
     frame = pd.read_csv(io.BytesIO(ok.content), dtype=str, keep_default_na=False)
     assert len(frame) == release["rows"]
-    quasi = ["年齢", "性別", "地域", "異動時期", "異動事由", "前住所地_区分", "世帯人数"]
+    # Exactly the items the approved proposal asked for, and the row id (the record's identity).
+    quasi = ["年齢", "地域", "異動時期", "異動事由"]
+    assert list(frame.columns) == ["仮ID", *quasi] and release["概要"]["項目"] == quasi
     assert frame.groupby(quasi, dropna=False).size().min() >= 5
     assert not {"住民番号", "氏名", "住所", "生年月日", "異動日"} & set(frame.columns)
     # The applicant sees its release like any dataset it may read, on every surface.

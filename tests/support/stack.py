@@ -20,12 +20,35 @@ from pathlib import Path
 
 import httpx
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from sqlalchemy.orm import Session
 
+from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.events import header_text
 from cityos.kernel.kafka import ensure_topics, headers_list, producer_config
 from cityos.kernel.settings import REPO_ROOT, Settings
 
 SERVICES = ("ingest", "catalog", "publish", "feeds")
+ADMIN_NAME = "tests-admin"  # the audit log's actor for what tests do as administrators: admin:tests-admin
+
+
+def issue_admin_credential(database_url: str, name: str) -> str:
+    """A personal administrator credential for ``name`` in the catalog at ``database_url``
+    (migrated first, as the CLI does); the secret, shown this once."""
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session, session.begin():
+            issued = issue_key(
+                session,
+                owner_kind=OwnerKind.admin,
+                owner_id=name,
+                purpose="integration tests",
+                actor="admin:cli",
+            )
+    finally:
+        engine.dispose()
+    return issued.secret
 
 
 def free_port() -> int:
@@ -44,9 +67,23 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
     ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in SERVICES})
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    # Operators' token for the catalog's access API, and any further settings a test needs.
-    admin_token: str = field(default_factory=lambda: f"admin-{uuid.uuid4().hex}")
+    # Any further settings a test needs.
     extra_env: dict[str, str] = field(default_factory=dict)
+    _admin_credential: str | None = field(default=None, repr=False)
+
+    @property
+    def admin_token(self) -> str:
+        """A named administrator's personal credential (``tests-admin``) for the catalog API, issued
+        in this stack's database on first use as ``cityos admins issue`` does; the break-glass
+        ``CITYOS_ADMIN_TOKEN`` stays unset, so tests act the way administrators do."""
+        if self._admin_credential is None:
+            self._admin_credential = issue_admin_credential(self.database_url, ADMIN_NAME)
+        return self._admin_credential
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``Authorization`` with ``admin_token``: every catalog route but the probes needs it."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
     def env(self) -> dict[str, str]:
@@ -64,7 +101,6 @@ class Stack:
                 "CITYOS_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['publish']}",
                 "CITYOS_FEEDS_METRICS_PORT": str(self.ports["feeds"]),
                 "CITYOS_FEEDS_GROUP": f"{self.prefix}feeds",
-                "CITYOS_ADMIN_TOKEN": self.admin_token,
             }
         )
         env.update(self.extra_env)

@@ -2,13 +2,18 @@
 shuffle → fresh pseudonyms → write → independent verification of the written file.
 
 Nothing leaves the gate unless every step passes: on any failure the file is removed and the
-outcome lists every reason. Same records, profile and seed give byte-identical output.
+outcome lists every reason. The generalisation is deterministic (same records and profile, same
+levels and rows); the row order and the pseudonyms are not: they come from the operating system's
+cryptographic generator (``secrets``), so no seed, chosen or recorded, can re-link a release's rows
+to the source order or predict another release's pseudonyms.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +86,7 @@ class GateOutcome:
     distinct_l: int = 0  # fewest distinct sensitive values in a class (reported, not required)
     offending: list[OffendingRecords] = field(default_factory=list)  # records that stopped the gate
     hierarchies: list[Hierarchy] = field(default_factory=list, repr=False)
+    columns: list[str] = field(default_factory=list)  # the written file's columns, row id first
 
     @property
     def levels(self) -> dict[str, int]:
@@ -88,7 +94,7 @@ class GateOutcome:
             return {}
         return {h.name: level for h, level in zip(self.hierarchies, self.node.levels, strict=True)}
 
-    def restricted_record(self, profile: Profile, *, seed: int) -> dict[str, Any]:
+    def restricted_record(self, profile: Profile) -> dict[str, Any]:
         """What goes into the restricted audit record (the method): never published."""
         return {
             "profile": profile.dataset,
@@ -107,7 +113,7 @@ class GateOutcome:
             "deleted": list(profile.delete),
             "source_records": self.source_records,
             "released_records": self.released_records,
-            "seed": seed,
+            "columns": self.columns,
             "sha256": self.sha256,
             "evaluated_nodes": None if self.search is None else self.search.evaluated,
             "libraries": library_versions(),
@@ -118,11 +124,32 @@ def library_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in ("numpy", "pandas")}
 
 
-def pseudonyms(rng: np.random.Generator, count: int) -> Array:
-    """Distinct random ids ('R' + 12 letters); drawn from the release's own generator, so never reused."""
+def uniform_indices(count: int, bound: int) -> Array:
+    """``count`` integers uniform in [0, ``bound``) (``bound`` ≤ 256) from the OS's cryptographic
+    generator; bytes at or above the largest multiple of ``bound`` are redrawn, so no value is
+    favoured by the modulo."""
+    limit = 256 - 256 % bound
+    drawn = np.empty(0, dtype=np.uint8)
+    while len(drawn) < count:
+        raw = np.frombuffer(secrets.token_bytes(count - len(drawn) + 64), dtype=np.uint8)
+        drawn = np.concatenate([drawn, raw[raw < limit]])
+    return (drawn[:count] % bound).astype(np.int64)
+
+
+def shuffled_order(count: int) -> Array:
+    """A uniformly random permutation of ``range(count)`` from ``secrets.SystemRandom``."""
+    order = list(range(count))
+    secrets.SystemRandom().shuffle(order)
+    return np.asarray(order, dtype=np.int64)
+
+
+def pseudonyms(count: int) -> Array:
+    """Distinct random ids ('R' + 12 letters) from the OS's cryptographic generator: no release's
+    ids can be derived from another's, nor from anything recorded about the run."""
 
     def draw(n: int) -> Array:
-        letters = _PSEUDONYM_LETTERS[rng.integers(0, len(_PSEUDONYM_LETTERS), size=(n, _PSEUDONYM_LENGTH))]
+        indices = uniform_indices(n * _PSEUDONYM_LENGTH, len(_PSEUDONYM_LETTERS))
+        letters = _PSEUDONYM_LETTERS[indices.reshape(n, _PSEUDONYM_LENGTH)]
         # Join each row of 12 one-letter strings without a Python loop: view them as one 12-char string.
         joined: Array = np.ascontiguousarray(letters).view(f"<U{_PSEUDONYM_LENGTH}").ravel()
         return np.char.add("R", joined)
@@ -143,14 +170,33 @@ def _sensitive_codes(frame: pd.DataFrame, profile: Profile) -> tuple[Array, Arra
     return codes.astype(np.int64), values.isin(profile.sensitive.benign).to_numpy()
 
 
+def released_columns(profile: Profile, items: Sequence[str] | None) -> list[str]:
+    """The file's columns: the row id, then the profile's output (or only ``items`` of it), in the
+    profile's order."""
+    return [
+        name for name in profile.output_columns if name == profile.row_id or items is None or name in items
+    ]
+
+
+def item_problems(profile: Profile, items: Sequence[str] | None) -> list[str]:
+    """Why ``items`` cannot be the columns of a release under ``profile`` (empty when they can)."""
+    if items is None:
+        return []
+    if not items:
+        return ["items: name at least one"]
+    offered = {name for name in profile.output_columns if name != profile.row_id}
+    unknown = [name for name in items if name not in offered]
+    return [f"items not offered by this release profile: {', '.join(unknown)}"] if unknown else []
+
+
 def _write(
     frame: pd.DataFrame,
     hierarchies: list[Hierarchy],
     node: Node,
     removed: Array,
     profile: Profile,
-    seed: int,
     path: Path,
+    columns_out: list[str],
 ) -> int:
     kept = ~removed
     columns: dict[str, Any] = {}
@@ -162,11 +208,13 @@ def _write(
     )
     for name in profile.keep:
         columns[name] = frame[name].to_numpy()[kept] if name in frame else np.full(int(kept.sum()), None)
-    released = pd.DataFrame(columns)
-    rng = np.random.default_rng([seed, 0x5EED])
-    order = rng.permutation(len(released))  # row order must say nothing about the source order
+    # Only the delivered columns: a partner receives the items its approved proposal named. Any
+    # subset of a k-anonymous table's columns is k-anonymous (its classes merge), and a merged
+    # class's share of a sensitive value is at most the largest share among the classes it merges.
+    released = pd.DataFrame({name: values for name, values in columns.items() if name in columns_out})
+    order = shuffled_order(len(released))  # row order must say nothing about the source order
     released = released.iloc[order].reset_index(drop=True)
-    released.insert(0, profile.row_id, pseudonyms(rng, len(released)))
+    released.insert(0, profile.row_id, pseudonyms(len(released)))
     path.parent.mkdir(parents=True, exist_ok=True)
     released.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
     return len(released)
@@ -191,17 +239,19 @@ def run_gate(
     profile: Profile,
     schema: dict[str, Any],
     *,
-    seed: int,
     path: Path,
     record_key: str | None = None,
+    items: Sequence[str] | None = None,
 ) -> GateOutcome:
     """Anonymise ``frame`` into ``path`` or refuse; the file exists afterwards only if the gate passed.
 
-    ``record_key`` names the column whose values identify the records a refusal is about.
+    ``record_key`` names the column whose values identify the records a refusal is about. ``items``
+    (a partner release: its approved proposal's items) limits the file to those columns and the
+    row id; the search still covers every quasi-identifier of the profile.
     """
     outcome = GateOutcome(passed=False, source_records=len(frame))
     path.unlink(missing_ok=True)
-    reasons = check_against_schema(profile, schema)
+    reasons = check_against_schema(profile, schema) + item_problems(profile, items)
     if reasons:
         outcome.reasons = reasons
         return outcome
@@ -230,9 +280,12 @@ def run_gate(
     outcome.node = node
     removed = removed_rows(lattice, node, model)
     outcome.distinct_l = _distinct_l(lattice, node, removed)
-    outcome.released_records = _write(frame, hierarchies, node, removed, profile, seed, path)
+    outcome.columns = released_columns(profile, items)
+    outcome.released_records = _write(frame, hierarchies, node, removed, profile, path, outcome.columns)
     allowed = {h.name: set(h.labels[level]) for h, level in zip(hierarchies, node.levels, strict=True)}
-    problems = verify_release(path, profile, allowed, expected_rows=outcome.released_records)
+    problems = verify_release(
+        path, profile, allowed, expected_rows=outcome.released_records, expected_columns=outcome.columns
+    )
     if problems:
         path.unlink(missing_ok=True)
         outcome.reasons = [f"verification: {p}" for p in problems]

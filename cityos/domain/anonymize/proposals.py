@@ -209,9 +209,10 @@ def cancel(
 
 
 def release_for_proposal(
-    session: Session, *, proposal_id: str, actor: str, seed: int | None = None, now: datetime | None = None
+    session: Session, *, proposal_id: str, actor: str, now: datetime | None = None
 ) -> ReleaseResult:
-    """The accepted (or contracted) proposal's partner release, readable by its applicant only."""
+    """The accepted (or contracted) proposal's partner release, readable by its applicant only: it
+    holds exactly the items the proposal asked for (and the row id), not the profile's every column."""
     proposal = _proposal(session, proposal_id)
     if proposal.status not in ("accepted", "contracted"):
         raise ProposalError(
@@ -226,7 +227,7 @@ def release_for_proposal(
         operator=actor,
         applicant_id=proposal.applicant_id,
         proposal_id=proposal.id,
-        seed=seed,
+        items=list(proposal.items),
         now=now,
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cityos.domain.anonymize.gate import GateOutcome, run_gate
@@ -92,14 +92,19 @@ def create_release(
     operator: str,
     applicant_id: str | None = None,
     proposal_id: str | None = None,
-    seed: int | None = None,
+    items: list[str] | None = None,
     profiles_dir: Path = PROFILES_DIR,
     now: datetime | None = None,
 ) -> ReleaseResult:
-    """Run the gate over the catalog's records of a personal dataset; on success add the release."""
+    """Run the gate over the catalog's records of a personal dataset; on success add the release.
+
+    A partner release holds exactly ``items`` (its approved proposal's) and the row id; a public
+    release holds the profile's whole output. There is no seed to choose: row order and
+    pseudonyms come from the operating system's cryptographic generator (see ``gate``).
+    """
     now = now or datetime.now(UTC)
     source = session.get(Dataset, source_dataset_id)
-    reasons = _preconditions(session, source, classification, applicant_id, proposal_id, seed)
+    reasons = _preconditions(source, classification, applicant_id, proposal_id, items)
     if source is None or reasons:
         raise ReleaseError(reasons or [f"no dataset {source_dataset_id}"])
     try:
@@ -107,13 +112,12 @@ def create_release(
     except ProfileError as exc:
         raise ReleaseError([f"release profile: {p}" for p in exc.problems]) from exc
     schema = latest_schema(session, source.id) or {}
-    seed = seed if seed is not None else secrets.randbits(62)
     release_id = f"rel-{now:%Y%m%d}-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / f"{release_id}.csv"
         frame = personal_frame(session, source.id)
-        outcome = run_gate(frame, profile, schema, seed=seed, path=path, record_key=source.record_key)
-        method = outcome.restricted_record(profile, seed=seed)
+        outcome = run_gate(frame, profile, schema, path=path, record_key=source.record_key, items=items)
+        method = outcome.restricted_record(profile)
         if not outcome.passed:
             record_audit(
                 session,
@@ -132,7 +136,7 @@ def create_release(
             return ReleaseResult(None, outcome, outcome.reasons)
         content = path.read_bytes()
         released = read_release(path)
-    columns = [c for c in profile.output_columns if c != profile.row_id]
+    columns = [c for c in outcome.columns if c != profile.row_id]
     dataset_id = f"{source.id}-{release_id}"
     overview = _overview(source, outcome, columns, now)
     title_en = f"{source.title_en} (anonymized release)"
@@ -176,7 +180,7 @@ def create_release(
             dataset_id=dataset_id,
             version=1,
             uri=f"https://cityos.example/releases/{release_id}/1",
-            document=_release_schema(release_id, profile.output_columns),
+            document=_release_schema(release_id, outcome.columns),
             registered_at=now,
         )
     )
@@ -188,7 +192,9 @@ def create_release(
         classification=classification,
         proposal_id=proposal_id,
         applicant_id=applicant_id,
-        seed=seed,
+        # The table's unique ``seed`` column now only numbers the run: it drives nothing (the
+        # randomness comes from the OS), so knowing it gives no hold on the pseudonyms or order.
+        seed=secrets.randbits(62),
         sha256=outcome.sha256 or "",
         content=content,
         row_count=len(released),
@@ -227,12 +233,11 @@ def create_release(
 
 
 def _preconditions(
-    session: Session,
     source: Dataset | None,
     classification: str,
     applicant_id: str | None,
     proposal_id: str | None,
-    seed: int | None,
+    items: list[str] | None,
 ) -> list[str]:
     reasons = []
     if source is None:
@@ -243,12 +248,12 @@ def _preconditions(
         )
     if classification not in RELEASE_CLASSIFICATIONS:
         reasons.append(f"classification must be one of {', '.join(RELEASE_CLASSIFICATIONS)}")
-    if classification == "partner" and not (applicant_id and proposal_id):
+    if classification == "partner" and not (applicant_id and proposal_id and items):
         reasons.append("a partner release is made for an accepted proposal: use the proposal's release step")
     if classification == "public" and applicant_id:
         reasons.append("a public release is for everyone: no applicant")
-    if seed is not None and session.scalar(select(func.count()).where(Release.seed == seed)):
-        reasons.append("this seed was used by an earlier release: pseudonyms must never repeat")
+    if classification == "public" and items is not None:
+        reasons.append("a public release holds every item of its profile: no item list")
     return reasons
 
 

@@ -39,14 +39,19 @@ def verify_release(
     allowed_labels: Mapping[str, set[str]],
     *,
     expected_rows: int,
+    expected_columns: Sequence[str] | None = None,
 ) -> list[str]:
-    """Every reason the file must not be published (empty when it may)."""
+    """Every reason the file must not be published (empty when it may).
+
+    ``expected_columns``: the columns the file must hold exactly (a partner release holds its
+    proposal's items only); by default the profile's whole output.
+    """
     try:
         frame = read_release(path)
     except (OSError, ValueError) as exc:
         return [f"release file unreadable: {exc}"]
     problems: list[str] = []
-    expected = profile.output_columns
+    expected = list(expected_columns) if expected_columns is not None else profile.output_columns
     if list(frame.columns) != expected:
         problems.append(f"columns {list(frame.columns)} differ from the declared {expected}")
     for column in frame.columns:
@@ -60,7 +65,9 @@ def verify_release(
         return [*problems, "the release holds no records"]
     problems += _check_row_ids(frame, profile.row_id)
     quasi = [q.name for q in profile.quasi if q.name in frame]
-    problems += _check_classes(frame, quasi, profile)
+    problems += _check_classes(
+        frame, quasi, profile, sensitive_expected=profile.sensitive.attribute in expected
+    )
     for name in quasi:
         outside = set(frame[name].unique()) - allowed_labels.get(name, set())
         if outside:
@@ -81,7 +88,9 @@ def _check_row_ids(frame: pd.DataFrame, row_id: str) -> list[str]:
     return problems
 
 
-def _check_classes(frame: pd.DataFrame, quasi: Sequence[str], profile: Profile) -> list[str]:
+def _check_classes(
+    frame: pd.DataFrame, quasi: Sequence[str], profile: Profile, *, sensitive_expected: bool
+) -> list[str]:
     problems = []
     groups = frame.groupby(list(quasi), dropna=False, sort=False) if quasi else None
     sizes = groups.size() if groups is not None else pd.Series([len(frame)])
@@ -91,7 +100,8 @@ def _check_classes(frame: pd.DataFrame, quasi: Sequence[str], profile: Profile) 
         problems.append(f"smallest class has {int(sizes.min())} records, fewer than k={profile.k}")
     attribute = profile.sensitive.attribute
     if attribute not in frame:
-        return [*problems, f"sensitive attribute {attribute} missing"]
+        # Not delivered (a proposal that did not ask for it): no share of it can be disclosed.
+        return [*problems, f"sensitive attribute {attribute} missing"] if sensitive_expected else problems
     cared = frame[~frame[attribute].isin(profile.sensitive.benign)]
     if not cared.empty and quasi:
         per_value = cared.groupby([*quasi, attribute], dropna=False, sort=False).size()

@@ -24,6 +24,7 @@ _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?
 # driver raise instead of simply matching nothing.
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+_INT64_MAX_CHARS = len(str(_INT64_MIN))
 
 # When a property declares several types, try the most specific first: "12" for ["integer", "string"]
 # is far more likely meant as the number.
@@ -171,10 +172,10 @@ def _convert_one(raw: str, json_type: str) -> Converted | Invalid:
     if json_type == "integer":
         if not _JSON_INTEGER.fullmatch(raw):
             return Invalid("not an integer")
-        return _in_int64(int(raw), raw)
+        return _in_int64(raw)
     # "number": integral text stays an int so that large values compare exactly.
     if _JSON_INTEGER.fullmatch(raw):
-        return _in_int64(int(raw), raw)
+        return _in_int64(raw)
     if not _JSON_NUMBER.fullmatch(raw):
         return Invalid("not a number")
     value = float(raw)
@@ -183,10 +184,14 @@ def _convert_one(raw: str, json_type: str) -> Converted | Invalid:
     return Converted(value)
 
 
-def _in_int64(value: int, raw: str) -> Converted | Invalid:
-    if _INT64_MIN <= value <= _INT64_MAX:
+def _in_int64(text: str) -> Converted | Invalid:
+    # Judged by length first: Python refuses to convert more than 4,300 digits at all, and no
+    # 64-bit integer needs more than 20 characters.
+    value = int(text) if len(text) <= _INT64_MAX_CHARS else None
+    if value is not None and _INT64_MIN <= value <= _INT64_MAX:
         return Converted(value)
-    return Invalid(f"{raw!r} is out of the supported integer range (64-bit)", final=True)
+    shown = text if len(text) <= _INT64_MAX_CHARS else f"{text[:_INT64_MAX_CHARS]}… ({len(text)} digits)"
+    return Invalid(f"{shown!r} is out of the supported integer range (64-bit)", final=True)
 
 
 def negotiate_format(format_param: str | None, accept: str | None) -> OutputFormat:

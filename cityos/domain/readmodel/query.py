@@ -38,7 +38,7 @@ RANGE_OPERATORS: frozenset[str] = frozenset({"gt", "gte", "lt", "lte"})
 
 # Parameters the endpoint owns; they win over a schema property of the same name.
 RESERVED = frozenset(
-    {"limit", "offset", "format", "bom", "q", "bbox", "near", "distance", "sort", "fields", "cursor"}
+    {"limit", "offset", "format", "bom", "excel", "q", "bbox", "near", "distance", "sort", "fields", "cursor"}
 )
 
 MAX_IN_VALUES = 100

@@ -23,7 +23,6 @@ fact safe (a new ``not``, a changed ``if``), never the reverse for the keywords 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +34,7 @@ from referencing.exceptions import Unresolvable
 
 from cityos.domain.registry.lint import IssueMessage
 from cityos.domain.registry.messages import COMPATIBILITY
+from cityos.kernel.patterns import UnsupportedPattern, search
 from cityos.kernel.references import absolutize, offline_registry
 
 _MAX_DEPTH = 64
@@ -459,10 +459,10 @@ class _Comparer:
         ("partial", schema) -- a matching patternProperties or an additionalProperties schema."""
         for pattern, schema in (node.get("patternProperties") or {}).items():
             try:
-                if re.search(pattern, name):
+                if search(pattern, name):  # RE2: a schema's pattern never runs on a backtracking engine
                     return "partial", schema
-            except re.error:
-                continue
+            except UnsupportedPattern:
+                continue  # lint refuses it; the comparison treats it as matching nothing
         extra = node.get("additionalProperties", node.get("unevaluatedProperties", True))
         if extra is False:
             return "closed", False

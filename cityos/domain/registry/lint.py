@@ -1,40 +1,36 @@
 """Lint of a dataset schema version at registration: each finding names the place and the rule.
 
 Rules: draft 2020-12; ``$id`` is the version's URI; a title; a valid schema whose ``$ref`` resolve
-offline; an object schema; every string bounded (``maxLength``, or an ``enum``/``const``); the record key
+offline and whose patterns run on a linear-time engine (no backreference, no lookaround); an object
+schema; every string bounded (``maxLength``, or an ``enum``/``const``); the record key
 declared and required; the location fields of the dataset metadata declared as numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError as JsonSchemaError
 from pydantic import BaseModel
 
 from cityos.domain.registry.messages import LINT
+from cityos.kernel.patterns import (
+    UnsupportedPattern,
+    compile_pattern,
+    pattern_problem,
+    schema_patterns,
+    subschemas,
+)
 from cityos.kernel.references import missing_refs, rust_validator
 
 if TYPE_CHECKING:
     from cityos.kernel.schemas import DatasetMeta
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
-
-# Keywords whose values are schemas (one, a list, or a name -> schema map).
-_ONE: tuple[str, ...] = (
-    "items",
-    "additionalProperties",
-    "unevaluatedProperties",
-    "unevaluatedItems",
-    "contains",
-)
-_ONE += ("not", "if", "then", "else", "propertyNames", "contentSchema")
-_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
-_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
 @dataclass(frozen=True)
@@ -77,26 +73,6 @@ def _issue(path: Sequence[str | int], rule: str, **values: Any) -> LintIssue:
     return LintIssue(_pointer(path), rule, en.format(**values), ja.format(**values))
 
 
-def subschemas(
-    node: Any, path: tuple[str | int, ...] = ()
-) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
-    """Every object subschema of ``node`` with its path, the node itself first."""
-    if not isinstance(node, dict):
-        return
-    yield path, node
-    for keyword in _ONE:
-        if keyword in node:
-            yield from subschemas(node[keyword], (*path, keyword))
-    for keyword in _LIST:
-        if isinstance(node.get(keyword), list):
-            for index, item in enumerate(node[keyword]):
-                yield from subschemas(item, (*path, keyword, index))
-    for keyword in _MAP:
-        if isinstance(node.get(keyword), dict):
-            for name, item in node[keyword].items():
-                yield from subschemas(item, (*path, keyword, name))
-
-
 def _is_string(node: Mapping[str, Any]) -> bool:
     declared = node.get("type")
     return declared == "string" or (isinstance(declared, list) and "string" in declared)
@@ -127,6 +103,34 @@ def _reference_issues(document: dict[str, Any], resources: Mapping[str, Any]) ->
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             issues.append(_issue([], "valid_schema", detail=f"jsonschema-rs: {first_line[:300]}"))
     return issues
+
+
+def _pattern_issues(document: dict[str, Any]) -> list[LintIssue]:
+    """Patterns the linear-time engines cannot run, each named at its place: registering one would
+    leave ingest unable to use the version (it refuses backtracking engines, whose worst case lets a
+    single pattern stall a service)."""
+    issues = []
+    for path, pattern in schema_patterns(document):
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            issues.append(_issue(path, "pattern_supported", detail=f"{pattern[:100]!r}: {problem}"))
+    return issues
+
+
+def _runs_linear(instance: object) -> bool:
+    return not isinstance(instance, str) or compile_pattern(instance) is not None
+
+
+def _meta_format_checker() -> FormatChecker:
+    """The draft's format checks for the schema itself, with ``regex`` judged by RE2 instead of Python's
+    backtracking ``re``."""
+    checker = FormatChecker(formats=())
+    checker.checkers = dict(Draft202012Validator.FORMAT_CHECKER.checkers)
+    checker.checks("regex", raises=UnsupportedPattern)(_runs_linear)
+    return checker
+
+
+_META_FORMATS = _meta_format_checker()
 
 
 def _unbounded_strings(document: dict[str, Any]) -> list[LintIssue]:
@@ -164,8 +168,11 @@ def lint_schema(
     if not isinstance(document, dict):
         return [_issue([], "object_schema")]
     issues = _header_issues(document, uri)
+    unusable_patterns = _pattern_issues(document)
+    if unusable_patterns:
+        return issues + unusable_patterns  # the schema cannot be compiled: the rules below add noise
     try:
-        Draft202012Validator.check_schema(document)
+        Draft202012Validator.check_schema(document, format_checker=_META_FORMATS)
     except JsonSchemaError as exc:
         issues.append(_issue(list(exc.absolute_path), "valid_schema", detail=exc.message[:300]))
         return issues  # the structural rules below assume a well-formed schema

@@ -145,4 +145,10 @@ LINT: Final[dict[str, tuple[str, str]]] = {
         "$ref {detail} cannot be resolved offline.",
         "$ref {detail} をオフラインで解決できません。",
     ),
+    "pattern_supported": (
+        "This regular expression cannot be used: {detail}. Patterns run on a linear-time engine (RE2): "
+        "backreferences (\\1) and lookaround ((?=…), (?!…), (?<=…), (?<!…)) are not supported.",
+        "この正規表現は使えません: {detail}。パターンは線形時間のエンジン（RE2）で評価されるため、"
+        "後方参照（\\1）と先読み・後読み（(?=…)、(?!…)、(?<=…)、(?<!…)）は使えません。",
+    ),
 }

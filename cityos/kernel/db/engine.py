@@ -96,6 +96,9 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
         engine = create_engine(
             sa_url,
             echo=echo,
+            # Bound parameters are records (a resident's move, a name): an error's text, a log
+            # line or a dead letter's header must never carry them.
+            hide_parameters=True,
             json_serializer=_json_dumps,
             json_deserializer=json.loads,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -107,12 +110,44 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
         return create_engine(
             sa_url,
             echo=echo,
+            # Bound parameters are records (a resident's move, a name): an error's text, a log
+            # line or a dead letter's header must never carry them.
+            hide_parameters=True,
             json_serializer=_json_dumps,
             json_deserializer=json.loads,
             # Connections die behind a pool (server restarts, idle timeouts); test before use.
             pool_pre_ping=True,
         )
     raise ValueError(f"unsupported database backend {backend!r} (use sqlite or postgresql)")
+
+
+def refusal_text(exc: BaseException, *, limit: int = 900) -> str:
+    """What an operator may read of a database error: its kind, SQLSTATE and the schema objects it
+    names, and the statement, never a value.
+
+    ``hide_parameters`` keeps SQLAlchemy from printing the bound parameters, but the driver's own
+    message can still quote them: PostgreSQL's ``DETAIL: Failing row contains (...)`` is the whole
+    row, and ``invalid input syntax for type integer: "..."`` the offending value. So PostgreSQL
+    errors are described by their diagnostics fields (table, column, constraint names), while
+    SQLite's messages, which name constraints and columns only, are kept; any other driver's
+    message is dropped.
+    """
+    original = getattr(exc, "orig", None)
+    cause = original if isinstance(original, BaseException) else exc
+    parts = [f"{type(cause).__module__.split('.')[0]}.{type(cause).__name__}"]
+    diagnostics = getattr(cause, "diag", None)
+    if diagnostics is not None:
+        parts += [
+            f"{name}={value}"
+            for name in ("sqlstate", "table_name", "column_name", "constraint_name")
+            if (value := getattr(diagnostics, name, None))
+        ]
+    elif type(cause).__module__.startswith("sqlite3"):
+        parts.append(str(cause).splitlines()[0] if str(cause) else "")
+    statement = getattr(exc, "statement", None)
+    if isinstance(statement, str):
+        parts.append(f"[SQL: {' '.join(statement.split())}]")
+    return " ".join(part for part in parts if part)[:limit]
 
 
 def session_factory(engine: Engine, *, sqlite_begin: SqliteBegin = "DEFERRED") -> sessionmaker[Session]:

@@ -198,5 +198,8 @@ def test_usage_buffer_aggregates_and_hashes_keys() -> None:
     assert buffer.drain() == {}
     buffer.restore(pending)
     assert buffer.drain() == pending
-    assert hashed_key("cos_0123abcd") != "cos_0123abcd" and len(hashed_key("cos_0123abcd")) == 16
-    assert hashed_key("") == ""
+    secret = b"server secret"
+    assert (
+        hashed_key("cos_0123abcd", secret) != "cos_0123abcd" and len(hashed_key("cos_0123abcd", secret)) == 16
+    )
+    assert hashed_key("", secret) == ""
