@@ -119,11 +119,14 @@ def _outcome(message: Message, event_ids: set[str]) -> Outcome | None:
     )
 
 
-def _reader(kafka: KafkaAccess, group_id: str = "cityos-outcome-watcher") -> Consumer:
+def _reader(kafka: KafkaAccess, group_id: str | None = None) -> Consumer:
     return Consumer(
         {
             **kafka.client_config(),
-            "group.id": group_id,  # never commits, never subscribes: assign() and committed() only
+            "group.id": group_id
+            or kafka.reader_group(
+                "outcome-watcher"
+            ),  # never commits, never subscribes: assign() and committed() only
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }

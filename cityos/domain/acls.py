@@ -32,7 +32,7 @@ from confluent_kafka.admin import (
 
 from cityos.kernel.errors import KafkaUnavailable
 from cityos.kernel.kafka import admin_client
-from cityos.kernel.kafka_access import KafkaAccess, Principal, department_principal
+from cityos.kernel.kafka_access import READER_GROUP_PREFIX, KafkaAccess, Principal, department_principal
 from cityos.kernel.settings import Settings
 
 
@@ -114,6 +114,11 @@ def department_acls(layout: TopicLayout, department: str, principal: str | None 
     ]
 
 
+def reader_groups(principal: Principal) -> list[AclSpec]:
+    """Groups of the principal's read-only clients (see ``KafkaAccess.reader_group``)."""
+    return [_group(_user(principal), f"{READER_GROUP_PREFIX}{principal}.", prefixed=True)]
+
+
 def service_acls(layout: TopicLayout) -> list[AclSpec]:
     ingest = _user(Principal.ingest)
     catalog = _user(Principal.catalog)
@@ -147,7 +152,11 @@ def service_acls(layout: TopicLayout) -> list[AclSpec]:
         *_topic(cli, layout.validated, "READ", "DESCRIBE"),
         *_topic(cli, layout.deadletter, "READ", "DESCRIBE"),
         _group(cli, layout.ingest_group, "DESCRIBE"),
+        *(spec for principal in SERVICES for spec in reader_groups(principal)),
     ]
+
+
+SERVICES = (Principal.ingest, Principal.catalog, Principal.registry, Principal.feeds, Principal.cli)
 
 
 def acl_specs(departments: Iterable[tuple[str, str | None]], layout: TopicLayout) -> list[AclSpec]:

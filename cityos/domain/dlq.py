@@ -285,7 +285,7 @@ def read_deadletters(
     consumer = Consumer(
         {
             **kafka.client_config(),
-            "group.id": "cityos-dlq-browser",  # required by the client; never used (assign only)
+            "group.id": kafka.reader_group("dlq-browser"),  # required by the client; never used (assign only)
             "enable.auto.commit": False,
             "enable.partition.eof": False,
         }

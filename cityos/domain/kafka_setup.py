@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from cityos.domain.acls import AclSpec, TopicLayout, acl_specs, apply_acls, department_acls
+from cityos.domain.acls import SERVICES, AclSpec, TopicLayout, acl_specs, apply_acls, department_acls
 from cityos.kernel.errors import KafkaUnavailable
 from cityos.kernel.kafka import (
     DEADLETTER_PARTITIONS,
@@ -31,7 +31,6 @@ from cityos.kernel.kafka_access import KafkaAccess, Principal, department_princi
 from cityos.kernel.secret_store import read_or_create_secret, secret_path
 from cityos.kernel.settings import Settings
 
-SERVICE_PRINCIPALS = (Principal.ingest, Principal.catalog, Principal.feeds, Principal.registry, Principal.cli)
 # SCRAM's PBKDF2 rounds; Kafka's minimum is 4096 and every authentication pays them once.
 SCRAM_ITERATIONS = 8192
 
@@ -108,10 +107,10 @@ def setup_kafka(
     known = existing_principals(client)
     rotating = set(rotate)
     report = SetupReport()
-    for principal in SERVICE_PRINCIPALS:
+    for principal in SERVICES:
         if ensure_principal(client, settings, principal, known=known, rotate=principal in rotating):
             report.created_principals.append(principal)
-    for username in rotating - set(SERVICE_PRINCIPALS):
+    for username in rotating - set(SERVICES):
         if ensure_principal(client, settings, username, known=known, rotate=True):
             report.created_principals.append(username)
     pairs = list(departments)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cityos.kernel.settings import Settings
 
 SASL_MECHANISM = "SCRAM-SHA-512"
+READER_GROUP_PREFIX = "cityos-reader."
 
 
 class Principal(StrEnum):
@@ -50,6 +51,14 @@ class KafkaAccess:
     bootstrap: str
     username: str
     password: str = field(repr=False)
+
+    def reader_group(self, purpose: str) -> str:
+        """A consumer group for a client that only reads assigned partitions and never commits.
+
+        The client still needs a group id, and the broker checks it: each principal has its own
+        prefix (``cityos-reader.<user>.``) so no reader can touch another principal's or a
+        service's real consumer group."""
+        return f"{READER_GROUP_PREFIX}{self.username}.{purpose}"
 
     def client_config(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-CATALOG_OUTCOMES = ("applied", "stale", "duplicate", "deleted", "undecodable", "rejected")
+CATALOG_OUTCOMES = ("applied", "stale", "duplicate", "deleted", "undecodable", "rejected", "refused")
 
 
 class CatalogMetrics:
@@ -18,7 +18,7 @@ class CatalogMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
             "cityos_catalog_events",
-            "Validated events consumed, by outcome (applied, stale, duplicate, deleted, undecodable, rejected).",
+            "Validated events consumed, by outcome (applied, stale, duplicate, deleted, undecodable, rejected, refused).",
             ["outcome"],
             registry=registry,
         )

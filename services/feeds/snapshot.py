@@ -39,7 +39,7 @@ def latest_states(
     consumer = Consumer(
         {
             **kafka.client_config(),
-            "group.id": f"cityos-feeds-snapshot-{uuid.uuid4().hex[:8]}",
+            "group.id": kafka.reader_group(f"feeds-snapshot-{uuid.uuid4().hex[:8]}"),
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "fetch.max.bytes": 16 * 1024 * 1024,

@@ -50,7 +50,7 @@ def load_activations(kafka: KafkaAccess, topic: str, *, timeout_s: float = 30.0)
     consumer = Consumer(
         {
             **kafka.client_config(),
-            "group.id": f"cityos-feeds-state-{uuid.uuid4().hex[:8]}",
+            "group.id": kafka.reader_group(f"feeds-state-{uuid.uuid4().hex[:8]}"),
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }

@@ -106,7 +106,7 @@ class DeadLetterFollower:
         self._consumer = Consumer(
             {
                 **kafka.client_config(),
-                "group.id": "cityos-ingest-deadletter-memory",  # required by the client; assign only
+                "group.id": kafka.reader_group("deadletter-memory"),  # required by the client; assign only
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
             }

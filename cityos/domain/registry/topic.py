@@ -78,7 +78,9 @@ class SchemaFollower:
         self._consumer = Consumer(
             {
                 **kafka.client_config(),
-                "group.id": "cityos-schema-follower",  # required by the client; never used (assign only)
+                "group.id": kafka.reader_group(
+                    "schema-follower"
+                ),  # required by the client; never used (assign only)
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
             }
