@@ -30,6 +30,7 @@ from cityos.domain import grants as admin
 from cityos.domain.access import Caller, CallerKind
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import ensure_pipeline_topics, producer_config
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import Settings
 from services.catalog.store import sync_schema_set
@@ -94,10 +95,9 @@ def prepare(settings: Settings, count: int) -> None:
                 request=request,
                 topic_prefix=settings.topic_prefix,
             )
-    ensure_pipeline_topics(
-        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
-    )
-    producer = Producer(producer_config(settings.kafka_bootstrap))
+    kafka = kafka_access(settings, Principal.admin)
+    ensure_pipeline_topics(kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic)
+    producer = Producer(producer_config(kafka))
     for key, value in events(count):
         while True:
             try:
@@ -118,7 +118,7 @@ def run_once(base: Settings, count: int, *, transactional: bool, round_: int) ->
     republisher = Republisher(
         consumer=Consumer(feeds_consumer_config(settings)),
         producer=Producer(feeds_producer_config(settings, transactional=transactional)),
-        bootstrap=settings.kafka_bootstrap,
+        kafka=kafka_access(settings, Principal.admin),
         validated_topic=settings.validated_topic,
         state_topic=f"{settings.topic_prefix}state-{tag}",
         sessions=sessions,
@@ -153,6 +153,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             kafka_bootstrap=args.bootstrap,
+            # The bench is the operator's: every client acts as the administrator (any topic, any group).
+            kafka_username=Principal.admin,
             database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
             topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
         )

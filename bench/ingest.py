@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from cityos.kernel.kafka import consumer_config, ensure_topics, producer_config
+from cityos.kernel.kafka_access import KafkaAccess, Principal, kafka_access
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import Settings
 from cityos.kernel.validation import ValidatorRegistry
@@ -70,8 +71,8 @@ def aed_event(index: int) -> bytes:
     return json.dumps(event, ensure_ascii=False).encode()
 
 
-def fill(bootstrap: str, topic: str, count: int) -> float:
-    producer = Producer(producer_config(bootstrap))
+def fill(kafka: KafkaAccess, topic: str, count: int) -> float:
+    producer = Producer(producer_config(kafka))
     size = 0
     for index in range(count):
         value = aed_event(index)
@@ -107,11 +108,13 @@ def timed(work: threading.Thread, progress: Progress, total: int) -> float:
     return (total - first) / (time.perf_counter() - started)
 
 
-def bare_loop(bootstrap: str, topic: str, out_topic: str, count: int, document: dict[str, object]) -> float:
+def bare_loop(
+    kafka: KafkaAccess, topic: str, out_topic: str, count: int, document: dict[str, object]
+) -> float:
     """The limit: the same libraries with no safety, bookkeeping or metrics."""
     validator = jsonschema_rs.validator_for(document, validate_formats=True)
-    consumer = Consumer(consumer_config(bootstrap, f"bench-bare-{uuid.uuid4().hex[:6]}"))
-    producer = Producer(producer_config(bootstrap))
+    consumer = Consumer(consumer_config(kafka, f"bench-bare-{uuid.uuid4().hex[:6]}"))
+    producer = Producer(producer_config(kafka))
     consumer.subscribe([topic])
     progress = Progress()
 
@@ -142,8 +145,10 @@ def service_loop(settings: Settings, topic_pattern: str, count: int) -> float:
     schema_set = load_schema_dir(settings.schemas_dir)
     metrics_registry = CollectorRegistry()
     service = IngestService(
-        consumer=Consumer(consumer_config(settings.kafka_bootstrap, f"bench-ingest-{uuid.uuid4().hex[:6]}")),
-        producer=Producer(producer_config(settings.kafka_bootstrap)),
+        consumer=Consumer(
+            consumer_config(kafka_access(settings, Principal.admin), f"bench-ingest-{uuid.uuid4().hex[:6]}")
+        ),
+        producer=Producer(producer_config(kafka_access(settings, Principal.admin))),
         registry=ValidatorRegistry(schema_set),
         topics=Topics(validated=settings.validated_topic, deadletter=settings.deadletter_topic),
         metrics=IngestMetrics(metrics_registry),
@@ -187,11 +192,13 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=Settings().kafka_bootstrap)
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    settings = Settings(kafka_bootstrap=args.bootstrap, topic_prefix=prefix)
+    # The bench is the operator's: every client acts as the administrator (any topic, any group).
+    settings = Settings(kafka_bootstrap=args.bootstrap, topic_prefix=prefix, kafka_username=Principal.admin)
+    kafka = kafka_access(settings, Principal.admin)
     topic = settings.department_topic("fire")
     outputs = {settings.validated_topic: 6, settings.deadletter_topic: 3, f"{prefix}bare.out": 6}
-    ensure_topics(args.bootstrap, {topic: PARTITIONS, **outputs})
-    avg = fill(args.bootstrap, topic, args.events)
+    ensure_topics(kafka, {topic: PARTITIONS, **outputs})
+    avg = fill(kafka, topic, args.events)
     document = load_schema_dir(settings.schemas_dir).latest("aed").document
     # The broker shares the machine's cores, so single runs are noisy: alternate the two loops
     # over the same input (fresh consumer groups) and compare medians.
@@ -200,7 +207,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         # Alternate which loop goes first, so neither always meets a freshly written log.
         def limit_run() -> None:
-            limits.append(bare_loop(args.bootstrap, topic, f"{prefix}bare.out", args.events, document))
+            limits.append(bare_loop(kafka, topic, f"{prefix}bare.out", args.events, document))
 
         def ingest_run() -> None:
             ingests.append(service_loop(settings, settings.department_topic_pattern, args.events))

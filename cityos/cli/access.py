@@ -274,26 +274,21 @@ def feeds_acls(
         bool, typer.Option("--apply", help="create them on a cluster with an authorizer")
     ] = False,
 ) -> None:
-    """The Kafka ACL bindings of every department (schemas/departments.json) and of the republisher."""
-    from cityos.domain.acls import acl_specs, apply_acls
+    """Every Kafka ACL binding (services and departments of schemas/departments.json); `cityos kafka
+    setup` applies them together with the principals and topics."""
+    from cityos.domain.acls import TopicLayout, acl_specs, apply_acls
+    from cityos.domain.kafka_setup import admin_access
     from cityos.kernel.errors import KafkaUnavailable
     from cityos.kernel.schemas import load_schema_dir
 
     settings = get_settings()
     departments = load_schema_dir(settings.schemas_dir).departments.values()
-    specs = acl_specs(
-        [(d.id, d.kafka_principal) for d in departments],
-        topic_prefix=settings.topic_prefix,
-        validated_topic=settings.validated_topic,
-        feeds_group=settings.feeds_group,
-        feeds_transactional_id_prefix=settings.topic_prefix + settings.feeds_transactional_id_name,
-        state_topic=settings.feeds_state_topic,
-    )
+    specs = acl_specs([(d.id, d.kafka_principal) for d in departments], TopicLayout.of(settings))
     for spec in specs:
         typer.echo(spec.line())
     if apply:
         try:
-            apply_acls(settings.kafka_bootstrap, specs)
+            apply_acls(admin_access(settings), specs)
         except KafkaUnavailable as exc:
             console.print(f"[red]not applied:[/] {exc}")
             raise typer.Exit(1) from exc

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import get_settings
 from cityos.kernel.timeutil import parse_instant
 
@@ -83,7 +84,9 @@ def list_cmd(
 
     settings = get_settings()
     where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
-    letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where, limit=limit)
+    letters = read_deadletters(
+        kafka_access(settings, Principal.cli), settings.deadletter_topic, where=where, limit=limit
+    )
     from cityos.cli.db import cli_sessions
 
     with cli_sessions() as sessions, sessions() as session:
@@ -121,7 +124,9 @@ def show_cmd(letter_id: Annotated[str, typer.Argument(help="dead-letter id <part
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     letters = read_deadletters(
-        settings.kafka_bootstrap, settings.deadletter_topic, where=DeadLetterFilter(ids=frozenset({position}))
+        kafka_access(settings, Principal.cli),
+        settings.deadletter_topic,
+        where=DeadLetterFilter(ids=frozenset({position})),
     )
     if not letters:
         console.print(f"[red]no dead letter {letter_id}[/]")
@@ -156,11 +161,11 @@ def replay_cmd(
     where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until, ids=ids)
     if where == DeadLetterFilter() and not all_:
         raise typer.BadParameter("say which dead letters: ids, a filter, or --all")
-    letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where)
+    letters = read_deadletters(kafka_access(settings, Principal.cli), settings.deadletter_topic, where=where)
     replacement = value_file.read_bytes() if value_file is not None else None
     if replacement is not None and len(letters) != 1:
         raise typer.BadParameter("--value-file replaces exactly one dead letter")
-    producer = Producer(producer_config(settings.kafka_bootstrap))
+    producer = Producer(producer_config(kafka_access(settings, Principal.cli)))
     with cli_sessions() as sessions, sessions.begin() as session:
         report = replay(
             session,

@@ -15,11 +15,13 @@ from rich.table import Table
 
 from cityos.cli import access as access_commands
 from cityos.cli import dlq as dlq_commands
+from cityos.cli import kafka as kafka_commands
 from cityos.cli import keys as keys_commands
 from cityos.cli import records as records_commands
 from cityos.cli import release as release_commands
 from cityos.cli import schemas as schemas_commands
 from cityos.kernel.errors import CityOSError
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import get_settings
 
 if TYPE_CHECKING:  # the CLI imports its subcommands' modules lazily, to start fast
@@ -106,11 +108,13 @@ def import_csv(
         version = schema_set.latest(dataset)
         known_codes = read_code_list(lg_codes) if lg_codes is not None else None
         watcher = (
-            OutcomeWatcher(settings.kafka_bootstrap, [settings.validated_topic, settings.deadletter_topic])
+            OutcomeWatcher(
+                kafka_access(settings, Principal.cli), [settings.validated_topic, settings.deadletter_topic]
+            )
             if wait > 0
             else None
         )
-        sender = EventSender(settings.kafka_bootstrap)
+        sender = EventSender(kafka_access(settings, Principal.cli))
         topic = settings.department_topic(meta.department)
         summary = ImportSummary()
         with _progress() as progress:
@@ -217,6 +221,7 @@ app.add_typer(access_commands.subscriptions_app, name="subscriptions")
 app.add_typer(access_commands.audit_app, name="audit")
 app.add_typer(access_commands.departments_app, name="departments")
 app.add_typer(access_commands.feeds_app, name="feeds")
+app.add_typer(kafka_commands.kafka_app, name="kafka")
 
 app.add_typer(schemas_commands.schemas_app, name="schemas")
 app.add_typer(dlq_commands.dlq_app, name="dlq")

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from cityos.kernel.errors import CityOSError
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -63,11 +64,13 @@ def send_events(events: Iterable[Event], settings: Settings, *, wait_s: float) -
     from cityos.department.outcomes import OutcomeWatcher
 
     watcher = (
-        OutcomeWatcher(settings.kafka_bootstrap, [settings.validated_topic, settings.deadletter_topic])
+        OutcomeWatcher(
+            kafka_access(settings, Principal.cli), [settings.validated_topic, settings.deadletter_topic]
+        )
         if wait_s > 0
         else None
     )
-    sender = EventSender(settings.kafka_bootstrap)
+    sender = EventSender(kafka_access(settings, Principal.cli))
     report = SendReport()
     for topic, key, value in events:
         sender.send(topic, key=key, value=value, headers=STRUCTURED_HEADERS)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.orm import Session
 
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import get_settings
 
 app = typer.Typer(help="Anonymized releases of personal data (行政機関等匿名加工情報).", no_args_is_help=True)
@@ -87,7 +88,7 @@ def generate_synthetic(
     from cityos.kernel.schemas import load_schema_dir
 
     settings = get_settings()
-    sender = EventSender(settings.kafka_bootstrap)
+    sender = EventSender(kafka_access(settings, Principal.cli))
     sent = 0
     schema_set = load_schema_dir(settings.schemas_dir)
     for topic, key, value in synthetic_move_events(schema_set, settings, count=count, seed=seed):

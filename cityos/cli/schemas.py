@@ -16,6 +16,7 @@ from rich.console import Console
 
 from cityos.cli.db import cli_sessions
 from cityos.domain.registry.compatibility import Mode
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import get_settings
 
 CLI_ACTOR = "admin:cli"
@@ -67,8 +68,9 @@ def register_cmd(dataset: DatasetArg, file: FileArg) -> None:
 
     settings = get_settings()
     document = _read_document(file)
-    ensure_schema_topic(settings.kafka_bootstrap, settings.schemas_topic)
-    producer = Producer(producer_config(settings.kafka_bootstrap))
+    registry = kafka_access(settings, Principal.registry)
+    ensure_schema_topic(registry, settings.schemas_topic)
+    producer = Producer(producer_config(registry))
     with cli_sessions() as sessions:
         try:
             evaluation = register(

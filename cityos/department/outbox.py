@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from cityos.kernel.errors import DeliveryFailed
 from cityos.kernel.events import STRUCTURED_CONTENT_TYPE, TYPE_DELETED, TYPE_UPSERTED
+from cityos.kernel.kafka_access import KafkaAccess
 
 if TYPE_CHECKING:
     from cityos.kernel.schemas import SchemaSet
@@ -109,10 +110,10 @@ def deletion_events(
 class EventSender:
     """Idempotent producer that remembers the first delivery failure and raises it on flush."""
 
-    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+    def __init__(self, kafka: KafkaAccess, **overrides: Any) -> None:
         from cityos.kernel.kafka import producer_config
 
-        self._producer = Producer(producer_config(bootstrap, **overrides))
+        self._producer = Producer(producer_config(kafka, **overrides))
         self._failure: str | None = None
         self.acknowledged = 0
         # Where each tracked message landed: (topic, partition) -> {offset: tag}. The import asks

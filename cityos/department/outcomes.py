@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from cityos.kernel.deadletter import parse_verdict
 from cityos.kernel.kafka import headers_list
+from cityos.kernel.kafka_access import KafkaAccess
 
 # (topic, partition) -> {offset: event id}: where the import's events landed.
 Positions = Mapping[tuple[str, int], Mapping[int, str]]
@@ -118,11 +119,14 @@ def _outcome(message: Message, event_ids: set[str]) -> Outcome | None:
     )
 
 
-def _reader(bootstrap: str, group_id: str = "cityos-outcome-watcher") -> Consumer:
+def _reader(kafka: KafkaAccess, group_id: str | None = None) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id,  # never commits, never subscribes: assign() and committed() only
+            **kafka.client_config(),
+            "group.id": group_id
+            or kafka.reader_group(
+                "outcome-watcher"
+            ),  # never commits, never subscribes: assign() and committed() only
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }
@@ -132,9 +136,9 @@ def _reader(bootstrap: str, group_id: str = "cityos-outcome-watcher") -> Consume
 class OutcomeWatcher:
     """Remembers the ends of the validated and dead-letter topics, then reads on from there."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
-        self._bootstrap = bootstrap
-        self._consumer = _reader(bootstrap)
+    def __init__(self, kafka: KafkaAccess, topics: Iterable[str]) -> None:
+        self._kafka = kafka
+        self._consumer = _reader(kafka)
         self._start: list[TopicPartition] = []
         metadata = self._consumer.list_topics(timeout=30)
         for topic in topics:
@@ -160,7 +164,7 @@ class OutcomeWatcher:
         outcomes: dict[str, Outcome] = {}
         self._consumer.assign(self._start)
         deadline = time.monotonic() + timeout_s
-        silent = _SilentRows(self._bootstrap, sent, self._start) if sent is not None else None
+        silent = _SilentRows(self._kafka, sent, self._start) if sent is not None else None
         try:
             while len(outcomes) < len(event_ids) and time.monotonic() < deadline:
                 for message in self._consumer.consume(num_messages=1000, timeout=0.5):
@@ -185,11 +189,11 @@ class _SilentRows:
     a row, and the outputs written until then have been read, a row still without a verdict was a
     duplicate of an earlier dead letter."""
 
-    def __init__(self, bootstrap: str, sent: SentRows, outputs: list[TopicPartition]) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, sent: SentRows, outputs: list[TopicPartition]) -> None:
+        self._kafka = kafka
         self._sent = sent
         self._start = {(tp.topic, tp.partition): tp.offset for tp in outputs}
-        self._group = _reader(bootstrap, sent.ingest_group)  # reads ingest's committed offsets only
+        self._group = _reader(kafka, sent.ingest_group)  # reads ingest's committed offsets only
         self._next_check = 0.0
         self._pending: tuple[set[str], dict[tuple[str, int], int]] | None = None
 
@@ -211,7 +215,7 @@ class _SilentRows:
         silent = passed - outcomes.keys()
         if not silent:
             return {}
-        found = find_dead_letters(self._bootstrap, self._sent, silent, deadline=deadline)
+        found = find_dead_letters(self._kafka, self._sent, silent, deadline=deadline)
         return earlier_outcomes(silent, found)
 
     def _note_handled(self, outcomes: Mapping[str, Outcome]) -> None:
@@ -240,11 +244,11 @@ class _SilentRows:
 
 
 def find_dead_letters(
-    bootstrap: str, sent: SentRows, event_ids: set[str], *, deadline: float
+    kafka: KafkaAccess, sent: SentRows, event_ids: set[str], *, deadline: float
 ) -> dict[str, Message]:
     """The newest dead letter of each of ``event_ids`` written since the events' time, reading at
     most ``EARLIER_SEARCH_LIMIT`` dead letters and stopping at ``deadline``."""
-    consumer = _reader(bootstrap)
+    consumer = _reader(kafka)
     found: dict[str, Message] = {}
     try:
         since_ms = int((sent.event_time - EARLIER_MARGIN).timestamp() * 1000)

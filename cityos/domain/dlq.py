@@ -33,6 +33,7 @@ from cityos.kernel import deadletter as contract
 from cityos.kernel.db.registry_models import DeadLetterReplay, DeadLetterReplayTally
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka import headers_list
+from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.settings import Settings
 
 REPLAY_OUTCOMES: Final = ("replayed", "skipped", "refused", "failed")
@@ -271,7 +272,7 @@ def _letter(message: Message) -> DeadLetter:
 
 
 def read_deadletters(
-    bootstrap: str,
+    kafka: KafkaAccess,
     topic: str,
     *,
     where: DeadLetterFilter | None = None,
@@ -283,8 +284,8 @@ def read_deadletters(
     where = where or DeadLetterFilter()
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
-            "group.id": "cityos-dlq-browser",  # required by the client; never used (assign only)
+            **kafka.client_config(),
+            "group.id": kafka.reader_group("dlq-browser"),  # required by the client; never used (assign only)
             "enable.auto.commit": False,
             "enable.partition.eof": False,
         }

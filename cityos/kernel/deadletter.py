@@ -63,9 +63,10 @@ class Reason(StrEnum):
     MISSING_RECORD_KEY = "missing_record_key"
     RECORD_RULE_VIOLATED = "record_rule_violated"  # a rule of the dataset's record_rules, across fields
     WRONG_DEPARTMENT = "wrong_department"
-    # catalog: a validated-topic message it cannot read / the database refused
+    # catalog: a validated-topic message it cannot read / the database refused / it must not store
     UNDECODABLE_VALIDATED_EVENT = "undecodable_validated_event"
     CATALOG_REJECTED = "catalog_rejected"
+    RELEASE_DATASET = "release_dataset"  # records of an anonymized release come only from the gate
 
 
 @dataclass(slots=True)  # not frozen: frozen construction costs 4x on the hot path

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cityos.kernel.errors import DeliveryFailed, KafkaUnavailable
+from cityos.kernel.kafka_access import KafkaAccess
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,10 @@ log = logging.getLogger(__name__)
 MAX_PRODUCE_BYTES = 4 * 1024 * 1024
 
 
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+def producer_config(kafka: KafkaAccess, **overrides: Any) -> dict[str, Any]:
     """Idempotent, fully acknowledged producer: no loss, no duplicates from retries."""
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+        **kafka.client_config(),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -38,11 +39,11 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(kafka: KafkaAccess, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Offsets are stored by the application only once its output is durable; the client then
     commits stored offsets in the background and on close."""
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+        **kafka.client_config(),
         "group.id": group_id,
         "enable.auto.commit": True,
         "enable.auto.offset.store": False,
@@ -57,8 +58,25 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
     return config
 
 
+def reader_config(kafka: KafkaAccess, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """A consumer that reads (assigned partitions, from where it is told) and never commits."""
+    config: dict[str, Any] = {
+        **kafka.client_config(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return config
+
+
+def admin_client(kafka: KafkaAccess) -> AdminClient:
+    return AdminClient(kafka.client_config())
+
+
 def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaAccess,
     topics: Mapping[str, int],
     *,
     compacted: bool = False,
@@ -69,11 +87,11 @@ def ensure_topics(
 
     ``compacted``: keep the latest message per key (state and schema topics) instead of deleting by age.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin_client(kafka)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
-        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise KafkaUnavailable(f"cannot reach Kafka at {kafka.bootstrap} as {kafka.username}: {exc}") from exc
     config = {"max.message.bytes": str(MAX_PRODUCE_BYTES + 64 * 1024)}
     if compacted:
         config["cleanup.policy"] = "compact"
@@ -90,6 +108,11 @@ def ensure_topics(
         except KafkaException as exc:
             if error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # another process won the race
+            if error_code(exc) == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise KafkaUnavailable(
+                    f"topic {name} does not exist and {kafka.username} may not create it: "
+                    "the operator creates the platform's topics with `cityos kafka setup`"
+                ) from exc
             raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from exc
     _wait_until_served(admin, {name: topics[name] for name in missing}, timeout_s)
 
@@ -188,14 +211,14 @@ DEPARTMENT_PARTITIONS = 3
 
 
 def ensure_pipeline_topics(
-    bootstrap: str, *, validated: str, deadletter: str, department_topics: Iterable[str] = ()
+    kafka: KafkaAccess, *, validated: str, deadletter: str, department_topics: Iterable[str] = ()
 ) -> None:
     """The validated and dead-letter topics exist before anyone produces or consumes them; so do
     the known departments' topics, which ingest's pattern subscription then sees at its first
     metadata fetch instead of one refresh interval after a department's first event."""
     topics = {validated: VALIDATED_PARTITIONS, deadletter: DEADLETTER_PARTITIONS}
     topics.update({topic: DEPARTMENT_PARTITIONS for topic in department_topics})
-    ensure_topics(bootstrap, topics)
+    ensure_topics(kafka, topics)
 
 
 def consumer_lag(consumer: Consumer) -> int | None:

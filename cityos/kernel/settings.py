@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOS_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka credential (SASL/SCRAM-SHA-512) for every client of this process. Empty: each service acts
+    # as its own principal, whose password `cityos kafka setup` wrote into the secrets folder.
+    kafka_username: str = ""
+    kafka_password: str = ""
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.db'}"
     schemas_dir: Path = REPO_ROOT / "schemas"
     # Generated secrets (Kafka passwords, keys for pseudonyms), one 0600 file each: see

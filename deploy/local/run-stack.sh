@@ -47,6 +47,8 @@ start_service() {  # name
 
 bash "$SCRIPT_DIR/kafka.sh" fetch
 bash "$SCRIPT_DIR/kafka.sh" start
+# Principals (passwords into var/secrets, 0600), topics and ACLs: every service authenticates as itself.
+"$CITYOS" kafka setup
 
 start_service catalog   # migrates the database and registers the schemas first
 wait_http catalog "http://127.0.0.1:$CATALOG_PORT/readyz" 60
@@ -73,6 +75,7 @@ cat <<URLS
   metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics
   feeds             .venv/bin/cityos subscriptions create DATASET DEPARTMENT   (docs/feeds.md)
   import a CSV      .venv/bin/cityos import-csv FILE --dataset aed
+  Kafka credential  .venv/bin/cityos kafka credential DEPARTMENT   (docs/security.md)
 
 URLS
 

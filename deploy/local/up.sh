@@ -18,6 +18,7 @@ done
 
 bash "$SCRIPT_DIR/kafka.sh" fetch
 bash "$SCRIPT_DIR/kafka.sh" start
+"$SCRIPT_DIR/../../.venv/bin/cityos" kafka setup
 if [[ $with_postgres == 1 ]]; then
   bash "$SCRIPT_DIR/postgres.sh" start
 fi

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain import grants as admin
 from cityos.domain.access import Caller, CallerKind
-from cityos.domain.acls import acl_specs
+from cityos.domain.acls import TopicLayout, acl_specs
 from cityos.domain.apikeys import (
     DEPARTMENT_SCOPES,
     SCOPE_MANAGE,
@@ -428,14 +428,7 @@ def acls(context: ContextDep, session: SessionDep, caller: CallerDep) -> list[st
     _require_admin(context, caller)
     settings = context.settings
     departments = session.execute(select(Department.id, Department.kafka_principal)).tuples()
-    specs = acl_specs(
-        departments,
-        topic_prefix=settings.topic_prefix,
-        validated_topic=settings.validated_topic,
-        feeds_group=settings.feeds_group,
-        feeds_transactional_id_prefix=settings.topic_prefix + settings.feeds_transactional_id_name,
-        state_topic=settings.feeds_state_topic,
-    )
+    specs = acl_specs(departments, TopicLayout.of(settings))
     return [spec.line() for spec in specs]
 
 

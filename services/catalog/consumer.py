@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -19,14 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.kernel.consume import ConsumeLoop
 from cityos.kernel.db.engine import refusal_text
-from cityos.kernel.deadletter import Origin, Reason, Verdict, deadletter_headers
-from cityos.kernel.events import ValidatedEvent, parse_event_time
+from cityos.kernel.deadletter import DEPARTMENT, Origin, Reason, Verdict, deadletter_headers
+from cityos.kernel.events import ValidatedEvent, header_text, parse_event_time
 from cityos.kernel.kafka import headers_list
 from cityos.kernel.validation import parse_schema_uri
+from services.catalog.admission import admit
 from services.catalog.metrics import CatalogMetrics
-from services.catalog.store import BatchResult, apply_batch
+from services.catalog.store import BatchResult, admission_facts, apply_batch
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class CatalogStopping(Exception):
@@ -155,6 +158,7 @@ class CatalogConsumer:
                 self._reject(
                     message, str(exc), reason=Reason.UNDECODABLE_VALIDATED_EVENT, outcome="undecodable"
                 )
+        pairs = self._admitted(pairs)
         if pairs:
             self._store(pairs)
             self.applied += len(pairs)
@@ -166,6 +170,36 @@ class CatalogConsumer:
             except KafkaException as exc:
                 # The batch is durable in the DB; a failed commit only means a harmless replay.
                 log.warning("offset commit failed, batch will be re-delivered: %s", exc)
+
+    def _admitted(self, pairs: list[tuple[ValidatedEvent, Message]]) -> list[tuple[ValidatedEvent, Message]]:
+        """The events the catalog may store; the others are dead-lettered with the reason."""
+        if not pairs:
+            return pairs
+        facts = self._retrying(
+            lambda session: admission_facts(session, {event.dataset_id for event, _ in pairs})
+        )
+        departments = [header_text(headers_list(message.headers()), DEPARTMENT) for _, message in pairs]
+        admitted, refused = admit(
+            [(event, dep) for (event, _), dep in zip(pairs, departments, strict=True)], facts
+        )
+        for position, why in refused.items():
+            self._reject(pairs[position][1], why.detail, reason=why.reason, outcome="refused")
+        return [pairs[position] for position in admitted]
+
+    def _retrying(self, read: Callable[[Session], _T]) -> _T:
+        """``read`` in a session, retried with backoff while the database is unavailable."""
+        delay = 0.5
+        while True:
+            try:
+                with self._sessions() as session:
+                    return read(session)
+            except OperationalError as exc:
+                if self._stop.is_set():
+                    raise CatalogStopping from exc
+                self._metrics.db_retries.inc()
+                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc.orig)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def _store(self, pairs: list[tuple[ValidatedEvent, Message]]) -> None:
         """Apply events in one transaction. A database that is unavailable is retried with backoff

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
@@ -30,9 +31,8 @@ def serve(settings: Settings) -> None:
     sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
     with sessions.begin() as session:
         sync_schema_set(session, schema_set=schema_set)
-    ensure_pipeline_topics(
-        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
-    )
+    kafka = kafka_access(settings, Principal.catalog)
+    ensure_pipeline_topics(kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic)
     metrics = CatalogMetrics(REGISTRY, PublicDatasetLabels(sessions))  # /metrics names public data only
     metrics.start_series(sorted(schema_set.datasets))
     api = uvicorn.Server(
@@ -47,10 +47,8 @@ def serve(settings: Settings) -> None:
     # consumer loop below owns SIGTERM/SIGINT and stops the API after its last batch.
     threading.Thread(target=api.run, name="catalog-api", daemon=True).start()
     consumer = CatalogConsumer(
-        consumer=Consumer(
-            consumer_config(settings.kafka_bootstrap, settings.catalog_group, **{"enable.auto.commit": False})
-        ),
-        deadletter=Producer(producer_config(settings.kafka_bootstrap)),
+        consumer=Consumer(consumer_config(kafka, settings.catalog_group, **{"enable.auto.commit": False})),
+        deadletter=Producer(producer_config(kafka)),
         deadletter_topic=settings.deadletter_topic,
         sessions=sessions,
         metrics=metrics,

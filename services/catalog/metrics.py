@@ -16,7 +16,7 @@ from cityos.domain.metric_labels import NON_PUBLIC
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-CATALOG_OUTCOMES = ("applied", "stale", "duplicate", "deleted", "undecodable", "rejected")
+CATALOG_OUTCOMES = ("applied", "stale", "duplicate", "deleted", "undecodable", "rejected", "refused")
 
 
 class DatasetCounter:
@@ -43,7 +43,7 @@ class CatalogMetrics:
     ) -> None:
         self.events = Counter(
             "cityos_catalog_events",
-            "Validated events consumed, by outcome (applied, stale, duplicate, deleted, undecodable, rejected).",
+            "Validated events consumed, by outcome (applied, stale, duplicate, deleted, undecodable, rejected, refused).",
             ["outcome"],
             registry=registry,
         )

@@ -56,6 +56,7 @@ from cityos.domain.registry.store import (
 from cityos.domain.registry.topic import ensure_schema_topic
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka import producer_config
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import Settings
 from cityos.kernel.timeutil import parse_instant
 from services.catalog.admin_auth import admin_actor, credential_of
@@ -98,8 +99,11 @@ class SchemaProducer:
     def __call__(self) -> Producer:
         with self._lock:
             if self._producer is None:
-                ensure_schema_topic(self._settings.kafka_bootstrap, self._settings.schemas_topic)
-                self._producer = Producer(producer_config(self._settings.kafka_bootstrap))
+                # Schema changes are written as the registry, the only principal the broker lets
+                # write the schemas topic; the rest of the catalog acts as the catalog.
+                registry = kafka_access(self._settings, Principal.registry)
+                ensure_schema_topic(registry, self._settings.schemas_topic)
+                self._producer = Producer(producer_config(registry))
             return self._producer
 
 
@@ -287,7 +291,9 @@ def list_deadletters(
 ) -> DeadLetterList:
     settings = context.settings
     where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
-    letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where, limit=limit)
+    letters = read_deadletters(
+        kafka_access(settings, Principal.catalog), settings.deadletter_topic, where=where, limit=limit
+    )
     counts = replay_counts(session, settings.deadletter_topic, letters)
     return DeadLetterList(
         count=len(letters),
@@ -305,7 +311,7 @@ def show_deadletter(
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
     letters = read_deadletters(
-        settings.kafka_bootstrap,
+        kafka_access(settings, Principal.catalog),
         settings.deadletter_topic,
         where=DeadLetterFilter(ids=frozenset({position})),
     )
@@ -332,7 +338,9 @@ def replay_deadletters(body: ReplayBody, context: ContextDep, actor: AdminDep) -
         ids=ids,
     )
     settings = context.settings
-    letters = read_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, where=where)
+    letters = read_deadletters(
+        kafka_access(settings, Principal.catalog), settings.deadletter_topic, where=where
+    )
     replacement = orjson.dumps(body.value) if body.value is not None else None
     if replacement is not None and len(letters) != 1:
         raise HTTPException(400, "a corrected payload replaces exactly one dead letter")

@@ -29,6 +29,7 @@ from cityos.kernel.errors import SchemaError
 from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.jsonutil import json_equal
 from cityos.kernel.timeutil import require_aware
+from services.catalog.admission import AdmissionFacts
 from services.catalog.batch_plan import (
     BatchPlan,
     BatchResult,
@@ -285,6 +286,32 @@ def _dataset_metas(session: Session, dataset_ids: Collection[str]) -> dict[str, 
         for dataset_id, meta in rows:
             metas[dataset_id] = meta
     return metas
+
+
+def admission_facts(session: Session, dataset_ids: Collection[str]) -> AdmissionFacts:
+    """Owners, releases and registered schema versions of ``dataset_ids`` (two small queries)."""
+    from cityos.kernel.db.release_models import Release
+
+    owners: dict[str, str] = {}
+    releases: set[str] = set()
+    versions: set[tuple[str, int]] = set()
+    for chunk in _chunks(sorted(dataset_ids)):
+        rows = session.execute(
+            select(Dataset.id, Dataset.department_id, Release.id)
+            .outerjoin(Release, Release.dataset_id == Dataset.id)
+            .where(Dataset.id.in_(chunk))
+        )
+        for dataset_id, department_id, release_id in rows:
+            owners[dataset_id] = department_id
+            if release_id is not None:
+                releases.add(dataset_id)
+        registered = session.execute(
+            select(SchemaVersionRow.dataset_id, SchemaVersionRow.version).where(
+                SchemaVersionRow.dataset_id.in_(chunk)
+            )
+        )
+        versions.update((dataset_id, version) for dataset_id, version in registered)
+    return AdmissionFacts(owners=owners, releases=frozenset(releases), versions=frozenset(versions))
 
 
 def _read_snapshot(session: Session, events: Sequence[ValidatedEvent]) -> BatchSnapshot:

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.settings import Settings
 from services.feeds.metrics import FeedsMetrics
@@ -27,7 +28,7 @@ TRANSACTION_TIMEOUT_MS = 60_000
 
 def feeds_consumer_config(settings: Settings) -> dict[str, object]:
     return consumer_config(
-        settings.kafka_bootstrap,
+        kafka_access(settings, Principal.feeds),
         settings.feeds_group,
         **{
             "enable.auto.commit": False,  # offsets go into the transactions
@@ -45,7 +46,7 @@ def feeds_producer_config(settings: Settings, *, transactional: bool = True) -> 
     if transactional:
         extra["transactional.id"] = settings.feeds_transactional_id
         extra["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
-    return producer_config(settings.kafka_bootstrap, **extra)
+    return producer_config(kafka_access(settings, Principal.feeds), **extra)
 
 
 def _http_handler(ready: threading.Event) -> type[BaseHTTPRequestHandler]:
@@ -77,14 +78,13 @@ def serve(settings: Settings) -> None:
     configure_logging()
     migrate(settings.database_url)
     sessions = session_factory(make_engine(settings.database_url))
-    ensure_pipeline_topics(
-        settings.kafka_bootstrap, validated=settings.validated_topic, deadletter=settings.deadletter_topic
-    )
+    kafka = kafka_access(settings, Principal.feeds)
+    ensure_pipeline_topics(kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic)
     metrics = FeedsMetrics(REGISTRY)
     republisher = Republisher(
         consumer=Consumer(feeds_consumer_config(settings)),
         producer=Producer(feeds_producer_config(settings)),
-        bootstrap=settings.kafka_bootstrap,
+        kafka=kafka,
         validated_topic=settings.validated_topic,
         state_topic=settings.feeds_state_topic,
         sessions=sessions,

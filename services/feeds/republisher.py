@@ -29,6 +29,7 @@ from cityos.domain.audit import record_audit
 from cityos.kernel.consume import ConsumeLoop, Periodic
 from cityos.kernel.errors import DeliveryFailed, KafkaUnavailable
 from cityos.kernel.kafka import ensure_topics
+from cityos.kernel.kafka_access import KafkaAccess
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.policy import Policy, Route, load_policy
 from services.feeds.snapshot import latest_states
@@ -54,7 +55,7 @@ class Republisher:
         *,
         consumer: Consumer,
         producer: Producer,
-        bootstrap: str,
+        kafka: KafkaAccess,
         validated_topic: str,
         state_topic: str,
         sessions: sessionmaker[Session],
@@ -67,7 +68,7 @@ class Republisher:
     ) -> None:
         self._consumer = consumer
         self._producer = producer
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._validated = validated_topic
         self._state_topic = state_topic
         self._sessions = sessions
@@ -88,7 +89,7 @@ class Republisher:
 
     # --- set-up ----------------------------------------------------------------------------
     def start(self) -> None:
-        ensure_state_topic(self._bootstrap, self._state_topic)
+        ensure_state_topic(self._kafka, self._state_topic)
         if self._transactional:
             # Fences a predecessor with the same transactional.id and aborts what it left open.
             self._producer.init_transactions(KAFKA_TIMEOUT_S)
@@ -98,7 +99,7 @@ class Republisher:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.activations = load_activations(self._bootstrap, self._state_topic)
+        self.activations = load_activations(self._kafka, self._state_topic)
         committed = consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
         starts: list[TopicPartition] = []
         for tp in committed:
@@ -142,7 +143,7 @@ class Republisher:
         if not missing:
             return
         try:
-            ensure_topics(self._bootstrap, dict.fromkeys(missing, self._feed_partitions))
+            ensure_topics(self._kafka, dict.fromkeys(missing, self._feed_partitions))
             self._topics |= missing
         except KafkaUnavailable as exc:  # tried again at the next refresh
             log.warning("cannot create feed topics %s: %s", sorted(missing), exc)
@@ -351,7 +352,7 @@ class Republisher:
             wanted = [r for r in routes if r.start_mode == "snapshot"]
             if wanted:
                 states = latest_states(
-                    self._bootstrap, self._validated, partition, start, {r.dataset for r in wanted}
+                    self._kafka, self._validated, partition, start, {r.dataset for r in wanted}
                 )
                 for route in wanted:
                     for event in states:

@@ -18,11 +18,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cityos.kernel.errors import KafkaUnavailable
 from cityos.kernel.kafka import check_consume_error
+from cityos.kernel.kafka_access import KafkaAccess
 from services.feeds.transform import Event, dataset_of, decode
 
 
 def latest_states(
-    bootstrap: str,
+    kafka: KafkaAccess,
     topic: str,
     partition: int,
     end: int,
@@ -37,8 +38,8 @@ def latest_states(
     wanted = {d.encode() for d in datasets}
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"cityos-feeds-snapshot-{uuid.uuid4().hex[:8]}",
+            **kafka.client_config(),
+            "group.id": kafka.reader_group(f"feeds-snapshot-{uuid.uuid4().hex[:8]}"),
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "fetch.max.bytes": 16 * 1024 * 1024,

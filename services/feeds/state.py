@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cityos.kernel.errors import KafkaUnavailable
 from cityos.kernel.kafka import check_consume_error, ensure_topics
+from cityos.kernel.kafka_access import KafkaAccess
 
 Activations = dict[tuple[int, int], int]  # (subscription id, partition) -> first live offset
 
@@ -39,17 +40,17 @@ def parse_state(value: bytes | None) -> tuple[tuple[int, int], int] | None:
         return None
 
 
-def ensure_state_topic(bootstrap: str, topic: str) -> None:
+def ensure_state_topic(kafka: KafkaAccess, topic: str) -> None:
     """One partition, compacted: the latest start record per (subscription, partition) is kept."""
-    ensure_topics(bootstrap, {topic: 1}, compacted=True)
+    ensure_topics(kafka, {topic: 1}, compacted=True)
 
 
-def load_activations(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> Activations:
+def load_activations(kafka: KafkaAccess, topic: str, *, timeout_s: float = 30.0) -> Activations:
     """Every committed activation (read_committed, from the beginning to the end)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"cityos-feeds-state-{uuid.uuid4().hex[:8]}",
+            **kafka.client_config(),
+            "group.id": kafka.reader_group(f"feeds-state-{uuid.uuid4().hex[:8]}"),
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from cityos.kernel.deadletter import parse_verdict
 from cityos.kernel.kafka import headers_list
+from cityos.kernel.kafka_access import KafkaAccess
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,13 @@ class DeadLetterFollower:
     the end (spread over the partitions) on, then everything new."""
 
     def __init__(
-        self, bootstrap: str, topic: str, memory: RecentDeadLetters, *, timeout_s: float = 30
+        self, kafka: KafkaAccess, topic: str, memory: RecentDeadLetters, *, timeout_s: float = 30
     ) -> None:
         self._memory = memory
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
-                "group.id": "cityos-ingest-deadletter-memory",  # required by the client; assign only
+                **kafka.client_config(),
+                "group.id": kafka.reader_group("deadletter-memory"),  # required by the client; assign only
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
             }

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, Gauge, start_http_server
 from cityos.domain.registry.store import bundled_definitions
 from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
+from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
@@ -31,13 +32,14 @@ DEADLETTER_CATCH_UP_S = 20.0
 def serve(settings: Settings) -> None:
     configure_logging()
     schema_set = load_schema_dir(settings.schemas_dir)
+    kafka = kafka_access(settings, Principal.ingest)
     ensure_pipeline_topics(
-        settings.kafka_bootstrap,
+        kafka,
         validated=settings.validated_topic,
         deadletter=settings.deadletter_topic,
         department_topics=[settings.department_topic(department) for department in schema_set.departments],
     )
-    ensure_schema_topic(settings.kafka_bootstrap, settings.schemas_topic)
+    ensure_schema_topic(kafka, settings.schemas_topic)
     metrics = IngestMetrics(REGISTRY)
     metrics.start_series({dataset.id: dataset.department for dataset in schema_set.datasets.values()})
     start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
@@ -50,11 +52,7 @@ def serve(settings: Settings) -> None:
     )
     known_versions.set(registry.version_count)
     recent = RecentDeadLetters(settings.ingest_deadletter_memory)
-    follower = (
-        DeadLetterFollower(settings.kafka_bootstrap, settings.deadletter_topic, recent)
-        if recent.capacity > 0
-        else None
-    )
+    follower = DeadLetterFollower(kafka, settings.deadletter_topic, recent) if recent.capacity > 0 else None
     if follower is not None:
         started = time.monotonic()
         read = follower.catch_up(timeout_s=DEADLETTER_CATCH_UP_S)
@@ -66,14 +64,14 @@ def serve(settings: Settings) -> None:
         )
         metrics.deadletter_memory.set(len(recent))
     service = IngestService(
-        consumer=Consumer(consumer_config(settings.kafka_bootstrap, settings.ingest_group)),
-        producer=Producer(producer_config(settings.kafka_bootstrap)),
+        consumer=Consumer(consumer_config(kafka, settings.ingest_group)),
+        producer=Producer(producer_config(kafka)),
         registry=registry,
         topics=Topics(validated=settings.validated_topic, deadletter=settings.deadletter_topic),
         metrics=metrics,
         known_departments=frozenset(schema_set.departments),
         max_future=timedelta(seconds=settings.max_future_skew_s),
-        schema_follower=SchemaFollower(settings.kafka_bootstrap, settings.schemas_topic),
+        schema_follower=SchemaFollower(kafka, settings.schemas_topic),
         on_schemas_changed=known_versions.set,
         recent_deadletters=recent,
         deadletter_follower=follower,

@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from cityos.kernel.deadletter import REPLAY_OF, Origin, Reason, Verdict, deadletter_headers, fingerprint
+from cityos.kernel.deadletter import (
+    DEPARTMENT,
+    REPLAY_OF,
+    Origin,
+    Reason,
+    Verdict,
+    deadletter_headers,
+    fingerprint,
+)
 from cityos.kernel.events import Decoded, Header, Rejected, decode_event, parse_structured
 from cityos.kernel.validation import ValidatorRegistry, ValidRecord, parse_schema_uri
 
@@ -111,7 +119,11 @@ def route(
         return _deadletter(message, refusal, department, record.dataset_id, schema, topics)
     key = f"{record.dataset_id}/{record.record_key}".encode()
     # The Kafka timestamp is carried over: it stands in for a missing ``time``.
-    out = OutboundMessage(topics.validated, key, value, [], message.timestamp_ms)
+    # The department ingest read the event from (its topic, which only that department may write)
+    # travels along, so the catalog can check the owner again before storing.
+    out = OutboundMessage(
+        topics.validated, key, value, [(DEPARTMENT, department.encode())], message.timestamp_ms
+    )
     return Routed(out, department, record.dataset_id, None)
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cityos.kernel.kafka_access import KafkaAccess, Principal, password_secret_name
+from cityos.kernel.secret_store import read_secret
+from cityos.kernel.settings import Settings
 from tests.support import needs
 from tests.support.stack import Stack
 
@@ -24,6 +27,18 @@ def _service_env(name: str) -> str:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     return _service_env("CITYOS_TEST_KAFKA_BOOTSTRAP")
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_bootstrap: str) -> KafkaAccess:
+    """The test broker's administrator, whose password the broker script generated at first start."""
+    secrets_dir = Settings().secrets_dir
+    password = read_secret(secrets_dir, password_secret_name(Principal.admin))
+    if password is None:
+        needs.unavailable(
+            f"no Kafka administrator password in {secrets_dir}: start the broker with deploy/local/kafka.sh"
+        )
+    return KafkaAccess(kafka_bootstrap, Principal.admin, password)
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +71,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def stack(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    environment = Stack(kafka_bootstrap=kafka_bootstrap, database_url=database_url, log_dir=tmp_path)
+def stack(kafka: KafkaAccess, database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    environment = Stack(kafka=kafka, database_url=database_url, log_dir=tmp_path)
     try:
         yield environment
     finally:

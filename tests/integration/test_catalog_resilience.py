@@ -15,6 +15,7 @@ from cityos.department.outbox import record_event
 from cityos.kernel.db.engine import normalize_url
 from cityos.kernel.db.models import Record
 from cityos.kernel.schemas import schema_uri
+from tests.support.feeds import as_ingest
 from tests.support.stack import Stack, header
 
 
@@ -67,8 +68,16 @@ def test_refused_event_is_dead_lettered_and_an_outage_is_waited_out(stack: Stack
     # PostgreSQL refuses a 400-character record key (the column holds 300); ingest's schemas would
     # never let one through, which is exactly why the catalog must survive it anyway.
     poison = "K" * 400
-    producer.produce(topic, key=f"aed/{poison}".encode(), value=aed_event(poison, "poison"), partition=0)
-    producer.produce(topic, key=b"aed/after", value=aed_event("after", "after"), partition=0)
+    producer.produce(
+        topic,
+        key=f"aed/{poison}".encode(),
+        value=aed_event(poison, "poison"),
+        partition=0,
+        headers=as_ingest(b"aed/"),
+    )
+    producer.produce(
+        topic, key=b"aed/after", value=aed_event("after", "after"), partition=0, headers=as_ingest(b"aed/")
+    )
     assert producer.flush(30) == 0
     assert wait_records(stack.database_url, 1) == 1, stack.log_tail("catalog")
     letters = stack.read(stack.settings.deadletter_topic, until=lambda m: len(m) >= 1)
@@ -81,7 +90,9 @@ def test_refused_event_is_dead_lettered_and_an_outage_is_waited_out(stack: Stack
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
-    producer.produce(topic, key=b"aed/during", value=aed_event("during", "during"), partition=0)
+    producer.produce(
+        topic, key=b"aed/during", value=aed_event("during", "during"), partition=0, headers=as_ingest(b"aed/")
+    )
     assert producer.flush(30) == 0
     deadline = time.monotonic() + 30
     while metric(stack, "cityos_catalog_db_retries_total") == 0 and time.monotonic() < deadline:

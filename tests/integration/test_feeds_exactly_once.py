@@ -100,7 +100,7 @@ def test_kill_9_three_times_loses_and_doubles_no_feed_event(stack: Stack) -> Non
     produce_all(stack, events)
     stack.start("feeds")
     # Progress is the republisher's own: its committed offsets, read as its group (never joining it).
-    progress = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"{stack.prefix}feeds"})
+    progress = Consumer({**stack.kafka.client_config(), "group.id": f"{stack.prefix}feeds"})
     try:
         for fraction in (0.2, 0.5, 0.8):
             wait_for(progress, stack, fraction)
@@ -144,7 +144,7 @@ def uncommitted(stack: Stack, topic: str) -> int:
     transactions that were then aborted -- what read_committed consumers are spared."""
     consumer = Consumer(
         {
-            "bootstrap.servers": stack.kafka_bootstrap,
+            **stack.kafka.client_config(),
             "group.id": f"{stack.prefix}uncommitted",
             "isolation.level": "read_uncommitted",
             "enable.auto.commit": False,

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Message
 
 from cityos.kernel.kafka import MAX_PRODUCE_BYTES
+from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.schemas import schema_uri
 from tests.support.stack import Stack, header, ingest_only
 
@@ -62,8 +63,8 @@ CASES: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.fixture(scope="module")
-def ingest_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with ingest_only(kafka_bootstrap, tmp_path_factory.mktemp("logs"), "fire") as stack:
+def ingest_stack(kafka: KafkaAccess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with ingest_only(kafka, tmp_path_factory.mktemp("logs"), "fire") as stack:
         yield stack
 
 

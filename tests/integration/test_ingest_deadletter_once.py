@@ -88,7 +88,7 @@ def deadletters(stack: Stack, expected: int) -> list[Message]:
 def committed_to_end(stack: Stack) -> bool:
     """Ingest's committed offsets on the department topic have reached its end."""
     topic = stack.settings.department_topic("fire")
-    group = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"{stack.prefix}ingest"})
+    group = Consumer({**stack.kafka.client_config(), "group.id": f"{stack.prefix}ingest"})
     try:
         partitions = list(group.list_topics(topic, timeout=10).topics[topic].partitions)
         positions = group.committed([TopicPartition(topic, p) for p in partitions], timeout=10)

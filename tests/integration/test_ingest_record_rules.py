@@ -16,6 +16,7 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
+from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.schemas import schema_uri
 from tests.support.moves import VALID_MOVE
 from tests.support.stack import Stack, header, ingest_only
@@ -54,8 +55,8 @@ def event(data: dict[str, Any], event_id: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def ingest_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with ingest_only(kafka_bootstrap, tmp_path_factory.mktemp("logs"), "citizens") as stack:
+def ingest_stack(kafka: KafkaAccess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with ingest_only(kafka, tmp_path_factory.mktemp("logs"), "citizens") as stack:
         yield stack
 
 

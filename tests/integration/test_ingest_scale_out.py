@@ -37,7 +37,7 @@ def assigned(port: int) -> float:
 
 def department_partitions(stack: Stack) -> int:
     """Partitions of every department topic of this stack, as the broker reports them."""
-    topics = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=10).topics
+    topics = AdminClient(stack.kafka.client_config()).list_topics(timeout=10).topics
     pattern = re.compile(stack.settings.department_topic_pattern)
     return sum(len(meta.partitions) for name, meta in topics.items() if pattern.match(name))
 

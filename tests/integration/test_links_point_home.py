@@ -11,6 +11,7 @@ from urllib.parse import urldefrag, urlencode, urljoin
 import httpx
 from rdflib import Graph, URIRef
 
+from cityos.kernel.kafka_access import KafkaAccess
 from tests.support.publish import (
     SITES_ID,
     events,
@@ -121,7 +122,8 @@ def test_every_link_answers_from_a_stack_on_another_port(tmp_path: Path) -> None
     )
     # Only the publish process runs: it reads the catalog and never touches Kafka.
     stack = Stack(
-        kafka_bootstrap="127.0.0.1:9",
+        kafka=KafkaAccess("127.0.0.1:9", "nobody", "unused"),
+        provision=False,
         database_url=database_url,
         log_dir=tmp_path,
         extra_env={"CITYOS_PUBLIC_BASE_URL": "", "CITYOS_PUBLISH_ANONYMOUS_RATE_PER_MINUTE": "100000"},

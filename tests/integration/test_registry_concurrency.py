@@ -16,12 +16,13 @@ from cityos.domain.registry.store import Evaluation, versions_of
 from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import producer_config
+from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import REPO_ROOT
 from services.catalog.store import sync_schema_set
 
 
-def test_concurrent_registrations(database_url: str, kafka_bootstrap: str) -> None:
+def test_concurrent_registrations(database_url: str, kafka: KafkaAccess) -> None:
     schema_set = load_schema_dir(REPO_ROOT / "schemas")
     migrate(database_url)
     engine = make_engine(database_url)
@@ -29,7 +30,7 @@ def test_concurrent_registrations(database_url: str, kafka_bootstrap: str) -> No
     with sessions.begin() as session:
         sync_schema_set(session, schema_set=schema_set)
     topic = f"t{uuid.uuid4().hex[:10]}.cityos.schemas"
-    ensure_schema_topic(kafka_bootstrap, topic)
+    ensure_schema_topic(kafka, topic)
 
     def candidate(field: str) -> dict[str, Any]:
         document = copy.deepcopy(schema_set.latest("aed").document)
@@ -41,7 +42,7 @@ def test_concurrent_registrations(database_url: str, kafka_bootstrap: str) -> No
     start = threading.Barrier(2)
 
     def run(field: str) -> None:
-        producer = Producer(producer_config(kafka_bootstrap))
+        producer = Producer(producer_config(kafka))
         start.wait()
         results[field] = register(
             sessions,
@@ -70,7 +71,7 @@ def test_concurrent_registrations(database_url: str, kafka_bootstrap: str) -> No
         )
         with sessions() as session:
             assert [row.version for row in versions_of(session, "aed")] == [1, 2]
-        follower = SchemaFollower(kafka_bootstrap, topic)
+        follower = SchemaFollower(kafka, topic)
         seen = [change.uri for change in follower.poll(timeout_s=5)]
         follower.close()
         assert seen == [schema_uri("aed", 2)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.settings import REPO_ROOT
 from tests.support import needs
 from tests.support.fixtures_path import FIXTURES
@@ -42,11 +43,11 @@ def _step_id(step: Step) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(kafka: KafkaAccess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """What `make up` starts: the four services on SQLite, with the demo events sent."""
     folder = tmp_path_factory.mktemp("walkthrough")
     environment = Stack(
-        kafka_bootstrap=kafka_bootstrap,
+        kafka=kafka,
         database_url=f"sqlite:///{folder / 'cityos.db'}",
         log_dir=folder,
     )

@@ -11,17 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import database_url, kafka_bootstrap, pg_url, stack
+from cityos.kernel.kafka_access import KafkaAccess
+from tests.integration.conftest import database_url, kafka, kafka_bootstrap, pg_url, stack
 from tests.support.stack import Stack
 
-__all__ = ["database_url", "kafka_bootstrap", "pg_url", "sqlite_stack", "stack"]
+__all__ = ["database_url", "kafka", "kafka_bootstrap", "pg_url", "sqlite_stack", "stack"]
 
 
 @pytest.fixture
-def sqlite_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    environment = Stack(
-        kafka_bootstrap=kafka_bootstrap, database_url=f"sqlite:///{tmp_path / 'catalog.db'}", log_dir=tmp_path
-    )
+def sqlite_stack(kafka: KafkaAccess, tmp_path: Path) -> Iterator[Stack]:
+    environment = Stack(kafka=kafka, database_url=f"sqlite:///{tmp_path / 'catalog.db'}", log_dir=tmp_path)
     try:
         yield environment
     finally:

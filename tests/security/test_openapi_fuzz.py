@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from cityos.kernel.kafka_access import KafkaAccess
 from tests.support.stack import Stack
 
 EXAMPLES = int(os.environ.get("CITYOS_FUZZ_EXAMPLES", "50"))
@@ -43,10 +44,10 @@ SKIPPED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def fuzz_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def fuzz_stack(kafka: KafkaAccess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     environment = Stack(
-        kafka_bootstrap=kafka_bootstrap,
+        kafka=kafka,
         database_url=f"sqlite:///{folder / 'catalog.db'}",
         log_dir=folder,
         extra_env=UNTHROTTLED,

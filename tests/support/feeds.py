@@ -3,6 +3,7 @@ or a department, validated-topic events, and reading a feed as its department wo
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,9 @@ import orjson
 from confluent_kafka import Message, Producer
 
 from cityos.department.outbox import record_event
-from cityos.kernel.schemas import schema_uri
+from cityos.kernel.deadletter import DEPARTMENT
+from cityos.kernel.schemas import load_schema_dir, schema_uri
+from cityos.kernel.settings import Settings
 from tests.support.stack import Stack, header
 
 
@@ -87,10 +90,23 @@ def validated_event(
     return f"{dataset}/{record[key_field]}".encode(), value
 
 
+@functools.cache
+def _owners() -> dict[str, str]:
+    return {d.id: d.department for d in load_schema_dir(Settings().schemas_dir).datasets.values()}
+
+
+def as_ingest(key: bytes) -> list[tuple[str, str | bytes]]:
+    """The headers ingest puts on a validated event keyed ``<dataset>/<record>``: the department it
+    read the event from (the owner's), which the catalog checks before storing."""
+    dataset = key.decode().partition("/")[0]
+    return [(DEPARTMENT, _owners()[dataset].encode())]
+
+
 def produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    """Produce as ingest would to the validated topic (with its headers), waiting while the queue is full."""
     while True:
         try:
-            producer.produce(topic, key=key, value=value)
+            producer.produce(topic, key=key, value=value, headers=as_ingest(key))
             return
         except BufferError:
             producer.poll(0.05)

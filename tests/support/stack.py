@@ -1,7 +1,9 @@
 """Real services as real processes for integration tests: start, kill -9, restart, read topics.
 
 Every test stack gets its own topic prefix, consumer groups, ports and database, so tests share
-one broker without seeing each other's events.
+one broker without seeing each other's events. The broker authenticates and authorizes as in
+production: each stack is set up by `setup_kafka` for its prefix (the platform's ACL table), its
+services run as their own principals, and the test itself acts as the Kafka administrator.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from sqlalchemy.orm import Session
 
 from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.domain.kafka_setup import setup_kafka
 from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.events import header_text
-from cityos.kernel.kafka import ensure_topics, headers_list, producer_config
+from cityos.kernel.kafka import ensure_topics, headers_list, producer_config, reader_config
+from cityos.kernel.kafka_access import KafkaAccess
+from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import REPO_ROOT, Settings
 
 SERVICES = ("ingest", "catalog", "publish", "feeds")
@@ -61,7 +66,7 @@ def free_port() -> int:
 class Stack:
     """The three services of one isolated environment."""
 
-    kafka_bootstrap: str
+    kafka: KafkaAccess  # the administrator: tests read and write any topic
     database_url: str
     log_dir: Path
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
@@ -85,12 +90,28 @@ class Stack:
         """``Authorization`` with ``admin_token``: every catalog route but the probes needs it."""
         return {"Authorization": f"Bearer {self.admin_token}"}
 
+    secrets_dir: Path = field(default_factory=lambda: Settings().secrets_dir)
+    # False: the test sets Kafka up itself (or means to show what happens when nobody did).
+    provision: bool = True
+
+    def __post_init__(self) -> None:
+        if self.provision:
+            departments = load_schema_dir(self.service_settings.schemas_dir).departments.values()
+            setup_kafka(
+                self.service_settings, [(d.id, d.kafka_principal) for d in departments], admin=self.kafka
+            )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap
+
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
-                "CITYOS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "CITYOS_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+                "CITYOS_SECRETS_DIR": str(self.secrets_dir),
                 "CITYOS_DATABASE_URL": self.database_url,
                 "CITYOS_TOPIC_PREFIX": self.prefix,
                 "CITYOS_INGEST_GROUP": f"{self.prefix}ingest",
@@ -107,9 +128,23 @@ class Stack:
         return env
 
     @property
-    def settings(self) -> Settings:
+    def service_settings(self) -> Settings:
+        """What the stack's services run with (each as its own Kafka principal)."""
         return Settings(
-            kafka_bootstrap=self.kafka_bootstrap, database_url=self.database_url, topic_prefix=self.prefix
+            kafka_bootstrap=self.kafka.bootstrap,
+            database_url=self.database_url,
+            topic_prefix=self.prefix,
+            secrets_dir=self.secrets_dir,
+            ingest_group=f"{self.prefix}ingest",
+            catalog_group=f"{self.prefix}catalog",
+            feeds_group=f"{self.prefix}feeds",
+        )
+
+    @property
+    def settings(self) -> Settings:
+        """The stack's settings for the test's own clients: every Kafka client acts as the administrator."""
+        return self.service_settings.model_copy(
+            update={"kafka_username": self.kafka.username, "kafka_password": self.kafka.password}
         )
 
     def url(self, service: str, path: str = "") -> str:
@@ -180,12 +215,10 @@ class Stack:
 
     # --- Kafka helpers -------------------------------------------------------------------
     def create_department_topics(self, *departments: str, partitions: int = 3) -> None:
-        ensure_topics(
-            self.kafka_bootstrap, {self.settings.department_topic(d): partitions for d in departments}
-        )
+        ensure_topics(self.kafka, {self.settings.department_topic(d): partitions for d in departments})
 
     def producer(self) -> Producer:
-        return Producer(producer_config(self.kafka_bootstrap))
+        return Producer(producer_config(self.kafka))
 
     def read(
         self,
@@ -195,15 +228,7 @@ class Stack:
         timeout_s: float = 60,
     ) -> list[Message]:
         """Read a topic from the beginning until ``until(messages)`` holds or the time is up."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.kafka_bootstrap,
-                "group.id": f"{self.prefix}reader-{uuid.uuid4().hex[:6]}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-            }
-        )
+        consumer = Consumer(reader_config(self.kafka, f"{self.prefix}reader-{uuid.uuid4().hex[:6]}"))
         messages: list[Message] = []
         try:
             metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -228,11 +253,9 @@ def with_header(messages: Iterable[Message], name: str, value: str) -> list[Mess
 
 
 @contextmanager
-def ingest_only(kafka_bootstrap: str, logs: Path, *departments: str) -> Iterator[Stack]:
+def ingest_only(kafka: KafkaAccess, logs: Path, *departments: str) -> Iterator[Stack]:
     """A stack running ingest alone on the departments' topics: what ingest produces is the whole answer."""
-    stack = Stack(
-        kafka_bootstrap=kafka_bootstrap, database_url=f"sqlite:///{logs / 'unused.db'}", log_dir=logs
-    )
+    stack = Stack(kafka=kafka, database_url=f"sqlite:///{logs / 'unused.db'}", log_dir=logs)
     stack.create_department_topics(*departments)
     stack.start("ingest")
     try:

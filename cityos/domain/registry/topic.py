@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from cityos.kernel.errors import DeliveryFailed
 from cityos.kernel.kafka import ensure_topics
+from cityos.kernel.kafka_access import KafkaAccess
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,9 @@ class SchemaChange:
         )
 
 
-def ensure_schema_topic(bootstrap: str, topic: str) -> None:
+def ensure_schema_topic(kafka: KafkaAccess, topic: str) -> None:
     """One partition (one total order of versions), compacted (the latest message per URI stays)."""
-    ensure_topics(bootstrap, {topic: 1}, compacted=True)
+    ensure_topics(kafka, {topic: 1}, compacted=True)
 
 
 def publish_changes(
@@ -73,11 +74,13 @@ def publish_changes(
 class SchemaFollower:
     """Reads the schema topic from the beginning, then whatever arrives; never blocks the caller."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: KafkaAccess, topic: str) -> None:
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
-                "group.id": "cityos-schema-follower",  # required by the client; never used (assign only)
+                **kafka.client_config(),
+                "group.id": kafka.reader_group(
+                    "schema-follower"
+                ),  # required by the client; never used (assign only)
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
             }

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from cityos.domain import grants as admin
 from cityos.domain.access import Caller, CallerKind
-from cityos.domain.acls import acl_specs, to_binding
+from cityos.domain.acls import TopicLayout, acl_specs, to_binding
 from cityos.kernel.events import TYPE_DELETED
+from cityos.kernel.settings import Settings
 from services.feeds.policy import Route, load_policy
 from services.feeds.state import parse_state, state_key, state_value
 from services.feeds.transform import Outcome, dataset_of, decode, headers, matches, render
@@ -135,18 +136,14 @@ def test_policy_routes_follow_grants_and_projections(engine: Engine) -> None:
 
 def test_acl_bindings_per_department_and_for_the_republisher() -> None:
     specs = acl_specs(
-        [("fire", "User:dept-fire"), ("nobody", None)],
-        topic_prefix="p.",
-        validated_topic="p.cityos.validated",
-        feeds_group="cityos-feeds",
-        feeds_transactional_id_prefix="p.cityos-feeds",
-        state_topic="p.cityos.feeds.state",
+        [("fire", "User:dept-fire"), ("water", None)], TopicLayout.of(Settings(topic_prefix="p."))
     )
     lines = [spec.line() for spec in specs]
     assert "ALLOW User:dept-fire READ TOPIC PREFIXED:p.feed.fire." in lines
     assert "ALLOW User:dept-fire WRITE TOPIC LITERAL:p.dept.fire.events" in lines
     assert "ALLOW User:cityos-feeds WRITE TRANSACTIONAL_ID PREFIXED:p.cityos-feeds" in lines
-    assert not any("nobody" in line for line in lines)
+    # A department without a configured principal gets the default one.
+    assert "ALLOW User:dept-water WRITE TOPIC LITERAL:p.dept.water.events" in lines
     # A department never gets anything on another department's feeds or on the validated topic.
     fire = [s for s in specs if s.principal == "User:dept-fire"]
     assert all(s.name.startswith(("p.feed.fire.", "p.dept.fire.")) for s in fire)

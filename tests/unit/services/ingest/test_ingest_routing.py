@@ -63,7 +63,8 @@ def test_valid_event_goes_to_validated_topic_keyed_by_dataset_and_record(registr
     assert routed.outbound.key == b"aed/1"
     assert routed.outbound.value == message(aed_event()).value, "structured events pass through unchanged"
     assert routed.outbound.timestamp_ms == 1_764_244_800_000
-    assert routed.outbound.headers == []
+    # Only the department it was read from travels along: the catalog checks the owner again.
+    assert headers(routed) == {"cityos_department": "fire"}
     assert (routed.department, routed.dataset) == ("fire", "aed")
 
 
