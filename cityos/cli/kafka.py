@@ -56,7 +56,9 @@ def credential(
     rotate: Annotated[
         bool, typer.Option("--rotate", help="replace the password (the old one stops working)")
     ] = False,
-    python: Annotated[bool, typer.Option("--python", help="also print a Python producer snippet")] = True,
+    python: Annotated[
+        bool, typer.Option("--python/--no-python", help="also print a Python producer snippet")
+    ] = True,
 ) -> None:
     """Issue a department's Kafka credential and print the client configuration it needs."""
     from cityos.domain.kafka_setup import issue_department_credential, librdkafka_properties, python_snippet
