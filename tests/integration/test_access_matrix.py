@@ -116,7 +116,7 @@ def test_every_cell_of_the_access_matrix(stack: Stack, tmp_path: Path) -> None:
             key, value = validated_event(
                 dataset, record_for(dataset, number), RECORD_KEYS[dataset], f"mx-{dataset}-{number}"
             )
-            produce(producer, stack.settings.validated_topic, key, value)
+            produce(producer, stack.settings.validated_topic, key, value, department=DATASETS[dataset][1])
     assert producer.flush(30) == 0
     wait_for_catalog(stack)
 

@@ -95,18 +95,20 @@ def _owners() -> dict[str, str]:
     return {d.id: d.department for d in load_schema_dir(Settings().schemas_dir).datasets.values()}
 
 
-def as_ingest(key: bytes) -> list[tuple[str, str | bytes]]:
+def as_ingest(key: bytes, department: str | None = None) -> list[tuple[str, str | bytes]]:
     """The headers ingest puts on a validated event keyed ``<dataset>/<record>``: the department it
-    read the event from (the owner's), which the catalog checks before storing."""
+    read the event from (``department``, else the bundled dataset's owner), which the catalog checks."""
     dataset = key.decode().partition("/")[0]
-    return [(DEPARTMENT, _owners()[dataset].encode())]
+    return [(DEPARTMENT, (department or _owners()[dataset]).encode())]
 
 
-def produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+def produce(
+    producer: Producer, topic: str, key: bytes, value: bytes, *, department: str | None = None
+) -> None:
     """Produce as ingest would to the validated topic (with its headers), waiting while the queue is full."""
     while True:
         try:
-            producer.produce(topic, key=key, value=value, headers=as_ingest(key))
+            producer.produce(topic, key=key, value=value, headers=as_ingest(key, department))
             return
         except BufferError:
             producer.poll(0.05)
