@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.kafka_access import Principal, kafka_access
@@ -80,7 +81,7 @@ def serve(settings: Settings) -> None:
     sessions = session_factory(make_engine(settings.database_url))
     kafka = kafka_access(settings, Principal.feeds)
     ensure_pipeline_topics(kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic)
-    metrics = FeedsMetrics(REGISTRY)
+    metrics = FeedsMetrics(REGISTRY, PublicDatasetLabels(sessions))  # /metrics names public data only
     republisher = Republisher(
         consumer=Consumer(feeds_consumer_config(settings)),
         producer=Producer(feeds_producer_config(settings)),

@@ -2,20 +2,27 @@
 
 The ``subscription`` label is ``<department>.<dataset>``: at most one active subscription per
 pair, so the label is bounded by departments x datasets (both from ``schemas/``), never by
-records or requests.
+records or requests. ``/metrics`` is unauthenticated, so a dataset that is not public is named
+``non-public`` there (``<department>.non-public``): departments are public, what they share is not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cityos.domain.metric_labels import NON_PUBLIC
 from services.feeds.transform import Outcome
 
 _TXN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class FeedsMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, dataset_label: Callable[[str], str] = lambda _dataset: NON_PUBLIC
+    ) -> None:
+        self._dataset_label = dataset_label
         self.events = Counter(
             "cityos_feeds_events",
             "Validated events per subscription and outcome: delivered, filtered (out by the "
@@ -58,7 +65,13 @@ class FeedsMetrics:
         for outcome in ("committed", "aborted"):
             self.transactions.labels(outcome)
 
-    def start_series(self, label: str) -> None:
+    def subscription(self, route_label: str) -> str:
+        """The label value of a subscription ``<department>.<dataset>``, its dataset folded unless public."""
+        department, _, dataset = route_label.partition(".")
+        return f"{department}.{self._dataset_label(dataset)}"
+
+    def start_series(self, route_label: str) -> None:
+        label = self.subscription(route_label)
         for outcome in Outcome:
             self.events.labels(label, str(outcome))
         self.snapshot_records.labels(label)

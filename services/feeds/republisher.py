@@ -336,9 +336,9 @@ class Republisher:
         self._metrics.transactions.labels("committed").inc()
         self._metrics.transaction_seconds.observe(time.monotonic() - started)
         for (label, kind), count in counts.items():
-            self._metrics.events.labels(label, kind).inc(count)
+            self._metrics.events.labels(self._metrics.subscription(label), kind).inc(count)
         for label, count in snapshots.items():
-            self._metrics.snapshot_records.labels(label).inc(count)
+            self._metrics.snapshot_records.labels(self._metrics.subscription(label)).inc(count)
 
     def _activate(self, pending: list[tuple[Route, int]], snapshots: Counter[str]) -> Activations:
         """Start feeds at the current positions: snapshot (if asked) and start record, in the
