@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -24,7 +24,7 @@ from cityos.kernel.deadletter import DEPARTMENT, Origin, Reason, Verdict, deadle
 from cityos.kernel.events import ValidatedEvent, header_text, parse_event_time
 from cityos.kernel.kafka import headers_list
 from cityos.kernel.validation import parse_schema_uri
-from services.catalog.admission import admit
+from services.catalog.admission import DataValidators, admit
 from services.catalog.metrics import CatalogMetrics
 from services.catalog.store import BatchResult, admission_facts, apply_batch
 
@@ -98,6 +98,7 @@ class CatalogConsumer:
         batch_size: int = 500,
         batch_timeout_s: float = 0.2,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_bundle: Mapping[str, Any] | None = None,
     ) -> None:
         self._consumer = consumer
         self._deadletter = deadletter
@@ -107,6 +108,8 @@ class CatalogConsumer:
         self._batch_size = batch_size
         self._batch_timeout_s = batch_timeout_s
         self._clock = clock
+        # Every upsert is checked against its registered schema again before it is stored.
+        self._validators = DataValidators(schema_bundle or {})
         self.applied = 0
         self._stop = threading.Event()
 
@@ -175,12 +178,13 @@ class CatalogConsumer:
         """The events the catalog may store; the others are dead-lettered with the reason."""
         if not pairs:
             return pairs
-        facts = self._retrying(
-            lambda session: admission_facts(session, {event.dataset_id for event, _ in pairs})
-        )
+        datasets = {event.dataset_id for event, _ in pairs}
+        facts = self._retrying(lambda session: admission_facts(session, datasets, self._validators))
         departments = [header_text(headers_list(message.headers()), DEPARTMENT) for _, message in pairs]
         admitted, refused = admit(
-            [(event, dep) for (event, _), dep in zip(pairs, departments, strict=True)], facts
+            [(event, dep) for (event, _), dep in zip(pairs, departments, strict=True)],
+            facts,
+            self._validators,
         )
         for position, why in refused.items():
             self._reject(pairs[position][1], why.detail, reason=why.reason, outcome="refused")

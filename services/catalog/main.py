@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY
 
 from cityos.domain.metric_labels import PublicDatasetLabels
+from cityos.domain.registry.store import bundled_definitions
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.kafka_access import Principal, kafka_access
@@ -54,6 +55,7 @@ def serve(settings: Settings) -> None:
         metrics=metrics,
         batch_size=settings.catalog_batch_size,
         batch_timeout_s=settings.catalog_batch_timeout_s,
+        schema_bundle=bundled_definitions(settings.schemas_dir),
     )
     consumer.subscribe(settings.validated_topic)
     stop = stop_on_signals()

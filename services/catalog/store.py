@@ -29,7 +29,7 @@ from cityos.kernel.errors import SchemaError
 from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.jsonutil import json_equal
 from cityos.kernel.timeutil import require_aware
-from services.catalog.admission import AdmissionFacts
+from services.catalog.admission import AdmissionFacts, DataValidators
 from services.catalog.batch_plan import (
     BatchPlan,
     BatchResult,
@@ -288,21 +288,26 @@ def _dataset_metas(session: Session, dataset_ids: Collection[str]) -> dict[str, 
     return metas
 
 
-def admission_facts(session: Session, dataset_ids: Collection[str]) -> AdmissionFacts:
-    """Owners, releases and registered schema versions of ``dataset_ids`` (two small queries)."""
+def admission_facts(
+    session: Session, dataset_ids: Collection[str], validators: DataValidators
+) -> AdmissionFacts:
+    """Owners, releases, record-key fields and registered schema versions of ``dataset_ids``; versions
+    ``validators`` has not compiled yet are compiled from their registered documents."""
     from cityos.kernel.db.release_models import Release
 
     owners: dict[str, str] = {}
+    record_keys: dict[str, str] = {}
     releases: set[str] = set()
     versions: set[tuple[str, int]] = set()
     for chunk in _chunks(sorted(dataset_ids)):
         rows = session.execute(
-            select(Dataset.id, Dataset.department_id, Release.id)
+            select(Dataset.id, Dataset.department_id, Dataset.record_key, Release.id)
             .outerjoin(Release, Release.dataset_id == Dataset.id)
             .where(Dataset.id.in_(chunk))
         )
-        for dataset_id, department_id, release_id in rows:
+        for dataset_id, department_id, key_field, release_id in rows:
             owners[dataset_id] = department_id
+            record_keys[dataset_id] = key_field
             if release_id is not None:
                 releases.add(dataset_id)
         registered = session.execute(
@@ -311,7 +316,28 @@ def admission_facts(session: Session, dataset_ids: Collection[str]) -> Admission
             )
         )
         versions.update((dataset_id, version) for dataset_id, version in registered)
-    return AdmissionFacts(owners=owners, releases=frozenset(releases), versions=frozenset(versions))
+    for dataset_id, version in sorted(validators.missing(versions)):
+        row = session.execute(
+            select(SchemaVersionRow.uri, SchemaVersionRow.document).where(
+                SchemaVersionRow.dataset_id == dataset_id, SchemaVersionRow.version == version
+            )
+        ).one()
+        wanted = validators.needed_refs(row.uri, row.document)
+        referenced = (
+            dict(
+                session.execute(
+                    select(SchemaVersionRow.uri, SchemaVersionRow.document).where(
+                        SchemaVersionRow.uri.in_(wanted)
+                    )
+                ).tuples()
+            )
+            if wanted
+            else {}
+        )
+        validators.add((dataset_id, version), row.uri, row.document, referenced)
+    return AdmissionFacts(
+        owners=owners, releases=frozenset(releases), versions=frozenset(versions), record_keys=record_keys
+    )
 
 
 def _read_snapshot(session: Session, events: Sequence[ValidatedEvent]) -> BatchSnapshot:
