@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
@@ -157,6 +158,11 @@ def _dataset_issues(
     return issues
 
 
+# Subschemas of one version: the largest bundled schema has under a hundred; thousands is a mistake or
+# an attack (each costs the lint and the compatibility check about a millisecond).
+MAX_SUBSCHEMAS = 2000
+
+
 def lint_schema(
     document: Any,
     *,
@@ -167,6 +173,11 @@ def lint_schema(
     """Every lint finding of ``document`` (empty: it passes)."""
     if not isinstance(document, dict):
         return [_issue([], "object_schema")]
+    size = sum(1 for _ in islice(subschemas(document), MAX_SUBSCHEMAS + 1))
+    if size > MAX_SUBSCHEMAS:
+        # Every rule below walks the schema; a candidate this large is refused before any of them,
+        # so one request cannot keep the registry busy for seconds.
+        return [_issue([], "schema_size", detail=f"more than {MAX_SUBSCHEMAS}", limit=MAX_SUBSCHEMAS)]
     issues = _header_issues(document, uri)
     unusable_patterns = _pattern_issues(document)
     if unusable_patterns:

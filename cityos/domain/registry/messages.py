@@ -145,6 +145,12 @@ LINT: Final[dict[str, tuple[str, str]]] = {
         "$ref {detail} cannot be resolved offline.",
         "$ref {detail} をオフラインで解決できません。",
     ),
+    "schema_size": (
+        "The schema has {detail} subschemas; at most {limit} are accepted (split the dataset, or share "
+        "definitions through $ref).",
+        "スキーマのサブスキーマが {detail} 個あります。上限は {limit} 個です（データセットを分けるか、"
+        "$ref で定義を共有してください）。",
+    ),
     "pattern_supported": (
         "This regular expression cannot be used: {detail}. Patterns run on a linear-time engine (RE2): "
         "backreferences (\\1) and lookaround ((?=…), (?!…), (?<=…), (?<!…)) are not supported.",

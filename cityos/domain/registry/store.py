@@ -186,7 +186,9 @@ def evaluate(
     resources = {**(bundle or {}), **registered_documents(session)}
     evaluation = Evaluation(dataset_id, chosen, version, uri, candidate)
     evaluation.lint = lint_schema(candidate, uri=uri, meta=meta, resources=resources)
-    if not any(issue.rule in ("valid_schema", "pattern_supported") for issue in evaluation.lint):
+    if not any(
+        issue.rule in ("valid_schema", "pattern_supported", "schema_size") for issue in evaluation.lint
+    ):
         previous = [(row.version, row.document) for row in rows]
         evaluation.incompatibilities = check_mode(
             chosen, candidate, previous, resources=resources, candidate_label=f"v{version}"

@@ -70,3 +70,18 @@ def test_a_pattern_no_engine_runs_matches_nothing_in_the_comparison() -> None:
     reader = aed()
     reader["properties"]["aa"] = {"type": "string", "maxLength": 5}
     assert reader_problems(writer, reader) == []
+
+
+def test_a_candidate_with_thousands_of_subschemas_is_refused_before_any_other_rule() -> None:
+    from cityos.domain.registry.lint import MAX_SUBSCHEMAS
+
+    huge = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "maxLength": 10} for i in range(MAX_SUBSCHEMAS + 5)},
+    }
+    started = time.perf_counter()
+    issues = lint_schema(huge)
+    assert [issue.rule for issue in issues] == ["schema_size"]
+    assert time.perf_counter() - started < 0.5
+    assert "上限" in issues[0].ja
