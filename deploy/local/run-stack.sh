@@ -71,7 +71,7 @@ cat <<URLS
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
   CKAN action API   http://127.0.0.1:$PUBLISH_PORT/api/3/action/package_list
   DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
-  catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets
+  catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets   (credential: .venv/bin/cityos admins issue NAME)
   metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics
   feeds             .venv/bin/cityos subscriptions create DATASET DEPARTMENT   (docs/feeds.md)
   import a CSV      .venv/bin/cityos import-csv FILE --dataset aed
