@@ -1,5 +1,5 @@
-# One image for the three CityOS services; docker-compose.yml picks the service with
-# `cityos serve ingest|catalog|publish`.
+# One image for the four CityOS services and the operator's commands; docker-compose.yml picks the
+# service with `cityos serve ingest|catalog|publish|feeds` and runs `cityos kafka setup` with it.
 FROM python:3.11-slim
 
 # CITYOS_SCHEMAS_DIR: once installed into site-packages, the package cannot find the repository's
@@ -16,9 +16,11 @@ COPY pyproject.toml README.md ./
 COPY cityos ./cityos
 COPY services ./services
 COPY schemas ./schemas
+# uid and gid 10001, both fixed: docker-compose.yml hands the secrets volumes to exactly this owner.
 RUN pip install . \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin cityos
+    && groupadd --system --gid 10001 cityos \
+    && useradd --system --uid 10001 --gid cityos --home-dir /app --shell /usr/sbin/nologin cityos
 
 USER cityos
-EXPOSE 8000 8001 8002
+EXPOSE 8000 8001 8002 8003
 CMD ["cityos", "--help"]

@@ -7,18 +7,28 @@ No Docker needed: the file is checked against the official Compose Specification
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from jsonschema import Draft7Validator
 
+from cityos.kernel.settings import REPO_ROOT
+from tests.support.deploy_files import COMPOSE_FILE
 from tests.support.fixtures_path import FIXTURES
 
 COMPOSE_SPEC = FIXTURES / "compose-spec" / "compose-spec.json"
 
 APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002, "feeds": 8003}
-REQUIRED_ENV = ("CITYOS_KAFKA_BOOTSTRAP", "CITYOS_DATABASE_URL")
+REQUIRED_ENV = ("CITYOS_KAFKA_BOOTSTRAP", "CITYOS_DATABASE_URL", "CITYOS_SECRETS_DIR")
+INIT_SECRETS = REPO_ROOT / "deploy" / "compose" / "init-secrets.sh"
+# What cityos.kernel.secret_store writes: 32 random bytes, URL-safe base64 without padding.
+SECRET_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # Inside a container the services must listen on all interfaces; the settings default to 127.0.0.1.
 BIND_ENV = {
     "publish": "CITYOS_PUBLISH_HOST",
@@ -142,3 +152,154 @@ def test_prometheus_mounts_the_repository_config(compose: dict[str, Any]) -> Non
         str(v).startswith("./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml")
         for v in volumes
     )
+
+
+# --- Kafka is secured as in production: SASL/SCRAM, ACLs, generated secrets -------------------------
+
+
+def _kafka_env(compose: dict[str, Any]) -> dict[str, str]:
+    return _environment(compose["services"]["kafka"])
+
+
+def _listener_map(env: dict[str, str]) -> dict[str, str]:
+    return dict(entry.split(":", 1) for entry in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+
+
+def _listener_names(value: str) -> set[str]:
+    return {listener.split("://", 1)[0] for listener in value.split(",")}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (volume name or host path) of the service's short-form mounts."""
+    mounts: dict[str, str] = {}
+    for entry in service.get("volumes", []):
+        source, target, *_ = str(entry).split(":")
+        mounts[target] = source
+    return mounts
+
+
+def test_every_kafka_listener_authenticates(compose: dict[str, Any]) -> None:
+    env = _kafka_env(compose)
+    protocols = _listener_map(env)
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, protocols
+    assert _listener_names(env["KAFKA_LISTENERS"]) == set(protocols)
+    assert _listener_names(env["KAFKA_ADVERTISED_LISTENERS"]) <= set(protocols)
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in protocols
+    # The controller listener alone takes PLAIN (KRaft controllers cannot read SCRAM credentials yet).
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert env["KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL"] == "PLAIN"
+    assert env[f"KAFKA_LISTENER_NAME_{controller}_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    assert controller not in _listener_names(env["KAFKA_ADVERTISED_LISTENERS"])
+
+
+def test_kafka_denies_what_no_acl_allows(compose: dict[str, Any]) -> None:
+    env = _kafka_env(compose)
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:admin;User:controller"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_kafka_host_port_is_loopback_only(compose: dict[str, Any]) -> None:
+    ports = [str(entry) for entry in compose["services"]["kafka"]["ports"]]
+    assert ports and all(entry.startswith("127.0.0.1:") for entry in ports), ports
+
+
+def test_no_kafka_password_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8").lower()
+    assert "sasl.jaas.config" not in text
+    assert "password=" not in text
+    for name, service in compose["services"].items():
+        for key in _environment(service):
+            assert not re.search(r"KAFKA.*(PASSWORD|JAAS)|(PASSWORD|JAAS).*KAFKA", key), (name, key)
+
+
+def test_kafka_healthcheck_authenticates(compose: dict[str, Any]) -> None:
+    test = compose["services"]["kafka"]["healthcheck"]["test"]
+    command = " ".join(test[1:]) if isinstance(test, list) else str(test)
+    assert "--command-config" in command
+    assert "/tmp/cityos-kafka/admin.properties" in command
+
+
+def test_start_up_order_sets_kafka_up_before_any_service(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["kafka"]["depends_on"]["secrets"]["condition"] == "service_completed_successfully"
+    assert services["kafka-setup"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in APP_SERVICES:
+        dependency = services[name]["depends_on"].get("kafka-setup")
+        assert dependency == {"condition": "service_completed_successfully"}, name
+    # A one-shot that restarts would run again and again ("unless-stopped" restarts after exit 0).
+    for name in ("secrets", "kafka-setup"):
+        assert services[name]["restart"] == "no", name
+
+
+def test_only_the_set_up_steps_hold_the_administrator_password(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    setup = services["kafka-setup"]
+    assert _mounts(setup)[_environment(setup)["CITYOS_SECRETS_DIR"]] == "operator-secrets"
+    assert _mounts(services["kafka"]).get("/etc/kafka/secrets") == "broker-secrets"
+    for name in APP_SERVICES:
+        mounts = _mounts(services[name])
+        assert mounts[_environment(services[name])["CITYOS_SECRETS_DIR"]] == "service-secrets", name
+        assert "operator-secrets" not in mounts.values(), name
+    holders = {name for name, service in services.items() if "operator-secrets" in _mounts(service).values()}
+    assert holders == {"secrets", "kafka-setup"}
+    assert {"operator-secrets", "broker-secrets", "service-secrets"} <= set(compose["volumes"])
+
+
+def test_mounted_repository_files_exist(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for source in _mounts(service).values():
+            if source.startswith("./"):
+                assert (REPO_ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_secrets_owners_match_the_images_users(compose: dict[str, Any]) -> None:
+    """init-secrets.sh hands each volume to the user that reads it: the project image's, the broker's."""
+    init_env = _environment(compose["services"]["secrets"])
+    assert init_env["CITYOS_BROKER_OWNER"] == compose["services"]["kafka"]["user"]
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    uid, gid = init_env["CITYOS_PLATFORM_OWNER"].split(":")
+    assert f"--uid {uid}" in dockerfile
+    assert f"--gid {gid}" in dockerfile
+
+
+def _run_init_secrets(root: Path) -> None:
+    owner = f"{os.getuid()}:{os.getgid()}"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CITYOS_SECRETS_DIR": str(root / "operator"),
+        "CITYOS_BROKER_SECRETS_DIR": str(root / "broker"),
+        "CITYOS_SERVICE_SECRETS_DIR": str(root / "service"),
+        "CITYOS_PLATFORM_OWNER": owner,
+        "CITYOS_BROKER_OWNER": owner,
+    }
+    subprocess.run(["sh", str(INIT_SECRETS)], env=env, check=True, capture_output=True, timeout=30)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_init_secrets_generates_the_broker_passwords_once(tmp_path: Path) -> None:
+    _run_init_secrets(tmp_path)
+    first = {name: (tmp_path / "operator" / name).read_text() for name in ("kafka-admin", "kafka-controller")}
+    for folder in ("operator", "broker", "service"):
+        assert _mode(tmp_path / folder) == 0o700, folder
+    for name, value in first.items():
+        assert value.endswith("\n") and SECRET_VALUE.fullmatch(value.strip()), name
+        assert _mode(tmp_path / "operator" / name) == 0o600
+        assert (tmp_path / "broker" / name).read_text() == value
+        assert _mode(tmp_path / "broker" / name) == 0o600
+    assert first["kafka-admin"] != first["kafka-controller"]
+    assert not any((tmp_path / "service").iterdir()), "the services' folder never gets the broker's passwords"
+
+    # Every start re-runs it: the broker's storage was formatted with the first value, which must stay.
+    _run_init_secrets(tmp_path)
+    for name, value in first.items():
+        assert (tmp_path / "operator" / name).read_text() == value
+        assert (tmp_path / "broker" / name).read_text() == value
+    leftovers = [p.name for folder in tmp_path.iterdir() for p in folder.iterdir() if p.name.startswith(".")]
+    assert not leftovers
