@@ -88,7 +88,11 @@ class Rejected:
 
 def parse_event_time(text: str) -> datetime:
     """RFC 3339 timestamp with an explicit offset, as CloudEvents requires. Raises ValueError."""
-    return require_aware(datetime.fromisoformat(text), "timestamp")
+    try:
+        return require_aware(datetime.fromisoformat(text), "timestamp")
+    except OverflowError:
+        # An offset that pushes the first or last representable day out of range in UTC.
+        raise ValueError(f"timestamp {text[:40]!r} is out of range") from None
 
 
 def header_text(headers: Sequence[Header], name: str) -> str | None:

@@ -104,10 +104,11 @@ def parse_strict_json(raw: bytes) -> Any:
 
     Fast path: orjson already refuses invalid UTF-8, NaN/Infinity, overflowing numbers, lone
     surrogates and raw control characters; what it lets through silently is duplicate keys
-    (last one wins), ``\\u0000`` and integers beyond 64 bits (turned into floats). Every key is
-    followed by ``":`` in compact JSON, so when the parsed keys number exactly the ``":`` found
-    in the bytes no key was dropped. Anything unusual takes the exact path, which also names
-    the precise reason for a refusal.
+    (last one wins), ``\\u0000`` and integers beyond 64 bits (turned into floats). A cheap look
+    at the bytes rules those out: no ``\\u0000``, no run of 19 digits, and every key is followed
+    by ``":`` in compact JSON, so when the parsed keys number exactly the ``":`` found in the
+    bytes no key was dropped. Anything unusual takes the exact path, which also names the precise
+    reason for a refusal.
     """
     if len(raw) > MAX_MESSAGE_BYTES:
         raise Refusal(
@@ -119,10 +120,7 @@ def parse_strict_json(raw: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
         else:
-            keys, depth = _keys_and_depth(value)
-            if depth > MAX_NESTING_DEPTH:
-                raise Refusal(Reason.NESTING_TOO_DEEP, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-            if keys == raw.count(b'":'):
+            if _keys_within_depth(value, raw) == raw.count(b'":'):
                 return value
     return _parse_exact(raw)
 
@@ -132,6 +130,31 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGIT_RUN = b"0" * 19
 _CONTAINERS: frozenset[type] = frozenset({dict, list})
 _type_of: Callable[[Any], type] = type
+
+
+def _keys_within_depth(value: Any, raw: bytes) -> int:
+    """Number of object keys of ``value`` parsed from ``raw``; raises ``Refusal`` when it nests
+    deeper than allowed.
+
+    Every object and array opens with a ``{`` or ``[`` byte, so their counts in the bytes bound
+    both how many there are and how deep they go: a usual event (an envelope with one object of
+    data, no arrays) is settled by a few byte counts, without walking the parsed value.
+    """
+    objects = raw.count(b"{")
+    arrays = raw.count(b"[")
+    if objects + arrays > MAX_NESTING_DEPTH:
+        keys, depth = _keys_and_depth(value)
+        if depth > MAX_NESTING_DEPTH:
+            raise Refusal(Reason.NESTING_TOO_DEEP, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
+        return keys
+    if type(value) is dict:
+        if objects == 1:
+            return len(value)
+        data = value.get("data")
+        if objects == 2 and type(data) is dict:
+            # Two objects found for two ``{`` bytes: there is no other object anywhere.
+            return len(value) + len(data)
+    return _keys_and_depth(value)[0]
 
 
 def _keys_and_depth(value: Any) -> tuple[int, int]:

@@ -90,6 +90,14 @@ def upsert_event_schema(uri: str, document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _in_time(text: str, now: datetime, max_future: timedelta) -> bool:
+    """Whether an event time the schema let through is one ``decode_event`` accepts."""
+    try:
+        return parse_event_time(text) - now <= max_future
+    except ValueError:
+        return False
+
+
 class ValidatorRegistry:
     """Compiled validators by schema URI. Built once; ``add`` lets new versions arrive live.
 
@@ -141,20 +149,17 @@ class ValidatorRegistry:
         if compiled is None or not compiled.event_validator.is_valid(document):
             return None
         time_text = document.get("time")
-        if time_text:
-            try:
-                if parse_event_time(time_text) - now > max_future:
-                    return None
-            except ValueError:
-                return None
+        if time_text and not _in_time(time_text, now, max_future):
+            return None
         data = document["data"]
-        key = data.get(compiled.meta.record_key)
+        meta = compiled.meta
+        key = data.get(meta.record_key)
         if key is None or key == "":
             return None
-        rules = self._record_rules(compiled)
+        rules = self._datasets[meta.id].record_rules
         if rules and first_violation(rules, data) is not None:
             return None
-        return ValidRecord(compiled.meta.id, compiled.version, str(key), data)
+        return ValidRecord(meta.id, compiled.version, str(key), data)
 
     def _record_rules(self, compiled: _Compiled) -> list[RecordRule]:
         # The dataset's newest metadata: rules changed with a later version bind every version's events.

@@ -81,6 +81,35 @@ def department_of(topic: str) -> str | None:
     return match["department"]
 
 
+def accept_fast(
+    value: bytes | None,
+    headers: list[Header],
+    department: str,
+    *,
+    registry: ValidatorRegistry,
+    now: datetime,
+    max_future: timedelta,
+) -> tuple[bytes, str] | None:
+    """The validated-topic key and dataset of a good structured upsert sent by the department that
+    publishes its dataset, found by one strict parse and one compiled validation; None when
+    ``route``'s explaining path must decide (it may still accept). Pure, never raises for bad input.
+    """
+    document = parse_structured(value, headers)
+    record = registry.accept(document, now, max_future) if document is not None else None
+    if record is None:
+        return None
+    owner = registry.dataset(record.dataset_id)
+    if owner is not None and owner.department != department:
+        return None
+    return f"{record.dataset_id}/{record.record_key}".encode(), record.dataset_id
+
+
+def validated_headers(department: str) -> list[tuple[str, str | bytes]]:
+    """Headers of a validated event: the department ingest read it from (its topic, which only
+    that department may write), so the catalog can check the owner again before storing."""
+    return [(DEPARTMENT, department.encode())]
+
+
 def route(
     message: InboundMessage,
     *,
@@ -92,38 +121,49 @@ def route(
     """Decide the fate of one message. Pure: no I/O, never raises for bad input."""
     department = department_of(message.topic) or UNKNOWN
     # Fast path: a well-formed structured upsert is accepted by one compiled validation and
-    # forwarded byte for byte.
-    document = parse_structured(message.value, message.headers)
-    accepted = registry.accept(document, now, max_future) if document is not None else None
-    if accepted is not None and document is not None and message.value is not None:
-        record, value = accepted, message.value
-        event_id, schema = str(document["id"]), str(document["dataschema"])
-    else:
-        # Explaining path: decodes again and names the precise reason for any refusal.
-        decoded = decode_event(message.value, message.headers, now=now, max_future=max_future)
-        if isinstance(decoded, Rejected):
-            return _deadletter(message, decoded, department, UNKNOWN, "", topics)
-        schema = decoded.envelope.dataschema or ""
-        checked = registry.validate(decoded)
-        if isinstance(checked, Rejected):
-            return _deadletter(message, checked, department, _dataset_label(registry, schema), schema, topics)
-        record, value, event_id = checked, _structured_value(message, decoded, checked), decoded.envelope.id
+    # forwarded byte for byte. The Kafka timestamp is carried over: it stands in for a missing
+    # ``time``.
+    fast = accept_fast(
+        message.value, message.headers, department, registry=registry, now=now, max_future=max_future
+    )
+    if fast is not None and message.value is not None:
+        key, dataset = fast
+        out = OutboundMessage(
+            topics.validated, key, message.value, validated_headers(department), message.timestamp_ms
+        )
+        return Routed(out, department, dataset, None)
+    return _explained(message, department, registry=registry, topics=topics, now=now, max_future=max_future)
+
+
+def _explained(
+    message: InboundMessage,
+    department: str,
+    *,
+    registry: ValidatorRegistry,
+    topics: Topics,
+    now: datetime,
+    max_future: timedelta,
+) -> Routed:
+    """The explaining path: decodes again and names the precise reason for any refusal."""
+    decoded = decode_event(message.value, message.headers, now=now, max_future=max_future)
+    if isinstance(decoded, Rejected):
+        return _deadletter(message, decoded, department, UNKNOWN, "", topics)
+    schema = decoded.envelope.dataschema or ""
+    record = registry.validate(decoded)
+    if isinstance(record, Rejected):
+        return _deadletter(message, record, department, _dataset_label(registry, schema), schema, topics)
     owner = registry.dataset(record.dataset_id)
     if owner is not None and owner.department != department:
         refusal = Rejected(
             Reason.WRONG_DEPARTMENT,
             f"dataset {record.dataset_id!r} is published by {owner.department!r}, not {department!r}",
             "/dataschema",
-            event_id,
+            decoded.envelope.id,
         )
         return _deadletter(message, refusal, department, record.dataset_id, schema, topics)
     key = f"{record.dataset_id}/{record.record_key}".encode()
-    # The Kafka timestamp is carried over: it stands in for a missing ``time``.
-    # The department ingest read the event from (its topic, which only that department may write)
-    # travels along, so the catalog can check the owner again before storing.
-    out = OutboundMessage(
-        topics.validated, key, value, [(DEPARTMENT, department.encode())], message.timestamp_ms
-    )
+    value = _structured_value(message, decoded, record)
+    out = OutboundMessage(topics.validated, key, value, validated_headers(department), message.timestamp_ms)
     return Routed(out, department, record.dataset_id, None)
 
 
