@@ -9,6 +9,7 @@ from datetime import timedelta
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY, Gauge, start_http_server
 
+from cityos.domain.metric_labels import dataset_label
 from cityos.domain.registry.store import bundled_definitions
 from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
@@ -41,7 +42,10 @@ def serve(settings: Settings) -> None:
     )
     ensure_schema_topic(kafka, settings.schemas_topic)
     metrics = IngestMetrics(REGISTRY)
-    metrics.start_series({dataset.id: dataset.department for dataset in schema_set.datasets.values()})
+    # /metrics is unauthenticated: only public datasets are named, the others count as "non-public".
+    metrics.start_series(
+        {dataset_label(d.id, d.classification): d.department for d in schema_set.datasets.values()}
+    )
     start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
     registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
     # Registry-side metric kept here: it is about this process's live view of the schema topic.

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema_rs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from cityos.domain.metric_labels import dataset_label
 from cityos.domain.registry.topic import SchemaChange, SchemaFollower
 from cityos.kernel.consume import ConsumeLoop, Periodic
 from cityos.kernel.deadletter import Reason
@@ -311,14 +312,20 @@ class IngestService:
         self._unassign(partitions)
 
     def _count(self, outcomes: dict[tuple[str, str, Reason | None, bool], int]) -> None:
-        for (department, dataset, reason, duplicate), count in outcomes.items():
+        for (department, dataset_id, reason, duplicate), count in outcomes.items():
             department = department if department in self._departments else UNKNOWN
+            dataset = self._dataset_label(dataset_id)
             self._child(self._metrics.consumed, department).inc(count)
             if reason is None:
                 self._child(self._metrics.valid, department, dataset).inc(count)
             else:
                 metric = self._metrics.deadletter_duplicates if duplicate else self._metrics.deadlettered
                 self._child(metric, department, dataset, reason.value).inc(count)
+
+    def _dataset_label(self, dataset_id: str) -> str:
+        """/metrics is unauthenticated: a dataset that is not public is counted as ``non-public``."""
+        meta = self._registry.dataset(dataset_id)
+        return dataset_label(dataset_id, meta.classification if meta is not None else None)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         # labels() takes a lock and builds a tuple each call; cache the children on the hot path.

@@ -118,6 +118,7 @@ def aed(number: int, version: int) -> dict[str, Any]:
     return {
         "NO": f"F{number:05d}",
         "名称": f"試験施設{number}-v{version}",
+        "名称_カナ": "シケンシセツ",
         "住所": "福岡県北九州市小倉北区城内1-1",
         "設置位置": ("1階", "2階", "玄関")[number % 3],
         "緯度": 33.88,
