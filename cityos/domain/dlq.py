@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -382,18 +382,29 @@ def replay_counts(session: Session, topic: str, letters: Sequence[DeadLetter]) -
 
 @dataclass(frozen=True)
 class ReplayTargets:
-    """Where dead letters go back to: the department topics of this environment (ingest refused
-    them), and its validated topic (the catalog refused them, e.g. while its database was broken)."""
+    """Where dead letters go back to: always a department topic of this environment, so every
+    repaired event passes ingest's checks again. A letter ingest refused returns to the topic it came
+    from; one the catalog refused (e.g. while its database was broken) came from the validated topic,
+    which only ingest may write, and returns to the topic of the department ingest had read it from."""
 
     department_topic: re.Pattern[str]
     validated_topic: str
+    department_topic_of: Callable[[str], str]
 
     @classmethod
     def of(cls, settings: Settings) -> ReplayTargets:
-        return cls(re.compile(settings.department_topic_pattern), settings.validated_topic)
+        return cls(
+            re.compile(settings.department_topic_pattern), settings.validated_topic, settings.department_topic
+        )
 
-    def allows(self, topic: str) -> bool:
-        return topic == self.validated_topic or self.department_topic.match(topic) is not None
+    def target(self, letter: DeadLetter) -> str | None:
+        """The department topic ``letter`` goes back to, or None when it may not be replayed here."""
+        source = letter.source_topic
+        if self.department_topic.match(source) is not None:
+            return source
+        if source == self.validated_topic and re.fullmatch(r"[a-z0-9-]+", letter.department):
+            return self.department_topic_of(letter.department)
+        return None
 
 
 @dataclass
@@ -453,16 +464,20 @@ def replay(
             done[(topic, partition, offset)] = times
 
     delivery: dict[str, str | None] = {}
-    sent: list[DeadLetter] = []
+    sent: list[tuple[DeadLetter, str]] = []
     for letter in letters:
         previous = done.get((letter.topic, letter.partition, letter.offset), 0)
         if previous and not force:
             report.skipped.append(letter.id)
             continue
-        target = letter.source_topic
-        if not targets.allows(target):
+        target = targets.target(letter)
+        if target is None:
             report.refused.append(
-                (letter.id, f"source topic {target!r} is not a department topic nor the validated topic here")
+                (
+                    letter.id,
+                    f"source topic {letter.source_topic!r} is not a department topic here, nor this "
+                    "environment's validated topic with the department it came from",
+                )
             )
             continue
 
@@ -479,21 +494,23 @@ def replay(
             timestamp=letter.timestamp_ms or 0,  # the original time stands in for a missing `time`
             on_delivery=delivered,
         )
-        sent.append(letter)
+        sent.append((letter, target))
     producer.flush(timeout_s)
 
-    for letter in sent:
+    for letter, target in sent:
         problem = delivery.get(letter.id, "not acknowledged in time")
         if problem is not None:
             report.failed.append((letter.id, problem))
             continue
         report.replayed.append(letter.id)
-        _record(session, letter, actor=actor, moment=moment, corrected=replacement is not None)
+        _record(session, letter, target, actor=actor, moment=moment, corrected=replacement is not None)
     _tally(session, report.counts())
     return report
 
 
-def _record(session: Session, letter: DeadLetter, *, actor: str, moment: datetime, corrected: bool) -> None:
+def _record(
+    session: Session, letter: DeadLetter, target: str, *, actor: str, moment: datetime, corrected: bool
+) -> None:
     row = session.get(DeadLetterReplay, (letter.topic, letter.partition, letter.offset))
     if row is None:
         session.add(
@@ -504,7 +521,7 @@ def _record(session: Session, letter: DeadLetter, *, actor: str, moment: datetim
                 event_id=letter.event_id[:200],
                 dataset_id=letter.dataset[:64],
                 reason=letter.reason[:64],
-                target_topic=letter.source_topic[:300],
+                target_topic=target[:300],
                 replayed_at=moment,
                 replayed_by=actor[:200],
                 times=1,

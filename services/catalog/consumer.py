@@ -244,10 +244,13 @@ class CatalogConsumer:
         """Dead-letter one validated-topic message with the original bytes and headers."""
         log.error("%s: %s[%s]@%s: %s", reason, message.topic(), message.partition(), message.offset(), why)
         self._metrics.events.labels(outcome).inc()
-        # The catalog knows only the validated message, not the department's event: no pointer,
-        # schema, dataset, department or event id headers.
+        # The catalog knows the validated message and the department ingest read it from (its
+        # header), not the department's event: no pointer, schema, dataset or event id headers. The
+        # department lets a repair send the event back through ingest.
+        headers = headers_list(message.headers())
         origin = Origin(message.topic() or "", message.partition(), message.offset())
-        out = deadletter_headers(headers_list(message.headers()), Verdict(reason, why, origin))
+        verdict = Verdict(reason, why, origin, department=header_text(headers, DEPARTMENT))
+        out = deadletter_headers(headers, verdict)
         self._deadletter.produce(
             self._deadletter_topic, value=message.value() or b"", key=message.key(), headers=out
         )

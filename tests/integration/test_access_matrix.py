@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from cityos.kernel.settings import REPO_ROOT
-from tests.support.feeds import bearer, catalog, copier, credential, produce, validated_event
+from tests.support.feeds import aed, bearer, catalog, copier, credential, produce, validated_event
+from tests.support.moves import VALID_MOVE
 from tests.support.stack import Stack
 
 DEPARTMENTS = ("digital", "fire", "health-welfare", "planning")
@@ -91,7 +92,20 @@ def record_for(dataset: str, number: int) -> dict[str, Any]:
     key = RECORD_KEYS[dataset]
     if dataset in ("copier-usage", "fire-kpi", "welfare-cases"):
         return copier(number, 1)
-    return {key: f"M{number:04d}", "名称": f"行列試験{number}", "緯度": 33.88, "経度": 130.87}
+    # Complete records: the catalog checks every upsert against its schema.
+    if dataset == "aed":
+        return {**aed(number, 1), key: f"M{number:04d}"}
+    if dataset == "resident-moves":
+        return {**VALID_MOVE, key: f"M{number:04d}"}
+    return {
+        key: f"M{number:04d}",
+        "名称": f"行列試験{number}",
+        "名称_カナ": "ギョウレツシケン",
+        "住所": "福岡県北九州市小倉北区城内1-1",
+        "説明": "行列試験の施設",
+        "緯度": 33.88,
+        "経度": 130.87,
+    }
 
 
 @pytest.mark.timeout(400)

@@ -91,6 +91,7 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
         headers=[
             ("cityos_reason", b"catalog_rejected"),
             ("cityos_dataset", b"aed"),
+            ("cityos_department", b"fire"),  # the department ingest had read it from
             ("cityos_source_topic", stack.settings.validated_topic.encode()),
         ],
     )
@@ -145,8 +146,9 @@ def test_browse_show_correct_and_replay(stack: Stack, tmp_path: Path) -> None:
     assert wait_for("the corrected record", served) == [GOOD]
     assert [d["replays"] for d in letters(stack, "--reason", "schema_violation")] == [1]
 
-    # The catalog's dead letter goes back to the validated topic (the database is fine now); the
-    # foreign one came from no topic of this environment: refused, nothing sent.
+    # The catalog's dead letter goes back through ingest, to the topic of the department it came from
+    # (only ingest may write the validated topic); the foreign one came from no topic of this
+    # environment: refused, nothing sent.
     again = stack.cli("dlq", "replay", "--reason", "catalog_rejected")
     assert again.returncode == 0, again.stderr.decode()
     report = json.loads(again.stdout)
