@@ -198,12 +198,16 @@ class CatalogConsumer:
                 with self._sessions() as session:
                     return read(session)
             except OperationalError as exc:
-                if self._stop.is_set():
-                    raise CatalogStopping from exc
-                self._metrics.db_retries.inc()
-                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc.orig)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = self._wait_for_database(exc, delay)
+
+    def _wait_for_database(self, exc: OperationalError, delay: float) -> float:
+        """Back off ``delay`` seconds while the database is unavailable (or stop); the next delay."""
+        if self._stop.is_set():
+            raise CatalogStopping from exc
+        self._metrics.db_retries.inc()
+        log.warning("database unavailable, retrying in %.1f s: %s", delay, exc.orig)
+        time.sleep(delay)
+        return min(delay * 2, 30.0)
 
     def _store(self, pairs: list[tuple[ValidatedEvent, Message]]) -> None:
         """Apply events in one transaction. A database that is unavailable is retried with backoff
@@ -219,12 +223,7 @@ class CatalogConsumer:
                 self._count(result)
                 return
             except OperationalError as exc:  # connection lost, server restarting, locked, deadlock
-                if self._stop.is_set():
-                    raise CatalogStopping from exc
-                self._metrics.db_retries.inc()
-                log.warning("database unavailable, retrying in %.1f s: %s", delay, exc.orig)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = self._wait_for_database(exc, delay)
             except SQLAlchemyError as exc:
                 attempts += 1
                 if len(pairs) > 1:
