@@ -87,23 +87,27 @@ class _ReplayTallyCollector(Collector):
         yield family
 
 
-class SchemaProducer:
-    """The producer that writes schema changes to the compacted schemas topic, made on first use
-    (creating the topic first, so it is never left to the broker's auto-creation defaults)."""
+class LazyProducer:
+    """A producer made on first use, acting as one principal.
 
-    def __init__(self, settings: Settings) -> None:
+    Schema changes are written as the registry, the only principal the broker lets write the
+    schemas topic (whose existence is checked first, so it is never left to defaults); dead-letter
+    repairs are sent as the catalog, which may write department topics."""
+
+    def __init__(self, settings: Settings, principal: Principal, *, schemas: bool = False) -> None:
         self._settings = settings
+        self._principal = principal
+        self._schemas = schemas
         self._lock = threading.Lock()
         self._producer: Producer | None = None
 
     def __call__(self) -> Producer:
         with self._lock:
             if self._producer is None:
-                # Schema changes are written as the registry, the only principal the broker lets
-                # write the schemas topic; the rest of the catalog acts as the catalog.
-                registry = kafka_access(self._settings, Principal.registry)
-                ensure_schema_topic(registry, self._settings.schemas_topic)
-                self._producer = Producer(producer_config(registry))
+                access = kafka_access(self._settings, self._principal)
+                if self._schemas:
+                    ensure_schema_topic(access, self._settings.schemas_topic)
+                self._producer = Producer(producer_config(access))
             return self._producer
 
 
@@ -111,7 +115,8 @@ class SchemaProducer:
 class RegistryContext(RouterContext):
     registrations: Counter
     targets: ReplayTargets
-    producer: SchemaProducer
+    producer: LazyProducer  # schema changes, as the registry
+    replayer: LazyProducer  # dead-letter repairs, as the catalog
 
     @classmethod
     def create(
@@ -126,7 +131,14 @@ class RegistryContext(RouterContext):
         for outcome in REGISTRATION_OUTCOMES:
             registrations.labels(outcome)
         registry.register(_ReplayTallyCollector(sessions))
-        return cls(sessions, settings, registrations, ReplayTargets.of(settings), SchemaProducer(settings))
+        return cls(
+            sessions,
+            settings,
+            registrations,
+            ReplayTargets.of(settings),
+            LazyProducer(settings, Principal.registry, schemas=True),
+            LazyProducer(settings, Principal.catalog),
+        )
 
     def republish(self) -> None:
         """Every registered version to the schemas topic, so ingest instances catch up."""
@@ -347,7 +359,7 @@ def replay_deadletters(body: ReplayBody, context: ContextDep, actor: AdminDep) -
     with context.sessions.begin() as session:
         report = replay(
             session,
-            producer=context.producer(),
+            producer=context.replayer(),
             letters=letters,
             targets=context.targets,
             actor=actor,
