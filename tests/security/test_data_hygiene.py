@@ -42,11 +42,13 @@ def aed_record(key: str, **fields: Any) -> dict[str, Any]:
     return {**record, "緯度": 33.88, "経度": 130.87, **fields}
 
 
-def send(stack: Stack, dataset: str, records: list[dict[str, Any]], key_field: str = "NO") -> None:
+def send(
+    stack: Stack, dataset: str, records: list[dict[str, Any]], key_field: str = "NO", department: str = "fire"
+) -> None:
     producer = stack.producer()
     for number, record in enumerate(records):
         key, value = validated_event(dataset, record, key_field, f"hygiene-{dataset}-{number}")
-        produce(producer, stack.settings.validated_topic, key, value)
+        produce(producer, stack.settings.validated_topic, key, value, department=department)
     assert producer.flush(30) == 0
 
 
@@ -146,15 +148,16 @@ def test_usage_pseudonyms_are_keyed(sqlite_stack: Stack) -> None:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_refused_record_leaves_no_value_in_the_dead_letter_or_the_log(stack: Stack) -> None:
     stack.start("catalog")
-    # PostgreSQL refuses a record key longer than its column; the record is a resident's.
+    # PostgreSQL refuses a NUL character in a JSON document (the schema allows it; ingest's strict
+    # decoding would refuse it first); the record is a resident's.
     marker = "山田花子-機微-0001"
-    poison = "K" * 400
-    record = aed_record(poison, 名称=marker, 住所=f"{marker} 北九州市小倉北区1-1")
+    poison = "1\x00階"
+    record = aed_record("P1", 名称=marker, 住所=f"{marker} 北九州市小倉北区1-1", 設置位置=poison)
     send(stack, "aed", [record, aed_record("after")])
     letters = stack.read(stack.settings.deadletter_topic, until=lambda m: len(m) >= 1)
     assert [header(m, "cityos_reason") for m in letters] == ["catalog_rejected"]
     detail = header(letters[0], "cityos_detail") or ""
-    assert detail and "StringDataRightTruncation" in detail, detail
+    assert detail and "UntranslatableCharacter" in detail, detail
     time.sleep(1)  # the log line is written before the dead letter is produced; let it flush
     log = (stack.log_dir / f"{stack.prefix}catalog.log").read_text(encoding="utf-8", errors="replace")
     for leaked in (marker, poison, "北九州市小倉北区"):
