@@ -4,7 +4,7 @@ server error, and every answer is one the description documents (status code, co
 schema). The catalog is called as an administrator; the open-data API as an administrator and
 anonymously. Examples are derandomized, so a failure reproduces on the next run.
 
-``CITYOS_FUZZ_EXAMPLES`` sets the examples per operation (default 50).
+``CITYOS_FUZZ_EXAMPLES`` sets the examples per operation (default 200).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 from cityos.kernel.kafka_access import KafkaAccess
 from tests.support.stack import Stack
 
-EXAMPLES = int(os.environ.get("CITYOS_FUZZ_EXAMPLES", "50"))
+EXAMPLES = int(os.environ.get("CITYOS_FUZZ_EXAMPLES", "200"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Rate limits are tested elsewhere; here they would turn most answers into 429.
 UNTHROTTLED = {
