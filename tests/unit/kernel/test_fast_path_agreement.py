@@ -6,36 +6,15 @@ from __future__ import annotations
 import copy
 import json
 import random
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from cityos.kernel.events import Decoded, decode_event, parse_structured
-from cityos.kernel.schemas import schema_uri
 from cityos.kernel.validation import ValidatorRegistry, ValidRecord
+from tests.support.aed_event import GOOD_AED_EVENT, NOW, SKEW
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-SKEW = timedelta(minutes=5)
-GOOD: dict[str, Any] = {
-    "specversion": "1.0",
-    "id": "evt-1",
-    "source": "/departments/fire/aed",
-    "type": "jp.cityos.record.upserted",
-    "time": "2026-11-27T20:00:00+09:00",
-    "dataschema": schema_uri("aed", 1),
-    "subject": "1",
-    "data": {
-        "NO": "1",
-        "名称": "市役所",
-        "名称_カナ": "シヤクショ",
-        "住所": "北九州市小倉北区城内1-1",
-        "設置位置": "1階",
-        "緯度": 33.88,
-        "経度": 130.87,
-        "開始時間": "08:30",
-    },
-}
+GOOD: dict[str, Any] = {**GOOD_AED_EVENT, "subject": "1"}
 
 REPLACEMENTS: list[Any] = [
     None,

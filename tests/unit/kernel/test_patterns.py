@@ -23,7 +23,7 @@ from cityos.kernel.patterns import (
 from cityos.kernel.references import rust_validator
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import REPO_ROOT
-from tests.support.fixtures_path import FIXTURES
+from tests.support.json_schema_suite import DRAFT_2020_12, Case, read_cases
 
 # Each of these takes seconds to minutes on a backtracking engine against a long non-matching text.
 EVIL = ["^(a|a)*$", "^(a|a|a)*$", "^(a|aa)+$", "^(a+)+$", "(x+x+)+y", "^([a-zA-Z0-9]+\\s?)*$"]
@@ -166,21 +166,8 @@ def test_bundled_patterns_mean_what_they_meant(pattern: str) -> None:
             assert search(pattern, candidate) == expected, (pattern, candidate)
 
 
-def _suite_cases(*files: str) -> list[tuple[str, Any, Any, bool]]:
-    folder = FIXTURES / "json-schema-test-suite" / "tests" / "draft2020-12"
-    found = []
-    for name in files:
-        for group in json.loads((folder / name).read_text(encoding="utf-8")):
-            for test in group["tests"]:
-                found.append(
-                    (
-                        f"{name}: {group['description']}: {test['description']}",
-                        group["schema"],
-                        test["data"],
-                        test["valid"],
-                    )
-                )
-    return found
+def _suite_cases(*files: str) -> list[Case]:
+    return [case for name in files for case in read_cases(DRAFT_2020_12 / name, name)]
 
 
 def test_json_schema_suite_patterns_pass_on_the_linear_engine() -> None:

@@ -19,9 +19,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from cityos.kernel.references import offline_registry, rust_registry
-from tests.support.fixtures_path import FIXTURES
+from tests.support.json_schema_suite import DRAFT_2020_12, SUITE, Case, read_cases
 
-SUITE = FIXTURES / "json-schema-test-suite"
 REMOTE_BASE = "http://localhost:1234/"
 # The formats ingest asserts (jsonschema-rs with format validation on), each with an optional suite file.
 FORMATS = (
@@ -60,15 +59,9 @@ def remotes() -> dict[str, Any]:
     return documents
 
 
-def cases() -> list[tuple[str, Any, Any, bool]]:
+def cases() -> list[Case]:
     """(id, schema, instance, valid) of every required draft 2020-12 test."""
-    found = []
-    for file in sorted((SUITE / "tests" / "draft2020-12").glob("*.json")):
-        for group in json.loads(file.read_text(encoding="utf-8")):
-            for test in group["tests"]:
-                name = f"{file.stem}: {group['description']}: {test['description']}"
-                found.append((name, group["schema"], test["data"], test["valid"]))
-    return found
+    return [case for file in sorted(DRAFT_2020_12.glob("*.json")) for case in read_cases(file, file.stem)]
 
 
 def rust_validate() -> Validate:
@@ -113,22 +106,13 @@ def test_remotes_are_only_served_from_memory() -> None:
         validator.is_valid(1)
 
 
-def format_cases() -> list[tuple[str, Any, Any, bool]]:
+def format_cases() -> list[Case]:
     """The optional format tests of the formats ingest asserts."""
-    found = []
-    for name in FORMATS:
-        file = SUITE / "tests" / "draft2020-12" / "optional" / "format" / f"{name}.json"
-        for group in json.loads(file.read_text(encoding="utf-8")):
-            for test in group["tests"]:
-                found.append(
-                    (
-                        f"{name}: {group['description']}: {test['description']}",
-                        group["schema"],
-                        test["data"],
-                        test["valid"],
-                    )
-                )
-    return found
+    return [
+        case
+        for name in FORMATS
+        for case in read_cases(DRAFT_2020_12 / "optional" / "format" / f"{name}.json", name)
+    ]
 
 
 def test_format_assertion_as_ingest_runs_it() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,31 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cityos.kernel.events import Header
-from cityos.kernel.schemas import schema_uri
 from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.routing import InboundMessage, Topics, _explained, accept_fast, route
+from tests.support.aed_event import GOOD_AED_EVENT, NOW, SKEW
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-SKEW = timedelta(minutes=5)
 TOPICS = Topics("v", "d")
-GOOD: dict[str, Any] = {
-    "specversion": "1.0",
-    "id": "evt-1",
-    "source": "/departments/fire/aed",
-    "type": "jp.cityos.record.upserted",
-    "time": "2026-11-27T20:00:00+09:00",
-    "dataschema": schema_uri("aed", 1),
-    "data": {
-        "NO": "1",
-        "名称": "市役所",
-        "名称_カナ": "シヤクショ",
-        "住所": "北九州市小倉北区城内1-1",
-        "設置位置": "1階",
-        "緯度": 33.88,
-        "経度": 130.87,
-        "開始時間": "08:30",
-    },
-}
+GOOD: dict[str, Any] = GOOD_AED_EVENT
 REPLACEMENTS: list[Any] = [None, "", "x", 0, 1, -1.5, True, [], {}, {"a": [1]}, "1.0", "a" * 201, 2**70]
 TIMES = [
     "2026-11-27T12:04:00Z",
