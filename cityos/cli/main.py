@@ -107,14 +107,11 @@ def import_csv(
             )
         version = schema_set.latest(dataset)
         known_codes = read_code_list(lg_codes) if lg_codes is not None else None
+        kafka = kafka_access(settings, Principal.cli)  # one credential read for both clients
         watcher = (
-            OutcomeWatcher(
-                kafka_access(settings, Principal.cli), [settings.validated_topic, settings.deadletter_topic]
-            )
-            if wait > 0
-            else None
+            OutcomeWatcher(kafka, [settings.validated_topic, settings.deadletter_topic]) if wait > 0 else None
         )
-        sender = EventSender(kafka_access(settings, Principal.cli))
+        sender = EventSender(kafka)
         topic = settings.department_topic(meta.department)
         summary = ImportSummary()
         with _progress() as progress:

@@ -63,14 +63,11 @@ def send_events(events: Iterable[Event], settings: Settings, *, wait_s: float) -
     from cityos.department.outbox import STRUCTURED_HEADERS, EventSender
     from cityos.department.outcomes import OutcomeWatcher
 
+    kafka = kafka_access(settings, Principal.cli)  # one credential read for both clients
     watcher = (
-        OutcomeWatcher(
-            kafka_access(settings, Principal.cli), [settings.validated_topic, settings.deadletter_topic]
-        )
-        if wait_s > 0
-        else None
+        OutcomeWatcher(kafka, [settings.validated_topic, settings.deadletter_topic]) if wait_s > 0 else None
     )
-    sender = EventSender(kafka_access(settings, Principal.cli))
+    sender = EventSender(kafka)
     report = SendReport()
     for topic, key, value in events:
         sender.send(topic, key=key, value=value, headers=STRUCTURED_HEADERS)

@@ -156,7 +156,8 @@ def service_acls(layout: TopicLayout) -> list[AclSpec]:
     ]
 
 
-SERVICES = (Principal.ingest, Principal.catalog, Principal.registry, Principal.feeds, Principal.cli)
+# Every platform principal but the administrator (a super user, who needs no binding).
+SERVICES = tuple(principal for principal in Principal if principal is not Principal.admin)
 
 
 def acl_specs(departments: Iterable[tuple[str, str | None]], layout: TopicLayout) -> list[AclSpec]:

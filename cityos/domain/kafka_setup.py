@@ -27,7 +27,13 @@ from cityos.kernel.kafka import (
     admin_client,
     ensure_topics,
 )
-from cityos.kernel.kafka_access import KafkaAccess, Principal, department_principal, password_secret_name
+from cityos.kernel.kafka_access import (
+    KafkaAccess,
+    Principal,
+    department_principal,
+    kafka_access,
+    password_secret_name,
+)
 from cityos.kernel.secret_store import read_or_create_secret, secret_path
 from cityos.kernel.settings import Settings
 
@@ -37,8 +43,6 @@ SCRAM_ITERATIONS = 8192
 
 def admin_access(settings: Settings) -> KafkaAccess:
     """The administrator's credential, written by the broker script at the broker's first start."""
-    from cityos.kernel.kafka_access import kafka_access
-
     return kafka_access(settings, Principal.admin)
 
 

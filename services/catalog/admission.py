@@ -52,10 +52,8 @@ class DataValidators:
     def add(
         self, key: VersionKey, uri: str, document: Mapping[str, Any], referenced: Mapping[str, Any]
     ) -> None:
-        resources = {
-            **{ref: self._bundle[ref] for ref in external_refs(document, uri) if ref in self._bundle}
-        }
-        resources.update(referenced)
+        bundled = {ref: self._bundle[ref] for ref in external_refs(document, uri) if ref in self._bundle}
+        resources = {**bundled, **referenced}
         try:
             self._compiled[key] = rust_validator(document, resources)
         except ValueError as exc:

@@ -56,7 +56,7 @@ from cityos.domain.registry.store import (
 from cityos.domain.registry.topic import ensure_schema_topic
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka import producer_config
-from cityos.kernel.kafka_access import Principal, kafka_access
+from cityos.kernel.kafka_access import KafkaAccess, Principal, kafka_access
 from cityos.kernel.settings import Settings
 from cityos.kernel.timeutil import parse_instant
 from services.catalog.admin_auth import admin_actor, credential_of
@@ -99,12 +99,19 @@ class LazyProducer:
         self._principal = principal
         self._schemas = schemas
         self._lock = threading.Lock()
+        self._access: KafkaAccess | None = None
         self._producer: Producer | None = None
+
+    def access(self) -> KafkaAccess:
+        """The principal's credential, read from the secrets folder once."""
+        if self._access is None:
+            self._access = kafka_access(self._settings, self._principal)
+        return self._access
 
     def __call__(self) -> Producer:
         with self._lock:
             if self._producer is None:
-                access = kafka_access(self._settings, self._principal)
+                access = self.access()
                 if self._schemas:
                     ensure_schema_topic(access, self._settings.schemas_topic)
                 self._producer = Producer(producer_config(access))
@@ -116,7 +123,7 @@ class RegistryContext(RouterContext):
     registrations: Counter
     targets: ReplayTargets
     producer: LazyProducer  # schema changes, as the registry
-    replayer: LazyProducer  # dead-letter repairs, as the catalog
+    replayer: LazyProducer  # dead-letter reads and repairs, as the catalog
 
     @classmethod
     def create(
@@ -303,9 +310,7 @@ def list_deadletters(
 ) -> DeadLetterList:
     settings = context.settings
     where = _filter(dataset=dataset, reason=reason, department=department, since=since, until=until)
-    letters = read_deadletters(
-        kafka_access(settings, Principal.catalog), settings.deadletter_topic, where=where, limit=limit
-    )
+    letters = read_deadletters(context.replayer.access(), settings.deadletter_topic, where=where, limit=limit)
     counts = replay_counts(session, settings.deadletter_topic, letters)
     return DeadLetterList(
         count=len(letters),
@@ -323,7 +328,7 @@ def show_deadletter(
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
     letters = read_deadletters(
-        kafka_access(settings, Principal.catalog),
+        context.replayer.access(),
         settings.deadletter_topic,
         where=DeadLetterFilter(ids=frozenset({position})),
     )
@@ -350,9 +355,7 @@ def replay_deadletters(body: ReplayBody, context: ContextDep, actor: AdminDep) -
         ids=ids,
     )
     settings = context.settings
-    letters = read_deadletters(
-        kafka_access(settings, Principal.catalog), settings.deadletter_topic, where=where
-    )
+    letters = read_deadletters(context.replayer.access(), settings.deadletter_topic, where=where)
     replacement = orjson.dumps(body.value) if body.value is not None else None
     if replacement is not None and len(letters) != 1:
         raise HTTPException(400, "a corrected payload replaces exactly one dead letter")
