@@ -36,6 +36,7 @@ class ServiceName(StrEnum):
     catalog = "catalog"
     publish = "publish"
     feeds = "feeds"
+    ingest_http = "ingest-http"  # CloudEvents over HTTP
 
 
 @app.command()
@@ -48,6 +49,8 @@ def serve(service: ServiceName) -> None:
         from services.catalog.main import serve as run
     elif service is ServiceName.feeds:
         from services.feeds.main import serve as run
+    elif service is ServiceName.ingest_http:
+        from services.ingest.http_main import serve as run
     else:
         from services.publish.main import serve as run
     run(settings)

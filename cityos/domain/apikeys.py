@@ -55,6 +55,9 @@ SCOPE_READ = "records:read"
 SCOPE_MANAGE = "access:manage"
 SCOPE_SUBSCRIBE = "feeds:subscribe"
 DEPARTMENT_SCOPES = [SCOPE_READ, SCOPE_SUBSCRIBE, SCOPE_MANAGE]
+# Sending events over HTTP (the ingest-http service): never a default, a department's sending system
+# gets a key of its own with only this scope (`cityos keys issue --kind department --scope ingest:write`).
+SCOPE_INGEST = "ingest:write"
 # An administrator acts on the catalog's administration; it reads no raw data anywhere.
 SCOPE_ADMIN = "admin"
 # Scopes a key gets when its issuer names none: what its kind exists for.

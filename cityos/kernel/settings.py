@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     # tail at start, then followed), so the same refused event is dead-lettered once however often it
     # is sent again; about 170 bytes each (17 MB for the default). 0 turns the memory off.
     ingest_deadletter_memory: int = 100_000
+    # CloudEvents over HTTP (`cityos serve ingest-http`): its port; a department's requests per
+    # minute; the largest batch (events, bytes) one request may carry (a larger one answers 413).
+    ingest_http_host: str = "127.0.0.1"
+    ingest_http_port: int = 8004
+    ingest_http_rate_per_minute: int = 60_000
+    ingest_http_max_batch_events: int = 1000
+    ingest_http_max_batch_bytes: int = 8 * 1024 * 1024
 
     # Public base URL of the publish API, used in links (DCAT, CKAN resources, paging). Empty: each
     # answer's links point where its request came in (its Host header), so a stack on any host or
@@ -97,6 +104,10 @@ class Settings(BaseSettings):
     # A rendered records page is served again for at most this long (seconds), so a change shows
     # within it (the platform promises one second); 0 renders every request anew.
     publish_page_cache_ttl_s: float = 0.2
+    # Worker processes of the publish API (uvicorn workers sharing one socket). 1 by default: rate
+    # limits, the page cache and /metrics are per process (docs/open-data-api.md), so more workers
+    # are an operator's choice on a multi-core host, up to its core count.
+    publish_workers: int = 1
     # Contact point published in DCAT and CKAN metadata for every dataset.
     open_data_contact_email: str = "opendata@city.example.jp"
 

@@ -17,6 +17,7 @@ run_bench() {  # name args...
   fi
 }
 run_bench ingest
+run_bench http_ingest
 run_bench catalog --pg-url "$(bash "$SCRIPT_DIR/postgres.sh" url)"
 run_bench publish
 run_bench feeds

@@ -5,7 +5,7 @@
 #   CITYOS_DETACH=1 run-stack.sh return once everything is up (stop with stop-stack.sh)
 #
 # Ports (env): KAFKA_PORT 9092, CITYOS_PUBLISH_PORT 8000, CITYOS_CATALOG_PORT 8001,
-# CITYOS_INGEST_METRICS_PORT 8002, CITYOS_FEEDS_METRICS_PORT 8003. Logs and pid files: var/log, var/run.
+# CITYOS_INGEST_METRICS_PORT 8002, CITYOS_FEEDS_METRICS_PORT 8003, CITYOS_INGEST_HTTP_PORT 8004. Logs and pid files: var/log, var/run.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,6 +17,7 @@ PUBLISH_PORT=${CITYOS_PUBLISH_PORT:-8000}
 CATALOG_PORT=${CITYOS_CATALOG_PORT:-8001}
 INGEST_PORT=${CITYOS_INGEST_METRICS_PORT:-8002}
 FEEDS_PORT=${CITYOS_FEEDS_METRICS_PORT:-8003}
+INGEST_HTTP_PORT=${CITYOS_INGEST_HTTP_PORT:-8004}
 CITYOS=$REPO_ROOT/.venv/bin/cityos
 mkdir -p var/log var/run
 
@@ -55,9 +56,11 @@ wait_http catalog "http://127.0.0.1:$CATALOG_PORT/readyz" 60
 start_service ingest
 start_service publish
 start_service feeds
+start_service ingest-http
 wait_http ingest "http://127.0.0.1:$INGEST_PORT/metrics" 60
 wait_http publish "http://127.0.0.1:$PUBLISH_PORT/readyz" 60
 wait_http feeds "http://127.0.0.1:$FEEDS_PORT/readyz" 60
+wait_http ingest-http "http://127.0.0.1:$INGEST_HTTP_PORT/readyz" 60
 
 log "producing demo events"
 "$CITYOS" demo
@@ -69,6 +72,7 @@ cat <<URLS
   open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
+  events over HTTP  http://127.0.0.1:$INGEST_HTTP_PORT/api/v1/events   (docs: /docs; README "Sending events over HTTP")
   CKAN action API   http://127.0.0.1:$PUBLISH_PORT/api/3/action/package_list
   DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
   catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets   (credential: .venv/bin/cityos admins issue NAME)

@@ -34,6 +34,7 @@ from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import REPO_ROOT, Settings
 
 SERVICES = ("ingest", "catalog", "publish", "feeds")
+INGEST_HTTP = "ingest-http"  # CloudEvents over HTTP: started only by the tests that send over HTTP
 ADMIN_NAME = "tests-admin"  # the audit log's actor for what tests do as administrators: admin:tests-admin
 
 
@@ -70,7 +71,7 @@ class Stack:
     database_url: str
     log_dir: Path
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
-    ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in SERVICES})
+    ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in (*SERVICES, INGEST_HTTP)})
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Any further settings a test needs.
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -122,6 +123,7 @@ class Stack:
                 "CITYOS_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['publish']}",
                 "CITYOS_FEEDS_METRICS_PORT": str(self.ports["feeds"]),
                 "CITYOS_FEEDS_GROUP": f"{self.prefix}feeds",
+                "CITYOS_INGEST_HTTP_PORT": str(self.ports["ingest-http"]),
             }
         )
         env.update(self.extra_env)

@@ -1,0 +1,66 @@
+"""Entry point of CloudEvents over HTTP (`cityos serve ingest-http`): wiring only.
+
+It acts as the ingest principal, since like ingest it writes validated events; it reads API keys from
+the catalog's database. More processes on other ports (behind one balancer) scale it out: each
+keeps its own producer, and the department's rate limit is per process.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import uvicorn
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+
+from cityos.domain.registry.store import bundled_definitions
+from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
+from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.kafka import ensure_pipeline_topics, producer_config
+from cityos.kernel.kafka_access import Principal, kafka_access
+from cityos.kernel.ratelimit import RateLimiter
+from cityos.kernel.runtime import configure_logging
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
+from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.http_app import HttpIngestMetrics, IngestHttp, Limits, create_app
+from services.ingest.http_delivery import DELIVERY_TIMEOUT_MS, CredentialCache, KafkaDelivery
+from services.ingest.routing import Topics
+
+
+def serve(settings: Settings) -> None:
+    configure_logging()
+    migrate(settings.database_url)  # keys live in the catalog's database; start on an empty one too
+    schema_set = load_schema_dir(settings.schemas_dir)
+    kafka = kafka_access(settings, Principal.ingest)
+    ensure_pipeline_topics(
+        kafka,
+        validated=settings.validated_topic,
+        deadletter=settings.deadletter_topic,
+        department_topics=[settings.department_topic(department) for department in schema_set.departments],
+    )
+    ensure_schema_topic(kafka, settings.schemas_topic)
+    registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
+    producer = Producer(producer_config(kafka, **{"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}))
+    delivery = KafkaDelivery(producer, settings.validated_topic)
+    delivery.start()
+    engine = make_engine(settings.database_url)
+    ingest = IngestHttp(
+        registry=registry,
+        topics=Topics(validated=settings.validated_topic, deadletter=settings.deadletter_topic),
+        limits=Limits(
+            rate_per_minute=settings.ingest_http_rate_per_minute,
+            max_batch_events=settings.ingest_http_max_batch_events,
+            max_batch_bytes=settings.ingest_http_max_batch_bytes,
+            max_future=timedelta(seconds=settings.max_future_skew_s),
+        ),
+        credentials=CredentialCache(session_factory(engine)),
+        delivery=delivery,
+        metrics=HttpIngestMetrics(CollectorRegistry()),
+        departments=frozenset(schema_set.departments),
+        topic_for=settings.department_topic,
+        limiter=RateLimiter(),
+    )
+    follower = SchemaFollower(kafka, settings.schemas_topic)
+    app = create_app(ingest, follower=follower, on_stop=delivery.close)
+    uvicorn.run(app, host=settings.ingest_http_host, port=settings.ingest_http_port, proxy_headers=False)
