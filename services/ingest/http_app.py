@@ -36,7 +36,6 @@ from cityos.kernel.ratelimit import RateLimiter
 from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.http_modes import (
     BATCH_CONTENT_TYPE,
-    EventResult,
     Mode,
     NotAnArray,
     TooManyEvents,
@@ -263,34 +262,28 @@ class IngestHttp:
             route(m, registry=self.registry, topics=self.topics, now=now, max_future=self.limits.max_future)
             for m in messages
         ]
-        accepted = [r.outbound for r in routed if r.reason is None]
-        if not await self.delivery.deliver(accepted):
+        if not await self.delivery.deliver([r.outbound for r in routed if r.reason is None]):
             detail = "the broker did not acknowledge every event; send them again (nothing is doubled)"
             return _error(503, "not_acknowledged", detail, {"Retry-After": "1"})
-        results = [result_of(index, r) for index, r in enumerate(routed)]
+        reasons = [r.reason for r in routed]
         self._count(department, routed)
-        return _json(answer_status(mode, results), _body(results))
+        results = [result_of(index, r) for index, r in enumerate(routed)]
+        refused = len(reasons) - reasons.count(None)
+        answer = {"accepted": len(reasons) - refused, "refused": refused, "results": results}
+        return _json(answer_status(mode, reasons), answer)
 
     def _count(self, department: str, routed: Sequence[Routed]) -> None:
+        # Tallied per dataset and outcome first: a label is looked up once per request, not per event.
         tally: dict[tuple[str, str], int] = {}
         for one in routed:
-            label = (self._dataset_label(one.dataset), str(one.reason or "accepted"))
-            tally[label] = tally.get(label, 0) + 1
+            seen = (one.dataset, one.reason or "accepted")
+            tally[seen] = tally.get(seen, 0) + 1
         for (dataset, outcome), count in tally.items():
-            self.metrics.events.labels(department, dataset, outcome).inc(count)
+            self.metrics.events.labels(department, self._dataset_label(dataset), str(outcome)).inc(count)
 
     def _dataset_label(self, dataset: str) -> str:
         meta = self.registry.dataset(dataset)
         return UNKNOWN if meta is None else dataset_label(dataset, meta.classification)
-
-
-def _body(results: Sequence[EventResult]) -> dict[str, Any]:
-    accepted = sum(1 for r in results if r.accepted)
-    return {
-        "accepted": accepted,
-        "refused": len(results) - accepted,
-        "results": [r.as_dict() for r in results],
-    }
 
 
 def create_app(

@@ -27,6 +27,9 @@ from services.ingest.http_app import HttpIngestMetrics, IngestHttp, Limits, crea
 from services.ingest.http_delivery import DELIVERY_TIMEOUT_MS, CredentialCache, KafkaDelivery
 from services.ingest.routing import Topics
 
+# Requests delivered at once per process (each flushes its own producer); more wait for a free one.
+PRODUCERS = 8
+
 
 def serve(settings: Settings) -> None:
     configure_logging()
@@ -41,8 +44,11 @@ def serve(settings: Settings) -> None:
     )
     ensure_schema_topic(kafka, settings.schemas_topic)
     registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
-    producer = Producer(producer_config(kafka, **{"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}))
-    delivery = KafkaDelivery(producer, settings.validated_topic)
+    # Reports for failed deliveries only: a request learns of success from its producer's flush.
+    # A short linger: a sender waits for the answer, and a batch is produced in one go anyway.
+    config = {"delivery.timeout.ms": DELIVERY_TIMEOUT_MS, "delivery.report.only.error": True, "linger.ms": 1}
+    producers = [Producer(producer_config(kafka, **config)) for _ in range(PRODUCERS)]
+    delivery = KafkaDelivery(producers, settings.validated_topic)
     delivery.start()
     engine = make_engine(settings.database_url)
     ingest = IngestHttp(

@@ -24,6 +24,7 @@ from cityos.domain.apikeys import SCOPE_INGEST, SCOPE_READ, OwnerKind, issue_key
 from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.schemas import schema_uri
+from tests.integration.conftest import fresh_pg_database
 from tests.support.feeds import copier
 from tests.support.stack import INGEST_HTTP, Stack
 
@@ -94,10 +95,23 @@ def sdk_event(number: str) -> CloudEvent:
     )
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def catalog_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The catalog (and its API keys) on the embedded default and on PostgreSQL, like every stack."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('http-ingest-db') / 'catalog.db'}"
+    else:
+        yield from fresh_pg_database(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture(scope="module")
-def http_stack(kafka: KafkaAccess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def http_stack(
+    kafka: KafkaAccess, catalog_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     folder: Path = tmp_path_factory.mktemp("http-ingest")
-    stack = Stack(kafka=kafka, database_url=f"sqlite:///{folder / 'catalog.db'}", log_dir=folder)
+    stack = Stack(kafka=kafka, database_url=catalog_database, log_dir=folder)
     try:
         stack.start("catalog")
         stack.start(INGEST_HTTP, "publish")

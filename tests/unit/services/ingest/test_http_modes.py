@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.ingest import http_modes
 from services.ingest.http_modes import (
-    EventResult,
     Mode,
     NotAnArray,
     TooManyEvents,
@@ -55,7 +55,34 @@ def test_binary_headers_are_percent_decoded_and_always_name_specversion() -> Non
 
 
 def test_answer_status() -> None:
-    ok, bad = EventResult(0, True, "aed"), EventResult(1, False, "aed", reason="wrong_department")
+    ok, bad = None, "wrong_department"
     assert answer_status(Mode.batch, [ok, ok]) == 202
     assert answer_status(Mode.structured, [bad]) == 403
     assert answer_status(Mode.batch, [ok, bad]) == 422
+
+
+# Elements the fast slicer must cut exactly where the byte walk cuts: escapes, brackets and commas
+# inside strings, mismatched brackets, nesting deeper than the regex follows, unterminated strings.
+_TRICKY = [
+    b'{"a": "x,]\\"y"}',
+    b'{"a": "\\\\", "b": [1, {"c": "]}"}]}',
+    b'[1, [2, [3, {"d": "\\u005d"}]]]',
+    b'{"a": [}',
+    b"[" * 40 + b"]" * 40,
+    b'{"open": "never closed, ]',
+    '{"名称": "施設,]"}'.encode(),
+    b"\x0c1",
+    b"nul\x00, 2",
+]
+
+
+@pytest.mark.parametrize("element", _TRICKY)
+def test_the_fast_slicer_cuts_where_the_byte_walk_does(element: bytes) -> None:
+    for body in (b"[" + element + b"]", b"[" + element + b", 7]", b"[" + element):
+        try:
+            expected = http_modes._value_end(body, 1)
+        except NotAnArray:
+            with pytest.raises(NotAnArray):
+                http_modes._element_end(body, 1)
+        else:
+            assert http_modes._element_end(body, 1) == expected
