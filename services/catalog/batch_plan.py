@@ -98,6 +98,7 @@ class BatchPlan:
     ledger_rows: list[dict[str, Any]]  # processed_events rows, in batch order
     inserts: list[dict[str, Any]]  # records rows for keys the database does not hold, by key
     updates: list[dict[str, Any]]  # records rows replacing stored ones (by primary key), by key
+    rows: list[dict[str, Any]]  # inserts and updates together, by key: what one upsert writes
     datasets: list[DatasetChange]  # by dataset id
     result: BatchResult  # counts of the events that are not rejected
 
@@ -215,8 +216,9 @@ def _net_effect(
     changes: Mapping[RecordKey, _Change],
     stored: Mapping[RecordKey, StoredRecord],
     last_change: Mapping[str, datetime],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[DatasetChange]]:
-    """Rows to insert and update, and dataset changes, against what the database held.
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[DatasetChange]]:
+    """Rows to insert and update (and both, in key order), and dataset changes, against what the
+    database held.
 
     Records and tombstones alike are rows: a key with a row is updated in place, a new key inserted;
     nothing is deleted. Key order: concurrent writers then lock rows in the same order, and B-tree
@@ -225,10 +227,13 @@ def _net_effect(
     """
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     count_delta: dict[str, int] = {}
-    for record_key, change in sorted(changes.items()):
+    for record_key in sorted(changes):
+        change = changes[record_key]
         before = stored.get(record_key)
         (updates if before is not None else inserts).append(change.row)
+        rows.append(change.row)
         was_live = before is not None and before.present
         if change.present != was_live:
             _bump(count_delta, record_key[0], 1 if change.present else -1)
@@ -236,7 +241,7 @@ def _net_effect(
         DatasetChange(dataset_id, count_delta.get(dataset_id, 0), last_change.get(dataset_id))
         for dataset_id in sorted(last_change.keys() | count_delta.keys())
     ]
-    return inserts, updates, datasets
+    return inserts, updates, rows, datasets
 
 
 def plan_batch(events: Sequence[ValidatedEvent], snapshot: BatchSnapshot, *, now: datetime) -> BatchPlan:
@@ -296,5 +301,5 @@ def plan_batch(events: Sequence[ValidatedEvent], snapshot: BatchSnapshot, *, now
         decisions.append(EventDecision(event, outcome, note))
         ledger_rows.append(_ledger_row(event, outcome, note, processed_at))
 
-    inserts, updates, datasets = _net_effect(changes, snapshot.records, last_change)
-    return BatchPlan(decisions, ledger_rows, inserts, updates, datasets, result)
+    inserts, updates, rows, datasets = _net_effect(changes, snapshot.records, last_change)
+    return BatchPlan(decisions, ledger_rows, inserts, updates, rows, datasets, result)

@@ -2,20 +2,36 @@
 
 Service functions take keyword-only arguments and never commit: the caller owns the transaction, so
 the consumer commits Kafka offsets only after the transaction holding these writes has committed.
-Portable across SQLite and PostgreSQL (plain SQLAlchemy constructs, no dialect-specific upserts).
+Portable across SQLite and PostgreSQL: the reads are SQLAlchemy Core, the bulk writes go through
+``cityos.kernel.db.bulk`` (COPY on PostgreSQL, executemany on SQLite), which picks each driver's path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from cityos.kernel.db.bulk import insert_rows, upsert_rows
 from cityos.kernel.db.models import (
     Base,
     Dataset,
@@ -46,12 +62,19 @@ if TYPE_CHECKING:
 # the 999 variables of SQLite builds older than 3.32; a batch of 500 events needs two queries.
 IN_CHUNK: Final = 400
 
+# Key of the PostgreSQL advisory lock that serialises schema-set synchronisation: the ASCII bytes
+# "cityossy" read as a big-endian integer, recognisable in pg_locks beside the migrations' lock.
+SCHEMA_SYNC_LOCK_KEY: Final = int.from_bytes(b"cityossy", "big")
+
 __all__ = ["IN_CHUNK", "BatchResult", "apply_batch", "sync_schema_set"]
 
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=Base)
 
 _Key = tuple[str, str]  # (source, event id) of the ledger; (dataset, record key) of a record
+_KeyColumns = tuple[InstrumentedAttribute[str], InstrumentedAttribute[str]]
+_Columns = tuple[InstrumentedAttribute[Any] | ColumnElement[Any], ...]
+_RECORD_COLUMNS: Final = ("dataset_id", "record_key")
 
 
 def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
@@ -88,6 +111,12 @@ def sync_schema_set(session: Session, *, schema_set: SchemaSet, now: datetime | 
     ``SchemaError`` (events already validated against the old document would silently change meaning).
     """
     registered_at = require_aware(now) if now is not None else datetime.now(UTC)
+    if session.get_bind().dialect.name == "postgresql":
+        # Catalog processes started together (a scaled-out deployment) would each insert the rows
+        # a fresh catalog lacks, and all but one fail on their keys: they take turns instead, and
+        # the later ones find the rows in place. Released with the transaction. (SQLite writers
+        # already take turns: they begin IMMEDIATE.)
+        session.execute(select(func.pg_advisory_xact_lock(SCHEMA_SYNC_LOCK_KEY)))
     # Flush table by table: referenced rows exist before the rows that reference them without relying
     # on the unit of work (the models declare no relationships), and errors surface at their stage.
     departments = _sync_departments(session, schema_set)
@@ -207,82 +236,89 @@ def _check_unchanged(existing: SchemaVersionRow, version: SchemaVersion) -> None
 def _pair_chunks(pairs: Collection[_Key]) -> Iterator[tuple[list[str], list[str]]]:
     """Each column's values for chunks of composite keys, to query as ``a IN (...) AND b IN (...)``.
 
-    Not a row-value ``(a, b) IN ((..), ..)``: PostgreSQL plans that as an OR of one index probe per
-    pair (a batch of 500 took ~0.2 s to look up), while two IN lists give one index scan on the
-    composite primary key. The cross product may return a few extra rows; callers drop those.
+    Not a row-value ``(a, b) IN ((..), ..)``: SQLite then scans. Two IN lists give one scan of the
+    composite primary key; the cross product may return a few extra rows, which callers drop.
     """
     for chunk in _chunks(sorted(pairs)):
         yield sorted({first for first, _ in chunk}), [second for _, second in chunk]
 
 
-@contextmanager
-def _custom_plans(session: Session) -> Iterator[None]:
-    """On PostgreSQL, plan the enclosed statements for their actual parameters.
+_LEDGER_TABLE: Final = Base.metadata.tables[ProcessedEvent.__tablename__]
+_RECORDS_TABLE: Final = Base.metadata.tables[Record.__tablename__]
+_LEDGER_KEY: Final = (ProcessedEvent.source, ProcessedEvent.event_id)
+_RECORD_KEY: Final = (Record.dataset_id, Record.record_key)
+# Only the ordering columns: the documents are not needed to decide. Tombstones included: their
+# version is what keeps an older upsert from resurrecting the record.
+_RECORD_STATE: Final = (
+    *_RECORD_KEY,
+    Record.event_time,
+    Record.kafka_partition,
+    Record.kafka_offset,
+    Record.event_source,
+    Record.event_id,
+    Record.deleted_at.is_(None),
+)
 
-    psycopg prepares a statement after a few executions and PostgreSQL may then keep a generic plan.
-    Made while the tables were still small (a fresh catalog), the IN-list look-ups' generic plan is a
-    sequential scan that stays until the next ANALYZE: 20,000 events loaded into an empty catalog ran
-    at a third of the speed. The bulk writes keep their prepared plans (primary-key access is right
-    at any size); ``set_config(..., true)`` is transaction-local, so nothing leaks to the connection.
-    """
-    postgres = session.get_bind().dialect.name == "postgresql"
+
+_CUSTOM_PLANS: Final = select(func.set_config("plan_cache_mode", "force_custom_plan", True))
+
+
+@cache
+def _lookup(columns: _Columns, key: _KeyColumns, postgres: bool) -> Select[Any]:
+    """``columns`` of the rows whose composite ``key`` is among the pairs bound as ``firsts`` and
+    ``seconds``; built once, so a batch pays neither construction nor compilation."""
     if postgres:
-        session.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
-    try:
-        yield
-    finally:
-        if postgres:
-            session.execute(select(func.set_config("plan_cache_mode", "auto", True)))
+        # One statement of fixed text joining the exact keys unnested from two arrays, whatever the
+        # batch size (IN lists change text with their length and match a cross product).
+        pairs = (
+            func.unnest(bindparam("firsts", type_=ARRAY(String)), bindparam("seconds", type_=ARRAY(String)))
+            .table_valued("first", "second")
+            .render_derived()
+        )
+        return select(*columns).join(pairs, and_(key[0] == pairs.c.first, key[1] == pairs.c.second))
+    return select(*columns).where(
+        key[0].in_(bindparam("firsts", expanding=True)), key[1].in_(bindparam("seconds", expanding=True))
+    )
+
+
+def _matching(
+    session: Session, columns: _Columns, key: _KeyColumns, keys: Collection[_Key]
+) -> Iterator[Row[Any]]:
+    """``columns`` (the key's first) of the rows whose composite ``key`` is one of ``keys``."""
+    wanted = set(keys)
+    connection = session.connection()  # Core: plain rows, no ORM layer on the hot path
+    if connection.dialect.name == "postgresql":
+        ordered = sorted(wanted)
+        statement = _lookup(columns, key, True)
+        yield from connection.execute(
+            statement,
+            {"firsts": [first for first, _ in ordered], "seconds": [second for _, second in ordered]},
+        )
+        return
+    statement = _lookup(columns, key, False)
+    for firsts, seconds in _pair_chunks(wanted):
+        for row in connection.execute(statement, {"firsts": firsts, "seconds": seconds}):
+            if (row[0], row[1]) in wanted:
+                yield row
 
 
 def _existing_ledger(session: Session, keys: Collection[_Key]) -> frozenset[_Key]:
-    found: set[_Key] = set()
-    wanted = set(keys)
-    for sources, event_ids in _pair_chunks(wanted):
-        rows = session.execute(
-            select(ProcessedEvent.source, ProcessedEvent.event_id).where(
-                ProcessedEvent.source.in_(sources), ProcessedEvent.event_id.in_(event_ids)
-            )
-        )
-        found.update(key for key in rows.tuples() if key in wanted)
-    return frozenset(found)
+    return frozenset((row[0], row[1]) for row in _matching(session, _LEDGER_KEY, _LEDGER_KEY, keys))
 
 
 def _stored_records(session: Session, keys: Collection[_Key]) -> dict[_Key, StoredRecord]:
-    # Only the ordering columns: the documents are not needed to decide, and plain rows keep the
-    # ORM identity map out of a path that then writes with bulk statements. Tombstones included:
-    # their version is what keeps an older upsert from resurrecting the record.
-    records: dict[_Key, StoredRecord] = {}
-    wanted = set(keys)
-    for dataset_ids, record_keys in _pair_chunks(wanted):
-        rows = session.execute(
-            select(
-                Record.dataset_id,
-                Record.record_key,
-                Record.event_time,
-                Record.kafka_partition,
-                Record.kafka_offset,
-                Record.event_source,
-                Record.event_id,
-                Record.deleted_at,
-            ).where(Record.dataset_id.in_(dataset_ids), Record.record_key.in_(record_keys))
+    return {
+        (dataset_id, record_key): StoredRecord((event_time, partition, offset), source, event_id, bool(live))
+        for dataset_id, record_key, event_time, partition, offset, source, event_id, live in _matching(
+            session, _RECORD_STATE, _RECORD_KEY, keys
         )
-        for dataset_id, record_key, event_time, partition, offset, source, event_id, deleted_at in rows:
-            if (dataset_id, record_key) not in wanted:
-                continue
-            records[(dataset_id, record_key)] = StoredRecord(
-                version=(event_time, partition, offset),
-                source=source,
-                event_id=event_id,
-                present=deleted_at is None,
-            )
-    return records
+    }
 
 
 def _dataset_metas(session: Session, dataset_ids: Collection[str]) -> dict[str, dict[str, Any]]:
     metas: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(sorted(dataset_ids)):
-        rows = session.execute(select(Dataset.id, Dataset.meta).where(Dataset.id.in_(chunk)))
+        rows = session.connection().execute(select(Dataset.id, Dataset.meta).where(Dataset.id.in_(chunk)))
         for dataset_id, meta in rows:
             metas[dataset_id] = meta
     return metas
@@ -342,9 +378,17 @@ def admission_facts(
 
 def _read_snapshot(session: Session, events: Sequence[ValidatedEvent]) -> BatchSnapshot:
     """What the database holds for the batch: its ledger entries, records and datasets."""
-    with _custom_plans(session):
-        processed = _existing_ledger(session, {(e.source, e.id) for e in events})
-        records = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Plan the look-ups for their actual keys and the tables' current size. psycopg prepares a
+        # statement after a few executions and PostgreSQL may then keep a generic plan: made while
+        # the tables were small (a fresh catalog), that plan scans them whole and stays until the
+        # next ANALYZE -- 20,000 events loaded into an empty catalog ran at a third of the speed.
+        # Transaction-local (``set_config(..., true)``): one round trip, nothing leaks to the pooled
+        # connection; the batch's other statements have no parameters worth a generic plan.
+        connection.execute(_CUSTOM_PLANS)
+    processed = _existing_ledger(session, {(e.source, e.id) for e in events})
+    records = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
     datasets = _dataset_metas(session, {e.dataset_id for e in events})
     return BatchSnapshot(processed=processed, records=records, datasets=datasets)
 
@@ -365,16 +409,13 @@ def _dataset_values(change: DatasetChange) -> dict[str, Any]:
 
 
 def _write_plan(session: Session, plan: BatchPlan) -> None:
-    """The plan's rows in bulk statements: ledger, new records, replaced records, then datasets."""
-    if plan.ledger_rows:
-        # render_nulls: keep NULL columns in the statement so every row shares one executemany
-        # (by default the ORM splits rows into groups by which values are None).
-        session.execute(insert(ProcessedEvent).execution_options(render_nulls=True), plan.ledger_rows)
-    if plan.inserts:
-        session.execute(insert(Record).execution_options(render_nulls=True), plan.inserts)
-    if plan.updates:
-        # ORM bulk UPDATE by primary key: one executemany (pipelined by psycopg 3).
-        session.execute(update(Record), plan.updates)
+    """The plan's rows in bulk statements: ledger, records (new and replaced alike), then datasets."""
+    connection = session.connection()
+    # The ledger is inserted, never upserted: a concurrent apply of the same events fails on its
+    # primary key (IntegrityError) and is retried, when it finds them duplicates.
+    insert_rows(connection, _LEDGER_TABLE, plan.ledger_rows)
+    # Key order (the plan's): concurrent writers lock rows in the same order, B-tree pages in turn.
+    upsert_rows(connection, _RECORDS_TABLE, plan.rows, key=_RECORD_COLUMNS)
     # In dataset order (the plan's): two consumers touching the same datasets lock their rows in the
     # same order, so they cannot deadlock.
     for change in plan.datasets:
@@ -401,8 +442,10 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
     arrives after it cannot create the record either. Tombstones are never counted or read. The
     decisions are ``services.catalog.batch_plan.plan_batch``'s; this reads and writes around them.
 
-    A handful of queries per batch (IN lists), then bulk writes. On a concurrent apply of the same
-    events the ledger's primary key raises ``IntegrityError``: roll back and retry the batch.
+    Three reads per batch (ledger, records, datasets), then one bulk write per table: the ledger
+    inserted, the records upserted (new, replaced and tombstones in one statement). On a concurrent
+    apply of the same events the ledger's primary key raises ``IntegrityError``: roll back and retry
+    the batch.
     """
     if not events:
         return BatchResult()

@@ -392,6 +392,13 @@ def test_rows_are_ordered_by_key_and_datasets_by_id_whatever_the_batch_order() -
         ("notes", "B"),
     ]
     assert [(r["dataset_id"], r["record_key"]) for r in plan.updates] == [("aed", "C")]
+    # One upsert writes both, in key order: new and replaced rows interleaved.
+    assert [(r["dataset_id"], r["record_key"]) for r in plan.rows] == [
+        ("aed", "A"),
+        ("aed", "C"),
+        ("notes", "A"),
+        ("notes", "B"),
+    ]
     assert [row["event_id"] for row in plan.ledger_rows] == ["e1", "e2", "e3", "e4"]
     assert plan.datasets == [
         DatasetChange("aed", record_delta=1, last_change=T0),
