@@ -20,6 +20,7 @@ run_bench ingest
 run_bench http_ingest
 run_bench catalog --pg-url "$(bash "$SCRIPT_DIR/postgres.sh" url)"
 run_bench publish
+run_bench export
 run_bench feeds
 run_bench anonymize
 run_bench schemas
