@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run up down reset test lint bench env clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml native/pyproject.toml native/Cargo.toml native/src/lib.rs
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	@# Strict decoding's compiled byte scan (Rust, built by maturin); without a Rust toolchain ingest
+	@# uses the pure-Python scan, which gives the same verdicts more slowly.
+	PATH="$$HOME/.cargo/bin:$$PATH" $(VENV)/bin/pip install -q ./native \
+		|| echo "warning: native/ not built (no Rust toolchain?): ingest uses the slower Python scan" >&2
 	@touch $(STAMP)
 
 env: $(STAMP)

@@ -104,23 +104,26 @@ def parse_strict_json(raw: bytes) -> Any:
 
     Fast path: orjson already refuses invalid UTF-8, NaN/Infinity, overflowing numbers, lone
     surrogates and raw control characters; what it lets through silently is duplicate keys
-    (last one wins), ``\\u0000`` and integers beyond 64 bits (turned into floats). A cheap look
-    at the bytes rules those out: no ``\\u0000``, no run of 19 digits, and every key is followed
-    by ``":`` in compact JSON, so when the parsed keys number exactly the ``":`` found in the
-    bytes no key was dropped. Anything unusual takes the exact path, which also names the precise
-    reason for a refusal.
+    (last one wins), ``\\u0000`` and integers beyond 64 bits (turned into floats). One look at
+    the bytes (``plain_counts``) rules those out: no ``\\u0000``, no run of 19 digits, no nesting
+    past the limit, and every key is followed by ``":`` in compact JSON, so when the parsed keys
+    number exactly the ``":`` found in the bytes no key was dropped. Anything unusual takes the
+    exact path, which also names the precise reason for a refusal.
     """
     if len(raw) > MAX_MESSAGE_BYTES:
         raise Refusal(
             Reason.MESSAGE_TOO_LARGE, f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}"
         )
-    if b"\\u0000" not in raw and _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+    counts = plain_counts(raw, MAX_NESTING_DEPTH)
+    if counts is not None:
         try:
-            value = orjson.loads(raw)  # itself refuses nesting deeper than 1024
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
         else:
-            if _keys_within_depth(value, raw) == raw.count(b'":'):
+            keys, objects = counts
+            # A flat object needs no call: its own length is all its keys.
+            if (len(value) if objects == 1 and type(value) is dict else _parsed_keys(value, objects)) == keys:
                 return value
     return _parse_exact(raw)
 
@@ -132,21 +135,42 @@ _CONTAINERS: frozenset[type] = frozenset({dict, list})
 _type_of: Callable[[Any], type] = type
 
 
-def _keys_within_depth(value: Any, raw: bytes) -> int:
-    """Number of object keys of ``value`` parsed from ``raw``; raises ``Refusal`` when it nests
-    deeper than allowed.
-
-    Every object and array opens with a ``{`` or ``[`` byte, so their counts in the bytes bound
-    both how many there are and how deep they go: a usual event (an envelope with one object of
-    data, no arrays) is settled by a few byte counts, without walking the parsed value.
-    """
+def _plain_counts_python(raw: bytes, max_depth: int) -> tuple[int, int] | None:
+    """``(keys, objects)`` -- how many ``":`` and ``{`` the bytes hold -- when they hold no
+    ``\\u0000``, no run of 19 digits and no nesting deeper than ``max_depth``; None when the exact
+    parser must decide. The compiled ``cityos_strictscan.plain_counts`` answers the same in one
+    pass (a unit test holds the two to the same answers on any bytes)."""
+    if b"\\u0000" in raw or _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO):
+        return None
     objects = raw.count(b"{")
-    arrays = raw.count(b"[")
-    if objects + arrays > MAX_NESTING_DEPTH:
-        keys, depth = _keys_and_depth(value)
-        if depth > MAX_NESTING_DEPTH:
-            raise Refusal(Reason.NESTING_TOO_DEEP, f"nesting deeper than {MAX_NESTING_DEPTH} levels")
-        return keys
+    # Counting brackets is a cheap upper bound on depth; only past the cap is it measured.
+    if objects + raw.count(b"[") > max_depth and _nesting_depth(raw, max_depth) > max_depth:
+        return None
+    return raw.count(b'":'), objects
+
+
+def _compiled_plain_counts() -> Callable[[bytes, int], tuple[int, int] | None] | None:
+    try:
+        from cityos_strictscan import plain_counts as compiled
+    except ImportError:  # not built on this machine: the Python scan gives the same answers
+        return None
+    return compiled
+
+
+# The byte checks are most of strict decoding's cost beyond orjson; the compiled scan does them in
+# one pass (about a fifth of the time), the Python one in five byte scans.
+plain_counts: Callable[[bytes, int], tuple[int, int] | None] = (
+    _compiled_plain_counts() or _plain_counts_python
+)
+SCAN = "compiled" if plain_counts is not _plain_counts_python else "python"
+
+
+def _parsed_keys(value: Any, objects: int) -> int:
+    """Number of object keys of ``value``, parsed from bytes holding ``objects`` ``{`` bytes.
+
+    Every object opens with a ``{`` byte, so their count bounds how many there are: a usual event
+    (an envelope with one object of data) is settled by two ``len`` calls, without walking it.
+    """
     if type(value) is dict:
         if objects == 1:
             return len(value)

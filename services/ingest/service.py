@@ -1,7 +1,8 @@
 """The ingest loop: consume department topics, route each message, produce, store offsets.
 
-Offsets are stored only after the broker acknowledged every output of a batch (OffsetTracker),
-so a crash at any point re-delivers rather than loses; downstream is idempotent by event id.
+Offsets are stored only after the broker acknowledged every output produced before them
+(``Checkpoint``), so a crash at any point re-delivers rather than loses; downstream is idempotent
+by event id.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from cityos.domain.metric_labels import dataset_label
 from cityos.domain.registry.topic import SchemaChange, SchemaFollower
 from cityos.kernel.consume import ConsumeLoop, Periodic
 from cityos.kernel.deadletter import Reason
-from cityos.kernel.kafka import OffsetTracker, error_code, headers_list
+from cityos.kernel.kafka import error_code, headers_list
 from cityos.kernel.schemas import DatasetMeta
 from cityos.kernel.validation import ValidatorRegistry
+from services.ingest.checkpoint import Checkpoint
 from services.ingest.dedup import DeadLetterFollower, RecentDeadLetters
 from services.ingest.metrics import IngestMetrics
 from services.ingest.routing import (
@@ -47,6 +49,11 @@ DEADLETTER_FOLLOW_S = 0.25
 # The validation-latency histogram samples one event in this many: a histogram observation
 # takes a lock and costs about as much as validating a small event.
 VALIDATION_SAMPLE_EVERY = 16
+# How often input offsets are released for commit: each release waits for every output produced so
+# far (a few milliseconds), and the client commits released offsets every second anyway.
+CHECKPOINT_S = 0.25
+# Longest wait at a checkpoint for the broker's acknowledgements before trying again later.
+CHECKPOINT_WAIT_S = 10.0
 
 
 def inbound(message: Message) -> InboundMessage:
@@ -92,7 +99,7 @@ class IngestService:
         self._max_future = max_future
         self._batch_size = batch_size
         self._clock = clock
-        self._tracker = OffsetTracker()
+        self._checkpoint = Checkpoint(producer, interval_s=CHECKPOINT_S)
         self._children: dict[tuple[str, ...], Any] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._follower = schema_follower
@@ -102,7 +109,7 @@ class IngestService:
         self._recent = RecentDeadLetters(0) if recent_deadletters is None else recent_deadletters
         self._deadletter_follower = deadletter_follower
         self._deadletter_poll = Periodic(DEADLETTER_FOLLOW_S, self._take_deadletters)
-        self._headers: dict[str, list[tuple[str, str | bytes]]] = {}
+        self._by_topic: dict[str, tuple[str, list[tuple[str, str | bytes]]]] = {}
         self._sample = VALIDATION_SAMPLE_EVERY  # events until the next latency sample
         self.processed = 0
 
@@ -124,12 +131,13 @@ class IngestService:
         ).run(stop)
 
     def _turn(self, messages: Sequence[Message]) -> None:
-        # Delivery reports are served and acknowledged offsets stored on idle turns too, so the
-        # last batch before a quiet spell is committed without waiting for more input.
+        # Delivery reports are served every turn; offsets are released at each checkpoint and on
+        # idle turns, so the last batch before a quiet spell is committed without more input.
         if messages:
             self.process(messages)
         self._producer.poll(0)
-        self._store_ready()
+        if not messages or self._checkpoint.due():
+            self._store_ready(CHECKPOINT_WAIT_S)
 
     def process(self, messages: Sequence[Message]) -> None:
         """Route and produce one batch of data messages (the consume loop has dealt with errors).
@@ -137,21 +145,24 @@ class IngestService:
         Good structured upserts go straight from one strict parse and one compiled validation to
         the producer (``accept_fast``); everything else takes ``route``, which names the reason
         for a refusal. Bookkeeping is per batch: one clock reading, one metrics update, and the
-        batch's input positions recorded as it goes (offsets are stored once every output of
-        the batch and of earlier ones is acknowledged).
+        input positions recorded as it goes (released at the next checkpoint, once every output
+        produced before it is acknowledged).
         """
-        batch = self._tracker.open()
         now = self._clock()
         outcomes: dict[tuple[str, str, Reason | None, bool], int] = {}
         valid: dict[tuple[str, str], int] = {}
         # Names are bound once: this loop runs for every event.
         registry, max_future, validated = self._registry, self._max_future, self._topics.validated
-        produce, ack, positions = self._producer.produce, batch.ack, batch.positions
+        produce, failed, positions = (
+            self._producer.produce,
+            self._checkpoint.on_delivery,
+            self._checkpoint.positions,
+        )
         sample, observe = self._sample, self._metrics.validation_seconds.observe
-        produced = 0
+        by_topic = self._by_topic
         for message in messages:
             topic, value, raw_headers = message.topic() or "", message.value(), message.headers()
-            department = department_of(topic) or UNKNOWN
+            department, out_headers = by_topic.get(topic) or self._topic_route(topic)
             headers = headers_list(raw_headers) if raw_headers else []
             # One event in VALIDATION_SAMPLE_EVERY is timed (see there).
             sample -= 1
@@ -160,13 +171,12 @@ class IngestService:
                 sample = VALIDATION_SAMPLE_EVERY
             fast = accept_fast(value, headers, department, registry=registry, now=now, max_future=max_future)
             if fast is None or value is None:
-                self._route_one(message, now, batch, outcomes, started)
+                self._route_one(message, now, outcomes, started)
                 continue
             if started is not None:
                 observe(time.perf_counter() - started)
             key, dataset = fast
             kind, stamp = message.timestamp()
-            out_headers = self._validated_headers(department)
             try:
                 # Timestamp 0 lets the client stamp it (the record had none).
                 produce(
@@ -175,20 +185,15 @@ class IngestService:
                     key,
                     headers=out_headers,
                     timestamp=stamp if kind else 0,
-                    on_delivery=ack,
+                    on_delivery=failed,
                 )
             except BufferError:
                 out = OutboundMessage(validated, key, value, out_headers, stamp if kind else None)
-                self._produce_when_room(out, ack)
+                self._produce_when_room(out, failed)
             positions[(topic, message.partition() or 0)] = (message.offset() or 0) + 1
-            produced += 1
             label = (department, dataset)
             valid[label] = valid.get(label, 0) + 1
         self._sample = sample
-        # Counted once for the batch; acknowledgements only arrive from ``poll``, after the seal
-        # or inside ``_produce_when_room``, and a batch is released only once sealed.
-        batch.pending += produced
-        self._tracker.seal(batch)
         for (department, dataset), count in valid.items():
             outcomes[(department, dataset, None, False)] = (
                 outcomes.get((department, dataset, None, False), 0) + count
@@ -200,7 +205,6 @@ class IngestService:
         self,
         message: Message,
         now: datetime,
-        batch: Any,
         outcomes: dict[tuple[str, str, Reason | None, bool], int],
         started: float | None,
     ) -> None:
@@ -215,10 +219,11 @@ class IngestService:
         duplicate = routed.fingerprint is not None and self._repeated(routed)
         label = (routed.department, routed.dataset, routed.reason, duplicate)
         outcomes[label] = outcomes.get(label, 0) + 1
+        # Committed with the next checkpoint, after every output produced before it: a duplicate
+        # (a dead letter written before) needs no output of its own.
+        self._checkpoint.positions[(incoming.topic, incoming.partition)] = incoming.offset + 1
         if duplicate:
-            batch.settle(incoming.topic, incoming.partition, incoming.offset)
             return
-        batch.expect(incoming.topic, incoming.partition, incoming.offset)
         out = routed.outbound
         try:
             self._producer.produce(
@@ -227,22 +232,21 @@ class IngestService:
                 key=out.key,
                 headers=out.headers,
                 timestamp=out.timestamp_ms or 0,  # 0: let the client stamp it
-                on_delivery=batch.ack,
+                on_delivery=self._checkpoint.on_delivery,
             )
         except BufferError:
-            self._produce_when_room(out, batch.ack)
+            self._produce_when_room(out, self._checkpoint.on_delivery)
 
-    def _validated_headers(self, department: str) -> list[tuple[str, str | bytes]]:
-        # Built once per department: the producer copies them for every message.
-        headers = self._headers.get(department)
-        if headers is None:
-            headers = self._headers[department] = validated_headers(department)
-        return headers
+    def _topic_route(self, topic: str) -> tuple[str, list[tuple[str, str | bytes]]]:
+        """The department of an input topic and the headers of its validated events, worked out
+        once per topic: the producer copies the headers for every message."""
+        department = department_of(topic) or UNKNOWN
+        self._by_topic[topic] = (department, validated_headers(department))
+        return self._by_topic[topic]
 
     def drain(self) -> None:
         """Wait for every produce acknowledgement and commit the final positions."""
-        self._producer.flush(30)
-        self._store_ready()
+        self._store_ready(30)
         self._metrics.deadletter_memory.set(len(self._recent))
         try:
             self._consumer.commit(asynchronous=False)
@@ -281,9 +285,9 @@ class IngestService:
             except BufferError:
                 continue
 
-    def _store_ready(self) -> None:
-        offsets = self._tracker.ready()
-        self._metrics.in_flight.set(self._tracker.in_flight)
+    def _store_ready(self, wait_s: float) -> None:
+        offsets = self._checkpoint.release(wait_s)
+        self._metrics.in_flight.set(self._checkpoint.in_flight)
         if offsets:
             self._consumer.store_offsets(offsets=offsets)
 
@@ -299,7 +303,7 @@ class IngestService:
             self.drain()
         except KafkaException as exc:
             log.warning("commit on revoke failed: %s", exc)  # never raise out of a rebalance callback
-        self._tracker.forget(partitions)
+        self._checkpoint.forget(partitions)
         self._unassign(partitions)
 
     def _unassign(self, partitions: list[TopicPartition]) -> None:
@@ -308,7 +312,7 @@ class IngestService:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost without revoke: %s", [(p.topic, p.partition) for p in partitions])
-        self._tracker.forget(partitions)
+        self._checkpoint.forget(partitions)
         self._unassign(partitions)
 
     def _count(self, outcomes: dict[tuple[str, str, Reason | None, bool], int]) -> None:
