@@ -8,13 +8,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cityos.kernel.errors import DeliveryFailed, KafkaUnavailable
+from cityos.kernel.errors import KafkaUnavailable
 from cityos.kernel.kafka_access import KafkaAccess
 
 log = logging.getLogger(__name__)
@@ -137,70 +136,6 @@ def _wait_until_served(admin: AdminClient, topics: Mapping[str, int], timeout_s:
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(f"topics {sorted(waiting)} not served {timeout_s} s after creation")
             time.sleep(0.1)
-
-
-@dataclass(slots=True)
-class _Batch:
-    pending: int = 0
-    sealed: bool = False
-    failed: str | None = None
-    positions: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def expect(self, topic: str, partition: int, offset: int) -> None:
-        """One output will be produced for input (topic, partition, offset)."""
-        self.pending += 1
-        self.positions[(topic, partition)] = offset + 1
-
-    def settle(self, topic: str, partition: int, offset: int) -> None:
-        """Input (topic, partition, offset) needs no output (a dead letter written before): its
-        offset is committed with the batch's, after every output of this and earlier batches."""
-        self.positions[(topic, partition)] = offset + 1
-
-    def ack(self, err: KafkaError | None, _msg: Message) -> None:
-        self.pending -= 1
-        if err is not None and self.failed is None:
-            self.failed = str(err)
-
-
-class OffsetTracker:
-    """Releases input offsets only when every output produced for them is acknowledged,
-    batch by batch in consumption order, so the committed position never passes lost output.
-    """
-
-    def __init__(self) -> None:
-        self._batches: list[_Batch] = []
-
-    def open(self) -> _Batch:
-        batch = _Batch()
-        self._batches.append(batch)
-        return batch
-
-    def seal(self, batch: _Batch) -> None:
-        batch.sealed = True
-
-    def ready(self) -> list[TopicPartition]:
-        """Offsets now safe to commit. Raises DeliveryFailed at the first failed batch."""
-        merged: dict[tuple[str, int], int] = {}
-        while self._batches:
-            head = self._batches[0]
-            if head.failed is not None:
-                raise DeliveryFailed(f"produce not acknowledged: {head.failed}")
-            if not head.sealed or head.pending > 0:
-                break
-            merged.update(head.positions)
-            self._batches.pop(0)
-        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in merged.items()]
-
-    @property
-    def in_flight(self) -> int:
-        return sum(batch.pending for batch in self._batches)
-
-    def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Drop positions of revoked partitions (their batches were flushed before)."""
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        for batch in self._batches:
-            for key in revoked:
-                batch.positions.pop(key, None)
 
 
 # Partitions of the pipeline's own topics. Validated events are keyed by record, so more
