@@ -13,18 +13,15 @@ import uvicorn
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from cityos.domain.registry.store import bundled_definitions
-from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
+from cityos.domain.registry.topic import SchemaFollower
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
-from cityos.kernel.kafka import ensure_pipeline_topics, producer_config
-from cityos.kernel.kafka_access import Principal, kafka_access
+from cityos.kernel.kafka import producer_config
 from cityos.kernel.ratelimit import RateLimiter
 from cityos.kernel.runtime import configure_logging
-from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
-from cityos.kernel.validation import ValidatorRegistry
 from services.ingest.http_app import HttpIngestMetrics, IngestHttp, Limits, create_app
 from services.ingest.http_delivery import DELIVERY_TIMEOUT_MS, CredentialCache, KafkaDelivery
+from services.ingest.main import ingest_side
 from services.ingest.routing import Topics
 
 # Requests delivered at once per process (each flushes its own producer); more wait for a free one.
@@ -34,16 +31,7 @@ PRODUCERS = 8
 def serve(settings: Settings) -> None:
     configure_logging()
     migrate(settings.database_url)  # keys live in the catalog's database; start on an empty one too
-    schema_set = load_schema_dir(settings.schemas_dir)
-    kafka = kafka_access(settings, Principal.ingest)
-    ensure_pipeline_topics(
-        kafka,
-        validated=settings.validated_topic,
-        deadletter=settings.deadletter_topic,
-        department_topics=[settings.department_topic(department) for department in schema_set.departments],
-    )
-    ensure_schema_topic(kafka, settings.schemas_topic)
-    registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
+    schema_set, kafka, registry = ingest_side(settings)
     # Reports for failed deliveries only: a request learns of success from its producer's flush.
     # A short linger: a sender waits for the answer, and a batch is produced in one go anyway.
     config = {"delivery.timeout.ms": DELIVERY_TIMEOUT_MS, "delivery.report.only.error": True, "linger.ms": 1}

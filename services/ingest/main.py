@@ -14,9 +14,9 @@ from cityos.domain.metric_labels import dataset_label
 from cityos.domain.registry.store import bundled_definitions
 from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
-from cityos.kernel.kafka_access import Principal, kafka_access
+from cityos.kernel.kafka_access import KafkaAccess, Principal, kafka_access
 from cityos.kernel.runtime import configure_logging, stop_on_signals
-from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.schemas import SchemaSet, load_schema_dir
 from cityos.kernel.settings import Settings
 from cityos.kernel.strictjson import SCAN
 from cityos.kernel.validation import ValidatorRegistry
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 DEADLETTER_CATCH_UP_S = 20.0
 
 
-def serve(settings: Settings) -> None:
-    configure_logging()
+def ingest_side(settings: Settings) -> tuple[SchemaSet, KafkaAccess, ValidatorRegistry]:
+    """What every ingesting process (Kafka or HTTP) starts from: the schemas, the ingest principal's
+    Kafka access with the topics it reads and writes in place, and the compiled validators."""
     log.info("strict decoding scans bytes with the %s scanner", SCAN)
     schema_set = load_schema_dir(settings.schemas_dir)
     kafka = kafka_access(settings, Principal.ingest)
@@ -45,13 +46,19 @@ def serve(settings: Settings) -> None:
         department_topics=[settings.department_topic(department) for department in schema_set.departments],
     )
     ensure_schema_topic(kafka, settings.schemas_topic)
+    registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
+    return schema_set, kafka, registry
+
+
+def serve(settings: Settings) -> None:
+    configure_logging()
+    schema_set, kafka, registry = ingest_side(settings)
     metrics = IngestMetrics(REGISTRY)
     # /metrics is unauthenticated: only public datasets are named, the others count as "non-public".
     metrics.start_series(
         {dataset_label(d.id, d.classification): d.department for d in schema_set.datasets.values()}
     )
     start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
-    registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
     # Registry-side metric kept here: it is about this process's live view of the schema topic.
     known_versions = Gauge(
         "cityos_ingest_schema_versions",
