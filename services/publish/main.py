@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from cityos.kernel.db.engine import migrate
-from cityos.kernel.settings import Settings
+from cityos.kernel.settings import Settings, get_settings
 from services.publish.app import create_app
 
 
@@ -14,7 +15,22 @@ def serve(settings: Settings) -> None:
     # Migrating first lets the API start on an empty database (fresh install, local runs) instead of
     # failing on its first query.
     migrate(settings.database_url)
-    app = create_app(settings)
     # uvicorn's own proxy handling stays off: which forwarded headers to believe for links is decided
-    # by services.publish.public_base, from the configured trusted proxies only.
-    uvicorn.run(app, host=settings.publish_host, port=settings.publish_port, proxy_headers=False)
+    # by services.publish.public_base, from the configured trusted proxies only. No access log: it
+    # would write every caller's address, which the API never logs (services.publish.callers), and
+    # /metrics already counts each request by route, status and format.
+    host, port = settings.publish_host, settings.publish_port
+    if settings.publish_workers > 1:
+        # Each worker process builds its own app (engine, caches, limiter) from the environment:
+        # uvicorn starts workers from an import string, never from an app object.
+        uvicorn.run(
+            f"{__name__}:app_from_environment", factory=True, workers=settings.publish_workers,
+            host=host, port=port, proxy_headers=False, access_log=False,
+        )  # fmt: skip
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False, access_log=False)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process, configured like the parent from ``CITYOS_*`` variables."""
+    return create_app(get_settings())

@@ -41,7 +41,8 @@ RawHeaders = list[tuple[bytes, bytes]]
 class CachedPage:
     """Everything a records answer needs besides the request's own conditional headers.
 
-    Header lines are kept encoded, as Starlette would encode them for this body, once per rendering.
+    The 200's header lines are kept encoded, as Starlette would encode them for this body, once per
+    rendering.
     """
 
     dataset_id: str
@@ -52,10 +53,17 @@ class CachedPage:
     rows: int
     expires: float
     ok_headers: RawHeaders  # the 200
-    not_modified_headers: RawHeaders  # a 304 by If-None-Match: every header of the 200 but its body's
-    # A 304 by If-Modified-Since is decided before any rendering, so it carries only the validators
-    # known then (Vary, Cache-Control, Last-Modified).
-    early_headers: RawHeaders
+    # A 304 by If-None-Match carries every header of the 200 but its body's; one by
+    # If-Modified-Since is decided before any rendering, so it carries only the validators known
+    # then (Vary, Cache-Control, Last-Modified). Both are rare: encoded only when sent.
+    headers: dict[str, str]
+    early: dict[str, str]
+
+    def not_modified_headers(self) -> RawHeaders:
+        return Response(status_code=304, headers=self.headers).raw_headers
+
+    def early_headers(self) -> RawHeaders:
+        return Response(status_code=304, headers=self.early).raw_headers
 
 
 class PreparedResponse(Response):

@@ -240,14 +240,14 @@ def answer(
             if_modified_since=headers_in.get("if-modified-since"),
         )
     ):
-        return PreparedResponse(304, page.early_headers)
+        return PreparedResponse(304, page.early_headers())
     tally.rows = page.rows
     ctx.metrics.records_served_series(page.dataset_id, page.format).inc(page.rows)
     if if_none_match is not None and not_modified(
         etag=page.etag, last_modified=None, if_none_match=if_none_match, if_modified_since=None
     ):
         tally.rows = 0
-        return PreparedResponse(304, page.not_modified_headers)
+        return PreparedResponse(304, page.not_modified_headers())
     return PreparedResponse(200, page.ok_headers, page.body)
 
 
@@ -598,8 +598,7 @@ def _page_of(
         dataset_id=dataset.id, format=chosen, body=body, etag=headers["ETag"],
         last_modified=dataset.last_record_at, rows=len(records), expires=expires,
         ok_headers=Response(body, media_type=MEDIA_TYPES[chosen], headers=headers).raw_headers,
-        not_modified_headers=Response(status_code=304, headers=headers).raw_headers,
-        early_headers=Response(status_code=304, headers=early).raw_headers,
+        headers=headers, early=early,
     )  # fmt: skip
 
 
@@ -657,25 +656,37 @@ def export(
     shown = _shown_fields(access, parsed)
     columns = _columns(schema, access, parsed, None)
 
-    def count() -> None:
-        tally.rows += 1
+    def count(rows: int) -> None:
+        tally.rows += rows
 
     projector = None if shown is None else (lambda data: project(data, shown))
 
     def body() -> Iterator[bytes]:
         # Its own session: the request's closes when the handler returns, before streaming ends.
         with ctx.sessions() as own:
-            rows = queries.stream_records(own, dataset_id=dataset.id, query=parsed)
-            if chosen == "csv":
-                yield from stream.csv_chunks(rows, columns, bom=bom, excel=excel, on_row=count)
-            elif chosen == "geojson":
+            if chosen == "geojson":
                 assert location is not None
-                yield from stream.geojson_chunks(rows, location, project=projector, on_row=count)
+                located = queries.stream_record_rows(
+                    own, dataset_id=dataset.id, query=parsed, batch_size=stream.BATCH_ROWS
+                )
+                yield from stream.geojson_stream(located, location, project=projector, on_rows=count)
+                return
+            # The other formats need the documents only: no keys or coordinates to read.
+            documents = queries.stream_documents(
+                own, dataset_id=dataset.id, query=parsed, batch_size=stream.BATCH_ROWS
+            )
+            if chosen == "csv":
+                yield from stream.csv_stream(documents, columns, bom=bom, excel=excel, on_rows=count)
             elif chosen == "ndjson":
-                yield from stream.ndjson_chunks(rows, project=projector, on_row=count)
+                yield from stream.ndjson_stream(documents, project=projector, on_rows=count)
             else:
-                yield from stream.json_array_chunks(rows, project=projector, on_row=count)
+                yield from stream.json_array_stream(documents, project=projector, on_rows=count)
 
     suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
-    headers = {"Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}")}
+    headers = {
+        "Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}"),
+        # Written while it is read from a live catalog: no byte offset of one rendering holds in the
+        # next, so no ranges (a broken download resumes by cursor paging of /records instead).
+        "Accept-Ranges": "none",
+    }
     return StreamingResponse(body(), media_type=MEDIA_TYPES[chosen], headers=headers)

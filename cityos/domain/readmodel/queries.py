@@ -8,18 +8,37 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Numeric, Text, and_, case, cast, false, func, or_, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    Numeric,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from cityos.domain.readmodel.query import Condition, Near, RecordQuery
 from cityos.kernel.db.models import Dataset, Record, SchemaVersionRow
 
 FilterValue = str | int | float | bool
+# One condition's (or clause's) part of a query's shape; see ``query_plan``.
+ShapeToken = tuple[Any, ...]
+Shape = tuple[ShapeToken, ...]
 
 
 def list_datasets(session: Session, *, classification: str | None = "public") -> list[Dataset]:
@@ -198,7 +217,9 @@ def _like_pattern(text_value: str) -> str:
     return f"%{escaped}%"
 
 
-def _compare(column: ColumnElement[Any], op: str, value: FilterValue) -> ColumnElement[bool]:
+def _compare(
+    column: ColumnElement[Any], op: str, value: FilterValue | BindParameter[Any]
+) -> ColumnElement[bool]:
     if op == "gt":
         return column > value
     if op == "gte":
@@ -208,61 +229,156 @@ def _compare(column: ColumnElement[Any], op: str, value: FilterValue) -> ColumnE
     return column <= value
 
 
-def _condition_sql(dialect: str, condition: Condition) -> ColumnElement[bool]:
+def _condition_plan(dialect: str, condition: Condition) -> tuple[ShapeToken, list[Any]]:
+    """The shape token of one condition and the values it binds (see ``_condition_sql``)."""
     for value in condition.values:
         _check_filter(condition.field, value)
+    name, first = condition.field, condition.values[0]
     if condition.op == "eq":
-        return _json_field_equals(dialect, condition.field, condition.values[0])
+        if dialect == "postgresql":
+            return ("eq-json", name), [{name: first}]
+        if isinstance(first, bool):
+            return ("eq-bool", name, first), []
+        return ("eq", name, _kind(first)), [first]
     if condition.op == "in":
-        if dialect == "sqlite":
-            return _sqlite_any_of(condition.field, condition.values)
-        return or_(*(_json_field_equals(dialect, condition.field, v) for v in condition.values))
-    field = _JsonField(dialect, condition.field)
-    value = condition.values[0]
-    if isinstance(value, str):
-        return and_(field.is_string(), _compare(field.text(), condition.op, value))
-    return and_(field.is_number(), _compare(field.number(), condition.op, value))
+        if dialect == "postgresql":
+            return ("in-json", name, len(condition.values)), [{name: v} for v in condition.values]
+        booleans = tuple(sorted({v for v in condition.values if isinstance(v, bool)}))
+        numbers = [v for v in condition.values if isinstance(v, int | float) and not isinstance(v, bool)]
+        texts = [v for v in condition.values if isinstance(v, str)]
+        groups = [group for group in (numbers, texts) if group]
+        return ("in", name, booleans, bool(numbers), bool(texts)), groups
+    return ("range", name, condition.op, _kind(first)), [first]
+
+
+def _kind(value: FilterValue) -> str:
+    # Part of the shape: a parameter's SQL type follows the first value it was built with, and
+    # PostgreSQL casts it to that type.
+    return type(value).__name__
+
+
+def query_plan(dialect: str, dataset_id: str, query: RecordQuery) -> tuple[Shape, list[Any]]:
+    """``query`` split into its shape and the values it binds, in binding order. Pure and cheap.
+
+    Building a SQLAlchemy statement and computing its cache key cost more than the database takes
+    to answer a page of a city-sized dataset, so statements are built once per shape
+    (``_shaped``) and each query binds only its values.
+    """
+    shape: list[ShapeToken] = [("live",)]
+    values: list[Any] = [dataset_id]
+    for condition in query.conditions:
+        token, bound = _condition_plan(dialect, condition)
+        shape.append(token)
+        values += bound
+    if query.text is not None:
+        shape.append(("text", query.text_fields))
+        if query.text_fields:
+            values.append(_like_pattern(query.text))
+    if query.bbox is not None:
+        box = query.bbox
+        shape.append(("bbox",))
+        values += [box.min_lon, box.max_lon, box.min_lat, box.max_lat]
+    if query.near is not None:
+        shape.append(("near",))
+        values += _near_values(query.near)
+    return tuple(shape), values
+
+
+class _Binder:
+    """Hands out the plan's values as named parameters, in binding order."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = values
+        self.at = 0
+
+    def __call__(self, *, expanding: bool = False) -> BindParameter[Any]:
+        name, self.at = f"p{self.at}", self.at + 1
+        return bindparam(name, self.values[self.at - 1], expanding=expanding)
+
+
+def _token_sql(dialect: str, token: ShapeToken, bind: _Binder) -> ColumnElement[bool]:
+    """The SQL of one condition token, with JSON typing: "1" never matches 1, true never matches 1."""
+    kind = token[0]
+    if kind == "eq-json":
+        # JSONB containment compares JSON values exactly (numbers by value, 1 = 1.0), never casts --
+        # a CAST of ->> text could fail on a row of another dataset with the same field name, since
+        # PostgreSQL may evaluate it before the dataset condition -- and a GIN index on data serves it.
+        return type_coerce(Record.data, JSONB).contains(bind())
+    if kind == "in-json":
+        return or_(*(type_coerce(Record.data, JSONB).contains(bind()) for _ in range(token[2])))
+    field = _JsonField(dialect, token[1])
+    if kind == "eq-bool":
+        # SQLite: json_extract gives SQL values (true -> 1, "1" -> '1'), so pin the JSON type as well.
+        return field.kind() == ("true" if token[2] else "false")
+    if kind == "eq":
+        return and_(_is(field, token[2]), field.text() == bind())
+    if kind == "in":
+        # One IN per JSON type rather than one comparison per value: a hundred values then cost one
+        # expanding parameter to compile, not a hundred expressions.
+        alternatives: list[ColumnElement[bool]] = []
+        if token[2]:
+            alternatives.append(field.kind().in_(["true" if b else "false" for b in token[2]]))
+        if token[3]:
+            alternatives.append(and_(field.is_number(), field.text().in_(bind(expanding=True))))
+        if token[4]:
+            alternatives.append(and_(field.is_string(), field.text().in_(bind(expanding=True))))
+        return or_(*alternatives)
+    if token[3] == "str":  # range
+        return and_(field.is_string(), _compare(field.text(), token[2], bind()))
+    return and_(field.is_number(), _compare(field.number(), token[2], bind()))
+
+
+def _is(field: _JsonField, kind: str) -> ColumnElement[bool]:
+    return field.is_string() if kind == "str" else field.is_number()
+
+
+def _shape_conditions(dialect: str, shape: Shape, bind: _Binder) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    for token in shape:
+        kind = token[0]
+        if kind == "live":
+            # Served, with the key order, by ix_records_dataset_id_deleted_at_record_key.
+            conditions += [Record.dataset_id == bind(), Record.deleted_at.is_(None)]
+        elif kind == "text":
+            pattern = bind() if token[1] else None
+            matches = [
+                func.lower(_JsonField(dialect, name).text()).like(pattern, escape="\\") for name in token[1]
+            ]
+            conditions.append(or_(*matches) if matches else false())
+        elif kind == "bbox":
+            conditions += [Record.longitude.between(bind(), bind()), Record.latitude.between(bind(), bind())]
+        elif kind == "near":
+            conditions += _near_sql(bind)
+        else:
+            conditions.append(_token_sql(dialect, token, bind))
+    return conditions
 
 
 def record_conditions(dialect: str, dataset_id: str, query: RecordQuery) -> list[ColumnElement[bool]]:
     """Every WHERE condition of ``query`` on the live records of one dataset (no keyset position)."""
-    conditions = _live(dataset_id)
-    conditions += [_condition_sql(dialect, c) for c in query.conditions]
-    if query.text is not None:
-        pattern = _like_pattern(query.text)
-        matches = [
-            func.lower(_JsonField(dialect, name).text()).like(pattern, escape="\\")
-            for name in query.text_fields
-        ]
-        conditions.append(or_(*matches) if matches else false())
-    if query.bbox is not None:
-        box = query.bbox
-        conditions += [
-            Record.longitude.between(box.min_lon, box.max_lon),
-            Record.latitude.between(box.min_lat, box.max_lat),
-        ]
-    if query.near is not None:
-        conditions += _near_conditions(query.near)
-    return conditions
+    shape, values = query_plan(dialect, dataset_id, query)
+    return _shape_conditions(dialect, shape, _Binder(values))
 
 
-def _near_conditions(near: Near) -> list[ColumnElement[bool]]:
+def _near_values(near: Near) -> list[float]:
+    lat_span = near.distance_m / _METRES_PER_DEGREE
+    lon_scale = max(math.cos(math.radians(near.lat)), 1e-6)
+    lon_span = lat_span / lon_scale
+    return [near.lon - lon_span, near.lon + lon_span, near.lat - lat_span, near.lat + lat_span,
+            near.lon, lon_scale, near.lat, lat_span * lat_span]  # fmt: skip
+
+
+def _near_sql(bind: _Binder) -> list[ColumnElement[bool]]:
     """Within ``distance_m`` of a point: a bounding box an index can use, then an exact-enough circle.
 
     The circle is the equirectangular approximation scaled at the centre's latitude: plain arithmetic
     that SQLite and PostgreSQL both evaluate without trigonometric SQL functions. Within the 100 km
     cap its error stays below 0.2 % of the radius at Japanese latitudes.
     """
-    lat_span = near.distance_m / _METRES_PER_DEGREE
-    lon_scale = max(math.cos(math.radians(near.lat)), 1e-6)
-    lon_span = lat_span / lon_scale
-    dx = (Record.longitude - near.lon) * lon_scale
-    dy = Record.latitude - near.lat
-    return [
-        Record.longitude.between(near.lon - lon_span, near.lon + lon_span),
-        Record.latitude.between(near.lat - lat_span, near.lat + lat_span),
-        dx * dx + dy * dy <= lat_span * lat_span,
-    ]
+    box = [Record.longitude.between(bind(), bind()), Record.latitude.between(bind(), bind())]
+    dx = (Record.longitude - bind()) * bind()
+    dy = Record.latitude - bind()
+    return [*box, dx * dx + dy * dy <= bind()]
 
 
 def _ordering(dialect: str, query: RecordQuery) -> list[ColumnElement[Any]]:
@@ -310,9 +426,39 @@ class RawRecord:
 RECORD_COLUMNS = (Record.record_key, cast(Record.data, Text), Record.latitude, Record.longitude)
 
 
+# Statements by query shape (``query_plan``), each built once: bounded, since a shape names only
+# declared fields, operators, value types and clauses, and cleared whole in the unlikely case a
+# client walks through more shapes than this.
+_MAX_SHAPES = 1024
+_STATEMENTS: dict[Hashable, Select[Any]] = {}
+
+
+def _shaped(key: Hashable, build: Callable[[], Select[Any]]) -> Select[Any]:
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        if len(_STATEMENTS) >= _MAX_SHAPES:
+            _STATEMENTS.clear()
+        # Two threads may build the same shape at once; either statement is right.
+        statement = _STATEMENTS[key] = build()
+    return statement
+
+
+def _parameters(values: Sequence[Any]) -> dict[str, Any]:
+    return {f"p{index}": value for index, value in enumerate(values)}
+
+
 def count_records(session: Session, *, dataset_id: str, query: RecordQuery) -> int:
-    conditions = record_conditions(_dialect(session), dataset_id, query)
-    return session.scalar(select(func.count()).select_from(Record).where(*conditions)) or 0
+    # Core execution on the session's connection (same transaction): the ORM layer adds nothing to a
+    # plain count but costs more than the query itself on a small dataset.
+    connection = session.connection()
+    dialect = connection.dialect.name
+    shape, values = query_plan(dialect, dataset_id, query)
+
+    def build() -> Select[Any]:
+        conditions = _shape_conditions(dialect, shape, _Binder(values))
+        return select(func.count()).select_from(Record).where(*conditions)
+
+    return connection.scalar(_shaped(("count", dialect, shape), build), _parameters(values)) or 0
 
 
 def query_records(
@@ -321,14 +467,29 @@ def query_records(
     """One page of live records matching ``query``: keyset after ``query.after_key``, else offset."""
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must be non-negative")
-    dialect = _dialect(session)
-    conditions = record_conditions(dialect, dataset_id, query)
+    connection = session.connection()
+    dialect = connection.dialect.name
+    shape, values = query_plan(dialect, dataset_id, query)
+    parameters = _parameters(values)
+    parameters["limit"] = limit
     if query.after_key is not None:
-        conditions.append(Record.record_key > query.after_key)
-    statement = select(*RECORD_COLUMNS).where(*conditions).order_by(*_ordering(dialect, query)).limit(limit)
+        parameters["after"] = query.after_key
     if offset:
-        statement = statement.offset(offset)
-    return [RawRecord(*row) for row in session.execute(statement)]
+        parameters["offset"] = offset
+
+    def build() -> Select[Any]:
+        conditions = _shape_conditions(dialect, shape, _Binder(values))
+        if query.after_key is not None:
+            conditions.append(Record.record_key > bindparam("after", query.after_key))
+        statement = select(*RECORD_COLUMNS).where(*conditions).order_by(*_ordering(dialect, query))
+        statement = statement.limit(bindparam("limit", limit))
+        return statement.offset(bindparam("offset", offset)) if offset else statement
+
+    key = ("page", dialect, shape, query.sort, query.after_key is not None, bool(offset))
+    # Core, as in count_records: columns, not entities, so the ORM layer has nothing to do.
+    # ``all()`` fetches the page in one driver call rather than one per row.
+    rows = connection.execute(_shaped(key, build), parameters).all()
+    return [RawRecord(*row) for row in rows]
 
 
 def stream_records(
@@ -347,6 +508,69 @@ def stream_records(
     )
     for row in session.execute(statement):
         yield RawRecord(*row)
+
+
+# (record key, stored JSON as UTF-8 bytes, latitude, longitude): an export's row as the driver returns it.
+RecordRow = tuple[str, bytes, float | None, float | None]
+
+
+def _json_bytes(dialect: str) -> ColumnElement[bytes]:
+    """The stored document as UTF-8 bytes: the driver then copies it instead of decoding it into a
+    ``str`` that the export would encode again (decoding was half the cost of reading a row)."""
+    if dialect == "postgresql":
+        return func.convert_to(cast(Record.data, Text), "UTF8", type_=LargeBinary)
+    return cast(cast(Record.data, Text), LargeBinary)
+
+
+def _export_rows(
+    session: Session,
+    columns: Sequence[Any],
+    dataset_id: str,
+    query: RecordQuery,
+    batch_size: int,
+) -> Iterator[Sequence[Any]]:
+    """Batches of the driver's own row tuples of ``columns`` for every matching live record.
+
+    A whole-dataset export spends less time serialising a row than SQLAlchemy spends building a
+    ``Row`` for it, so past the first batch the rows come straight from the DB-API cursor's
+    ``fetchmany``: a named (server-side) cursor on PostgreSQL, SQLite's lazy cursor otherwise, so
+    memory stays at one batch whatever the dataset's size. The first batch goes through the result,
+    which may have buffered rows ahead of the cursor.
+    """
+    dialect = _dialect(session)
+    statement = (
+        select(*columns)
+        .where(*record_conditions(dialect, dataset_id, query))
+        .order_by(*_ordering(dialect, query))
+        .execution_options(stream_results=True)
+    )
+    result = session.connection().execute(statement)  # Core: the result that holds the cursor
+    try:
+        first = result.fetchmany(batch_size)
+        if first:
+            yield [tuple(row) for row in first]
+        if len(first) < batch_size:
+            return
+        cursor = result.cursor
+        while rows := cursor.fetchmany(batch_size):
+            yield rows
+    finally:
+        result.close()
+
+
+def stream_record_rows(
+    session: Session, *, dataset_id: str, query: RecordQuery, batch_size: int = 5_000
+) -> Iterator[Sequence[RecordRow]]:
+    """What ``stream_records`` reads, as batches of (key, document as bytes, latitude, longitude)."""
+    columns = (Record.record_key, _json_bytes(_dialect(session)), Record.latitude, Record.longitude)
+    return _export_rows(session, columns, dataset_id, query, batch_size)
+
+
+def stream_documents(
+    session: Session, *, dataset_id: str, query: RecordQuery, batch_size: int = 5_000
+) -> Iterator[Sequence[tuple[bytes]]]:
+    """Only the documents (as bytes) of what ``stream_records`` reads, in batches: all a table needs."""
+    return _export_rows(session, (_json_bytes(_dialect(session)),), dataset_id, query, batch_size)
 
 
 def dataset_extent(session: Session, *, dataset_id: str) -> tuple[float, float, float, float] | None:
