@@ -15,6 +15,15 @@ def weak_etag(media: str, body: bytes) -> str:
     return f'W/"{digest}"'
 
 
+def export_etag(media: str, changed: datetime | None, query: str, fields: frozenset[str] | None) -> str:
+    """A weak validator of a whole-dataset export, known before its first byte: the dataset's last
+    applied change and everything that shapes the rendering (format, options and filters in the
+    query, the fields the caller may read)."""
+    shown = "*" if fields is None else ",".join(sorted(fields))
+    moment = "-" if changed is None else changed.isoformat()
+    return weak_etag(media, "\x1f".join((moment, query, shown)).encode())
+
+
 def http_date(moment: datetime) -> str:
     return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
 

@@ -26,7 +26,7 @@ from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
 from services.publish import page_cache, param_caps, render, stream
-from services.publish.conditional import http_date, not_modified, weak_etag
+from services.publish.conditional import export_etag, http_date, not_modified, weak_etag
 from services.publish.context import (
     COMMON_RESPONSES,
     ContextDep,
@@ -629,6 +629,7 @@ def get_record(request: Request, dataset_id: str, record_key: str, session: Sess
     response_class=Response,
     responses={
         200: {"model": RecordArray, "content": {"application/json": {}, **_OTHER_FORMATS}},
+        304: {"description": "Not changed since the ETag / Last-Modified you sent"},
         400: {"description": "A parameter is malformed; the body names it"},
         403: {"description": _LOCATION_REFUSED},
         404: {"description": "No dataset with this id that you may read"},
@@ -653,6 +654,9 @@ def export(
         if paging in request.query_params:
             raise bad_request(paging, "an export is the whole dataset; page with /records instead")
     tally = open_tally(request.state, dataset.id, chosen)
+    headers, unchanged = _export_validators(request, session, dataset, access, chosen)
+    if unchanged:
+        return Response(status_code=304, headers=headers)
     shown = _shown_fields(access, parsed)
     columns = _columns(schema, access, parsed, None)
 
@@ -683,10 +687,30 @@ def export(
                 yield from stream.json_array_stream(documents, project=projector, on_rows=count)
 
     suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
-    headers = {
+    headers |= {
         "Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}"),
         # Written while it is read from a live catalog: no byte offset of one rendering holds in the
         # next, so no ranges (a broken download resumes by cursor paging of /records instead).
         "Accept-Ranges": "none",
     }
     return StreamingResponse(body(), media_type=MEDIA_TYPES[chosen], headers=headers)
+
+
+def _export_validators(
+    request: Request, session: Session, dataset: Dataset, access: ReadAccess, chosen: str
+) -> tuple[dict[str, str], bool]:
+    """ETag and Last-Modified of an export, from the dataset's last applied change (exact: a late
+    event about an old record moves it too), so a harvester's repeated download can be a 304;
+    and whether the request's own validators still match (answer 304)."""
+    changed = queries.last_applied(session, dataset_id=dataset.id)
+    etag = export_etag(chosen, changed, request.url.query, access.fields)
+    headers = {"Vary": "Accept, Authorization, X-API-Key", "Cache-Control": "public, max-age=0", "ETag": etag}
+    if changed is not None:
+        headers["Last-Modified"] = http_date(changed)
+    unchanged = not_modified(
+        etag=etag,
+        last_modified=changed,
+        if_none_match=request.headers.get("if-none-match"),
+        if_modified_since=request.headers.get("if-modified-since"),
+    )
+    return headers, unchanged

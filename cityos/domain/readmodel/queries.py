@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -571,6 +572,16 @@ def stream_documents(
 ) -> Iterator[Sequence[tuple[bytes]]]:
     """Only the documents (as bytes) of what ``stream_records`` reads, in batches: all a table needs."""
     return _export_rows(session, (_json_bytes(_dialect(session)),), dataset_id, query, batch_size)
+
+
+def last_applied(session: Session, *, dataset_id: str) -> datetime | None:
+    """When the catalog last applied a change (upsert or deletion) to any record of the dataset.
+
+    Unlike the dataset's newest *event* time, this moves with every applied change, also a late
+    event about an old record, so it can validate a whole-dataset export.
+    """
+    statement = select(func.max(Record.updated_at)).where(Record.dataset_id == dataset_id)
+    return session.scalar(statement)
 
 
 def dataset_extent(session: Session, *, dataset_id: str) -> tuple[float, float, float, float] | None:

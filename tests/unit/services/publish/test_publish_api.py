@@ -712,6 +712,36 @@ def test_conditional_requests(catalog: Catalog, tmp_path: Path) -> None:
     assert after.headers["etag"] != etag
 
 
+def test_export_validators_follow_every_applied_change(catalog: Catalog, tmp_path: Path) -> None:
+    url = "/api/v1/datasets/public-toilet/export"
+    first = catalog.client.get(url, params={"format": "csv"})
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert first.status_code == 200 and etag.startswith('W/"')
+    repeat = catalog.client.get(url, params={"format": "csv"}, headers={"If-None-Match": etag})
+    assert repeat.status_code == 304 and repeat.content == b"" and repeat.headers["etag"] == etag
+    since = catalog.client.get(url, params={"format": "csv"}, headers={"If-Modified-Since": modified})
+    assert since.status_code == 304
+    # Another format, option or filter is another representation.
+    for params in (
+        {"format": "geojson"},
+        {"format": "csv", "bom": "true"},
+        {"format": "csv", "男性トイレ総数": 1},
+    ):
+        assert catalog.client.get(url, params=params, headers={"If-None-Match": etag}).status_code == 200
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with session_factory(engine)() as session, session.begin():
+        # A change that leaves the dataset's newest event time where it was: still a new export.
+        (event,) = validated_events("public-toilet", "ID", [{**TOILETS[0], "男性トイレ総数": 9}], 500)
+        changed = [dataclasses.replace(event, id="public-toilet-changed-export")]
+        apply_batch(session, events=changed, now=T0 + timedelta(days=1))
+    engine.dispose()
+    after = catalog.client.get(url, params={"format": "csv"}, headers={"If-None-Match": etag})
+    assert after.status_code == 200 and after.headers["etag"] != etag
+    assert after.content != first.content
+    stale = catalog.client.get(url, params={"format": "csv"}, headers={"If-Modified-Since": modified})
+    assert stale.status_code == 200
+
+
 def test_single_record_and_export(catalog: Catalog) -> None:
     one = catalog.client.get(RECORDS.format("aed") + "/005")
     assert one.status_code == 200 and one.json()["名称"] == "小倉北区役所5"
