@@ -138,7 +138,7 @@ _type_of: Callable[[Any], type] = type
 def _plain_counts_python(raw: bytes, max_depth: int) -> tuple[int, int] | None:
     """``(keys, objects)`` -- how many ``":`` and ``{`` the bytes hold -- when they hold no
     ``\\u0000``, no run of 19 digits and no nesting deeper than ``max_depth``; None when the exact
-    parser must decide. The compiled ``cityos_strictscan.plain_counts`` answers the same in one
+    parser must decide. The compiled ``cityos_native.plain_counts`` answers the same in one
     pass (a unit test holds the two to the same answers on any bytes)."""
     if b"\\u0000" in raw or _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO):
         return None
@@ -151,7 +151,7 @@ def _plain_counts_python(raw: bytes, max_depth: int) -> tuple[int, int] | None:
 
 def _compiled_plain_counts() -> Callable[[bytes, int], tuple[int, int] | None] | None:
     try:
-        from cityos_strictscan import plain_counts as compiled
+        from cityos_native import plain_counts as compiled
     except ImportError:  # not built on this machine: the Python scan gives the same answers
         return None
     return compiled

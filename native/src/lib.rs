@@ -530,7 +530,7 @@ fn write_lines(documents: &[&[u8]], names: &[Vec<u8>], excel: bool) -> Option<Ve
 }
 
 #[pymodule]
-fn cityos_strictscan(module: &Bound<'_, PyModule>) -> PyResult<()> {
+fn cityos_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(plain_counts, module)?)?;
     module.add_function(wrap_pyfunction!(csv_lines, module)?)?;
     Ok(())

@@ -4,7 +4,7 @@ Used by whole-dataset exports, which read the catalog in batches of driver rows
 (``queries.stream_record_rows``, ``queries.stream_documents``). A batch is serialised at once by C
 code wherever the bytes allow: stored JSON is copied, not decoded, into JSON, NDJSON and GeoJSON; a
 batch of located GeoJSON features is one bytes formatting; a batch of CSV is written straight from
-the stored bytes by the compiled writer of native/ (``cityos_strictscan.csv_lines``) where it is
+the stored bytes by the compiled writer of native/ (``cityos_native.csv_lines``) where it is
 built, else a run of CSV records with the same fields is one ``%`` formatting. Whatever a fast path
 cannot prove identical goes through the exact writer
 (``geojson_feature``, the per-cell CSV writer of ``render.render_csv``), so the bytes are those of a
@@ -178,7 +178,7 @@ CompiledCsvLines = Callable[[Sequence[tuple[bytes]], list[str], bool], bytes | N
 
 def _compiled_csv_lines() -> CompiledCsvLines | None:
     try:
-        from cityos_strictscan import csv_lines as compiled
+        from cityos_native import csv_lines as compiled
     except ImportError:  # not built on this machine: the Python writer gives the same bytes
         return None
     return compiled

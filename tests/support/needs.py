@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -30,3 +31,16 @@ def promtool() -> str:
     if path is None:
         unavailable("promtool not installed (Debian package prometheus; make test installs it)")
     return path
+
+
+def native_module() -> ModuleType:
+    """The compiled hot loops of native/ (`make` builds them with `pip install ./native` wherever a
+    Rust toolchain is installed); for module-level use in the tests that compare them with Python."""
+    try:
+        import cityos_native
+    except ImportError:
+        message = "native/ not built (PATH=$HOME/.cargo/bin:$PATH .venv/bin/pip install ./native)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+    return cityos_native

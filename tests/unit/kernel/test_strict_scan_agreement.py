@@ -1,4 +1,4 @@
-"""The byte scan of strict decoding's fast path exists twice: compiled (``cityos_strictscan``, built
+"""The byte scan of strict decoding's fast path exists twice: compiled (``cityos_native``, built
 by pip from native/) and in Python (used where the extension is not built). Both must answer the
 same for any bytes, so the fast path's verdicts cannot depend on which one a machine runs."""
 
@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from cityos.kernel import strictjson
 from cityos.kernel.strictjson import MAX_NESTING_DEPTH, _plain_counts_python, parse_strict_json
+from tests.support import needs
 from tests.unit.kernel.test_strict_json_agreement import CASES, assert_agree, spellings, values, verdict
 
-# `make` builds native/ (pip install ./native) wherever a Rust toolchain is installed.
-compiled_scan = pytest.importorskip("cityos_strictscan", reason="native/ not built").plain_counts
+compiled_scan = needs.native_module().plain_counts
 
 SCAN_CASES = [
     b"",

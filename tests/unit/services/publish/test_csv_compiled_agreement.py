@@ -1,4 +1,4 @@
-"""The CSV export's batch writer exists twice: compiled (``cityos_strictscan.csv_lines``, built by
+"""The CSV export's batch writer exists twice: compiled (``cityos_native.csv_lines``, built by
 pip from native/) and in Python (``stream.CsvWriter``, used where the extension is not built or
 refuses a batch). Whenever the compiled one answers, its bytes must be the Python writer's, so an
 export's bytes cannot depend on which one a machine runs."""
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from services.publish import stream
 from services.publish.render import render_csv
+from tests.support import needs
 
-# `make` builds native/ (pip install ./native) wherever a Rust toolchain is installed.
-compiled_csv_lines = pytest.importorskip("cityos_strictscan", reason="native/ not built").csv_lines
+compiled_csv_lines = needs.native_module().csv_lines
 
 COLUMNS = ["ID", "名称", "n", "x", "flag", "note"]
 
