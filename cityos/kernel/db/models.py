@@ -118,6 +118,8 @@ class Record(Base):
         # Live records of a dataset in key order: list_records' filter, count and pagination order.
         # Portable (no partial index); tombstones sort apart under their non-NULL deleted_at.
         Index("ix_records_dataset_id_deleted_at_record_key", "dataset_id", "deleted_at", "record_key"),
+        # A dataset's last applied change (an export's validators) in one index probe.
+        Index("ix_records_dataset_id_updated_at", "dataset_id", "updated_at"),
     )
 
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
@@ -134,7 +136,7 @@ class Record(Base):
     # Denormalised coordinates for geo output and bbox filters; None when absent.
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # When the catalog applied the deletion; None while the record exists.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
