@@ -2,8 +2,9 @@
 
 Service functions take keyword-only arguments and never commit: the caller owns the transaction, so
 the consumer commits Kafka offsets only after the transaction holding these writes has committed.
-Portable across SQLite and PostgreSQL: the reads are SQLAlchemy Core, the bulk writes go through
-``cityos.kernel.db.bulk`` (COPY on PostgreSQL, executemany on SQLite), which picks each driver's path.
+Portable across SQLite and PostgreSQL: the bulk writes go through ``cityos.kernel.db.bulk`` (COPY on
+PostgreSQL, executemany on SQLite), which picks each driver's path; a batch's reads are SQLAlchemy Core
+on SQLite and, on PostgreSQL, driver statements sent together in one round trip.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
-    String,
-    and_,
     bindparam,
     case,
     func,
@@ -28,10 +27,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from cityos.kernel.db.bulk import insert_rows, upsert_rows
+from cityos.kernel.db.bulk import Query, insert_rows, pipelined, upsert_rows
 from cityos.kernel.db.models import (
     Base,
     Dataset,
@@ -260,22 +258,10 @@ _RECORD_STATE: Final = (
 )
 
 
-_CUSTOM_PLANS: Final = select(func.set_config("plan_cache_mode", "force_custom_plan", True))
-
-
 @cache
-def _lookup(columns: _Columns, key: _KeyColumns, postgres: bool) -> Select[Any]:
+def _lookup(columns: _Columns, key: _KeyColumns) -> Select[Any]:
     """``columns`` of the rows whose composite ``key`` is among the pairs bound as ``firsts`` and
-    ``seconds``; built once, so a batch pays neither construction nor compilation."""
-    if postgres:
-        # One statement of fixed text joining the exact keys unnested from two arrays, whatever the
-        # batch size (IN lists change text with their length and match a cross product).
-        pairs = (
-            func.unnest(bindparam("firsts", type_=ARRAY(String)), bindparam("seconds", type_=ARRAY(String)))
-            .table_valued("first", "second")
-            .render_derived()
-        )
-        return select(*columns).join(pairs, and_(key[0] == pairs.c.first, key[1] == pairs.c.second))
+    ``seconds`` (SQLite); built once, so a batch pays neither construction nor compilation."""
     return select(*columns).where(
         key[0].in_(bindparam("firsts", expanding=True)), key[1].in_(bindparam("seconds", expanding=True))
     )
@@ -287,15 +273,7 @@ def _matching(
     """``columns`` (the key's first) of the rows whose composite ``key`` is one of ``keys``."""
     wanted = set(keys)
     connection = session.connection()  # Core: plain rows, no ORM layer on the hot path
-    if connection.dialect.name == "postgresql":
-        ordered = sorted(wanted)
-        statement = _lookup(columns, key, True)
-        yield from connection.execute(
-            statement,
-            {"firsts": [first for first, _ in ordered], "seconds": [second for _, second in ordered]},
-        )
-        return
-    statement = _lookup(columns, key, False)
+    statement = _lookup(columns, key)
     for firsts, seconds in _pair_chunks(wanted):
         for row in connection.execute(statement, {"firsts": firsts, "seconds": seconds}):
             if (row[0], row[1]) in wanted:
@@ -376,17 +354,58 @@ def admission_facts(
     )
 
 
+# The snapshot's reads on PostgreSQL, in the driver's syntax: each batch's keys unnested from two
+# arrays (fixed text whatever the batch size, the exact pairs joined).
+# Plan the look-ups for their actual keys and the tables' current size: psycopg prepares a statement
+# after a few executions and PostgreSQL may then keep a generic plan; made while the tables were
+# small (a fresh catalog), that plan scans them whole and stays until the next ANALYZE -- 20,000
+# events loaded into an empty catalog ran at a third of the speed. Transaction-local, so nothing
+# leaks to the pooled connection; the batch's other statements have no parameters worth a generic plan.
+_PG_CUSTOM_PLANS: Final = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+_PG_LEDGER: Final = (
+    f"SELECT l.source, l.event_id FROM {ProcessedEvent.__tablename__} l "
+    "JOIN unnest(%s::text[], %s::text[]) AS k(s, i) ON l.source = k.s AND l.event_id = k.i"
+)
+# Only the ordering columns: the documents are not needed to decide. Tombstones included.
+_PG_RECORDS: Final = (
+    "SELECT r.dataset_id, r.record_key, r.event_time, r.kafka_partition, r.kafka_offset, "
+    f"r.event_source, r.event_id, r.deleted_at IS NULL FROM {Record.__tablename__} r "
+    "JOIN unnest(%s::text[], %s::text[]) AS k(d, r) ON r.dataset_id = k.d AND r.record_key = k.r"
+)
+_PG_DATASETS: Final = f"SELECT id, meta FROM {Dataset.__tablename__} WHERE id = ANY(%s::text[])"
+
+
+def _unzipped(keys: Collection[_Key]) -> tuple[list[str], list[str]]:
+    ordered = sorted(keys)
+    return [first for first, _ in ordered], [second for _, second in ordered]
+
+
+def _pg_snapshot(session: Session, events: Sequence[ValidatedEvent]) -> BatchSnapshot:
+    """The snapshot in one round trip on the driver: a batch's reads wait on the server once, and
+    only the columns the plan needs become Python values (the instants come back aware)."""
+    _, ledger, records, datasets = pipelined(
+        session.connection(),
+        [
+            (_PG_CUSTOM_PLANS, ()),
+            (_PG_LEDGER, _unzipped({(e.source, e.id) for e in events})),
+            (_PG_RECORDS, _unzipped({(e.dataset_id, e.record_key) for e in events})),
+            (_PG_DATASETS, (sorted({e.dataset_id for e in events}),)),
+        ],
+    )
+    return BatchSnapshot(
+        processed=frozenset((source, event_id) for source, event_id in ledger),
+        records={
+            (dataset_id, key): StoredRecord((at, partition, offset), source, event_id, live)
+            for dataset_id, key, at, partition, offset, source, event_id, live in records
+        },
+        datasets=dict(datasets),
+    )
+
+
 def _read_snapshot(session: Session, events: Sequence[ValidatedEvent]) -> BatchSnapshot:
     """What the database holds for the batch: its ledger entries, records and datasets."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        # Plan the look-ups for their actual keys and the tables' current size. psycopg prepares a
-        # statement after a few executions and PostgreSQL may then keep a generic plan: made while
-        # the tables were small (a fresh catalog), that plan scans them whole and stays until the
-        # next ANALYZE -- 20,000 events loaded into an empty catalog ran at a third of the speed.
-        # Transaction-local (``set_config(..., true)``): one round trip, nothing leaks to the pooled
-        # connection; the batch's other statements have no parameters worth a generic plan.
-        connection.execute(_CUSTOM_PLANS)
+    if session.connection().dialect.name == "postgresql":
+        return _pg_snapshot(session, events)
     processed = _existing_ledger(session, {(e.source, e.id) for e in events})
     records = _stored_records(session, {(e.dataset_id, e.record_key) for e in events})
     datasets = _dataset_metas(session, {e.dataset_id for e in events})
@@ -408,6 +427,31 @@ def _dataset_values(change: DatasetChange) -> dict[str, Any]:
     return values
 
 
+# A dataset's counters, relative (a concurrent consumer of another partition may change the same
+# row): live records gained or lost, and the newest change unless an older one is given (or none).
+_PG_DATASET_CHANGE: Final = (
+    f"UPDATE {Dataset.__tablename__} SET record_count = record_count + %s, last_record_at = CASE "
+    "WHEN %s::timestamptz IS NULL THEN last_record_at "
+    "WHEN last_record_at IS NULL OR last_record_at < %s::timestamptz THEN %s::timestamptz "
+    "ELSE last_record_at END WHERE id = %s"
+)
+
+
+def _pg_dataset_changes(session: Session, plan: BatchPlan) -> list[Query]:
+    """The plan's dataset updates as driver statements (the rows the ORM may hold are expired)."""
+    queries: list[Query] = []
+    for change in plan.datasets:
+        if change.record_delta or change.last_change is not None:
+            # Bound as UTCDateTime binds it on PostgreSQL: the aware instant itself.
+            at = require_aware(change.last_change) if change.last_change is not None else None
+            queries.append((_PG_DATASET_CHANGE, (change.record_delta, at, at, at, change.dataset_id)))
+    changed = {change.dataset_id for change in plan.datasets}
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Dataset) and obj.id in changed:
+            session.expire(obj, ["record_count", "last_record_at"])
+    return queries
+
+
 def _write_plan(session: Session, plan: BatchPlan) -> None:
     """The plan's rows in bulk statements: ledger, records (new and replaced alike), then datasets."""
     connection = session.connection()
@@ -415,9 +459,14 @@ def _write_plan(session: Session, plan: BatchPlan) -> None:
     # primary key (IntegrityError) and is retried, when it finds them duplicates.
     insert_rows(connection, _LEDGER_TABLE, plan.ledger_rows)
     # Key order (the plan's): concurrent writers lock rows in the same order, B-tree pages in turn.
-    upsert_rows(connection, _RECORDS_TABLE, plan.rows, key=_RECORD_COLUMNS)
     # In dataset order (the plan's): two consumers touching the same datasets lock their rows in the
     # same order, so they cannot deadlock.
+    if connection.dialect.name == "postgresql":
+        # The counters travel with the records' upsert: one round trip for both.
+        then = _pg_dataset_changes(session, plan)
+        upsert_rows(connection, _RECORDS_TABLE, plan.rows, key=_RECORD_COLUMNS, then=then)
+        return
+    upsert_rows(connection, _RECORDS_TABLE, plan.rows, key=_RECORD_COLUMNS)
     for change in plan.datasets:
         values = _dataset_values(change)
         if values:
@@ -442,8 +491,9 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
     arrives after it cannot create the record either. Tombstones are never counted or read. The
     decisions are ``services.catalog.batch_plan.plan_batch``'s; this reads and writes around them.
 
-    Three reads per batch (ledger, records, datasets), then one bulk write per table: the ledger
-    inserted, the records upserted (new, replaced and tombstones in one statement). On a concurrent
+    Three reads per batch (ledger, records, datasets; one round trip on PostgreSQL), then one bulk
+    write per table: the ledger inserted, the records upserted (new, replaced and tombstones in one
+    statement), the datasets' counters updated (with the upsert's round trip on PostgreSQL). On a concurrent
     apply of the same events the ledger's primary key raises ``IntegrityError``: roll back and retry
     the batch.
     """

@@ -9,15 +9,20 @@ committed: the rows join the caller's transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Null, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
 
-__all__ = ["insert_rows", "upsert_rows"]
+__all__ = ["Query", "insert_rows", "pipelined", "upsert_rows"]
+
+# A statement in the driver's own syntax with its positional parameters.
+Query = tuple[str, Sequence[Any]]
 
 _Processor = Callable[[Any], Any] | None
 _processors: dict[tuple[str, str, str], list[tuple[str, _Processor]]] = {}
@@ -32,11 +37,26 @@ def _columns(table: Table, dialect: Dialect) -> list[tuple[str, _Processor]]:
     found = _processors.get(cache_key)
     if found is None:
         found = [
-            (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
-            for column in table.columns
+            (column.name, _processor(column.type.dialect_impl(dialect), dialect)) for column in table.columns
         ]
         _processors[cache_key] = found
     return found
+
+
+def _processor(impl: TypeEngine[Any], dialect: Dialect) -> _Processor:
+    orm = impl.bind_processor(dialect)
+    if orm is None or dialect.name != "postgresql" or not isinstance(impl, JSON):
+        return orm
+    # COPY takes a document as the engine's JSON text, the text the ORM's processor would wrap for
+    # psycopg to serialise: the same stored value without the wrapper (a document per record).
+    serialize: Callable[[Any], str] = getattr(dialect, "_json_serializer", None) or json.dumps
+
+    def document(value: Any) -> Any:
+        if value is JSON.NULL or isinstance(value, Null):
+            return orm(value)
+        return serialize(value)
+
+    return document
 
 
 def _tuples(
@@ -77,6 +97,29 @@ def _as_sqlalchemy_errors(connection: Connection, statement: str) -> Iterator[No
         ) from exc
 
 
+def pipelined(connection: Connection, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+    """Run ``queries`` in order on PostgreSQL in one round trip (psycopg's pipeline mode); the rows
+    of each (empty for a statement returning none), as the driver returns them.
+
+    For the hot path of a batch: its reads, or its last writes, cost one wait on the server instead
+    of one each, and the rows skip SQLAlchemy's result processing (callers convert what they use).
+    """
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    statement = "; ".join(sql for sql, _ in queries)
+    cursors = [driver.cursor() for _ in queries]
+    try:
+        with _as_sqlalchemy_errors(connection, statement):
+            with driver.pipeline():
+                for cursor, (sql, params) in zip(cursors, queries, strict=True):
+                    cursor.execute(sql, params)
+            # Leaving the pipeline sent it and received every result into its cursor.
+            return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 def _copy(connection: Connection, table_name: str, names: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
     statement = f"COPY {table_name} ({', '.join(names)}) FROM STDIN"
     driver = connection.connection.driver_connection
@@ -104,19 +147,31 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
 
 
 def upsert_rows(
-    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str]
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Sequence[str],
+    then: Sequence[Query] = (),
 ) -> None:
     """Insert ``rows`` (dicts holding every column of ``table``, at most one per ``key``), replacing
-    every other column of a row whose ``key`` exists. Rows are written in their given order."""
+    every other column of a row whose ``key`` exists. Rows are written in their given order.
+
+    ``then``: statements (the driver's syntax) run after the upsert -- on PostgreSQL in the same
+    round trip as its last statement."""
     if not rows:
+        for sql, params in then:
+            connection.exec_driver_sql(sql, tuple(params))
         return
     columns = _columns(table, connection.dialect)
     names = [name for name, _ in columns]
     on_conflict = _on_conflict(names, key)
     if connection.dialect.name == "postgresql":
-        _pg_upsert(connection, table.name, names, _tuples(columns, rows), key, on_conflict)
-    else:
-        _executemany(connection, f"{_insert_sql(table.name, names)} {on_conflict}", _tuples(columns, rows))
+        _pg_upsert(connection, table.name, names, _tuples(columns, rows), key, on_conflict, then)
+        return
+    _executemany(connection, f"{_insert_sql(table.name, names)} {on_conflict}", _tuples(columns, rows))
+    for sql, params in then:
+        connection.exec_driver_sql(sql, tuple(params))
 
 
 def _insert_sql(table_name: str, names: Sequence[str]) -> str:
@@ -141,6 +196,7 @@ def _pg_upsert(
     rows: list[tuple[Any, ...]],
     key: Sequence[str],
     on_conflict: str,
+    then: Sequence[Query],
 ) -> None:
     staging = f"{STAGING_PREFIX}{table_name}"
     driver = connection.connection.driver_connection
@@ -156,7 +212,8 @@ def _pg_upsert(
         cursor.execute(prepare)
     _copy(connection, staging, names, rows)
     listed = ", ".join(names)
-    connection.exec_driver_sql(
+    upsert = (
         f"INSERT INTO {table_name} ({listed}) SELECT {listed} FROM {staging} ORDER BY {', '.join(key)} "
         f"{on_conflict}"
     )
+    pipelined(connection, [(upsert, ()), *then])

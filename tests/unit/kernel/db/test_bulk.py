@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from cityos.kernel.db.bulk import insert_rows, upsert_rows
+from cityos.kernel.db.bulk import insert_rows, pipelined, upsert_rows
 from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.db.models import Base, ProcessedEvent
 from tests.support.catalog_store import pg_base_url, pg_schema_url
@@ -105,3 +105,57 @@ def test_no_rows_no_statement(engine: Engine) -> None:
         insert_rows(connection, LEDGER, [])
         upsert_rows(connection, LEDGER, [], key=("source", "event_id"))
     assert stored(engine) == []
+
+
+def _note_update(engine: Engine) -> str:
+    mark = "%s" if engine.dialect.name == "postgresql" else "?"
+    return f"UPDATE processed_events SET note = {mark} WHERE event_id = {mark}"
+
+
+def test_statements_after_an_upsert_see_its_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        upsert_rows(
+            connection,
+            LEDGER,
+            [ledger_row("1", "old")],
+            key=("source", "event_id"),
+            then=[(_note_update(engine), ("更新", "1"))],
+        )
+    assert stored(engine) == [("1", "更新", AT)]
+    # Without rows to upsert, the statements still run.
+    with engine.begin() as connection:
+        upsert_rows(
+            connection, LEDGER, [], key=("source", "event_id"), then=[(_note_update(engine), ("2nd", "1"))]
+        )
+    assert stored(engine) == [("1", "2nd", AT)]
+
+
+def test_pipelined_statements_return_their_rows_in_order(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    with engine.begin() as connection:
+        insert_rows(connection, LEDGER, [ledger_row("1", "最初"), ledger_row("2")])
+        results = pipelined(
+            connection,
+            [
+                ("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)", ()),
+                (
+                    "SELECT event_id, note FROM processed_events WHERE event_id = ANY(%s) ORDER BY 1",
+                    (["1", "2"],),
+                ),
+                (_note_update(engine), ("更新", "2")),
+                ("SELECT note FROM processed_events WHERE event_id = %s", ("2",)),
+            ],
+        )
+    assert results == [[("force_custom_plan",)], [("1", "最初"), ("2", None)], [], [("更新",)]]
+
+
+def test_a_failing_pipelined_statement_is_sqlalchemys_error(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    with engine.begin() as connection:
+        insert_rows(connection, LEDGER, [ledger_row("1")])
+    insert = "INSERT INTO processed_events SELECT * FROM processed_events"
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        pipelined(connection, [("SELECT 1", ()), (insert, ())])
+    assert [row[0] for row in stored(engine)] == ["1"]
