@@ -34,7 +34,7 @@ from services.publish.limits import RateLimiter
 from services.publish.metrics import MetricsMiddleware, PublishMetrics
 from services.publish.page_cache import PageCache
 from services.publish.public_base import PublicBase
-from services.publish.records_api import CachedPagesMiddleware
+from services.publish.records_api import RecordsMiddleware
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
 
 TITLE = "CityOS Open Data API"
@@ -118,10 +118,10 @@ def create_app(
 
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
     # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit),
-    # and innermost the cached records pages (answered after all of those, before routing).
+    # and innermost the records pages (answered after all of those, before routing).
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http_max_body_bytes)  # 413, unparsed
     app.add_middleware(
-        CachedPagesMiddleware, ctx=ctx, route=_route(app, "/api/v1/datasets/{dataset_id}/records")
+        RecordsMiddleware, route=_route(app, "/api/v1/datasets/{dataset_id}/records"), refusal=_http_error
     )
     app.add_middleware(
         CallerMiddleware,

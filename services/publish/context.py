@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityos.domain.access import ANONYMOUS, Caller, ReadAccess, read_access
@@ -23,6 +23,7 @@ from cityos.domain.readmodel import queries
 from cityos.kernel.db.models import Dataset, Department
 from cityos.kernel.settings import Settings
 from services.publish.callers import CALLER_STATE_KEY
+from services.publish.inline import DatasetSizes
 from services.publish.metrics import PublishMetrics
 from services.publish.page_cache import PageCache, PageKey
 from services.publish.public_base import PublicBase
@@ -76,6 +77,8 @@ class PublishContext:
     public_base: PublicBase
     schemas: SchemaCache = field(default_factory=SchemaCache)
     pages: PageCache = field(default_factory=lambda: PageCache(0.0))
+    # Record counts seen by this process: whether a records page may be rendered on the event loop.
+    sizes: DatasetSizes = field(default_factory=DatasetSizes)
     # Public pages being rendered right now, by cache key (event loop only, so no lock): a request
     # for a page in flight waits for it rather than running the same query again.
     rendering: dict[PageKey, asyncio.Event] = field(default_factory=dict)
@@ -146,21 +149,29 @@ def caller_of(request: Request) -> Caller:
 
 _DATASETS = Dataset.__table__
 _DATASET_BY_ID = select(*_DATASETS.c).where(_DATASETS.c.id == bindparam("dataset_id"))
+_DATASET_BY_ID_KEY = ("publish", "dataset-by-id")
+_DATASET_COLUMNS = tuple(column.key for column in _DATASETS.c)
 
 
-def fetch_dataset(session: Session, dataset_id: str) -> Dataset | None:
+def fetch_dataset(bind: Session | Connection, dataset_id: str) -> Dataset | None:
     """One dataset, read fresh in the request's transaction as a detached ``Dataset``.
 
     A statement built once and no identity map: the ORM's loading cost several times the query on
     the records path. Publish never changes a dataset, so a detached copy is all it needs.
     """
-    row = session.connection().execute(_DATASET_BY_ID, {"dataset_id": dataset_id}).first()
-    return None if row is None else Dataset(**row._mapping)
+    connection = bind if isinstance(bind, Connection) else bind.connection()
+    rows = queries.run_statement(connection, _DATASET_BY_ID_KEY, _DATASET_BY_ID, {"dataset_id": dataset_id})
+    return Dataset(**dict(zip(_DATASET_COLUMNS, rows[0], strict=True))) if rows else None
 
 
-def visible_dataset(session: Session, caller: Caller, dataset_id: str) -> tuple[Dataset, ReadAccess]:
-    """The dataset and the caller's access to it, or the uniform 404 (``read_access`` decides)."""
-    dataset = fetch_dataset(session, dataset_id)
+def visible_dataset(
+    session: Session, caller: Caller, dataset_id: str, *, connection: Connection | None = None
+) -> tuple[Dataset, ReadAccess]:
+    """The dataset and the caller's access to it, or the uniform 404 (``read_access`` decides).
+
+    ``connection``: the one ``session`` is bound to, when the caller holds it (read on it directly).
+    """
+    dataset = fetch_dataset(session if connection is None else connection, dataset_id)
     access = read_access(session, caller, dataset) if dataset is not None else None
     if dataset is None or access is None:
         raise HTTPException(status_code=404, detail=NOT_FOUND)

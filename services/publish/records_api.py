@@ -8,13 +8,14 @@ as a missing one. Query strings are parsed by ``query.parse_query`` into typed c
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
@@ -39,6 +40,7 @@ from services.publish.context import (
     visible_dataset,
     visible_datasets,
 )
+from services.publish.inline import renders_inline
 from services.publish.page_cache import CachedPage, PreparedResponse
 from services.publish.quality import five_star, metadata_quality
 from services.publish.responses import (
@@ -251,23 +253,27 @@ def answer(
     return PreparedResponse(200, page.ok_headers, page.body)
 
 
+# How the app answers an HTTP error (its exception handler), for refusals answered before routing.
+RefusalHandler = Callable[[Request, HTTPException], Awaitable[Response]]
+
 RECORDS_PATH_PREFIX = f"{render.API_PREFIX}/datasets/"
 RECORDS_PATH_SUFFIX = "/records"
 
 
-class CachedPagesMiddleware:
-    """Answers a public dataset's records page from the page cache before routing, or passes on.
+class RecordsMiddleware:
+    """Answers GET on a dataset's records pages before routing; anything else passes on.
 
     Placed innermost of the service's middlewares, so metrics, CORS, usage and the caller's rate
     limit apply to these answers exactly as to any other; it only skips FastAPI's routing and
-    request handling, which cost more than the rest of a cached answer. The handler checks the same
-    cache, so whatever this layer passes on (HEAD, a malformed parameter) is answered the same.
+    request handling, which cost more than the rest of a small page. A refusal (400, 403, 404) is
+    answered by the app's own handler of HTTP errors (``refusal``), so it keeps its one shape. HEAD
+    and every other method go on to the route.
     """
 
-    def __init__(self, app: ASGIApp, *, ctx: PublishContext, route: BaseRoute) -> None:
+    def __init__(self, app: ASGIApp, *, route: BaseRoute, refusal: RefusalHandler) -> None:
         self.app = app
-        self.ctx = ctx
         self.route = route
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
@@ -276,30 +282,20 @@ class CachedPagesMiddleware:
                 dataset_id = path[len(RECORDS_PATH_PREFIX) : -len(RECORDS_PATH_SUFFIX)]
                 # The route's {dataset_id} is one non-empty path segment.
                 if dataset_id and "/" not in dataset_id:
-                    response = self._cached(scope, dataset_id)
-                    if response is not None:
-                        await response(scope, receive, send)
-                        return
+                    response = await self._answer(scope, dataset_id)
+                    await response(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
-    def _cached(self, scope: Scope, dataset_id: str) -> Response | None:
-        if not self.ctx.pages.enabled:
-            return None
-        request = Request(scope)
-        try:
-            paging = read_paging(request)
-        except HTTPException:
-            return None  # the handler answers the 400
-        chosen = filters.negotiate_format(paging.format, request.headers.get("accept"))
-        base_url = self.ctx.base_url(request)
-        page = self.ctx.pages.get(page_cache.public_key(base_url, dataset_id, chosen, scope["query_string"]))
-        if page is None:
-            return None
+    async def _answer(self, scope: Scope, dataset_id: str) -> Response:
         # What routing would have recorded: the metrics label the request by its route template.
         scope["route"] = self.route
         scope["path_params"] = {"dataset_id": dataset_id}
-        request.state.response_format = chosen
-        return answer(self.ctx, request, page)
+        request = Request(scope)
+        try:
+            return await list_records(request)
+        except HTTPException as refused:
+            return await self.refusal(request, refused)
 
 
 router = APIRouter(tags=["datasets"], responses=COMMON_RESPONSES)
@@ -319,9 +315,13 @@ def _prepare(
     dataset_id: str,
     chosen: filters.OutputFormat,
     format_given: bool,
+    connection: Connection | None = None,
+    *,
+    caps_checked: bool = False,
 ) -> tuple[Dataset, ReadAccess, dict[str, Any] | None, RecordQuery, tuple[str, str] | None]:
-    check_caps(request)
-    dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+    if not caps_checked:
+        check_caps(request)
+    dataset, access = visible_dataset(session, caller_of(request), dataset_id, connection=connection)
     schema = ctx.schemas.latest(session, dataset.id)
     declared = render.location_fields(dataset.meta)
     location = access.location(declared)
@@ -454,6 +454,9 @@ async def list_records(request: Request) -> Response:
         return answer(ctx, request, cached)
 
     async def rendered() -> Response:
+        known = ctx.sizes.known(dataset_id)
+        if renders_inline(dialect=ctx.engine.dialect.name, known_records=known, limit=paging.limit):
+            return _render_page(ctx, request, dataset_id, paging, chosen, query_string)
         return await run_in_threadpool(_render_page, ctx, request, dataset_id, paging, chosen, query_string)
 
     if not ctx.pages.enabled:
@@ -484,10 +487,21 @@ def _render_page(
     # Taken before the first read: an entry is never served longer than the interval after the
     # catalog state it shows.
     expires = ctx.pages.expiry()
-    with ctx.sessions() as session:
+    # The page's statements run on the connection itself; the session, bound to it and so in the
+    # same read transaction, serves only what needs the ORM (non-public access rules, a schema not
+    # cached): setting up and closing a session's own transaction cost more than a page's query.
+    with ctx.engine.connect() as connection, ctx.sessions(bind=connection) as session:
         dataset, access, schema, parsed, location = _prepare(
-            ctx, request, session, dataset_id, chosen, paging.format is not None
+            ctx,
+            request,
+            session,
+            dataset_id,
+            chosen,
+            paging.format is not None,
+            connection,
+            caps_checked=True,
         )
+        ctx.sizes.seen(dataset.id, dataset.record_count)
         public = dataset.classification == "public"
         base_url = ctx.base_url(request)
         key = (
@@ -507,7 +521,7 @@ def _render_page(
             open_tally(request.state, dataset.id, chosen)
             return Response(status_code=304, headers=early)
         view = PageView(dataset, access, schema, parsed, location)
-        page = _page_of(ctx, session, view, paging, chosen, request, early, expires)
+        page = _page_of(ctx, connection, view, paging, chosen, request, early, expires)
     ctx.pages.put(key, page)
     return answer(ctx, request, page, checked_since=True)
 
@@ -522,7 +536,7 @@ def _early_headers(dataset: Dataset) -> dict[str, str]:
 
 def _page_of(
     ctx: PublishContext,
-    session: Session,
+    connection: Connection,
     view: PageView,
     paging: Paging,
     chosen: filters.OutputFormat,
@@ -535,14 +549,14 @@ def _page_of(
     limit, offset, cursor = paging.limit, paging.offset, paging.cursor
     headers = dict(early)
     if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
-        total = queries.count_records(session, dataset_id=dataset.id, query=parsed)
+        total = queries.count_records(connection, dataset_id=dataset.id, query=parsed)
     else:
         # Unfiltered: the catalog keeps the live count on the dataset row, so no COUNT(*) scan of
         # a million-record dataset on every page.
         total = dataset.record_count
     # One extra row tells whether another page follows without a second count.
     fetched = queries.query_records(
-        session, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
+        connection, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
     )
     records, more = fetched[:limit], len(fetched) > limit
     path = f"{render.dataset_path(dataset.id)}/records"

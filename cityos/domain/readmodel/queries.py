@@ -30,6 +30,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
@@ -448,10 +449,102 @@ def _parameters(values: Sequence[Any]) -> dict[str, Any]:
     return {f"p{index}": value for index, value in enumerate(values)}
 
 
-def count_records(session: Session, *, dataset_id: str, query: RecordQuery) -> int:
+class _DriverStatement:
+    """A shape's statement as the driver's own SQL text and argument order, compiled once.
+
+    SQLAlchemy's per-execution work (execution context, parameter processing, result wrapping)
+    cost more CPU than SQLite takes to answer a small page; handing the compiled text to the DBAPI
+    cursor of the same connection, in the same transaction, runs the very same SQL without it.
+    """
+
+    __slots__ = ("columns", "defaults", "names", "processors", "sql")
+
+    def __init__(self, statement: Select[Any], compiled: Any, dialect: Dialect, names: Sequence[str]) -> None:
+        self.sql: str = compiled.string
+        self.names = tuple(names)
+        # Values fixed in the statement itself (JSON paths, literals compared with): bound each time.
+        self.defaults: dict[str, Any] = {
+            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+        }
+        self.processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        )
+        # What SQLAlchemy would make of each column (dates, JSON documents); None when all are plain.
+        convert = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        self.columns = None if all(c is None for c in convert) else tuple(convert)
+
+    def rows(self, fetched: list[Any]) -> list[Any]:
+        if self.columns is None:
+            return fetched
+        return [
+            tuple(v if c is None else c(v) for v, c in zip(row, self.columns, strict=True)) for row in fetched
+        ]
+
+    def arguments(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = self.defaults | dict(parameters)
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip((values[name] for name in self.names), self.processors, strict=True)
+        )
+
+
+_DRIVER_STATEMENTS: dict[Hashable, _DriverStatement | None] = {}
+
+
+def _driver_statement(key: Hashable, statement: Select[Any], dialect: Dialect) -> _DriverStatement | None:
+    """The statement of ``key`` for the DBAPI cursor, or None when it needs SQLAlchemy at each
+    execution: any driver but SQLite's (psycopg's placeholders and JSONB adaptation are its own), an
+    expanding ``IN`` list."""
+    key = (dialect.name, key)  # one process may read SQLite and PostgreSQL catalogs (tests do)
+    if key in _DRIVER_STATEMENTS:
+        return _DRIVER_STATEMENTS[key]
+    driven: _DriverStatement | None = None
+    if dialect.name == "sqlite" and dialect.paramstyle == "qmark":
+        compiled = statement.compile(dialect=dialect)
+        if (
+            compiled.positiontup is not None
+            and not compiled.post_compile_params
+            and not compiled.literal_execute_params
+        ):
+            driven = _DriverStatement(statement, compiled, dialect, compiled.positiontup)
+    if len(_DRIVER_STATEMENTS) >= _MAX_SHAPES:
+        _DRIVER_STATEMENTS.clear()
+    _DRIVER_STATEMENTS[key] = driven
+    return driven
+
+
+def run_statement(
+    connection: Connection, key: Hashable, statement: Select[Any], parameters: Mapping[str, Any]
+) -> Sequence[Any]:
+    """All rows (tuples, in the statement's column order) of a statement built once and known by
+    ``key``, on the DBAPI cursor of ``connection`` when it can run there.
+
+    Through SQLAlchemy whenever something listens to its cursor events (a test or a bench that
+    captures the SQL sees exactly the statements and arguments the cursor would get)."""
+    listened = connection.dispatch.before_cursor_execute or connection.dispatch.after_cursor_execute
+    driven = None if listened else _driver_statement(key, statement, connection.dialect)
+    if driven is None:
+        return connection.execute(statement, parameters).all()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(driven.sql, driven.arguments(parameters))
+        rows: list[Any] = cursor.fetchall()
+    finally:
+        cursor.close()
+    return driven.rows(rows)
+
+
+def _connection_of(bind: Session | Connection) -> Connection:
+    return bind if isinstance(bind, Connection) else bind.connection()
+
+
+def count_records(bind: Session | Connection, *, dataset_id: str, query: RecordQuery) -> int:
     # Core execution on the session's connection (same transaction): the ORM layer adds nothing to a
     # plain count but costs more than the query itself on a small dataset.
-    connection = session.connection()
+    connection = _connection_of(bind)
     dialect = connection.dialect.name
     shape, values = query_plan(dialect, dataset_id, query)
 
@@ -459,16 +552,18 @@ def count_records(session: Session, *, dataset_id: str, query: RecordQuery) -> i
         conditions = _shape_conditions(dialect, shape, _Binder(values))
         return select(func.count()).select_from(Record).where(*conditions)
 
-    return connection.scalar(_shaped(("count", dialect, shape), build), _parameters(values)) or 0
+    key = ("count", dialect, shape)
+    rows = run_statement(connection, key, _shaped(key, build), _parameters(values))
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def query_records(
-    session: Session, *, dataset_id: str, query: RecordQuery, limit: int, offset: int = 0
+    bind: Session | Connection, *, dataset_id: str, query: RecordQuery, limit: int, offset: int = 0
 ) -> list[RawRecord]:
     """One page of live records matching ``query``: keyset after ``query.after_key``, else offset."""
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must be non-negative")
-    connection = session.connection()
+    connection = _connection_of(bind)
     dialect = connection.dialect.name
     shape, values = query_plan(dialect, dataset_id, query)
     parameters = _parameters(values)
@@ -489,8 +584,7 @@ def query_records(
     key = ("page", dialect, shape, query.sort, query.after_key is not None, bool(offset))
     # Core, as in count_records: columns, not entities, so the ORM layer has nothing to do.
     # ``all()`` fetches the page in one driver call rather than one per row.
-    rows = connection.execute(_shaped(key, build), parameters).all()
-    return [RawRecord(*row) for row in rows]
+    return [RawRecord(*row) for row in run_statement(connection, key, _shaped(key, build), parameters)]
 
 
 def stream_records(

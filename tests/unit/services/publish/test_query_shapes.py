@@ -6,10 +6,13 @@ one shape, in an order where a value left over from an earlier query would give 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event
 
 from cityos.kernel.settings import get_settings
 from services.publish.main import app_from_environment
@@ -55,6 +58,43 @@ def test_geo_shapes_take_new_points(catalog: Catalog) -> None:
     assert _ids(catalog, near="130.962,33.945", distance=500) == ["T02"]
     assert _ids(catalog, bbox="130.80,33.90,130.82,33.91") == ["T03"]
     assert _ids(catalog, bbox="130.95,33.94,130.97,33.95") == ["T02"]
+
+
+# One of each statement shape a page runs, in every format.
+EVERY_SHAPE: list[dict[str, str | int]] = [
+    {},
+    {"limit": 1, "offset": 1},
+    {"男性トイレ総数": 3},
+    {"設置位置": "屋外", "limit": 1},
+    {"男性トイレ総数[gte]": 3, "sort": "-男性トイレ総数"},
+    {"ID[in]": "T01,T03"},
+    {"q": "門司"},
+    {"near": "130.874,33.884", "distance": 500, "format": "geojson"},
+    {"bbox": "130.80,33.90,130.97,33.95", "fields": "ID,名称"},
+    {"limit": 1, "cursor": "eyJ2IjoxLCJrIjoiVDAxIn0", "format": "csv"},
+]
+
+
+def test_the_driver_cursor_answers_as_sqlalchemy_does(catalog: Catalog) -> None:
+    """Pages read on the DBAPI cursor are byte for byte those read through SQLAlchemy, which
+    serves them whenever something listens to its cursor events."""
+    engine = catalog.client.app.state.publish_context.engine  # type: ignore[attr-defined]
+    direct = [catalog.client.get(RECORDS, params=params) for params in EVERY_SHAPE]
+    seen: list[str] = []
+
+    def remember(*args: Any) -> None:
+        seen.append(args[2])
+
+    time.sleep(0.3)  # past the page cache's interval: every page below is read again
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        through = [catalog.client.get(RECORDS, params=params) for params in EVERY_SHAPE]
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert any("json_extract" in statement for statement in seen)
+    for params, one, other in zip(EVERY_SHAPE, direct, through, strict=True):
+        assert one.status_code == other.status_code == 200, (params, one.text)
+        assert one.content == other.content, params
 
 
 def test_worker_processes_build_their_app_from_the_environment(
