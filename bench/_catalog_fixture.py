@@ -66,9 +66,11 @@ def fill(url: str, count: int) -> None:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A server started as ``args``, once its ``/healthz`` answers; terminated on the way out."""
-    proc = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def process(args: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started as ``args``, once its ``/healthz`` answers; terminated on the way out. Its log
+    goes to the file ``log``: a pipe nobody reads would fill up and stall the server mid-measurement."""
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -80,9 +82,7 @@ def process(args: list[str], env: dict[str, str], port: int) -> Iterator[subproc
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
+                raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.1)
         yield proc
     finally:

@@ -226,7 +226,9 @@ def main() -> None:
             "CITYOS_PUBLISH_ANONYMOUS_RATE_PER_MINUTE": "100000000",
         })  # fmt: skip
         results = {export.name: (Measured(), Measured()) for export in EXPORTS}
-        with process([sys.executable, "-m", "cityos", "serve", "publish"], env, port) as server:
+        with process(
+            [sys.executable, "-m", "cityos", "serve", "publish"], env, port, Path(folder) / "publish.log"
+        ) as server:
             for export in EXPORTS:  # warm-up: first requests import and compile what they use
                 download(port, f"/api/v1/datasets/{DATASET}/export?{export.query}&ID=T0000001")
             rss_before = peak_rss_mb(server.pid)

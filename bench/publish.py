@@ -36,71 +36,32 @@ import io
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
-from sqlalchemy import Engine, event, insert, update
+from sqlalchemy import Engine, event
 
+from bench._catalog_fixture import DATASET, fill, process
 from bench.ingest import machine
 from cityos.domain.readmodel import queries
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
-from cityos.kernel.db.engine import make_engine, migrate, session_factory
-from cityos.kernel.db.models import Dataset, Record
-from cityos.kernel.schemas import load_schema_dir
-from cityos.kernel.settings import REPO_ROOT, Settings
-from services.catalog.store import sync_schema_set
+from cityos.kernel.db.engine import make_engine, session_factory
 from tests.support.stack import free_port
 
 TARGET = 0.7
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-DATASET = "public-toilet"
 RECORDS_PATH = f"/api/v1/datasets/{DATASET}/records"
 # Every server writes its links under this base, so the bodies of all of them are comparable.
 PUBLIC_BASE = "https://opendata.bench.example"
-WARDS = ("小倉北区", "小倉南区", "門司区", "若松区", "八幡東区", "八幡西区", "戸畑区")
 LOCATION = ("緯度", "経度")
 MEDIA = {"json": "application/json", "csv": "text/csv", "geojson": "application/geo+json"}
-
-
-def fill(url: str, count: int) -> None:
-    """``count`` live records written in bulk (the bench measures reads, not the catalog's writes)."""
-    migrate(url)
-    engine = make_engine(url)
-    with session_factory(engine)() as session, session.begin():
-        sync_schema_set(session, schema_set=load_schema_dir(Settings().schemas_dir), now=T0)
-    chunk = 20_000
-    for start in range(0, count, chunk):
-        rows: list[dict[str, Any]] = []
-        for n in range(start, min(start + chunk, count)):
-            key = f"T{n:07d}"
-            lat, lon = 33.80 + (n % 1000) / 5000, 130.70 + (n // 1000 % 1000) / 2500
-            ward = WARDS[n % len(WARDS)]
-            data = {"ID": key, "名称": f"{ward}公衆トイレ{n}", "所在地_連結表記": f"福岡県北九州市{ward}{n % 97}-1",
-                    "設置位置": "屋外", "男性トイレ総数": n % 5, "女性トイレ総数": n % 4, "緯度": lat, "経度": lon}  # fmt: skip
-            row = {"dataset_id": DATASET, "record_key": key, "data": data, "schema_version": 1,
-                   "event_source": "/bench", "event_id": f"e{n}", "event_time": T0, "kafka_partition": 0,
-                   "kafka_offset": n, "latitude": lat, "longitude": lon, "updated_at": T0, "deleted_at": None}  # fmt: skip
-            rows.append(row)
-        with session_factory(engine)() as session, session.begin():
-            session.execute(insert(Record), rows)
-    with session_factory(engine)() as session, session.begin():
-        session.execute(
-            update(Dataset)
-            .where(Dataset.id == DATASET)
-            .values(record_count=count, last_record_at=T0 + timedelta(hours=1))
-        )
-    engine.dispose()
 
 
 # --- the workload -------------------------------------------------------------------------------
@@ -361,31 +322,6 @@ def serve_bare(database_url: str, plans_file: str, port: int) -> None:
 
 
 # --- measuring ------------------------------------------------------------------------------------
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    # The server's log (uvicorn's access log, as deployed) goes to a file: a pipe nobody reads would
-    # fill up and stall the server mid-measurement.
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=sink)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @dataclass
