@@ -25,12 +25,7 @@ JST = timezone(timedelta(hours=9))
 AT = datetime(2026, 4, 1, 9, 0, tzinfo=JST)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'bulk.db'}"])
-    else:
-        urls = pg_schema_url(pg_base_url())
+def _migrated(urls: Iterator[str]) -> Iterator[Engine]:
     url = next(urls)
     migrate(url)
     engine = make_engine(url)
@@ -39,6 +34,20 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     finally:
         engine.dispose()
         next(urls, None)  # drops the PostgreSQL schema
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        yield from _migrated(iter([f"sqlite:///{tmp_path / 'bulk.db'}"]))
+    else:
+        yield from _migrated(pg_schema_url(pg_base_url()))
+
+
+@pytest.fixture()
+def pg_engine() -> Iterator[Engine]:
+    """PostgreSQL only: pipelining is a PostgreSQL protocol feature."""
+    yield from _migrated(pg_schema_url(pg_base_url()))
 
 
 def ledger_row(event_id: str, note: str | None = None, at: datetime = AT) -> dict[str, Any]:
@@ -130,9 +139,9 @@ def test_statements_after_an_upsert_see_its_rows(engine: Engine) -> None:
     assert stored(engine) == [("1", "2nd", AT)]
 
 
-def test_pipelined_statements_return_their_rows_in_order(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("pipelines are PostgreSQL's")
+@pytest.mark.integration
+def test_pipelined_statements_return_their_rows_in_order(pg_engine: Engine) -> None:
+    engine = pg_engine
     with engine.begin() as connection:
         insert_rows(connection, LEDGER, [ledger_row("1", "最初"), ledger_row("2")])
         results = pipelined(
@@ -150,9 +159,9 @@ def test_pipelined_statements_return_their_rows_in_order(engine: Engine) -> None
     assert results == [[("force_custom_plan",)], [("1", "最初"), ("2", None)], [], [("更新",)]]
 
 
-def test_a_failing_pipelined_statement_is_sqlalchemys_error(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("pipelines are PostgreSQL's")
+@pytest.mark.integration
+def test_a_failing_pipelined_statement_is_sqlalchemys_error(pg_engine: Engine) -> None:
+    engine = pg_engine
     with engine.begin() as connection:
         insert_rows(connection, LEDGER, [ledger_row("1")])
     insert = "INSERT INTO processed_events SELECT * FROM processed_events"
