@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run up down reset test lint bench env clean
 
-$(STAMP): pyproject.toml native/pyproject.toml native/Cargo.toml native/src/lib.rs
+$(STAMP): pyproject.toml native/pyproject.toml native/Cargo.toml native/src/lib.rs web/package-lock.json
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml native/pyproject.toml native/Cargo.toml native/src/lib.
 	@# uses the pure-Python scan, which gives the same verdicts more slowly.
 	PATH="$$HOME/.cargo/bin:$$PATH" $(VENV)/bin/pip install -q ./native \
 		|| echo "warning: native/ not built (no Rust toolchain?): ingest uses the slower Python scan" >&2
+	@# The site's map library and the API docs UI, at the exact versions of web/package-lock.json. No
+	@# install scripts run: these packages are served as files, never executed here.
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 env: $(STAMP)

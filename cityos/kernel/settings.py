@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Generated secrets (Kafka passwords, keys for pseudonyms), one 0600 file each: see
     # cityos.kernel.secret_store. Never committed; deleting a file rotates that secret.
     secrets_dir: Path = REPO_ROOT / "var" / "secrets"
+    # Third-party browser assets (map library, API docs UI) served from our own origin, never a CDN:
+    # `make env` fetches them from npm at the versions pinned in web/package-lock.json.
+    web_assets_dir: Path = REPO_ROOT / "web" / "node_modules"
 
     # Topics. Departments publish to <prefix>dept.<department>.events; ingest follows them by
     # pattern so a new department needs no redeploy. The prefix isolates environments (and tests)

@@ -27,6 +27,16 @@ if ! command -v kcat >/dev/null 2>&1; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat >/dev/null
 fi
 
+# The browser suite drives Debian's chromium (Playwright attaches to it; no browser is downloaded);
+# the GIS suite uses GDAL's ogrinfo/ogr2ogr as a real OGC API - Features client.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ogrinfo >/dev/null 2>&1 || missing+=(gdal-bin)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]} (Debian packages)"
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 if ! fixtures=$("$VENV/bin/python" -m tests.support.fixtures_path); then
   log "ERROR: test fixtures not found at $fixtures: put the shared folder beside the repository (../shared/fixtures) or set CITYOS_FIXTURES"
   exit 2

@@ -9,6 +9,7 @@ tests pass their own. Handlers stay thin: visibility check, one query, then a pu
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,13 +22,24 @@ from prometheus_client.process_collector import ProcessCollector
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
+from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, session_factory
 from cityos.kernel.http_limits import BodyLimitMiddleware
 from cityos.kernel.settings import Settings, get_settings
-from services.publish import ckan_api, dcat_api, operations_api, records_api, release_api, usage_api
+from cityos.kernel.web_assets import mount_vendor_assets
+from services.publish import (
+    aggregate_api,
+    ckan_api,
+    dcat_api,
+    ogc_api,
+    operations_api,
+    records_api,
+    release_api,
+    usage_api,
+)
 from services.publish.callers import CallerMiddleware, LimitSettings
 from services.publish.context import PublishContext, error_body, install
 from services.publish.limits import RateLimiter
@@ -35,8 +47,10 @@ from services.publish.metrics import MetricsMiddleware, PublishMetrics
 from services.publish.page_cache import PageCache
 from services.publish.public_base import PublicBase
 from services.publish.records_api import RecordsMiddleware
+from services.publish.site import map_pages, pages
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
 
+SITE_STATIC = Path(__file__).parent / "site" / "static"
 TITLE = "CityOS Open Data API"
 DESCRIPTION = """\
 Open data of the city, published by its departments (CC BY 4.0 unless a dataset says otherwise).
@@ -115,6 +129,12 @@ def create_app(
     app.include_router(dcat_api.router)
     app.include_router(usage_api.router)
     app.include_router(release_api.router)  # 個人情報ファイル簿, partner download
+    app.include_router(aggregate_api.router)
+    app.include_router(ogc_api.router)
+    app.include_router(pages.router)
+    app.include_router(map_pages.router)
+    app.mount("/static/site", StaticFiles(directory=SITE_STATIC), name="site-static")
+    mount_vendor_assets(app, settings.web_assets_dir, ("leaflet", "swagger-ui"))
 
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
     # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit),

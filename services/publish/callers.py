@@ -38,6 +38,9 @@ CALLER_STATE_KEY = "caller"
 # Operational routes stay reachable without a key and unthrottled: probes and Prometheus must work
 # even when a client floods the API.
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Static files (the site's stylesheet and scripts, the vendored map and docs libraries) are the same
+# bytes for everyone and cost nothing to serve: one page view must not spend a visitor's allowance.
+UNLIMITED_PREFIX = "/static/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,8 @@ class CallerMiddleware:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in UNLIMITED_PATHS or path.startswith(UNLIMITED_PREFIX):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
