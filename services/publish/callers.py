@@ -35,6 +35,8 @@ from services.publish.metrics import PublishMetrics
 log = logging.getLogger(__name__)
 
 CALLER_STATE_KEY = "caller"
+# The site's login keeps the department's credential in this cookie (HttpOnly, SameSite=Strict).
+SESSION_COOKIE = "cityos_key"
 # Operational routes stay reachable without a key and unthrottled: probes and Prometheus must work
 # even when a client floods the API.
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
