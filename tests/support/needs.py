@@ -44,3 +44,12 @@ def native_module() -> ModuleType:
             pytest.fail(message, pytrace=False)
         pytest.skip(message, allow_module_level=True)
     return cityos_native
+
+
+def chromium() -> str:
+    """Path of Debian's chromium, which the browser tests drive through Playwright (it never
+    downloads a browser of its own): `apt-get install chromium`."""
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    unavailable("chromium not installed (Debian package chromium): the browser tests drive it")
