@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cityos.cli import access as access_commands
 from cityos.cli import dlq as dlq_commands
+from cityos.cli import geo as geo_commands
 from cityos.cli import kafka as kafka_commands
 from cityos.cli import keys as keys_commands
 from cityos.cli import records as records_commands
@@ -232,6 +233,7 @@ app.add_typer(keys_commands.keys_app, name="keys")
 app.add_typer(keys_commands.admins_app, name="admins")
 
 app.add_typer(records_commands.records_app, name="records")
+app.add_typer(geo_commands.geo_app, name="geo")
 
 
 def main() -> None:

@@ -22,9 +22,10 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from cityos.domain.geo.codes import check_digit
 from cityos.kernel.errors import CsvImportError
 
-_WEIGHTS = (6, 5, 4, 3, 2)
+__all__ = ["CODE_ITEMS", "CodeProblem", "check_digit", "complete", "read_code_list"]
 
 # Items of the standards that hold a 全国地方公共団体コード (both generations, and their address parts).
 CODE_ITEMS = frozenset(
@@ -44,14 +45,6 @@ class CodeProblem:
 
     ja: str
     en: str
-
-
-def check_digit(first_five: str) -> str:
-    """The check digit of a five-digit code body, e.g. ``"37201"`` → ``"3"``."""
-    if len(first_five) != len(_WEIGHTS) or not first_five.isascii() or not first_five.isdigit():
-        raise ValueError(f"not five digits: {first_five!r}")
-    total = sum(int(digit) * weight for digit, weight in zip(first_five, _WEIGHTS, strict=True))
-    return str((11 - total % 11) % 10)
 
 
 def complete(value: str, known: frozenset[str] | None = None) -> str | CodeProblem:

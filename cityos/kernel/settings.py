@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Third-party browser assets (map library, API docs UI) served from our own origin, never a CDN:
     # `make env` fetches them from npm at the versions pinned in web/package-lock.json.
     web_assets_dir: Path = REPO_ROOT / "web" / "node_modules"
+    # The wards' boundary files (国土数値情報 N03, one <N03 code>.json per ward) `cityos geo load-wards`
+    # reads by default.
+    ward_boundaries_dir: Path = (
+        REPO_ROOT.parent / "shared" / "fixtures" / "opendata-jp" / "boundaries" / "kitakyushu-wards-n03-2022"
+    )
 
     # Topics. Departments publish to <prefix>dept.<department>.events; ingest follows them by
     # pattern so a new department needs no redeploy. The prefix isolates environments (and tests)

@@ -53,6 +53,8 @@ bash "$SCRIPT_DIR/kafka.sh" start
 
 start_service catalog   # migrates the database and registers the schemas first
 wait_http catalog "http://127.0.0.1:$CATALOG_PORT/readyz" 60
+# Ward boundaries (after the catalog's migrations): per-ward counts and the site's map need them.
+"$CITYOS" geo load-wards || log "WARNING: ward boundaries not loaded (see the error above): no per-ward counts or ward map"
 start_service ingest
 start_service publish
 start_service feeds

@@ -201,6 +201,7 @@ class ApiKey(Base):
 # (Alembic's comparison and the schema test read it). They import ``Base`` from this module.
 from cityos.kernel.db import (  # noqa: E402
     access_models,  # noqa: F401  cross-department grants, subscriptions
+    geo_models,  # noqa: F401  ward boundaries
     publish_models,  # noqa: F401  API keys, usage
     registry_models,  # noqa: F401  compatibility settings, dead-letter store
     release_models,  # noqa: F401  anonymized releases, proposals
