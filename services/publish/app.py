@@ -47,7 +47,7 @@ from services.publish.metrics import MetricsMiddleware, PublishMetrics
 from services.publish.page_cache import PageCache
 from services.publish.public_base import PublicBase
 from services.publish.records_api import RecordsMiddleware
-from services.publish.site import map_pages, pages
+from services.publish.site import dataset_page, map_pages, pages
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
 
 SITE_STATIC = Path(__file__).parent / "site" / "static"
@@ -132,6 +132,7 @@ def create_app(
     app.include_router(aggregate_api.router)
     app.include_router(ogc_api.router)
     app.include_router(pages.router)
+    app.include_router(dataset_page.router)
     app.include_router(map_pages.router)
     app.mount("/static/site", StaticFiles(directory=SITE_STATIC), name="site-static")
     mount_vendor_assets(app, settings.web_assets_dir, ("leaflet", "swagger-ui"))

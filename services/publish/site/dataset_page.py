@@ -1,0 +1,333 @@
+"""A dataset's page: ``/datasets/{id}`` in Japanese, ``/en/datasets/{id}`` in English.
+
+Shown only to a caller who may read the dataset, by the records API's own decision
+(``visible_dataset``); anyone else gets the same "not found" page whether the dataset is missing,
+internal or personal. The live preview is the records API's query: the same parameter checks
+(``read_paging``, ``parse_query``), the same statements (``queries``) and the same projection, so
+its rows are the API's ``records`` for the same query string. Builders of what the page shows are
+pure, in ``dataset_view``.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cityos.domain.access import ReadAccess
+from cityos.domain.readmodel import queries
+from cityos.domain.readmodel.filters import ParamProblem
+from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
+from cityos.kernel.db.models import Dataset, Department
+from cityos.kernel.db.publish_models import UsageCounter
+from cityos.kernel.timeutil import assume_utc
+from services.publish import param_caps, render
+from services.publish.context import PublishContext, caller_of, context_of, project, visible_dataset
+from services.publish.records_api import quality_of, read_paging
+from services.publish.site import dataset_view as view
+from services.publish.site.dataset_view import Lang, Params
+from services.publish.site.templating import render as render_page
+
+router = APIRouter(include_in_schema=False)
+
+TEMPLATE = "dataset.html"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why the preview could not run: a parameter and what is wrong with it."""
+
+    parameter: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    records: tuple[dict[str, Any], ...]  # as the records API returns them (tests compare these)
+    total: int
+    first: int  # 1-based position of the first row shown
+    previous_href: str | None
+    next_href: str | None
+    first_href: str | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    name: str
+    input_id: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    key: str
+    href: str
+
+
+def _page_path(lang: Lang, dataset_id: str) -> str:
+    path = render.dataset_path(dataset_id).replace(render.API_PREFIX, "", 1)
+    return path if lang == "ja" else f"/en{path}"
+
+
+@router.get("/datasets/{dataset_id}")
+def dataset_page_ja(request: Request, dataset_id: str) -> Response:
+    return dataset_page(request, dataset_id, "ja")
+
+
+@router.get("/en/datasets/{dataset_id}")
+def dataset_page_en(request: Request, dataset_id: str) -> Response:
+    return dataset_page(request, dataset_id, "en")
+
+
+def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
+    ctx = context_of(request)
+    with ctx.sessions() as session:
+        try:
+            dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+        except HTTPException as refused:
+            if refused.status_code != 404:
+                raise
+            return _not_found(request, lang)
+        context = _page_context(ctx, request, session, dataset, access, lang)
+    status = 400 if context["problem"] is not None else 200
+    headers = {
+        "Cache-Control": "public, max-age=0" if dataset.classification == "public" else "private, no-store"
+    }
+    return render_page(request, TEMPLATE, context, lang=lang, status_code=status, headers=headers)
+
+
+def _not_found(request: Request, lang: Lang) -> Response:
+    context = {"not_found": True, "w": _words(lang)}
+    # The same page for a missing, an internal and a personal dataset: nothing tells them apart.
+    return render_page(
+        request, TEMPLATE, context, lang=lang, status_code=404, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _words(lang: Lang) -> Any:
+    def lookup(key: str, **values: object) -> str:
+        return view.word(key, lang, **values)
+
+    return lookup
+
+
+def _page_context(
+    ctx: PublishContext, request: Request, session: Session, dataset: Dataset, access: ReadAccess, lang: Lang
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    meta = dataset.meta
+    department = session.get(Department, dataset.department_id)
+    schema_row = queries.latest_schema(session, dataset_id=dataset.id)
+    # A grantee sees the properties it was granted only: no hidden field's name reaches the page.
+    schema = access.schema(schema_row.document) if schema_row is not None else None
+    location = access.location(render.location_fields(meta))
+    # The same rating and score as ``GET /api/v1/datasets/{id}`` shows, from the same function.
+    quality = quality_of(dataset, department, schema_row)
+    changed = queries.last_applied(session, dataset_id=dataset.id)
+    changed = assume_utc(changed) if changed is not None else None
+
+    raw_items = request.query_params.multi_items()
+    params = view.preview_params(raw_items)
+    page_path = _page_path(lang, dataset.id)
+    preview: Preview | None = None
+    problem = _over_caps(raw_items)
+    if problem is None:
+        outcome = _preview(ctx, request, session, dataset, access, schema, location, params, page_path)
+        if isinstance(outcome, Problem):
+            problem = outcome
+        else:
+            preview = outcome
+
+    base_url = ctx.base_url(request)
+    api_path = render.dataset_path(dataset.id)
+    records_endpoint = f"{base_url}{api_path}/records"
+    snippet_params = _snippet_params(params, preview)
+    needs_key = dataset.classification != "public"
+    schema_table, schema_truncated = view.schema_rows(schema, lang)
+    filters = tuple(
+        Filter(name, f"filter-{index}", _value_of(params, name))
+        for index, name in enumerate(view.filterable_fields(schema))
+    )
+    shown_filter_names = {f.name for f in filters} | {"q", "limit"}
+    kept = [(k, v) for k, v in params if k not in shown_filter_names and k not in ("offset", "cursor")]
+    today = now.astimezone(view.JST).date()
+    usage = view.sparkline(
+        view.daily_requests(_usage_hours(session, dataset.id, view.window_start(today)), today=today)
+    )
+    quoted = quote(dataset.id, safe="")
+    links = [
+        Link("link.api", api_path),
+        Link("link.ckan", f"/api/3/action/package_show?{view.query_string([('id', dataset.id)])}"),
+        Link("link.dcat_ttl", f"/catalog/datasets/{quoted}.ttl"),
+        Link("link.dcat_jsonld", f"/catalog/datasets/{quoted}.jsonld"),
+    ]
+    if location is not None:
+        links.append(Link("link.ogc", f"/ogc/collections/{quoted}"))
+    title = view.other_language(
+        meta.get("title"), lang, dataset.title_ja if lang == "ja" else dataset.title_en
+    )
+    return {
+        "not_found": False,
+        "w": _words(lang),
+        "dataset_id": dataset.id,
+        "title": title or dataset.id,
+        "description": view.other_language(meta.get("description"), lang),
+        "internal": dataset.classification == "internal",
+        "publisher": _department_name(department, lang) or dataset.department_id,
+        "license": dataset.license or str(meta.get("license") or ""),
+        "frequency": view.frequency_text(meta.get("update_frequency"), lang),
+        "changed_iso": render.iso_utc(changed),
+        "changed_text": view.local_time_text(changed, lang) if changed is not None else None,
+        "changed_age": view.age_text(changed, now, lang) if changed is not None else None,
+        "record_count": dataset.record_count,
+        "keywords": [str(k) for k in meta.get("keywords") or []],
+        "quality": view.quality_view(
+            quality, lang, license_id=dataset.license, record_key=dataset.record_key
+        ),
+        "schema_version": schema_row.version if schema_row is not None else None,
+        "schema_rows": schema_table,
+        "schema_truncated": schema_truncated,
+        "max_schema_rows": view.MAX_SCHEMA_ROWS,
+        "page_path": page_path,
+        "problem": problem,
+        "preview": preview,
+        "q": _value_of(params, "q"),
+        "limit": _value_of(params, "limit") or str(view.PREVIEW_DEFAULT_LIMIT),
+        "max_limit": view.PREVIEW_MAX_LIMIT,
+        "filters": filters,
+        "filters_open": any(f.value for f in filters),
+        "kept_params": kept,
+        "clear_href": page_path,
+        "downloads": view.downloads(f"{api_path}/export", params, located=location is not None),
+        "curl": view.curl_snippet(records_endpoint, snippet_params, needs_key=needs_key),
+        "python": view.python_snippet(records_endpoint, snippet_params, needs_key=needs_key),
+        "needs_key": needs_key,
+        "links": links,
+        "located": location is not None,
+        "usage": usage,
+        "usage_days": view.USAGE_DAYS,
+        "day_text": lambda day: view.day_text(day, lang),
+    }
+
+
+def _department_name(department: Department | None, lang: Lang) -> str:
+    if department is None:
+        return ""
+    return (
+        (department.name_ja or department.name_en)
+        if lang == "ja"
+        else (department.name_en or department.name_ja)
+    )
+
+
+def _value_of(params: Params, name: str) -> str:
+    return next((v for k, v in params if k == name), "")
+
+
+def _over_caps(items: list[tuple[str, str]]) -> Problem | None:
+    # Checked on the query string as sent, before anything is dropped from it.
+    over = param_caps.query_over_cap(items)
+    return Problem(over.parameter, over.problem) if over is not None else None
+
+
+def _snippet_params(params: Params, preview: Preview | None) -> list[tuple[str, str]]:
+    """The records API query of the page shown: the page's parameters with its page size made
+    explicit (the preview's default differs from the API's)."""
+    limit = str(preview.limit) if preview is not None else _value_of(params, "limit")
+    return view.replaced(params, limit=limit or str(view.PREVIEW_DEFAULT_LIMIT))
+
+
+def _preview(
+    ctx: PublishContext,
+    request: Request,
+    session: Session,
+    dataset: Dataset,
+    access: ReadAccess,
+    schema: dict[str, Any] | None,
+    location: tuple[str, str] | None,
+    params: Params,
+    page_path: str,
+) -> Preview | Problem:
+    """One page of records, exactly as the records API would answer the same query string."""
+    # The records API's reading of paging, on the page's own parameters.
+    cleaned = Request({**request.scope, "query_string": view.query_string(params).encode()})
+    try:
+        paging = read_paging(cleaned)
+    except HTTPException as refused:
+        detail: dict[str, Any] = refused.detail if isinstance(refused.detail, dict) else {}
+        return Problem(str(detail.get("parameter", "request")), str(detail.get("detail", "invalid")))
+    given_limit = any(k == "limit" for k, _ in params)
+    limit = paging.limit if given_limit else view.PREVIEW_DEFAULT_LIMIT
+    if limit > view.PREVIEW_MAX_LIMIT:
+        return Problem("limit", view.word("error.limit", "en", max=view.PREVIEW_MAX_LIMIT))
+    parsed = parse_query(params, schema, allowed_fields=access.fields, has_location=location is not None)
+    if isinstance(parsed, ParamProblem):
+        return Problem(parsed.parameter, parsed.problem)
+    connection = session.connection()
+    if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
+        total = queries.count_records(connection, dataset_id=dataset.id, query=parsed)
+    else:
+        total = dataset.record_count
+    cursor, offset = paging.cursor, paging.offset
+    fetched = queries.query_records(
+        connection, dataset_id=dataset.id, query=parsed, limit=limit + 1, offset=0 if cursor else offset
+    )
+    records, more = fetched[:limit], len(fetched) > limit
+    shown = parsed.fields if parsed.fields is not None else access.fields
+    documents = tuple(project(r.data, shown) for r in records)
+    columns = _columns(schema, access, parsed, documents)
+    previous_href = next_href = first_href = None
+    if cursor is not None:
+        first_href = view.with_query(page_path, view.replaced(params, cursor=None, offset=None))
+        if more and parsed.keyset and records:
+            next_href = view.with_query(
+                page_path, view.replaced(params, cursor=encode_cursor(records[-1].record_key))
+            )
+    else:
+        if offset > 0:
+            back = max(offset - limit, 0)
+            previous_href = view.with_query(
+                page_path, view.replaced(params, offset=str(back) if back else None)
+            )
+        if records and offset + len(records) < total:
+            next_href = view.with_query(page_path, view.replaced(params, offset=str(offset + len(records))))
+    return Preview(
+        columns=tuple(columns),
+        rows=tuple(tuple(view.cell_text(doc.get(c)) for c in columns) for doc in documents),
+        records=documents,
+        total=total,
+        first=(0 if cursor else offset) + 1,
+        previous_href=previous_href,
+        next_href=next_href,
+        first_href=first_href,
+        limit=limit,
+    )
+
+
+def _columns(
+    schema: dict[str, Any] | None, access: ReadAccess, parsed: RecordQuery, rows: tuple[dict[str, Any], ...]
+) -> list[str]:
+    # The records API's CSV columns: schema order, then any field an older version carried.
+    if parsed.fields is not None:
+        return list(parsed.fields)
+    columns = render.csv_columns(schema, rows)
+    return [c for c in columns if access.fields is None or c in access.fields]
+
+
+def _usage_hours(session: Session, dataset_id: str, since: datetime) -> list[tuple[datetime, int]]:
+    """Requests per counter hour since ``since`` (every caller class and format together)."""
+    statement = (
+        select(UsageCounter.hour, func.sum(UsageCounter.requests))
+        .where(UsageCounter.dataset_id == dataset_id, UsageCounter.hour >= since.astimezone(UTC))
+        .group_by(UsageCounter.hour)
+    )
+    return [(assume_utc(hour), int(total or 0)) for hour, total in session.execute(statement)]
