@@ -2,7 +2,8 @@
 
 A pure ASGI middleware so that refusals (401, 403, 429) are answered before any handler runs, and the
 resolved ``Caller`` reaches every handler through ``request.state.caller``. Keys come from
-``Authorization: Bearer <key>`` or ``X-API-Key``; only the key's id is ever logged or counted.
+``Authorization: Bearer <key>`` or ``X-API-Key``, else from the site's login cookie; only the key's
+id is ever logged or counted.
 
 Anonymous callers read public data. A presented credential must be valid and carry ``records:read``
 (everything publish serves is a read), whatever its kind. A refused credential counts against its
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 import orjson
 from sqlalchemy.orm import Session
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cityos.domain.access import ANONYMOUS, Caller, CallerKind
@@ -35,8 +37,10 @@ from services.publish.metrics import PublishMetrics
 log = logging.getLogger(__name__)
 
 CALLER_STATE_KEY = "caller"
-# The site's login keeps the department's credential in this cookie (HttpOnly, SameSite=Strict).
+# The site's login keeps the department's credential in this cookie (HttpOnly, SameSite=Strict),
+# read like ``Authorization: Bearer`` when a request carries no key in its headers.
 SESSION_COOKIE = "cityos_key"
+CLEAR_SESSION_COOKIE = f"{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"
 # Operational routes stay reachable without a key and unthrottled: probes and Prometheus must work
 # even when a client floods the API.
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -62,6 +66,21 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
         elif name == b"x-api-key" and value.strip():
             api_key = value.decode("latin-1").strip()
     return bearer or api_key
+
+
+def cookie_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key the site's login cookie carries, if any."""
+    for name, value in headers:
+        if name == b"cookie":
+            key = cookie_parser(value.decode("latin-1")).get(SESSION_COOKIE, "").strip()
+            if key:
+                return key
+    return None
+
+
+# Where the middleware leaves, for a handler that checks a credential itself (the site's login
+# form), the charge of one refused credential against the sender's address.
+REFUSAL_CHARGE_KEY = "cityos.charge_refusal"
 
 
 def _resolve(sessions: Callable[[], Session], key: str) -> Credential | KeyRefusal:
@@ -100,15 +119,26 @@ class CallerMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        key = presented_key(scope.get("headers", []))
+        headers = scope.get("headers", [])
+        key = presented_key(headers)
+        from_cookie = key is None and (key := cookie_key(headers)) is not None
         caller, own_limit, credential = ANONYMOUS, None, None
+        stale_cookie = False
         if key is not None:
             result = await anyio.to_thread.run_sync(_resolve, self.sessions, key)
-            if isinstance(result, KeyRefusal):
+            if isinstance(result, KeyRefusal) and not from_cookie:
                 await self._refuse_key(scope, send, key, result)
                 return
-            caller, own_limit, credential = result.caller, result.rate_limit_per_minute, result
+            if isinstance(result, KeyRefusal):
+                # A login cookie whose credential was revoked or expired since: the visitor goes on
+                # as anonymous (counted against the address as any anonymous request) and the
+                # browser is told to forget the cookie, rather than every page answering 401.
+                log.info("refused login cookie %s: %s", key_id_of(key) or "(malformed)", result)
+                stale_cookie = True
+            else:
+                caller, own_limit, credential = result.caller, result.rate_limit_per_minute, result
         state[CALLER_STATE_KEY] = caller
+        state[REFUSAL_CHARGE_KEY] = lambda: self.limiter.check(*self._identity(scope, ANONYMOUS, None))
         decision = self.limiter.check(*self._identity(scope, caller, own_limit))
         if not decision.allowed:
             await self._too_many(send, caller, decision)
@@ -121,6 +151,8 @@ class CallerMiddleware:
         async def with_limit_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+                if stale_cookie:
+                    extra.append((b"set-cookie", CLEAR_SESSION_COOKIE.encode()))
                 headers = list(message.get("headers", []))
                 message["headers"] = headers + extra
             await send(message)

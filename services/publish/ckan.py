@@ -7,10 +7,12 @@ every dataset has one resource per distribution format.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from cityos.domain.access import FULL, ReadAccess
 from cityos.domain.readmodel.query import MAX_Q_LENGTH
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
 from services.publish import param_caps
@@ -190,8 +192,11 @@ def action_help(name: str) -> str:
     return text
 
 
-def dataset_formats(dataset: Dataset) -> list[str]:
-    return [f for f in FORMATS if f != "geojson" or location_fields(dataset.meta) is not None]
+def dataset_formats(dataset: Dataset, access: ReadAccess = FULL) -> list[str]:
+    """The formats a caller with ``access`` gets the dataset in: GeoJSON only where it has a
+    location the caller may read."""
+    located = access.location(location_fields(dataset.meta)) is not None
+    return [f for f in FORMATS if f != "geojson" or located]
 
 
 def organization_dict(department: Department, package_count: int) -> dict[str, Any]:
@@ -398,20 +403,31 @@ def _fq_clause(fq: str, start: int) -> tuple[FqClause | None, int]:
     return FqClause(fq[field_start:position], value, fq[start] == "-"), end
 
 
-def _matches_text(package: Mapping[str, Any], q: str) -> bool:
+def folded(text: str) -> str:
+    """Text as searches compare it: NFKC (full-width ``ＡＥＤ`` is ``AED``, half-width kana are
+    full-width) then case-folded. Japanese has no word breaks, so matching is by substring."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def matches_text(parts: Iterable[str], q: str) -> bool:
+    """Whether every term of ``q`` occurs in one of ``parts`` (Solr's ``AND``/``OR`` words and
+    ``field:`` colons are ignored, quotes stripped): the portal's search and ``package_search``."""
     if not q or q == "*:*":
         return True
-    haystack = " ".join(
-        [
-            package["name"],
-            *package["title_translated"].values(),
-            *package["notes_translated"].values(),
-            *(t["name"] for t in package["tags"]),
-            (package.get("organization") or {}).get("title", ""),
-        ]
-    ).casefold()
+    haystack = folded("\n".join(parts))
     terms = [t for t in q.replace(":", " ").split() if t.upper() not in ("AND", "OR")]
-    return all(term.strip('"').casefold() in haystack for term in terms)
+    return all(folded(term.strip('"')) in haystack for term in terms)
+
+
+def _matches_text(package: Mapping[str, Any], q: str) -> bool:
+    parts = [
+        package["name"],
+        *package["title_translated"].values(),
+        *package["notes_translated"].values(),
+        *(t["name"] for t in package["tags"]),
+        (package.get("organization") or {}).get("title", ""),
+    ]
+    return matches_text(parts, q)
 
 
 def search_packages(

@@ -100,6 +100,11 @@ def five_star(meta: Mapping[str, Any], *, record_key: str, has_schema: bool) -> 
     return Rating(earned, tuple(stars))
 
 
+def listed_stars(meta: Mapping[str, Any], *, record_key: str) -> int:
+    """The stars a catalog listing shows: every listed dataset was registered with its schema."""
+    return five_star(meta, record_key=record_key, has_schema=True).stars
+
+
 @dataclass(frozen=True, slots=True)
 class QualityScore:
     score: int  # 0..100

@@ -42,7 +42,7 @@ from services.publish.context import (
 )
 from services.publish.inline import renders_inline
 from services.publish.page_cache import CachedPage, PreparedResponse
-from services.publish.quality import five_star, metadata_quality
+from services.publish.quality import five_star, listed_stars, metadata_quality
 from services.publish.responses import (
     ApiIndex,
     ApiIndexLinks,
@@ -393,7 +393,7 @@ def list_datasets(request: Request, ctx: ContextDep, session: SessionDep) -> Res
     body = []
     for dataset, access in visible:
         summary = render.dataset_summary(dataset, departments.get(dataset.department_id), base_url, access)
-        summary["five_star"] = five_star(dataset.meta, record_key=dataset.record_key, has_schema=True).stars
+        summary["five_star"] = listed_stars(dataset.meta, record_key=dataset.record_key)
         body.append(summary)
     return Response(orjson.dumps({"count": len(body), "datasets": body}), media_type="application/json")
 
