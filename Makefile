@@ -52,3 +52,19 @@ bench: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: cluster cluster-down chaos
+
+## A local three-broker Kafka cluster (replication factor 3, min.insync.replicas 2) on
+## 127.0.0.1:19192-19194; point anything at it with CITYOS_KAFKA_BOOTSTRAP=$$(bash deploy/local/cluster.sh url).
+cluster: $(STAMP)
+	bash deploy/local/cluster.sh start
+
+cluster-down:
+	bash deploy/local/cluster.sh stop
+
+## Fault tests on that cluster (started and stopped here when not running) with a PostgreSQL server of
+## their own: brokers, services and the database killed while events flow. Bounded: 10 minutes at most.
+chaos: $(STAMP)
+	CITYOS_CHAOS=1 timeout --foreground 600 $(VENV)/bin/pytest tests/chaos -p no:cacheprovider -rA -s \
+		-o log_cli=false $(CHAOS_ARGS)

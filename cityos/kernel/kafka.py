@@ -74,6 +74,10 @@ def admin_client(kafka: KafkaAccess) -> AdminClient:
     return AdminClient(kafka.client_config())
 
 
+# Replication factor -1 in a CreateTopics request: the brokers' default.replication.factor.
+CLUSTER_DEFAULT = -1
+
+
 def ensure_topics(
     kafka: KafkaAccess,
     topics: Mapping[str, int],
@@ -81,8 +85,13 @@ def ensure_topics(
     compacted: bool = False,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create the topics that do not exist yet (name -> partitions), replication factor 1 locally,
-    and return once the broker serves every partition of them.
+    """Create the topics that do not exist yet (name -> partitions) and return once the broker
+    serves every partition of them.
+
+    Replication is the cluster's: each topic takes the brokers' ``default.replication.factor`` and
+    ``min.insync.replicas`` (1 and 1 on the local single broker; 3 and 2 on a cluster, so one broker
+    may fail without losing an acknowledged event). Every creator — the operator's set-up, the feeds
+    republisher, the schema registry — thereby agrees without a setting of its own.
 
     ``compacted``: keep the latest message per key (state and schema topics) instead of deleting by age.
     """
@@ -95,7 +104,7 @@ def ensure_topics(
     if compacted:
         config["cleanup.policy"] = "compact"
     missing = {
-        name: NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
+        name: NewTopic(name, num_partitions=partitions, replication_factor=CLUSTER_DEFAULT, config=config)
         for name, partitions in topics.items()
         if name not in existing
     }

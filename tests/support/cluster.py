@@ -1,0 +1,141 @@
+"""The local three-node Kafka cluster (deploy/local/cluster.sh) seen from a test: who leads what,
+which partition is busiest, how far a consumer group is behind, and the nodes' kill switches.
+
+Its nodes are separate JVMs on this machine; a kill here is a real ``kill -9`` of one of them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from cityos.kernel.kafka import reader_config
+from cityos.kernel.kafka_access import KafkaAccess, Principal, password_secret_name
+from cityos.kernel.secret_store import read_secret
+from cityos.kernel.settings import REPO_ROOT, Settings
+
+CLUSTER_SCRIPT = REPO_ROOT / "deploy" / "local" / "cluster.sh"
+NODES = (1, 2, 3)
+
+
+def script(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+def running() -> bool:
+    return script("status").returncode == 0
+
+
+def bootstrap() -> str:
+    return script("url").stdout.strip()
+
+
+@dataclass
+class Cluster:
+    """The cluster's administrator plus the node switches."""
+
+    kafka: KafkaAccess
+
+    @classmethod
+    def local(cls) -> Cluster:
+        password = read_secret(Settings().secrets_dir, password_secret_name(Principal.admin)) or ""
+        return cls(KafkaAccess(bootstrap(), Principal.admin, password))
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.kafka.client_config())
+
+    # --- nodes -------------------------------------------------------------------------------
+    def kill(self, node: int) -> None:
+        """kill -9 one broker (and controller): no controlled shutdown, no leadership hand-over."""
+        result = script("kill", str(node))
+        assert result.returncode == 0, result.stderr
+
+    def stop_node(self, node: int) -> None:
+        result = script("stop-node", str(node))
+        assert result.returncode == 0, result.stderr
+
+    def start_node(self, node: int) -> None:
+        result = script("start-node", str(node))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def alive(self, node: int) -> bool:
+        return script("pid", str(node)).returncode == 0
+
+    # --- metadata -----------------------------------------------------------------------------
+    def leaders(self, topic: str) -> dict[int, int]:
+        """Partition -> leading node of ``topic`` (-1 while leaderless)."""
+        metadata = self.admin().list_topics(topic, timeout=10).topics[topic]
+        return {p: info.leader for p, info in metadata.partitions.items()}
+
+    def under_replicated(self, topics: Iterable[str]) -> list[str]:
+        """``topic/partition`` of every partition without all three replicas in sync."""
+        admin = self.admin()
+        short = []
+        for topic in topics:
+            metadata = admin.list_topics(topic, timeout=10).topics[topic]
+            for p, info in metadata.partitions.items():
+                if len(info.isrs) < len(NODES) or info.leader < 0:
+                    short.append(f"{topic}/{p}")
+        return short
+
+    def wait_in_sync(self, topics: Iterable[str], timeout_s: float = 90) -> None:
+        """Until every partition of ``topics`` has all three replicas in sync again."""
+        names = list(topics)
+        deadline = time.monotonic() + timeout_s
+        while short := self.under_replicated(names):
+            assert time.monotonic() < deadline, f"not back in sync within {timeout_s} s: {short}"
+            time.sleep(0.5)
+
+    def topic_replication(self, topic: str) -> tuple[int, int]:
+        """(replicas per partition, effective min.insync.replicas) of ``topic``."""
+        admin = self.admin()
+        metadata = admin.list_topics(topic, timeout=10).topics[topic]
+        replicas = min(len(info.replicas) for info in metadata.partitions.values())
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        configs = admin.describe_configs([resource])[resource].result(timeout=10)
+        return replicas, int(configs["min.insync.replicas"].value)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        consumer = Consumer(reader_config(self.kafka, self.kafka.reader_group("chaos-watermarks")))
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+            }
+        finally:
+            consumer.close()
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed offsets on ``topic`` (0 where it has committed nothing)."""
+        partitions = self.end_offsets(topic)
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+        answer = self.admin().list_consumer_group_offsets([request])[group].result(timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in answer.topic_partitions}
+
+    def lag(self, group: str, topic: str) -> dict[int, int]:
+        """Partition -> messages the group has not committed yet (written but not done with)."""
+        ends = self.end_offsets(topic)
+        done = self.committed(group, topic)
+        return {p: ends[p] - done.get(p, 0) for p in ends}
+
+    def busiest(self, topics: Iterable[str], window_s: float = 0.5) -> tuple[str, int, int]:
+        """(topic, partition, messages appended in the window) of the partition growing fastest now."""
+        names = list(topics)
+        before = {t: self.end_offsets(t) for t in names}
+        time.sleep(window_s)
+        after = {t: self.end_offsets(t) for t in names}
+        growth = [(after[t][p] - before[t][p], t, p) for t in names for p in after[t]]
+        appended, topic, partition = max(growth)
+        return topic, partition, appended
