@@ -446,12 +446,12 @@ def items_links(
     links = self_and_alternate(base_url, path, params, chosen, json_type=GEOJSON)
     media = GEOJSON if chosen == "json" else HTML
     kept = [(k, v) for k, v in params if k not in ("limit", "offset")]
-    if returned and offset + returned < matched:
-        following = [*kept, ("limit", str(limit)), ("offset", str(offset + returned))]
-        links.append(link(href(base_url, path, following), "next", media, "Next page"))
     if offset > 0:
         previous = [*kept, ("limit", str(limit)), ("offset", str(max(0, offset - limit)))]
         links.append(link(href(base_url, path, previous), "prev", media, "Previous page"))
+    if returned and offset + returned < matched:
+        following = [*kept, ("limit", str(limit)), ("offset", str(offset + returned))]
+        links.append(link(href(base_url, path, following), "next", media, "Next page"))
     lang = [("lang", v) for k, v in params if k == "lang"]
     links.append(
         link(href(base_url, collections_path(collection_id), lang), "collection", JSON, "The collection")
