@@ -19,17 +19,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from cityos.domain.access import CallerKind
 from cityos.domain.apikeys import Credential
 from cityos.domain.wire import Instant
+from cityos.kernel.api_docs import DocsLang, DocsText, install_api_docs
 from cityos.kernel.db.models import Dataset, SchemaVersionRow
 from cityos.kernel.http_limits import BodyLimitMiddleware
 from cityos.kernel.ratelimit import RateLimiter
 from cityos.kernel.schemas import schema_uri
 from cityos.kernel.settings import Settings, get_settings
+from cityos.kernel.web_assets import mount_vendor_assets
 from services.catalog import access_api, keys_api, registry_api, release_api
 from services.catalog.admin_auth import CatalogGate, admin_actor, credential_of
 from services.catalog.context import RouterContext, app_context
 from services.catalog.error_responses import refusals
 
 STATE = "catalog"  # the attribute of ``app.state`` holding this module's RouterContext
+DOCS_TEXT = DocsText(
+    title={"ja": "カタログ管理 API ドキュメント", "en": "Catalog admin API documentation"},
+    intro={
+        "ja": "運用者と部局のためのカタログ API です。操作には認証情報（Bearer）が必要です。",
+        "en": "The catalog API for operators and departments. Every operation needs a credential (Bearer).",
+    },
+)
 
 
 class Health(BaseModel):
@@ -167,6 +176,9 @@ def create_catalog_app(
         title="CityOS catalog admin API",
         description="Operators' view of the catalog: every dataset of every classification, schemas.",
         version="0.1.0",
+        # FastAPI's own /docs and /redoc load from a public CDN: ours serve the vendored Swagger UI.
+        docs_url=None,
+        redoc_url=None,
     )
     state = app.state
     state.metrics_registry = registry
@@ -185,7 +197,12 @@ def create_catalog_app(
     app.include_router(release_api.router)  # proposals, releases
     app.include_router(keys_api.router)  # API keys: issue, list, revoke
     app.include_router(router)  # health, metrics, datasets, schema documents
-    # In front of every route, the API documentation included (FastAPI adds those routes itself).
+    mount_vendor_assets(app, settings.web_assets_dir, ("swagger-ui",))
+    # The docs link back to the open-data portal where its public address is configured.
+    base = settings.public_base_url
+    portal: dict[DocsLang, str] | None = {"ja": base, "en": base} if base else None
+    install_api_docs(app, DOCS_TEXT, openapi_url="/openapi.json", paths={"ja": "/docs"}, home_urls=portal)
+    # In front of every route, the API documentation and its assets included.
     app.add_middleware(
         CatalogGate, sessions=sessions, settings=settings, routes=app.router.routes, limiter=RateLimiter()
     )

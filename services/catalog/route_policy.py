@@ -54,8 +54,8 @@ POLICY: Mapping[tuple[str, str], Rule] = MappingProxyType(
         # The API's description: every credential of the catalog, never anonymous.
         ("GET", "/openapi.json"): PLATFORM_USERS,
         ("GET", "/docs"): PLATFORM_USERS,
-        ("GET", "/docs/oauth2-redirect"): PLATFORM_USERS,
-        ("GET", "/redoc"): PLATFORM_USERS,
+        # Swagger UI's files for that page, served from this origin (cityos.kernel.web_assets).
+        ("GET", "/static/vendor/swagger-ui"): PLATFORM_USERS,
         # Operators' overview: every dataset of every classification with counts.
         ("GET", f"{_ADMIN}/datasets"): ADMIN_ONLY,
         # Schema documents: the handler shows a department the schemas of public and of its own datasets.

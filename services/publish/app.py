@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from cityos.domain.metric_labels import PublicDatasetLabels
+from cityos.kernel.api_docs import DocsText, install_api_docs
 from cityos.kernel.db.engine import make_engine, session_factory
 from cityos.kernel.http_limits import BodyLimitMiddleware
 from cityos.kernel.settings import Settings, get_settings
@@ -73,6 +74,15 @@ Open data of the city, published by its departments (CC BY 4.0 unless a dataset 
   use; over the limit the answer is 429 with `Retry-After` and `RateLimit-*` headers.
 """
 
+DOCS_TEXT = DocsText(
+    title={"ja": "オープンデータ API ドキュメント", "en": "Open Data API documentation"},
+    intro={
+        "ja": "市のオープンデータを取得する API です。各操作を開くと、パラメータと応答の形を確認し、その場で試せます。",
+        "en": "The API that serves the city's open data. Open an operation to see its parameters and "
+        "answers, and try it out here.",
+    },
+)
+
 
 def create_app(
     settings: Settings | None = None,
@@ -118,7 +128,10 @@ def create_app(
         if owns_engine:
             engine.dispose()
 
-    app = FastAPI(title=TITLE, description=DESCRIPTION, version="1", lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load from a public CDN: ours serve the vendored Swagger UI.
+    app = FastAPI(
+        title=TITLE, description=DESCRIPTION, version="1", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     install(app, ctx)
 
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -136,6 +149,10 @@ def create_app(
     app.include_router(map_pages.router)
     app.mount("/static/site", StaticFiles(directory=SITE_STATIC), name="site-static")
     mount_vendor_assets(app, settings.web_assets_dir, ("leaflet", "swagger-ui"))
+    install_api_docs(
+        app, DOCS_TEXT, openapi_url="/openapi.json", paths={"ja": "/docs", "en": "/en/docs"},
+        home_urls={"ja": "/", "en": "/en/"},
+    )  # fmt: skip
 
     # Middleware order, outermost first: metrics (counts everything, 401/429 included), CORS (so
     # browsers can read refusals too), usage (bytes actually sent), callers (key and rate limit),
