@@ -298,7 +298,11 @@
     });
   }
 
-  map.on("zoomend", redrawAll);
+  map.on("zoomend", function () {
+    redrawAll();
+    // Settled zoom level, for tests and assistive scripts (set once an animated zoom has ended).
+    element.setAttribute("data-zoom", String(map.getZoom()));
+  });
 
   var ready = getJSON(config.wardsUrl)
     .then(drawWards)
@@ -309,6 +313,7 @@
       return Promise.all([loadChoropleth()].concat(config.layers.map(loadPoints)));
     })
     .then(function () {
+      element.setAttribute("data-zoom", String(map.getZoom()));
       element.setAttribute("data-ready", "true");
     });
 
