@@ -157,7 +157,9 @@ def ward_table(result: WardTally, lang: Lang) -> WardTable:
         )
         for ward, bucket in zip(result.wards, result.per_ward, strict=True)
     ]
-    return WardTable(rows=rows, outside=result.outside.count, no_location=result.no_location.count, total=total)
+    return WardTable(
+        rows=rows, outside=result.outside.count, no_location=result.no_location.count, total=total
+    )
 
 
 def _title(dataset: Dataset, lang: Lang) -> str:
