@@ -1,6 +1,6 @@
 """The portal as a visitor's browser sees it: a real publish server process over a SQLite catalog that
-holds every dataset's demo records (and the ward boundaries, where the deployment has them), plus a
-department credential for the pages that sign in.
+holds every dataset's demo records and the wards' boundaries, plus a department credential for the
+pages that sign in.
 
 The catalog is filled the way production fills it: the repository's schemas synced with
 ``sync_schema_set``, then the demo generator's records applied as validated events through
@@ -11,7 +11,6 @@ each logging to a file next to its database, and are stopped when the session en
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.store import apply_batch, sync_schema_set
 from tests.support.stack import free_port, issue_admin_credential
+from tests.support.wards import WARD_DIR
 
 DEMO_PER_DATASET = 25
 DEMO_SEED = 11
@@ -127,16 +127,12 @@ def issue_department_key(database_url: str, department: str) -> str:
     return issued.secret
 
 
-def load_ward_boundaries(env: Mapping[str, str], log: Path) -> bool:
-    """Load the wards with ``cityos geo load-wards`` where this checkout has that command; True if loaded.
-
-    The map and the OGC pages draw and aggregate by ward; a checkout without the command still
-    serves every other page."""
-    if not (REPO_ROOT / "cityos" / "cli" / "geo.py").exists():
-        return False
+def load_ward_boundaries(env: Mapping[str, str], log: Path) -> None:
+    """The wards' boundaries (the shared N03 files) loaded with ``cityos geo load-wards``, as an
+    operator loads them: the map and the OGC pages draw and count by ward."""
     with log.open("ab") as sink:
         done = subprocess.run(
-            [sys.executable, "-m", "cityos", "geo", "load-wards"],
+            [sys.executable, "-m", "cityos", "geo", "load-wards", "--from", str(WARD_DIR)],
             env=dict(env),
             cwd=REPO_ROOT,
             stdout=sink,
@@ -145,8 +141,7 @@ def load_ward_boundaries(env: Mapping[str, str], log: Path) -> bool:
             check=False,
         )
     if done.returncode != 0:
-        raise RuntimeError(f"cityos geo load-wards failed ({done.returncode}); see {log}")
-    return True
+        raise RuntimeError(f"cityos geo load-wards failed ({done.returncode}):\n{_tail(log)}")
 
 
 def server_env(database_url: str, port: int) -> dict[str, str]:
@@ -200,7 +195,7 @@ def _tail(log: Path, lines: int = 40) -> str:
 
 
 def prepare_catalog(folder: Path) -> tuple[str, str]:
-    """(database URL, department credential) of a demo catalog in ``folder``, wards loaded if possible."""
+    """(database URL, department credential) of a demo catalog in ``folder``, wards included."""
     folder.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{folder / 'catalog.db'}"
     fill_demo_catalog(database_url, Settings().schemas_dir, per_dataset=DEMO_PER_DATASET, seed=DEMO_SEED)
@@ -245,14 +240,6 @@ def catalog_admin(database_url: str, folder: Path) -> Iterator[CatalogAdmin]:
     admin_key = issue_admin_credential(database_url, "browser-tests")
     with running(args, server_env(database_url, port), f"{base}/readyz", log):
         yield CatalogAdmin(base_url=base, admin_key=admin_key, log=log)
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium, which Playwright attaches to (it never downloads a browser of its own)."""
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium") or ""):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
 
 
 SCREENSHOTS = REPO_ROOT / "var" / "test-artifacts" / "screenshots"
