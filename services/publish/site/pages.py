@@ -191,6 +191,7 @@ def _search(request: Request, session: Session, lang: Lang) -> Response:
             "name": facet,
             "values": [
                 {
+                    "value": v.value,
                     "label": facet_label(facet, v.value, departments, lang),
                     "count": v.count,
                     "selected": v.selected,
