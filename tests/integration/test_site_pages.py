@@ -223,12 +223,15 @@ def test_facets_and_text_narrow_like_the_api(site: Site) -> None:
         ckan = site.client.get("/api/3/action/package_search", params={"q": q}).json()["result"]
         assert found and sorted(found) == sorted(p["name"] for p in ckan["results"]), q
     # The internal dataset's English text is searchable by who may read it, and by no one else.
-    q = {"q": "paper-reduction"}
+    internal_text = {"q": "paper-reduction"}
     assert parse(
-        site.client.get("/en/search", params=q, headers=cookie(site.keys["digital"])).text
+        site.client.get("/en/search", params=internal_text, headers=cookie(site.keys["digital"])).text
     ).datasets == [INTERNAL]
     assert (
-        parse(site.client.get("/en/search", params=q, headers=cookie(site.keys["fire"])).text).datasets == []
+        parse(
+            site.client.get("/en/search", params=internal_text, headers=cookie(site.keys["fire"])).text
+        ).datasets
+        == []
     )
     # Selected facets are shown with a link that removes them.
     page = site.client.get("/search?keyword=防災&department=fire").text
@@ -281,11 +284,11 @@ def test_english_pages_are_english(site: Site) -> None:
 
 
 def test_over_a_cap_is_a_400_page_at_once(site: Site) -> None:
-    cases = [
-        {"q": "避難" * 101},
+    cases: list[list[tuple[str, str]]] = [
+        [("q", "避難" * 101)],
         [("keyword", f"k{i}") for i in range(21)],
-        {"page": "0"},
-        {"page": "9" * 10_000},
+        [("page", "0")],
+        [("page", "9" * 10_000)],
     ]
     for params in cases:
         started = time.perf_counter()
