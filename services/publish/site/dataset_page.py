@@ -199,6 +199,7 @@ def _page_context(
         "max_schema_rows": view.MAX_SCHEMA_ROWS,
         "page_path": page_path,
         "problem": problem,
+        "problem_hint": view.problem_hint(problem.parameter, lang) if problem is not None else "",
         "preview": preview,
         "q": _value_of(params, "q"),
         "limit": _value_of(params, "limit") or str(view.PREVIEW_DEFAULT_LIMIT),
@@ -268,7 +269,7 @@ def _preview(
     given_limit = any(k == "limit" for k, _ in params)
     limit = paging.limit if given_limit else view.PREVIEW_DEFAULT_LIMIT
     if limit > view.PREVIEW_MAX_LIMIT:
-        return Problem("limit", view.word("error.limit", "en", max=view.PREVIEW_MAX_LIMIT))
+        return Problem("limit", f"the preview shows at most {view.PREVIEW_MAX_LIMIT} records a page")
     parsed = parse_query(params, schema, allowed_fields=access.fields, has_location=location is not None)
     if isinstance(parsed, ParamProblem):
         return Problem(parsed.parameter, parsed.problem)

@@ -105,13 +105,10 @@ WORDS: Final[dict[str, dict[Lang, str]]] = {
     "paging.first": {"ja": "最初のページ", "en": "First page"},
     "error.title": {"ja": "条件に誤りがあります", "en": "There is a problem with the filters"},
     "error.parameter": {
-        "ja": "パラメータ「{parameter}」が正しくありません：{problem}",
-        "en": "Parameter “{parameter}” is not valid: {problem}",
+        "ja": "パラメータ「{parameter}」が正しくありません。{hint}",
+        "en": "Parameter “{parameter}” is not valid. {hint}",
     },
-    "error.limit": {
-        "ja": "プレビューは1ページ {max} 件までです。多くのレコードはダウンロードか API をご利用ください。",
-        "en": "The preview shows at most {max} records a page; download the data or use the API for more.",
-    },
+    "error.detail": {"ja": "詳細（API の応答と同じ）：{detail}", "en": "Details (as the API says): {detail}"},
     "downloads": {"ja": "ダウンロード", "en": "Downloads"},
     "downloads.note": {
         "ja": "現在の絞り込み条件を満たすすべてのレコードをダウンロードします。",
@@ -153,6 +150,52 @@ WORDS: Final[dict[str, dict[Lang, str]]] = {
     "usage.day": {"ja": "日付", "en": "Day"},
     "usage.requests": {"ja": "リクエスト数", "en": "Requests"},
 }
+
+
+# What to do about a refused parameter, by parameter; a filter on a field gets the last one.
+_HINTS: Final[dict[str, dict[Lang, str]]] = {
+    "limit": {
+        "ja": "1 から {max} までの整数を指定してください。多くのレコードはダウンロードか API をご利用ください。",
+        "en": "Give a whole number from 1 to {max}; download the data or use the API for more records.",
+    },
+    "offset": {"ja": "0 以上の整数を指定してください。", "en": "Give a whole number, 0 or more."},
+    "q": {"ja": "1〜200 文字のキーワードを指定してください。", "en": "Give 1 to 200 characters of text."},
+    "cursor": {
+        "ja": "ページ送りのリンクをそのままお使いください（並べ替えや offset とは併用できません）。",
+        "en": "Follow the page links as given (a cursor does not combine with sort or offset).",
+    },
+    "sort": {
+        "ja": "項目の定義にある項目名を、カンマ区切りで指定してください（降順は先頭に -）。",
+        "en": "Give field names from the schema, comma-separated (a leading - sorts descending).",
+    },
+    "fields": {
+        "ja": "項目の定義にある項目名を、カンマ区切りで指定してください。",
+        "en": "Give field names from the schema, comma-separated.",
+    },
+    "bbox": {
+        "ja": "最小経度,最小緯度,最大経度,最大緯度 の順に数値を指定してください（位置情報のあるデータのみ）。",
+        "en": "Give minLon,minLat,maxLon,maxLat as numbers (located datasets only).",
+    },
+    "near": {
+        "ja": "経度,緯度 を数値で指定してください（位置情報のあるデータのみ）。",
+        "en": "Give lon,lat as numbers (located datasets only).",
+    },
+    "distance": {
+        "ja": "near と一緒に、0 より大きい距離（メートル）を指定してください。",
+        "en": "Give a distance in metres above 0, together with near.",
+    },
+    "request": {"ja": "条件の数を減らしてください。", "en": "Use fewer parameters."},
+    "": {
+        "ja": "項目の定義にある項目名と、その型に合う値を指定してください。",
+        "en": "Use a field from the schema and a value of its type.",
+    },
+}
+
+
+def problem_hint(parameter: str, lang: Lang) -> str:
+    """What the reader can do about a refused ``parameter``, in the page's language."""
+    hint = _HINTS.get(parameter, _HINTS[""])[lang]
+    return hint.format(max=PREVIEW_MAX_LIMIT) if parameter == "limit" else hint
 
 
 def word(key: str, lang: Lang, **values: object) -> str:
