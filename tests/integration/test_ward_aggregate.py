@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +92,7 @@ def catalog(database_url: str, tmp_path: Path) -> Iterator[Loaded]:
 def expected_counts(rows: Sequence[dict[str, Any]], *, total_of: str | None = None) -> dict[str, float]:
     """Per N03 code (and the two buckets): how many rows, or the total of ``total_of``."""
     outlines = sorted(reference_outlines().items())
-    tally: Counter[str] = Counter()
+    tally: defaultdict[str, float] = defaultdict(float)  # counts, or totals with total_of
     for row in rows:
         lat, lon = row.get("緯度"), row.get("経度")
         if lat is None or lon is None:

@@ -6,10 +6,10 @@ reads the batches from the catalog with the same conditions as the records API.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,7 +71,7 @@ def _number(document: bytes, name: str) -> float | None:
     # A boolean is an int in Python but never a quantity.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if np.isfinite(value) else None
+    return float(value) if math.isfinite(value) else None
 
 
 def record_batches(
@@ -93,7 +93,7 @@ def record_batches(
     )
     result = session.connection().execute(statement)
     try:
-        while rows := result.fetchmany(BATCH_ROWS):
-            yield [r[0] for r in rows], [r[1] for r in rows], None
+        while positions := result.fetchmany(BATCH_ROWS):
+            yield [r[0] for r in positions], [r[1] for r in positions], None
     finally:
         result.close()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 from shapely import STRtree
 
@@ -32,7 +33,7 @@ class WardIndex:
             shapely.prepare(ward.geometry)
         return cls(wards=ordered, tree=STRtree([w.geometry for w in ordered]))
 
-    def locate(self, lons: Sequence[float | None], lats: Sequence[float | None]) -> np.ndarray:
+    def locate(self, lons: Sequence[float | None], lats: Sequence[float | None]) -> npt.NDArray[np.int64]:
         """For each point, the position of its ward in ``wards``, ``OUTSIDE`` or ``NO_LOCATION``.
 
         One bulk tree query for the whole batch: per-point Python work would dominate at 10,000s.

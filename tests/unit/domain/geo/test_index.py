@@ -8,7 +8,7 @@ import json
 import pytest
 from shapely.geometry import Point
 
-from cityos.domain.geo.aggregate import tally
+from cityos.domain.geo.aggregate import Batch, tally
 from cityos.domain.geo.index import NO_LOCATION, OUTSIDE, WardIndex
 from cityos.domain.geo.wards import read_ward_folder
 from tests.support.fixtures_path import OPENDATA_SAMPLES
@@ -56,7 +56,7 @@ def test_missing_coordinates_and_far_points(index: WardIndex) -> None:
 
 def test_tally_counts_and_sums_per_bucket(index: WardIndex) -> None:
     kokura = (130.874, 33.884)  # 小倉城
-    batches = [
+    batches: list[Batch] = [
         ([kokura[0], 138.32, None], [kokura[1], 34.87, None], [3.0, 5.0, 7.0]),
         ([kokura[0]], [kokura[1]], [None]),
     ]
