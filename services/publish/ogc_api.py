@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +43,7 @@ from services.publish.context import (
     visible_datasets,
 )
 from services.publish.inline import renders_inline
+from services.publish.site import templating
 from services.publish.usage import open_tally
 
 router = APIRouter(prefix=ogc.PREFIX, tags=["ogc-api-features"], responses=COMMON_RESPONSES)
@@ -93,8 +95,6 @@ def _json(body: Any, media_type: str = ogc.JSON) -> Response:
 
 
 def _html(request: Request, template: str, asked: Asked, context: dict[str, Any]) -> Response:
-    from services.publish.site import templating
-
     other: ogc.Lang = "en" if asked.lang == "ja" else "ja"
     kept = [(k, v) for k, v in asked.params if k != "lang"]
     switched = ogc.href("", request.url.path, [*kept, *([("lang", "en")] if other == "en" else [])])
@@ -110,6 +110,57 @@ def _html(request: Request, template: str, asked: Asked, context: dict[str, Any]
 def _json_url(request: Request, asked: Asked) -> str:
     kept = [(k, v) for k, v in asked.params if k != "f"]
     return ogc.href("", request.url.path, [*kept, ("f", "json")])
+
+
+# --- what the JSON documents hold (for the OpenAPI description; the bodies are built by ``ogc``) --
+
+
+class Link(BaseModel):
+    href: str
+    rel: str
+    type: str
+    title: str
+
+
+class LandingPage(BaseModel):
+    title: str
+    description: str
+    links: list[Link]
+
+
+class ConformanceClasses(BaseModel):
+    conformsTo: list[str]  # the standard's name
+
+
+class SpatialExtent(BaseModel):
+    bbox: list[list[float]] = Field(description="[[min lon, min lat, max lon, max lat]] of the live records")
+    crs: str
+
+
+class TemporalExtent(BaseModel):
+    interval: list[list[str | None]] = Field(description="[[first, last]] of the date or time property")
+    trs: str
+
+
+class Extent(BaseModel):
+    spatial: SpatialExtent | None = None
+    temporal: TemporalExtent | None = None
+
+
+class Collection(BaseModel):
+    id: str = Field(description="The dataset id")
+    title: str
+    description: str
+    links: list[Link]
+    extent: Extent | None = None
+    itemType: str = "feature"  # the standard's name
+    crs: list[str]
+    keywords: list[str] | None = None
+
+
+class Collections(BaseModel):
+    links: list[Link]
+    collections: list[Collection]
 
 
 # --- the OpenAPI parameters of the OGC paths (documented on each route, answered by hand) --------
@@ -174,7 +225,7 @@ def _landing(request: Request) -> Response:
     "",
     summary="OGC API - Features landing page",
     response_class=Response,
-    responses={200: {"content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
+    responses={200: {"model": LandingPage, "content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
     openapi_extra={"parameters": _PAGE_PARAMETERS},
 )
 async def landing(request: Request) -> Response:
@@ -209,7 +260,7 @@ async def api_definition_alias(request: Request) -> Response:
     "/conformance",
     summary="Conformance classes: core, GeoJSON, HTML, OpenAPI 3.0",
     response_class=Response,
-    responses={200: {"content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
+    responses={200: {"model": ConformanceClasses, "content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
     openapi_extra={"parameters": _PAGE_PARAMETERS},
 )
 async def conformance(request: Request) -> Response:
@@ -308,7 +359,7 @@ def _collections(request: Request, asked: Asked) -> tuple[dict[str, Any], list[o
     "/collections",
     summary="Feature collections: the datasets with a location you may read",
     response_class=Response,
-    responses={200: {"content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
+    responses={200: {"model": Collections, "content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
     openapi_extra={"parameters": _PAGE_PARAMETERS},
 )
 def list_collections(request: Request) -> Response:
@@ -338,7 +389,7 @@ def _collection(
     "/collections/{collectionId}",
     summary="One feature collection: title, extent, links",
     response_class=Response,
-    responses={200: {"content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
+    responses={200: {"model": Collection, "content": {ogc.JSON: {}, ogc.HTML: {}}}, **_RESPONSES},
     openapi_extra={"parameters": [_COLLECTION_ID, *_PAGE_PARAMETERS]},
 )
 def describe_collection(request: Request) -> Response:
