@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support.axe import describe, serious, violations
-from tests.support.browser import Portal, screenshot
+from tests.support.browser import Portal, screenshot, sign_in
 
 # What we wrote on the docs page; Swagger UI's own markup is the library's (see test_docs_offline).
 DOCS_OWN_MARKUP = [".docs-intro"]
@@ -137,12 +137,7 @@ def test_department_login_then_internal_dataset(
 ) -> None:
     """A department signs in with its credential through the form and reads its internal dataset's
     page; the signed-in pages meet the same bar as the public ones."""
-    page.goto(portal.url("/login"))
-    field = page.locator("form input[name='key']")
-    expect(field).to_be_visible()
-    field.fill(portal.department_key)
-    field.press("Enter")
-    page.wait_for_url(portal.url("/"))
+    sign_in(page, portal)
     expect(page.locator(".login-state")).to_contain_text("digital")
     case = PageCase("dataset-internal", "ja", "/datasets/copier-usage")
     problems, _ = check_page(

@@ -242,6 +242,15 @@ def catalog_admin(database_url: str, folder: Path) -> Iterator[CatalogAdmin]:
         yield CatalogAdmin(base_url=base, admin_key=admin_key, log=log)
 
 
+def sign_in(page: Page, portal: Portal, *, lang: str = "ja") -> None:
+    """Sign ``page`` in as the portal's department through the login form, as a person does."""
+    page.goto(portal.url("/login" if lang == "ja" else "/en/login"))
+    field = page.locator("form input[name='key']")
+    field.fill(portal.department_key)
+    field.press("Enter")
+    page.wait_for_url(portal.url("/" if lang == "ja" else "/en/"))
+
+
 SCREENSHOTS = REPO_ROOT / "var" / "test-artifacts" / "screenshots"
 
 
