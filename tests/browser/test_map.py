@@ -126,3 +126,34 @@ def test_the_map_lists_only_located_datasets_the_caller_may_read(page: Page, por
     assert page.locator("#cityos-map").count() == 0
     # The language switch repeats the query string as typed; the page's own content names neither.
     assert "resident-moves" not in page.locator("main").inner_html()
+
+
+# 10,000 positions spread over the city's extent, the same on every run.
+_TEN_THOUSAND = """id => {
+  let seed = 7;
+  const next = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const list = window.cityosMap.points[id];
+  list.length = 0;
+  for (let i = 0; i < 10000; i++) {
+    list.push({lon: 130.68 + 0.34 * next(), lat: 33.74 + 0.25 * next(), properties: {"名称": "p" + i}});
+  }
+  return list.length;
+}"""
+
+
+def test_ten_thousand_points_are_grouped_and_all_accounted_for(page: Page, portal: Portal) -> None:
+    _open_map(page, portal, f"/map?d={DATASET}")
+    assert page.evaluate(_TEN_THOUSAND, DATASET) == 10_000
+    timings = [page.evaluate("window.cityosMap.redraw()") for _ in range(5)]
+    markers = page.evaluate("id => window.cityosMap.drawnMarkers(id)", DATASET)
+    assert markers < 2_000  # grouped: far fewer marks on the canvas than records
+    assert len(_drawn(page, DATASET)) == 10_000  # and every record is in exactly one group
+    print(f"10,000 points grouped and drawn in {sorted(timings)[2]:.0f} ms (median of 5), {markers} marks")
+    # A generous bound on a shared test machine; the figure printed above is the measurement.
+    assert sorted(timings)[2] < 1_000
+    page.focus("#cityos-map")
+    before = _settled_zoom(page)
+    page.keyboard.press("+")
+    page.wait_for_function(_ZOOM_ABOVE, arg=before)
+    assert len(_drawn(page, DATASET)) == 10_000
+    screenshot(page, "map-ten-thousand-points")

@@ -228,11 +228,11 @@
       var n = g.members.length;
       var marker = L.circleMarker([g.lat, g.lon], {
         renderer: canvas,
-        radius: n === 1 ? 5 : Math.min(22, 7 + 3 * Math.log2(n)),
+        radius: n === 1 ? 5 : Math.min(16, 6 + 2 * Math.log2(n)),
         color: "#ffffff",
         weight: 1.5,
         fillColor: colour,
-        fillOpacity: n === 1 ? 0.95 : 0.8
+        fillOpacity: n === 1 ? 0.95 : 0.7
       });
       marker.cityosMembers = g.members;
       if (n === 1) {
@@ -338,6 +338,12 @@
         });
       });
       return drawn;
+    },
+    // Groups and draws every dataset again at the current zoom; the milliseconds it took.
+    redraw: function () {
+      var started = performance.now();
+      redrawAll();
+      return performance.now() - started;
     },
     drawnMarkers: function (id) {
       var layer = pointLayers[id];
