@@ -10,6 +10,7 @@ pure, in ``dataset_view``.
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +52,6 @@ class Problem:
 class Preview:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
-    records: tuple[dict[str, Any], ...]  # as the records API returns them (tests compare these)
     total: int
     first: int  # 1-based position of the first row shown
     previous_href: str | None
@@ -113,7 +113,7 @@ def _not_found(request: Request, lang: Lang) -> Response:
     )
 
 
-def _words(lang: Lang) -> Any:
+def _words(lang: Lang) -> Callable[..., str]:
     def lookup(key: str, **values: object) -> str:
         return view.word(key, lang, **values)
 
@@ -304,7 +304,6 @@ def _preview(
     return Preview(
         columns=tuple(columns),
         rows=tuple(tuple(view.cell_text(doc.get(c)) for c in columns) for doc in documents),
-        records=documents,
         total=total,
         first=(0 if cursor else offset) + 1,
         previous_href=previous_href,
