@@ -290,6 +290,10 @@ def test_only_those_the_api_serves_see_the_page(database_url: str, tmp_path: Pat
             assert "枚数_モノクロ" not in granted.text and "枚数_カラー" not in granted.text
             public = client.get(PAGE)
             assert "庁内限定" not in public.text.split("<main", 1)[1]
+            assert "private" not in public.headers.get("cache-control", "")
+            # A signed-in department's view of a public dataset names it: never in a shared cache.
+            signed_in = client.get(PAGE, headers={"Authorization": f"Bearer {digital}"})
+            assert "private" in signed_in.headers["cache-control"]
 
 
 def test_english_page_is_english(database_url: str, tmp_path: Path) -> None:

@@ -99,9 +99,9 @@ def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
             return _not_found(request, lang)
         context = _page_context(ctx, request, session, dataset, access, lang)
     status = 400 if context["problem"] is not None else 200
-    headers = {
-        "Cache-Control": "public, max-age=0" if dataset.classification == "public" else "private, no-store"
-    }
+    # The site's headers keep a signed-in caller's page out of shared caches; a non-public dataset's
+    # page stays out of them whoever asks.
+    headers = {"Cache-Control": "private, no-store"} if dataset.classification != "public" else None
     return render_page(request, TEMPLATE, context, lang=lang, status_code=status, headers=headers)
 
 
