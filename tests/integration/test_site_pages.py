@@ -344,6 +344,11 @@ def test_a_refused_login_is_the_page_again_with_the_reason(site: Site) -> None:
 def test_refused_logins_count_against_the_address(site: Site) -> None:
     statuses = [_login(site, f"cos_0000abcd_guess{i}").status_code for i in range(ANONYMOUS_LIMIT + 1)]
     assert statuses[:ANONYMOUS_LIMIT] == [403] * ANONYMOUS_LIMIT and statuses[-1] == 429
+    # Signed in, the guesses are still charged to the address (spent by now), not to the key's
+    # larger allowance: the page says so in the visitor's language.
+    signed_in = _login(site, "cos_0000abcd_guess", path="/en/login", **cookie(site.keys["fire"]))
+    assert signed_in.status_code == 429 and "Too many attempts" in signed_in.text
+    assert site.client.get("/en/search", headers=cookie(site.keys["fire"])).status_code == 200
 
 
 def test_the_cookie_reads_like_a_bearer_key_and_the_header_wins(site: Site) -> None:
