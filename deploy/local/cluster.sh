@@ -145,6 +145,10 @@ transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
 share.coordinator.state.topic.replication.factor=3
 share.coordinator.state.topic.min.isr=2
+# A restarted node recovers every partition it holds before it serves: the internal topics' default
+# 50 partitions each would dominate that time on a small cluster.
+offsets.topic.num.partitions=6
+transaction.state.log.num.partitions=6
 # Never elect a replica that missed acknowledged writes.
 unclean.leader.election.enable=false
 

@@ -73,7 +73,9 @@ class Postgres:
 
     def fresh_database(self) -> str:
         name = f"cityos_chaos_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+        with psycopg.connect(
+            self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as c:
             c.execute(f'CREATE DATABASE "{name}"')
         return f"{self.url.rpartition('/')[0]}/{name}"
 
@@ -102,3 +104,6 @@ def stack(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[Stack
         yield environment
     finally:
         environment.stop_all()
+        # A restarted broker recovers every partition it holds before it serves again: topics left
+        # behind by earlier tests would slow every later restart.
+        cluster.delete_topics(environment.prefix)

@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from confluent_kafka import KafkaError, Message
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
-import httpx
 from cityos.department.outbox import record_event
 from cityos.kernel.db.engine import normalize_url
 from cityos.kernel.db.models import ProcessedEvent, Record
@@ -80,7 +80,10 @@ def plan(total: int) -> list[Planned]:
 @dataclass
 class Flow:
     """Produces the plan at ``rate`` events/s in a thread, as a department system would (idempotent,
-    acks=all); remembers which events the cluster acknowledged."""
+    acks=all); remembers which events the cluster acknowledged.
+
+    The rate is set low enough for every fault to land mid-flow however slowly this machine restarts
+    a broker; once the faults are done, ``hurry`` sends the rest as fast as the cluster takes it."""
 
     stack: Stack
     total: int
@@ -89,6 +92,7 @@ class Flow:
     acked: set[bytes] = field(default_factory=set)  # values acknowledged by the cluster
     failed: list[str] = field(default_factory=list)
     produced: int = 0
+    _hurry: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
@@ -98,12 +102,22 @@ class Flow:
         self._thread = threading.Thread(target=self._run, name="chaos-producer", daemon=True)
         self._thread.start()
 
+    def wait_started(self, fraction: float = 0.02) -> None:
+        """Until this share of the plan was handed to the producer: the flow is under way."""
+        while self.produced < self.total * fraction:
+            assert self.running, "the producer stopped before the flow was under way"
+            time.sleep(0.05)
+
+    def hurry(self) -> None:
+        self._hurry.set()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout_s: float = 600) -> None:
         assert self._thread is not None
+        self.hurry()
         self._thread.join(timeout_s)
         assert not self._thread.is_alive(), "the producer did not finish"
         assert not self.failed, f"{len(self.failed)} events refused by the cluster, e.g. {self.failed[:3]}"
@@ -129,9 +143,11 @@ class Flow:
             self.produced = index + 1
             if index % 50 == 49:
                 producer.poll(0)
+                if self._hurry.is_set():
+                    continue
                 ahead = started + (index + 1) / self.rate - time.monotonic()
                 if ahead > 0:
-                    time.sleep(ahead)
+                    self._hurry.wait(ahead)
         while producer.flush(5) > 0:
             pass
 

@@ -57,6 +57,8 @@ def test_services_and_cli_work_on_the_cluster_with_replicated_topics(stack: Stac
         response = httpx.get(stack.url("publish", f"/api/v1/datasets/{DATASET}/records/{key}"), timeout=10)
         while response.status_code == 429 and time.monotonic() < deadline:
             time.sleep(0.5)
-            response = httpx.get(stack.url("publish", f"/api/v1/datasets/{DATASET}/records/{key}"), timeout=10)
+            response = httpx.get(
+                stack.url("publish", f"/api/v1/datasets/{DATASET}/records/{key}"), timeout=10
+            )
         assert response.status_code == 200, response.text
         assert response.json() == latest[key]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from cityos.kernel.kafka import reader_config
@@ -53,8 +53,13 @@ class Cluster:
         password = read_secret(Settings().secrets_dir, password_secret_name(Principal.admin)) or ""
         return cls(KafkaAccess(bootstrap(), Principal.admin, password))
 
+    _admin: AdminClient | None = None
+
     def admin(self) -> AdminClient:
-        return AdminClient(self.kafka.client_config())
+        # One client, kept: futures of a client that was garbage-collected never complete.
+        if self._admin is None:
+            self._admin = AdminClient(self.kafka.client_config())
+        return self._admin
 
     # --- nodes -------------------------------------------------------------------------------
     def kill(self, node: int) -> None:
@@ -72,6 +77,13 @@ class Cluster:
 
     def alive(self, node: int) -> bool:
         return script("pid", str(node)).returncode == 0
+
+    def delete_topics(self, prefix: str) -> None:
+        """Delete every topic whose name starts with ``prefix`` (one test's topics)."""
+        admin = self.admin()
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for future in admin.delete_topics(names, operation_timeout=30).values() if names else []:
+            future.result()
 
     # --- metadata -----------------------------------------------------------------------------
     def leaders(self, topic: str) -> dict[int, int]:
@@ -107,22 +119,28 @@ class Cluster:
         configs = admin.describe_configs([resource])[resource].result(timeout=10)
         return replicas, int(configs["min.insync.replicas"].value)
 
+    _reader: Consumer | None = None
+    _groups: dict[str, Consumer] = field(default_factory=dict)
+
     def end_offsets(self, topic: str) -> dict[int, int]:
-        consumer = Consumer(reader_config(self.kafka, self.kafka.reader_group("chaos-watermarks")))
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-            }
-        finally:
-            consumer.close()
+        if self._reader is None:
+            self._reader = Consumer(reader_config(self.kafka, self.kafka.reader_group("chaos-watermarks")))
+        partitions = self._reader.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: self._reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        """The group's committed offsets on ``topic`` (0 where it has committed nothing)."""
-        partitions = self.end_offsets(topic)
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-        answer = self.admin().list_consumer_group_offsets([request])[group].result(timeout=10)
-        return {tp.partition: max(tp.offset, 0) for tp in answer.topic_partitions}
+        """The group's committed offsets on ``topic`` (0 where it has committed nothing), read as the
+        group without joining it. (Not the admin client's ListConsumerGroupOffsets: librdkafka
+        2.13 crashes when that request meets a coordinator that just moved.)"""
+        if group not in self._groups:
+            self._groups[group] = Consumer(
+                {**self.kafka.client_config(), "group.id": group, "enable.auto.commit": False}
+            )
+        partitions = [TopicPartition(topic, p) for p in self.end_offsets(topic)]
+        answer = self._groups[group].committed(partitions, timeout=30)
+        return {tp.partition: max(tp.offset, 0) for tp in answer}
 
     def lag(self, group: str, topic: str) -> dict[int, int]:
         """Partition -> messages the group has not committed yet (written but not done with)."""
