@@ -337,6 +337,9 @@ def test_a_refused_login_is_the_page_again_with_the_reason(site: Site) -> None:
     assert cross.status_code == 403 and "set-cookie" not in cross.headers and "このサイト以外" in cross.text
     cross = _login(site, site.keys["digital"], referer="https://evil.example/form")
     assert cross.status_code == 403 and "set-cookie" not in cross.headers
+    crowded = site.client.post("/login", content="&".join(f"f{i}=x" for i in range(50)),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert crowded.status_code == 403 and "認証情報が正しくないか" in crowded.text
     logout = site.client.post("/logout", headers={"Origin": "null"}, follow_redirects=False)
     assert logout.status_code == 403
 

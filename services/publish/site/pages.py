@@ -252,8 +252,9 @@ def search_en(request: Request, session: SessionDep) -> Response:
 
 def same_origin(request: Request, public_base: str) -> bool:
     """Whether a form post comes from this site: its ``Origin`` (else its ``Referer``) names this
-    origin or the public one; a post carrying neither (some privacy settings drop both) passes,
-    since the SameSite cookie already keeps other sites from riding a session."""
+    origin or the public one. Browsers send ``Origin`` with every cross-site POST, so a post with
+    neither comes from a program posting on its own behalf, which cannot log a visitor in to an
+    account of its choosing (login CSRF) and passes."""
     claimed = request.headers.get("origin")
     if claimed is None:
         referer = request.headers.get("referer")
@@ -286,7 +287,10 @@ async def _form_key(request: Request) -> str | None:
     body = await request.body()
     if len(body) > MAX_LOGIN_BODY:
         return None
-    fields = dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=5))
+    try:
+        fields = dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=5))
+    except ValueError:  # more fields than a login form has
+        return None
     key = fields.get("key", "").strip()
     return key or None
 
