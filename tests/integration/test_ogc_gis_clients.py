@@ -175,7 +175,7 @@ def test_gdal_spatial_filter_counts_what_the_records_api_counts(server: str, box
 
 
 def test_owslib_reads_the_collections_and_every_feature(server: str) -> None:
-    from owslib.ogcapi.features import Features
+    from owslib.ogcapi.features import Features  # type: ignore[import-untyped]
 
     api = Features(f"{server}/ogc")
     assert api.conformance()["conformsTo"]
