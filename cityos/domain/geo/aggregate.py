@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,24 +47,29 @@ class WardTally:
 
 
 def tally(index: WardIndex, batches: Iterable[Batch]) -> WardTally:
-    result = WardTally(wards=tuple(w.ward for w in index.wards), per_ward=[Bucket() for _ in index.wards])
+    wards = len(index.wards)
+    # Slots: 0 no location, 1 outside, 2.. the wards in order (``locate`` answers -2, -1, 0..).
+    counts = np.zeros(wards + 2, dtype=np.int64)
+    totals = np.zeros(wards + 2, dtype=np.float64)
+    summed = np.zeros(wards + 2, dtype=np.int64)
     for lons, lats, values in batches:
-        found = index.locate(lons, lats)
-        for position, where in enumerate(found.tolist()):
-            bucket = (
-                result.no_location
-                if where == NO_LOCATION
-                else result.outside
-                if where == OUTSIDE
-                else result.per_ward[where]
-            )
-            bucket.count += 1
-            if values is not None:
-                value = values[position]
-                if value is not None:
-                    bucket.total += value
-                    bucket.summed += 1
-    return result
+        slots = index.locate(lons, lats) - NO_LOCATION
+        counts += np.bincount(slots, minlength=wards + 2)
+        if values is not None:
+            numbers = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            present = ~np.isnan(numbers)
+            totals += np.bincount(slots[present], weights=numbers[present], minlength=wards + 2)
+            summed += np.bincount(slots[present], minlength=wards + 2)
+
+    def bucket(slot: int) -> Bucket:
+        return Bucket(count=int(counts[slot]), total=float(totals[slot]), summed=int(summed[slot]))
+
+    return WardTally(
+        wards=tuple(w.ward for w in index.wards),
+        per_ward=[bucket(OUTSIDE - NO_LOCATION + 1 + i) for i in range(wards)],
+        outside=bucket(OUTSIDE - NO_LOCATION),
+        no_location=bucket(0),
+    )
 
 
 def _number(document: bytes, name: str) -> float | None:

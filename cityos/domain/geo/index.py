@@ -48,12 +48,18 @@ class WardIndex:
         if located.size == 0 or not self.wards:
             return result
         points = shapely.points(x[located], y[located])
-        # predicate(input, tree geometry): the point is covered by the ward's outline.
-        point_at, ward_at = self.tree.query(points, predicate="covered_by")
-        # Lower code wins on a shared border: the smallest ward position per point.
-        first = np.full(located.size, len(self.wards), dtype=np.int64)
-        np.minimum.at(first, point_at, ward_at)
-        result[located] = np.where(first < len(self.wards), first, OUTSIDE)
+        # The tree answers by bounding box only (cheap); the exact test then runs per ward with its
+        # prepared outline against all its candidate points at once, many times faster than the
+        # tree's own predicate, which prepares the points instead of the polygons.
+        point_at, ward_at = self.tree.query(points)
+        found = np.full(located.size, OUTSIDE, dtype=np.int64)
+        # Highest code first, so that on a shared border the lowest code is written last and wins.
+        for position in range(len(self.wards) - 1, -1, -1):
+            candidates = point_at[ward_at == position]
+            if candidates.size:
+                inside = shapely.covers(self.wards[position].geometry, points[candidates])
+                found[candidates[inside]] = position
+        result[located] = found
         return result
 
     def ward_of(self, lon: float, lat: float) -> WardBoundary | None:
