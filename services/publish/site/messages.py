@@ -68,8 +68,6 @@ MESSAGES: Final[dict[str, dict[Lang, str]]] = {
     "search.clear": {"ja": "すべて解除", "en": "Clear all"},
     "search.page": {"ja": "ページ", "en": "Page"},
     "search.pages": {"ja": "ページ送り", "en": "Pages"},
-    "search.prev": {"ja": "前へ", "en": "Previous"},
-    "search.next": {"ja": "次へ", "en": "Next"},
     "search.bad": {"ja": "検索条件が正しくありません", "en": "The search is not valid"},
     "search.formats": {"ja": "形式", "en": "Formats"},
     "search.department": {"ja": "部局", "en": "Department"},
