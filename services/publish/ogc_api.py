@@ -401,8 +401,21 @@ def describe_collection(request: Request) -> Response:
         properties = _properties(schema, access)
     body = ogc.collection(facts, ctx.base_url(request), asked.chosen, asked.lang)
     if asked.chosen == "html":
-        return _html(request, "ogc/collection.html", asked, {"doc": body, "properties": properties})
+        context = {"doc": body, "properties": properties, "english": _english_names(schema, asked.lang)}
+        return _html(request, "ogc/collection.html", asked, context)
     return _json(body)
+
+
+def _english_names(schema: dict[str, Any] | None, lang: ogc.Lang) -> dict[str, str]:
+    """The properties' English names (``x-en``), shown beside the Japanese ones on English pages."""
+    properties = schema.get("properties") if schema is not None else None
+    if lang == "ja" or not isinstance(properties, dict):
+        return {}
+    return {
+        name: rule["x-en"]
+        for name, rule in properties.items()
+        if isinstance(rule, dict) and isinstance(rule.get("x-en"), str)
+    }
 
 
 def _properties(schema: dict[str, Any] | None, access: ReadAccess) -> list[str]:
@@ -498,7 +511,7 @@ def _items_page(ctx: PublishContext, request: Request, collection_id: str, asked
             "collection": ogc.collection(
                 ogc.CollectionFacts(dataset.id, dataset.meta, None, None, None), base_url, "html", asked.lang
             ),
-            "columns": shown, "rows": rows, "matched": matched, "returned": len(records),
+            "columns": shown, "english": _english_names(schema, asked.lang), "rows": rows, "matched": matched, "returned": len(records),
             "offset": paging.offset, "links": links, "stamp": stamp,
         }  # fmt: skip
         return _html(request, "ogc/items.html", asked, context)
@@ -543,7 +556,7 @@ def feature(request: Request) -> Response:
             ),
             "feature_id": feature_id, "point": point, "data": data,
             "columns": [c for c in _properties(schema, access) if c in data] + [c for c in data if c not in _properties(schema, access)],
-            "links": body["links"],
+            "links": body["links"], "english": _english_names(schema, asked.lang),
         }  # fmt: skip
         return _html(request, "ogc/item.html", asked, context)
     return _json(body, ogc.GEOJSON)

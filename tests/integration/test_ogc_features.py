@@ -337,6 +337,9 @@ def test_html_pages_in_japanese_and_english(ogc: Ogc) -> None:
     assert page.count('<tr>\n      <th scope="row">') == 4
     assert 'rel="next"' in page and 'rel="prev"' in page
     assert "AED locations" in ogc.get("/ogc/collections/aed?f=html&lang=en").text
+    # English pages name each property in English beside its Japanese name (the schema's x-en).
+    assert "設置位置 (installationLocation)" in ogc.get("/ogc/collections/aed/items?f=html&lang=en").text
+    assert "(installationLocation)" not in page
     assert "<script" not in page  # reads without JavaScript
 
 
