@@ -209,11 +209,18 @@ def collection(facts: CollectionFacts, base_url: str, chosen: Representation, la
             *self_and_alternate(base_url, path, params, chosen),
             link(href(base_url, items, params), "items", GEOJSON, "The features as GeoJSON"),
             link(href(base_url, items, [*params, ("f", "html")]), "items", HTML, "The features as HTML"),
+            # "related", not "describedby": GIS clients read a describedby link as the features' schema.
             link(
                 f"{base_url}/api/v1/datasets/{quote(facts.id, safe='')}",
-                "describedby",
+                "related",
                 JSON,
                 "The dataset in the open-data API (schema, licence, quality)",
+            ),
+            link(
+                f"{base_url}{'' if lang == 'ja' else '/en'}/datasets/{quote(facts.id, safe='')}",
+                "related",
+                HTML,
+                "The dataset's page on the portal",
             ),
         ],
         "itemType": "feature",

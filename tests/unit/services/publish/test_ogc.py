@@ -83,6 +83,12 @@ def test_collection_carries_extent_crs_and_links_in_the_language_asked() -> None
     items = [link for link in ja["links"] if link["rel"] == "items"]
     assert {link["type"] for link in items} == {"application/geo+json", "text/html"}
     assert all(link["href"].startswith(f"{BASE}/ogc/collections/aed/items") for link in items)
+    related = {(link["type"], link["href"]) for link in en["links"] if link["rel"] == "related"}
+    assert related == {
+        ("application/json", f"{BASE}/api/v1/datasets/aed"),
+        ("text/html", f"{BASE}/en/datasets/aed"),
+    }
+    assert not [link for link in ja["links"] if link["rel"] == "describedby"]  # that would name a schema
     # No located record, no date property: no extent at all rather than an empty one.
     bare = ogc.collection(ogc.CollectionFacts("aed", {}, None, None, None), BASE, "json", "ja")
     assert "extent" not in bare and bare["title"] == "aed"
