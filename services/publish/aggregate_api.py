@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -99,6 +99,15 @@ class WardCollection(BaseModel):
     type: Literal["FeatureCollection"]
     attribution: str
     features: list[WardFeature]
+
+
+class GeoJSONResponse(JSONResponse):
+    """GeoJSON bytes already serialised (a JSON response to the OpenAPI document, so its model shows)."""
+
+    media_type = "application/geo+json"
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
 
 
 _INDEXES = WardIndexCache()
@@ -342,9 +351,9 @@ def aggregate(
         f"aggregates use. {CREDIT_JA} ({CREDIT_EN})."
     ),
     tags=["geography"],
-    response_class=Response,
+    response_class=GeoJSONResponse,
     responses={
-        200: {"model": WardCollection, "content": {"application/geo+json": {}}},
+        200: {"model": WardCollection},
         503: {"description": "The ward boundaries are not loaded"},
     },
 )
@@ -358,9 +367,8 @@ def wards(
     body = _WARDS_BODIES.get(session, _database_key(ctx), geometry)
     if b'"features":[]' in body:
         raise no_wards()
-    return Response(
+    return GeoJSONResponse(
         body,
-        media_type="application/geo+json",
         headers={
             "Cache-Control": "public, max-age=3600",
             "Content-Disposition": 'inline; filename="wards.geojson"',

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,10 +27,12 @@ from sqlalchemy.orm import Session
 from cityos.department.demo import demo_records
 from cityos.domain.apikeys import OwnerKind, issue_key
 from cityos.domain.geo.codes import with_check_digit
+from cityos.kernel.db.access_models import AccessGrant
 from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.schemas import load_schema_dir
 from tests.support.publish import (
     SITES_ID,
+    T0,
     events,
     kitakyushu_site_rows,
     load,
@@ -47,11 +51,27 @@ NO_LOCATION = "no_location"
 README_SITES = {"40101": 86, "40103": 58, "40105": 40, "40106": 99, "40107": 120, "40108": 53, "40109": 171}
 
 
+INTERNAL_ID = "fire-aed"  # the AED list, internal to the fire bureau
+
+
 @dataclass
 class Loaded:
     url: str
     rows: dict[str, list[dict[str, Any]]]  # dataset id -> records as loaded
-    department_key: str
+    keys: dict[str, str]  # department -> its API key
+
+
+def add_internal_aed(schemas_dir: Path) -> None:
+    """``fire-aed``: the repository's AED dataset, internal to the fire bureau."""
+    folder = schemas_dir / INTERNAL_ID
+    shutil.copytree(schemas_dir / "aed", folder)
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    meta.update(id=INTERNAL_ID, classification="internal")
+    (folder / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    for schema_file in folder.glob("v*.schema.json"):
+        schema = json.loads(schema_file.read_text(encoding="utf-8"))
+        schema["$id"] = schema["$id"].replace("/aed/", f"/{INTERNAL_ID}/")
+        schema_file.write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
 
 
 def _demo_rows(schemas_dir: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -70,6 +90,7 @@ def _demo_rows(schemas_dir: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]
 @pytest.fixture
 def catalog(database_url: str, tmp_path: Path) -> Iterator[Loaded]:
     schemas_dir = schemas_with_sites(tmp_path)
+    add_internal_aed(schemas_dir)
     by_dataset = _demo_rows(schemas_dir)
     by_dataset["aed"] = by_dataset["aed"] + yaizu_aed_rows(schemas_dir)
     by_dataset[SITES_ID] = kitakyushu_site_rows()
@@ -78,13 +99,30 @@ def catalog(database_url: str, tmp_path: Path) -> Iterator[Loaded]:
         batch += events(dataset_id, rows, start=len(batch))
     engine = load(database_url, schemas_dir, batch)
     load_wards(engine)
+    keys = {}
     with Session(engine) as session, session.begin():
-        key = issue_key(
-            session, owner_kind=OwnerKind.department, owner_id="digital", purpose="ward tests", actor="test"
-        ).secret
+        # planning may read the internal AEDs with their positions; digital only their names.
+        for grantee, fields in (("planning", None), ("digital", ["名称"])):
+            session.add(
+                AccessGrant(
+                    dataset_id=INTERNAL_ID,
+                    grantee_id=grantee,
+                    fields=fields,
+                    granted_by="test",
+                    granted_at=T0,
+                )
+            )
+        for department in ("digital", "planning"):
+            keys[department] = issue_key(
+                session,
+                owner_kind=OwnerKind.department,
+                owner_id=department,
+                purpose="ward tests",
+                actor="test",
+            ).secret
     try:
         with serve(engine, database_url, schemas_dir=schemas_dir) as server:
-            yield Loaded(server.url, {d: [data for _, data in rows] for d, rows in by_dataset.items()}, key)
+            yield Loaded(server.url, {d: [data for _, data in rows] for d, rows in by_dataset.items()}, keys)
     finally:
         engine.dispose()
 
@@ -112,8 +150,15 @@ def answered(body: dict[str, Any], field: str = "count") -> dict[str, float]:
     return counts | {OUTSIDE: body["outside"][field], NO_LOCATION: body["no_location"][field]}
 
 
-def aggregate(catalog: Loaded, dataset_id: str, **params: str) -> httpx.Response:
-    return httpx.get(f"{catalog.url}/api/v1/datasets/{dataset_id}/aggregate", params={"by": "ward", **params})
+def aggregate(
+    catalog: Loaded, dataset_id: str, *, as_department: str | None = None, **params: str
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {catalog.keys[as_department]}"} if as_department else {}
+    return httpx.get(
+        f"{catalog.url}/api/v1/datasets/{dataset_id}/aggregate",
+        params={"by": "ward", **params},
+        headers=headers,
+    )
 
 
 def test_evacuation_sites_per_ward_equal_the_independent_count(catalog: Loaded) -> None:
@@ -170,15 +215,20 @@ def test_sums_filters_and_csv(catalog: Loaded) -> None:
 
 
 def test_access_rules_and_bad_parameters(catalog: Loaded) -> None:
-    for hidden in ("resident-moves", "copier-usage", "no-such-dataset"):
+    for hidden in ("resident-moves", "copier-usage", INTERNAL_ID, "no-such-dataset"):
         assert aggregate(catalog, hidden).status_code == 404, hidden
+    assert aggregate(catalog, "resident-moves", as_department="planning").status_code == 404
     # The department that owns copier-usage may read it, but it declares no location.
-    own = httpx.get(
-        f"{catalog.url}/api/v1/datasets/copier-usage/aggregate",
-        params={"by": "ward"},
-        headers={"Authorization": f"Bearer {catalog.department_key}"},
-    )
+    own = aggregate(catalog, "copier-usage", as_department="digital")
     assert own.status_code == 400 and "location" in own.json()["detail"]
+    # A grant with the positions counts per ward; one without them may not (a coarse map).
+    granted = aggregate(catalog, INTERNAL_ID, as_department="planning")
+    assert granted.status_code == 200
+    assert answered(granted.json()) == expected_counts(catalog.rows[INTERNAL_ID])
+    blind = aggregate(catalog, INTERNAL_ID, as_department="digital")
+    assert blind.status_code == 403 and blind.json()["error"] == "location_not_granted"
+    # Nor may it add up a field it was not given.
+    assert aggregate(catalog, INTERNAL_ID, as_department="digital", sum="緯度").status_code == 403
     for params, parameter in (
         ({"by": "town"}, "by"),
         ({"sum": "住所"}, "sum"),
@@ -205,3 +255,16 @@ def test_wards_geojson_for_maps_and_gis(catalog: Loaded) -> None:
         assert shape(feature["geometry"]).equals(outlines[code[:5]]), code
     assert len(display.content) < len(full.content) / 3
     assert httpx.get(f"{catalog.url}/api/v1/wards", params={"geometry": "huge"}).status_code == 400
+
+
+def test_documented_in_the_openapi(catalog: Loaded) -> None:
+    spec = httpx.get(f"{catalog.url}/openapi.json").json()
+    route = spec["paths"]["/api/v1/datasets/{dataset_id}/aggregate"]["get"]
+    assert {p["name"] for p in route["parameters"]} >= {"dataset_id", "by", "sum", "format"}
+    ok = route["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"]["$ref"].endswith("/WardAggregate")
+    assert "text/csv" in ok
+    model = spec["components"]["schemas"]["WardCount"]["properties"]
+    assert {"code", "n03_code", "name_ja", "name_en", "count", "sum"} <= set(model)
+    wards = spec["paths"]["/api/v1/wards"]["get"]["responses"]["200"]["content"]
+    assert wards["application/geo+json"]["schema"]["$ref"].endswith("/WardCollection")
