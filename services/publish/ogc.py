@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode
 
@@ -343,13 +343,33 @@ def _instant_of(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
-def time_conditions(name: str, fmt: str, when: TimeFilter) -> list[tuple[str, str]]:
+_ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
+
+
+def zone_of(example: str | None) -> str | None:
+    """The time zone a date-time is written in (``Z`` or ``+09:00``), None when it names none."""
+    found = _ZONE.search(example.upper()) if example is not None else None
+    return found.group(1) if found else None
+
+
+def _in_zone(moment: str, zone: str | None) -> str:
+    """A date-time bound written in ``zone``, so that it compares as text with records written there."""
+    if zone is None:
+        return moment
+    offset = timedelta(0) if zone == "Z" else datetime.strptime(zone[1:], "%H:%M") - datetime(1900, 1, 1)
+    target = timezone(-offset if zone.startswith("-") else offset)
+    text = _instant_of(moment).astimezone(target).isoformat()
+    return text[:-6] + "Z" if zone == "Z" else text
+
+
+def time_conditions(name: str, fmt: str, when: TimeFilter, zone: str | None = None) -> list[tuple[str, str]]:
     """``when`` on the property ``name`` as records-query parameters (``name=``, ``name[gte]=`` …),
     so the one records query parser and builder serve it.
 
     Values are compared as the ISO text the records carry: a ``date`` property by its day (a
-    date-time bound counts by its date), a ``date-time`` property by its text, a bare date bound
-    covering that whole day.
+    date-time bound counts by its date); a ``date-time`` property with each date-time bound first
+    written in ``zone``, the time zone the collection's records are written in, and a bare date
+    bound covering that whole day on the records' own clock.
     """
     if fmt == "date":
         start = None if when.start is None else when.start[:10]
@@ -362,16 +382,16 @@ def time_conditions(name: str, fmt: str, when: TimeFilter) -> list[tuple[str, st
         ]
     conditions: list[tuple[str, str]] = []
     if when.instant and when.start is not None and not _DATE.fullmatch(when.start):
-        return [(name, when.start)]
+        return [(name, _in_zone(when.start, zone))]
     if when.start is not None:
-        start_text = f"{when.start}T00:00" if _DATE.fullmatch(when.start) else when.start
+        start_text = f"{when.start}T00:00" if _DATE.fullmatch(when.start) else _in_zone(when.start, zone)
         conditions.append((f"{name}[gte]", start_text))
     if when.end is not None:
         if _DATE.fullmatch(when.end):
             following = date.fromisoformat(when.end) + timedelta(days=1)
             conditions.append((f"{name}[lt]", f"{following.isoformat()}T00:00"))
         else:
-            conditions.append((f"{name}[lte]", when.end))
+            conditions.append((f"{name}[lte]", _in_zone(when.end, zone)))
     return conditions
 
 

@@ -13,6 +13,7 @@ are built by ``ogc``.
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -463,7 +464,10 @@ async def items(request: Request) -> Response:
 
 
 def _record_query(
-    params: list[tuple[str, str]], schema: dict[str, Any] | None, access: ReadAccess
+    params: list[tuple[str, str]],
+    schema: dict[str, Any] | None,
+    access: ReadAccess,
+    zone: Callable[[], str | None],
 ) -> tuple[ogc.ItemsRequest, RecordQuery]:
     """The OGC parameters as a records query, or the 400 naming the OGC parameter at fault."""
     temporal = ogc.temporal_property(schema, access.fields)
@@ -473,7 +477,10 @@ def _record_query(
     conditions = list(asked.filters)
     timed: set[str] = set()
     if asked.time is not None and temporal is not None:
-        timed_conditions = ogc.time_conditions(temporal, ogc.property_format(schema, temporal), asked.time)
+        fmt = ogc.property_format(schema, temporal)
+        timed_conditions = ogc.time_conditions(
+            temporal, fmt, asked.time, zone() if fmt == "date-time" else None
+        )
         timed = {name for name, _ in timed_conditions}
         conditions += timed_conditions
     parsed = parse_query(conditions, schema, allowed_fields=access.fields, has_location=True)
@@ -488,7 +495,13 @@ def _items_page(ctx: PublishContext, request: Request, collection_id: str, asked
     with ctx.engine.connect() as connection, ctx.sessions(bind=connection) as session:
         dataset, access, location, schema = _collection(ctx, request, session, collection_id, connection)
         ctx.sizes.seen(dataset.id, dataset.record_count)
-        paging, parsed = _record_query(asked.params, schema, access)
+
+        def zone() -> str | None:
+            # The zone the collection's records write their times in: that of its first one.
+            interval = _facts(request, session, dataset, access, schema).interval
+            return ogc.zone_of(interval[0] if interval is not None else None)
+
+        paging, parsed = _record_query(asked.params, schema, access, zone)
         if parsed.conditions or parsed.bbox:
             matched = queries.count_records(connection, dataset_id=dataset.id, query=parsed)
         else:

@@ -278,6 +278,10 @@ def _on_or_between(start: str | None, end: str | None) -> set[str]:
 def test_datetime_filters_on_the_collections_date_or_time_property(ogc: Ogc) -> None:
     assert _event_ids(ogc, "2025-04-01") == _on_or_between("2025-04-01T00:00", "2025-04-01T23:59:59")
     assert _event_ids(ogc, "2025-04-01T10:00:00%2B09:00") == {"E1"}
+    # The same instants in UTC: compared in the zone the events are written in (+09:00).
+    assert _event_ids(ogc, "2025-04-01T01:00:00Z") == {"E1"}
+    assert _event_ids(ogc, "2025-04-01T00:30:00Z/2025-04-01T09:30:00Z") == {"E1", "E2"}
+    assert _event_ids(ogc, "2025-04-01T00:30:00Z/2025-04-01T09:29:59Z") == {"E1"}
     assert _event_ids(ogc, "2025-04-01/2025-05-31") == _on_or_between(
         "2025-04-01T00:00", "2025-05-31T23:59:59"
     )

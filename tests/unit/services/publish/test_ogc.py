@@ -188,6 +188,26 @@ def test_datetime_becomes_records_query_conditions_the_one_parser_accepts() -> N
         assert _parsed(conditions).conditions
 
 
+def test_date_time_bounds_are_written_in_the_zone_of_the_records() -> None:
+    # Text compares in time order only within one zone: bounds follow the records' own zone.
+    hour = ogc.TimeFilter("2025-04-01T00:30:00Z", "2025-04-01T02:00:00.5Z")
+    assert ogc.time_conditions("開催日時", "date-time", hour, "+09:00") == [
+        ("開催日時[gte]", "2025-04-01T09:30:00+09:00"), ("開催日時[lte]", "2025-04-01T11:00:00.500000+09:00"),
+    ]  # fmt: skip
+    instant = ogc.TimeFilter("2025-04-01T10:00:00+09:00", "2025-04-01T10:00:00+09:00", instant=True)
+    assert ogc.time_conditions("開催日時", "date-time", instant, "Z") == [
+        ("開催日時", "2025-04-01T01:00:00Z")
+    ]
+    assert ogc.time_conditions("開催日時", "date-time", instant, "-05:30") == [
+        ("開催日時", "2025-03-31T19:30:00-05:30")
+    ]
+    assert ogc.time_conditions("開催日時", "date-time", instant, None) == [
+        ("開催日時", "2025-04-01T10:00:00+09:00")
+    ]
+    assert (ogc.zone_of("2025-04-01T10:00:00+09:00"), ogc.zone_of("2025-04-01T01:00:00z")) == ("+09:00", "Z")
+    assert ogc.zone_of("2025-04-01") is None and ogc.zone_of(None) is None
+
+
 def test_items_parameters_are_checked_and_unknown_ones_refused() -> None:
     properties = ["ID", "名称", "点検日"]
     assert ogc.items_request([], properties, has_time=False) == ogc.ItemsRequest(10, 0, [], None)
