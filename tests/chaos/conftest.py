@@ -99,11 +99,13 @@ def database_url(postgres: Postgres) -> str:
 
 @pytest.fixture
 def stack(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    cluster.heal()  # a node an earlier failed test left down is started again
     environment = Stack(kafka=cluster.kafka, database_url=database_url, log_dir=tmp_path)
     try:
         yield environment
     finally:
         environment.stop_all()
+        cluster.heal()
         # A restarted broker recovers every partition it holds before it serves again: topics left
         # behind by earlier tests would slow every later restart.
         cluster.delete_topics(environment.prefix)

@@ -75,6 +75,11 @@ class Cluster:
         result = script("start-node", str(node))
         assert result.returncode == 0, result.stdout + result.stderr
 
+    def heal(self) -> None:
+        """Every node running (the script starts the missing ones)."""
+        result = script("start")
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def alive(self, node: int) -> bool:
         return script("pid", str(node)).returncode == 0
 
