@@ -353,8 +353,7 @@ def aggregate(
     tags=["geography"],
     response_class=GeoJSONResponse,
     responses={
-        200: {"model": WardCollection},
-        503: {"description": "The ward boundaries are not loaded"},
+        200: {"model": WardCollection, "description": "Every ward (none before the boundaries are loaded)"},
     },
 )
 def wards(
@@ -364,9 +363,8 @@ def wards(
     geometry: Annotated[Literal["display", "full"], Query(description="Outline resolution")] = "display",
 ) -> Response:
     request.state.response_format = "geojson"
+    # Before `cityos geo load-wards` has run this is an empty collection: the city's wards are unknown.
     body = _WARDS_BODIES.get(session, _database_key(ctx), geometry)
-    if b'"features":[]' in body:
-        raise no_wards()
     return GeoJSONResponse(
         body,
         headers={
