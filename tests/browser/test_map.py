@@ -157,3 +157,16 @@ def test_ten_thousand_points_are_grouped_and_all_accounted_for(page: Page, porta
     page.wait_for_function(_ZOOM_ABOVE, arg=before)
     assert len(_drawn(page, DATASET)) == 10_000
     screenshot(page, "map-ten-thousand-points")
+
+
+def test_the_dataset_page_carries_its_map_panel(page: Page, portal: Portal, page_errors: list[str]) -> None:
+    page.goto(portal.url(f"/en/datasets/{DATASET}"))
+    page.wait_for_selector("#cityos-map[data-ready='true']")
+    assert len(_drawn(page, DATASET)) == int(
+        httpx.get(portal.url(f"/api/v1/datasets/{DATASET}/records?limit=1")).headers["X-Total-Count"]
+    )
+    table = page.locator(f"table.ward-table[data-dataset='{DATASET}']")
+    assert table.locator("tbody tr").count() == 9  # seven wards, outside, no location
+    assert "国土数値情報" in page.locator(".map-credit").inner_text()
+    assert not page_errors
+    screenshot(page, "dataset-page-map-panel")
