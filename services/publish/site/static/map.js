@@ -31,6 +31,7 @@
     preferCanvas: true,
     zoomControl: false,
     attributionControl: false, // the boundary credit is printed under the map
+    zoomSnap: 0.25, // fit the city snugly; the zoom buttons and keys still step by one level
     minZoom: 8,
     maxZoom: 19,
     keyboard: true
@@ -96,7 +97,7 @@
       swatch.style.background = SHADES[i];
       item.appendChild(swatch);
       var low = i === 0 ? 0 : breaks[i - 1] + 1;
-      item.appendChild(document.createTextNode(i === 0 ? "0" : low + "–" + breaks[i]));
+      item.appendChild(document.createTextNode(i === 0 || low === breaks[i] ? String(breaks[i]) : low + "–" + breaks[i]));
       list.appendChild(item);
     }
     legend.appendChild(list);
@@ -158,6 +159,8 @@
       choroplethLayer.addTo(map);
     }
     wardsLayer.addTo(map);
+    // The panel's stylesheets may have been applied after the map measured its box.
+    map.invalidateSize();
     map.fitBounds(wardsLayer.getBounds(), { padding: [8, 8] });
   }
 
