@@ -74,6 +74,7 @@ cat <<URLS
   open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
+  map and per ward  http://127.0.0.1:$PUBLISH_PORT/map   .../api/v1/datasets/aed/aggregate?by=ward
   events over HTTP  http://127.0.0.1:$INGEST_HTTP_PORT/api/v1/events   (docs: /docs; README "Sending events over HTTP")
   CKAN action API   http://127.0.0.1:$PUBLISH_PORT/api/3/action/package_list
   DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
