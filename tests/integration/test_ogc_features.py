@@ -107,7 +107,7 @@ def ogc(database_url: str, tmp_path: Path) -> Iterator[Ogc]:
     with session_factory(engine)() as session, session.begin():
         sync_schema_set(session, schema_set=load_schema_dir(_schemas(tmp_path)), now=T0)
         apply_batch(session, events=batch, now=T0 + timedelta(hours=1))
-        for department in ("fire", "digital", "planning", "health-welfare"):
+        for department in ("fire", "digital", "planning", "health-welfare", "construction"):
             issued = issue_key(
                 session, owner_kind=OwnerKind.department, owner_id=department, purpose="ogc", actor="test"
             )
@@ -116,6 +116,9 @@ def ogc(database_url: str, tmp_path: Path) -> Iterator[Ogc]:
                                 granted_by="test", granted_at=T0))  # fmt: skip
         # A grant without the location fields: no position, so no collection.
         session.add(AccessGrant(dataset_id=INSPECTIONS_ID, grantee_id="planning", fields=["点検日", "結果"],
+                                granted_by="test", granted_at=T0))  # fmt: skip
+        # A grant of the location and one more field: features with only those properties.
+        session.add(AccessGrant(dataset_id=INSPECTIONS_ID, grantee_id="construction", fields=["結果", "緯度", "経度"],
                                 granted_by="test", granted_at=T0))  # fmt: skip
     settings = Settings(database_url=database_url, public_base_url=BASE, publish_page_cache_ttl_s=0)
     with TestClient(create_app(settings, engine=engine)) as client:
@@ -206,6 +209,35 @@ def test_collections_are_the_located_datasets_the_caller_may_read(ogc: Ogc) -> N
         assert INSPECTIONS_ID not in ogc.get("/ogc/collections?f=html", department).text
     granted, matched = _all_items(ogc, f"/ogc/collections/{INSPECTIONS_ID}/items", "digital")
     assert matched == len(INSPECTIONS) and {f["id"] for f in granted} == {"I1", "I2", "I3"}
+    assert [f["properties"] for f in granted] == INSPECTIONS
+
+
+def test_a_partial_grant_shows_only_its_fields(ogc: Ogc) -> None:
+    assert INSPECTIONS_ID in {
+        c["id"] for c in ogc.get("/ogc/collections", "construction").json()["collections"]
+    }
+    features, _ = _all_items(ogc, f"/ogc/collections/{INSPECTIONS_ID}/items", "construction")
+    shown = {"ID", "結果", "緯度", "経度"}  # the granted fields and the record key
+    assert [f["properties"] for f in features] == [
+        {k: v for k, v in r.items() if k in shown} for r in INSPECTIONS
+    ]
+    one = ogc.get(f"/ogc/collections/{INSPECTIONS_ID}/items/I2", "construction").json()
+    assert one["properties"] == {k: v for k, v in INSPECTIONS[1].items() if k in shown}
+    # The field it was not given is neither a filter nor a time to filter on: the same 400 as a
+    # property that does not exist, and no temporal extent.
+    hidden = ogc.get(f"/ogc/collections/{INSPECTIONS_ID}/items?点検日=2025-03-01", "construction")
+    assert (
+        hidden.status_code == 400
+        and hidden.json()["detail"]
+        == ogc.get(f"/ogc/collections/{INSPECTIONS_ID}/items?存在しない=1", "construction").json()["detail"]
+    )
+    assert (
+        ogc.get(f"/ogc/collections/{INSPECTIONS_ID}/items?datetime=2025-03-01", "construction").status_code
+        == 400
+    )
+    described = ogc.get(f"/ogc/collections/{INSPECTIONS_ID}", "construction").json()
+    assert "temporal" not in described["extent"]
+    assert "点検日" not in ogc.get(f"/ogc/collections/{INSPECTIONS_ID}/items?f=html", "construction").text
 
 
 def test_collection_extent_is_computed_from_the_live_records(ogc: Ogc) -> None:
