@@ -32,6 +32,18 @@ from tests.support.publish import (
 
 HIDDEN_KEYS = {"copier-usage": "C1", "resident-moves": "M1"}
 OPERATIONAL = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Pages about the visitor's session and the OGC API's own description: no dataset data in them.
+SESSION_AND_DESCRIPTION = {
+    "/en",
+    "/login",
+    "/en/login",
+    "/logout",
+    "/en/logout",
+    "/ogc/api",
+    "/ogc/openapi",
+    "/ogc/conformance",
+}
+MISSING_ID = "no-such-dataset"
 RELEASES = "services.publish.release_api"
 CKAN_ACTIONS_BY_ID = ("package_show", "organization_show", "resource_show", "datastore_search")
 
@@ -49,6 +61,22 @@ NAMED = {
     ],
     "/catalog/datasets/{name}": ["/catalog/datasets/{id}.ttl", "/catalog/datasets/{id}.jsonld", "/catalog/datasets/{id}"],
     "/api/v1/usage": ["/api/v1/usage?dataset={id}"],
+    "/api/v1/datasets/{dataset_id}/aggregate": [
+        "/api/v1/datasets/{id}/aggregate?by=ward", "/api/v1/datasets/{id}/aggregate?by=ward&format=csv",
+    ],
+}  # fmt: skip
+# Named routes whose refusal is a page or an OGC document rather than the API's JSON: a hidden dataset's
+# answer must be exactly a missing dataset's answer (the id the caller typed aside).
+NAMED_LIKE_MISSING = {
+    "/datasets/{dataset_id}": ["/datasets/{id}", "/datasets/{id}?q=x"],
+    "/en/datasets/{dataset_id}": ["/en/datasets/{id}"],
+    "/ogc/collections/{collectionId}": ["/ogc/collections/{id}", "/ogc/collections/{id}?f=html"],
+    "/ogc/collections/{collectionId}/items": [
+        "/ogc/collections/{id}/items", "/ogc/collections/{id}/items?f=html&limit=5",
+    ],
+    "/ogc/collections/{collectionId}/items/{featureId}": [
+        "/ogc/collections/{id}/items/{key}", "/ogc/collections/{id}/items/{key}?f=html",
+    ],
 }  # fmt: skip
 # Listing routes: fetched whole; no hidden id may appear anywhere in the body.
 LISTINGS = {
@@ -69,6 +97,13 @@ LISTINGS = {
         "/api/3/action/help_show?name=datastore_search",
     ],
     "/api/action/{action_name}": ["/api/action/package_list"],
+    # The catalog site and the OGC API's listings.
+    "/": ["/"], "/en/": ["/en/"],
+    "/search": ["/search", "/search?q=copier", "/search?q=住民"], "/en/search": ["/en/search?q=moves"],
+    "/map": ["/map"], "/en/map": ["/en/map"],
+    "/api/v1/wards": ["/api/v1/wards"],
+    "/ogc": ["/ogc", "/ogc?f=html"], "/ogc/": ["/ogc/"],
+    "/ogc/collections": ["/ogc/collections", "/ogc/collections?f=html"],
 }  # fmt: skip
 
 
@@ -76,16 +111,16 @@ def _routes() -> set[str]:
     app = create_app(Settings(database_url="sqlite://"), registry=CollectorRegistry())
     # Routes of the open-data API; anonymized releases have their own access tests.
     ours = {r.path for r in app.routes if isinstance(r, APIRoute) and r.endpoint.__module__ != RELEASES}
-    return ours - OPERATIONAL
+    return ours - OPERATIONAL - SESSION_AND_DESCRIPTION
 
 
 def test_every_route_is_walked() -> None:
     ckan_prefixes = ("/api/3/action/", "/api/action/")
     routes = _routes()
     ckan_actions = {path.rsplit("/", 1)[1] for path in routes if path.startswith(ckan_prefixes)}
-    assert {path for path in routes if not path.startswith(ckan_prefixes)} == set(NAMED) | {
-        path for path in LISTINGS if not path.startswith(ckan_prefixes)
-    }
+    assert {path for path in routes if not path.startswith(ckan_prefixes)} == set(NAMED) | set(
+        NAMED_LIKE_MISSING
+    ) | {path for path in LISTINGS if not path.startswith(ckan_prefixes)}
     listed = {path.split("/")[-1].split("?")[0] for paths in LISTINGS.values() for path in paths}
     assert ckan_actions - {"{action_name}"} <= set(CKAN_ACTIONS_BY_ID) | listed
 
@@ -114,6 +149,15 @@ def test_hidden_datasets_are_absent_everywhere(database_url: str, tmp_path: Path
                                     "error": "not_found",
                                     "detail": "no public dataset with this id",
                                 }
+                                checked += 1
+                        for templates in NAMED_LIKE_MISSING.values():
+                            for template in templates:
+                                missing = client.get(template.format(id=MISSING_ID, key=record_key))
+                                answer = client.get(template.format(id=hidden, key=record_key))
+                                assert answer.status_code == missing.status_code == 404, (template, hidden)
+                                assert answer.headers["content-type"] == missing.headers["content-type"]
+                                assert answer.text.replace(hidden, "?") == missing.text.replace(MISSING_ID, "?"), (
+                                    template, hidden)  # fmt: skip
                                 checked += 1
                         for action in CKAN_ACTIONS_BY_ID:
                             for params in (

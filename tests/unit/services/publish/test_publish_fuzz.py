@@ -21,6 +21,7 @@ from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.app import create_app
+from tests.support.wards import load_wards
 
 
 def _app(tmp_path: Path) -> object:
@@ -50,6 +51,7 @@ def _app(tmp_path: Path) -> object:
                     )
                 )
         apply_batch(session, events=events, now=datetime.now(UTC))
+    load_wards(engine)  # per-ward aggregation answers as in a running stack, not "not loaded"
     # A limit the examples never reach: they are here to exercise the endpoints (limits have their own tests).
     settings = Settings(database_url=url, publish_anonymous_rate_per_minute=1_000_000)
     return create_app(settings, engine=engine, registry=CollectorRegistry())
