@@ -32,6 +32,8 @@ fi
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ogrinfo >/dev/null 2>&1 || missing+=(gdal-bin)
+# A Japanese font, so the screenshots the browser suite writes show the pages' text, not empty boxes.
+[[ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ]] || missing+=(fonts-ipafont-gothic)
 if ((${#missing[@]})); then
   log "installing ${missing[*]} (Debian packages)"
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
