@@ -6,26 +6,34 @@ internal or personal. The live preview is the records API's query: the same para
 (``read_paging``, ``parse_query``), the same statements (``queries``) and the same projection, so
 its rows are the API's ``records`` for the same query string. Builders of what the page shows are
 pure, in ``dataset_view``.
+
+The parts that do not depend on the query are rendered once and kept (``page_parts``) under a key
+read in one statement per view: the schema's version, the dataset's last applied change, its
+department, the ward boundaries' version, the usage counters' totals. A new record, schema version,
+grant or flush of usage counts shows on the next view.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from markupsafe import Markup
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from cityos.domain.access import ReadAccess
 from cityos.domain.readmodel import queries
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
-from cityos.kernel.db.models import Dataset, Department
+from cityos.kernel.db.geo_models import WardBoundaryRow
+from cityos.kernel.db.models import Dataset, Department, Record, SchemaVersionRow
 from cityos.kernel.db.publish_models import UsageCounter
 from cityos.kernel.timeutil import assume_utc
 from services.publish import param_caps, render
@@ -33,11 +41,17 @@ from services.publish.context import PublishContext, caller_of, context_of, proj
 from services.publish.records_api import quality_of, read_paging
 from services.publish.site import dataset_view as view
 from services.publish.site.dataset_view import Lang, Params
+from services.publish.site.map_pages import MapPanel, map_layer
+from services.publish.site.page_parts import parts_of
+from services.publish.site.templating import environment, static_url
 from services.publish.site.templating import render as render_page
 
 router = APIRouter(include_in_schema=False)
 
 TEMPLATE = "dataset.html"
+FACTS_TEMPLATE = "dataset_facts.html"
+USAGE_TEMPLATE = "dataset_usage.html"
+MAP_TEMPLATE = "map_panel.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +87,76 @@ class Link:
     href: str
 
 
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the kept parts of a dataset's page depend on besides the dataset row, in one read."""
+
+    schema_version: int | None
+    changed: datetime | None  # the last applied change to any of its records
+    department: tuple[str, str, str] | None  # id, Japanese and English names
+    wards: tuple[int, datetime | None]  # the ward boundaries' count and newest load
+    # The usage counters' rows and requests in the window: counters only ever grow, so any
+    # flush of this dataset's traffic changes them.
+    usage: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """The dataset's description as one caller's access sees it: what changes with its metadata,
+    schema and grant only."""
+
+    schema: dict[str, Any] | None  # the readable part of the latest schema
+    schema_version: int | None
+    filter_names: tuple[str, ...]
+    publisher: str
+    facts_html: Markup  # the quality and schema sections
+
+
+def _scalar(column: Any, *where: Any) -> Any:
+    return select(column).where(*where).scalar_subquery()
+
+
+_DATASET_ID = bindparam("dataset_id")
+_FACTS_KEY = ("site", "dataset-page-facts")
+_IN_WINDOW = (UsageCounter.dataset_id == _DATASET_ID, UsageCounter.hour >= bindparam("usage_since"))
+_FACTS = select(
+    _scalar(func.max(SchemaVersionRow.version), SchemaVersionRow.dataset_id == _DATASET_ID),
+    _scalar(func.max(Record.updated_at), Record.dataset_id == _DATASET_ID),
+    _scalar(Department.id, Department.id == bindparam("department_id")),
+    _scalar(Department.name_ja, Department.id == bindparam("department_id")),
+    _scalar(Department.name_en, Department.id == bindparam("department_id")),
+    select(func.count()).select_from(WardBoundaryRow).scalar_subquery(),
+    select(func.max(WardBoundaryRow.loaded_at)).scalar_subquery(),
+    _scalar(func.count(), *_IN_WINDOW),
+    _scalar(func.coalesce(func.sum(UsageCounter.requests), 0), *_IN_WINDOW),
+)
+
+
+def read_facts(connection: Connection, dataset: Dataset, usage_since: datetime) -> Facts:
+    parameters = {
+        "dataset_id": dataset.id,
+        "department_id": dataset.department_id,
+        "usage_since": usage_since.astimezone(UTC),
+    }
+    row = queries.run_statement(connection, _FACTS_KEY, _FACTS, parameters)[0]
+    version, changed, department_id, name_ja, name_en, ward_count, wards_loaded, used, requests = row
+    return Facts(
+        schema_version=version,
+        changed=assume_utc(changed) if changed is not None else None,
+        department=(department_id, name_ja, name_en) if department_id is not None else None,
+        wards=(int(ward_count or 0), wards_loaded),
+        usage=(int(used or 0), int(requests or 0)),
+    )
+
+
+def _dataset_state(dataset: Dataset) -> tuple[Any, ...]:
+    """Every column of the dataset row a kept part shows (its record count and time excepted)."""
+    return (
+        dataset.department_id, dataset.title_ja, dataset.title_en, dataset.classification,
+        dataset.license, dataset.record_key, dataset.last_record_at is None, orjson.dumps(dataset.meta),
+    )  # fmt: skip
+
+
 def _page_path(lang: Lang, dataset_id: str) -> str:
     path = render.dataset_path(dataset_id).replace(render.API_PREFIX, "", 1)
     return path if lang == "ja" else f"/en{path}"
@@ -90,14 +174,16 @@ def dataset_page_en(request: Request, dataset_id: str) -> Response:
 
 def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
     ctx = context_of(request)
-    with ctx.sessions() as session:
+    # As the records API reads: statements on the connection, the session bound to it (same read
+    # transaction) for what needs the ORM.
+    with ctx.engine.connect() as connection, ctx.sessions(bind=connection) as session:
         try:
-            dataset, access = visible_dataset(session, caller_of(request), dataset_id)
+            dataset, access = visible_dataset(session, caller_of(request), dataset_id, connection=connection)
         except HTTPException as refused:
             if refused.status_code != 404:
                 raise
             return _not_found(request, lang)
-        context = _page_context(ctx, request, session, dataset, access, lang)
+        context = _page_context(ctx, request, session, connection, dataset, access, lang)
     status = 400 if context["problem"] is not None else 200
     # The site's headers keep a signed-in caller's page out of shared caches; a non-public dataset's
     # page stays out of them whoever asks.
@@ -120,20 +206,75 @@ def _words(lang: Lang) -> Callable[..., str]:
     return lookup
 
 
-def _page_context(
-    ctx: PublishContext, request: Request, session: Session, dataset: Dataset, access: ReadAccess, lang: Lang
-) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    meta = dataset.meta
+def _describe(session: Session, dataset: Dataset, access: ReadAccess, lang: Lang) -> Described:
     department = session.get(Department, dataset.department_id)
     schema_row = queries.latest_schema(session, dataset_id=dataset.id)
     # A grantee sees the properties it was granted only: no hidden field's name reaches the page.
     schema = access.schema(schema_row.document) if schema_row is not None else None
-    location = access.location(render.location_fields(meta))
     # The same rating and score as ``GET /api/v1/datasets/{id}`` shows, from the same function.
     quality = quality_of(dataset, department, schema_row)
-    changed = queries.last_applied(session, dataset_id=dataset.id)
-    changed = assume_utc(changed) if changed is not None else None
+    schema_table, schema_truncated = view.schema_rows(schema, lang)
+    html = environment.get_template(FACTS_TEMPLATE).render(
+        w=_words(lang),
+        tr=lambda ja, en: ja if lang == "ja" else en,
+        quality=view.quality_view(quality, lang, license_id=dataset.license, record_key=dataset.record_key),
+        schema_version=schema_row.version if schema_row is not None else None,
+        schema_rows=schema_table,
+        schema_truncated=schema_truncated,
+        max_schema_rows=view.MAX_SCHEMA_ROWS,
+    )
+    return Described(
+        schema=schema,
+        schema_version=schema_row.version if schema_row is not None else None,
+        filter_names=view.filterable_fields(schema),
+        publisher=_department_name(department, lang) or dataset.department_id,
+        facts_html=Markup(html),
+    )
+
+
+def _map_html(ctx: PublishContext, session: Session, dataset: Dataset, lang: Lang) -> Markup:
+    layer = map_layer(ctx, session, dataset, lang)
+    panel = MapPanel(lang=lang, layers=[layer], wards_loaded=layer.table is not None)
+    template = environment.get_template(MAP_TEMPLATE)
+    return Markup(template.render(map_panel=panel, lang=lang, static_url=static_url))
+
+
+def _usage_html(session: Session, dataset: Dataset, lang: Lang, today: date) -> Markup:
+    usage = view.sparkline(
+        view.daily_requests(_usage_hours(session, dataset.id, view.window_start(today)), today=today)
+    )
+    return Markup(
+        environment.get_template(USAGE_TEMPLATE).render(
+            w=_words(lang),
+            usage=usage,
+            usage_days=view.USAGE_DAYS,
+            day_text=lambda day: view.day_text(day, lang),
+        )
+    )
+
+
+def _page_context(
+    ctx: PublishContext,
+    request: Request,
+    session: Session,
+    connection: Connection,
+    dataset: Dataset,
+    access: ReadAccess,
+    lang: Lang,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    meta = dataset.meta
+    parts = parts_of(request.app)
+    today = now.astimezone(view.JST).date()
+    facts = read_facts(connection, dataset, view.window_start(today))
+    state = _dataset_state(dataset)
+    described = parts.facts.get_or_make(
+        (dataset.id, lang, access.fields, facts.schema_version, facts.department, state),
+        lambda: _describe(session, dataset, access, lang),
+    )
+    schema = described.schema
+    location = access.location(render.location_fields(meta))
+    changed = facts.changed
 
     raw_items = request.query_params.multi_items()
     params = view.preview_params(raw_items)
@@ -141,7 +282,7 @@ def _page_context(
     preview: Preview | None = None
     problem = _over_caps(raw_items)
     if problem is None:
-        outcome = _preview(ctx, request, session, dataset, access, schema, location, params, page_path)
+        outcome = _preview(request, connection, dataset, access, schema, location, params, page_path)
         if isinstance(outcome, Problem):
             problem = outcome
         else:
@@ -152,16 +293,22 @@ def _page_context(
     records_endpoint = f"{base_url}{api_path}/records"
     snippet_params = _snippet_params(params, preview)
     needs_key = dataset.classification != "public"
-    schema_table, schema_truncated = view.schema_rows(schema, lang)
     filters = tuple(
         Filter(name, f"filter-{index}", _value_of(params, name))
-        for index, name in enumerate(view.filterable_fields(schema))
+        for index, name in enumerate(described.filter_names)
     )
     shown_filter_names = {f.name for f in filters} | {"q", "limit"}
     kept = [(k, v) for k, v in params if k not in shown_filter_names and k not in ("offset", "cursor")]
-    today = now.astimezone(view.JST).date()
-    usage = view.sparkline(
-        view.daily_requests(_usage_hours(session, dataset.id, view.window_start(today)), today=today)
+    usage_html = parts.usage.get_or_make(
+        (dataset.id, lang, today, facts.usage), lambda: _usage_html(session, dataset, lang, today)
+    )
+    map_html = (
+        parts.maps.get_or_make(
+            (dataset.id, lang, state, facts.changed, dataset.record_count, facts.wards),
+            lambda: _map_html(ctx, session, dataset, lang),
+        )
+        if location is not None
+        else None
     )
     quoted = quote(dataset.id, safe="")
     links = [
@@ -182,7 +329,7 @@ def _page_context(
         "title": title or dataset.id,
         "description": view.other_language(meta.get("description"), lang),
         "internal": dataset.classification == "internal",
-        "publisher": _department_name(department, lang) or dataset.department_id,
+        "publisher": described.publisher,
         "license": dataset.license or str(meta.get("license") or ""),
         "frequency": view.frequency_text(meta.get("update_frequency"), lang),
         "changed_iso": render.iso_utc(changed),
@@ -190,13 +337,8 @@ def _page_context(
         "changed_age": view.age_text(changed, now, lang) if changed is not None else None,
         "record_count": dataset.record_count,
         "keywords": [str(k) for k in meta.get("keywords") or []],
-        "quality": view.quality_view(
-            quality, lang, license_id=dataset.license, record_key=dataset.record_key
-        ),
-        "schema_version": schema_row.version if schema_row is not None else None,
-        "schema_rows": schema_table,
-        "schema_truncated": schema_truncated,
-        "max_schema_rows": view.MAX_SCHEMA_ROWS,
+        "facts_html": described.facts_html,
+        "map_html": map_html,
         "page_path": page_path,
         "problem": problem,
         "problem_hint": view.problem_hint(problem.parameter, lang) if problem is not None else "",
@@ -214,9 +356,8 @@ def _page_context(
         "needs_key": needs_key,
         "links": links,
         "located": location is not None,
-        "usage": usage,
-        "usage_days": view.USAGE_DAYS,
-        "day_text": lambda day: view.day_text(day, lang),
+        "usage_html": usage_html,
+        "preview_rows_html": view.preview_rows_html(preview.rows) if preview is not None else None,
     }
 
 
@@ -248,9 +389,8 @@ def _snippet_params(params: Params, preview: Preview | None) -> list[tuple[str, 
 
 
 def _preview(
-    ctx: PublishContext,
     request: Request,
-    session: Session,
+    connection: Connection,
     dataset: Dataset,
     access: ReadAccess,
     schema: dict[str, Any] | None,
@@ -273,7 +413,6 @@ def _preview(
     parsed = parse_query(params, schema, allowed_fields=access.fields, has_location=location is not None)
     if isinstance(parsed, ParamProblem):
         return Problem(parsed.parameter, parsed.problem)
-    connection = session.connection()
     if parsed.conditions or parsed.text is not None or parsed.bbox or parsed.near:
         total = queries.count_records(connection, dataset_id=dataset.id, query=parsed)
     else:

@@ -15,6 +15,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode
 
+from markupsafe import Markup, escape
+
 Lang = Literal["ja", "en"]
 
 # The city's own day: usage per day and "last changed" are read in Japan Standard Time (no DST).
@@ -577,6 +579,18 @@ def cell_text(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def preview_rows_html(rows: Iterable[Sequence[str]]) -> Markup:
+    """The preview table's body rows, each cell's text escaped, one row a line: the markup the
+    page's template would write cell by cell, in one join (a hundred rows of dozens of fields are
+    thousands of cells)."""
+    return Markup(
+        "".join(
+            f"    <tr><td>{'</td><td>'.join(map(escape, row))}</td></tr>\n" if row else "    <tr></tr>\n"
+            for row in rows
+        )
+    )
 
 
 # --- usage sparkline --------------------------------------------------------------------------
