@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +110,20 @@ def stack(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[Stack
         # A restarted broker recovers every partition it holds before it serves again: topics left
         # behind by earlier tests would slow every later restart.
         cluster.delete_topics(environment.prefix)
+
+
+def start(stack: Stack, *services: str, attempts: int = 3) -> None:
+    """Start services on the cluster. ACLs written by the set-up reach each broker through the
+    cluster's metadata log a moment later; a service that met a broker not yet knowing them exits
+    (as it would under a supervisor, which restarts it) and is started again here."""
+    for name in services:
+        for attempt in range(1, attempts + 1):
+            try:
+                stack.start(name)
+                break
+            except RuntimeError as exc:
+                if "AUTHORIZATION_FAILED" not in str(exc) or attempt == attempts:
+                    raise
+                print(f"{name} met a broker without its ACLs yet; started again")
+                stack.processes.pop(name, None)
+                time.sleep(1)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.chaos.conftest import start
 from tests.chaos.flow import (
     DEPARTMENT,
     Flow,
@@ -29,8 +30,8 @@ FLOW_SECONDS = float(os.environ.get("CITYOS_CHAOS_FLOW_SECONDS", "400"))
 def start_pipeline(stack: Stack) -> tuple[list[str], dict[str, str]]:
     """Ingest and the catalog on the cluster; (topics to watch, topic -> the group consuming it)."""
     stack.create_department_topics(DEPARTMENT)
-    stack.start("catalog")
-    stack.start("ingest")
+    start(stack, "catalog")
+    start(stack, "ingest")
     department = stack.settings.department_topic(DEPARTMENT)
     validated = stack.settings.validated_topic
     groups = {department: stack.settings.ingest_group, validated: stack.settings.catalog_group}

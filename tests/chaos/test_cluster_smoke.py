@@ -9,6 +9,7 @@ from collections import Counter
 
 import httpx
 
+from tests.chaos.conftest import start
 from tests.chaos.flow import DATASET, Flow, assert_dead_letters_exact, assert_exactly_once, wait_for_catalog
 from tests.support.cluster import Cluster
 from tests.support.feeds import bodies, read_settled, subscribe
@@ -22,8 +23,8 @@ def test_services_and_cli_work_on_the_cluster_with_replicated_topics(stack: Stac
     setup = stack.cli("kafka", "setup")
     assert setup.returncode == 0, setup.stderr.decode()
     assert "," in stack.kafka_bootstrap
-    stack.start("catalog")
-    stack.start("ingest", "publish", "feeds")
+    start(stack, "catalog")
+    start(stack, "ingest", "publish", "feeds")
     feed = subscribe(stack, "health-welfare", DATASET, start="now")
 
     settings = stack.settings

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import Postgres
+from tests.chaos.conftest import Postgres, start
 from tests.chaos.flow import (
     DEPARTMENT,
     Flow,
@@ -28,8 +28,8 @@ FLOW_SECONDS = 120
 @pytest.mark.timeout(600)
 def test_postgresql_restarted_twice_mid_stream(stack: Stack, cluster: Cluster, postgres: Postgres) -> None:
     stack.create_department_topics(DEPARTMENT)
-    stack.start("catalog")
-    stack.start("ingest")
+    start(stack, "catalog")
+    start(stack, "ingest")
     catalog = stack.processes["catalog"]
     events = events_per_test()
     flow = Flow(stack, total=events, rate=events / FLOW_SECONDS)

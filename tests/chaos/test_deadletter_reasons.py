@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message
 from cityos.kernel.deadletter import Reason
 from cityos.kernel.schemas import schema_uri
 from cityos.kernel.strictjson import MAX_MESSAGE_BYTES
+from tests.chaos.conftest import start
 from tests.support.feeds import read_settled
 from tests.support.moves import VALID_MOVE
 from tests.support.stack import Stack, header
@@ -108,7 +109,7 @@ def test_every_ingest_reason_cases_exist() -> None:
 @pytest.mark.timeout(300)
 def test_every_dead_letter_reason_through_the_real_ingest_process(stack: Stack) -> None:
     stack.create_department_topics("fire", "citizens")
-    stack.start("ingest")
+    start(stack, "ingest")
     producer = stack.producer()
     delivered: dict[bytes, list[tuple[int, int]]] = {}
 
