@@ -245,7 +245,8 @@ def test_only_the_set_up_steps_hold_the_administrator_password(compose: dict[str
         assert mounts[_environment(services[name])["CITYOS_SECRETS_DIR"]] == "service-secrets", name
         assert "operator-secrets" not in mounts.values(), name
     holders = {name for name, service in services.items() if "operator-secrets" in _mounts(service).values()}
-    assert holders == {"secrets", "kafka-setup"}
+    # kafka-setup-cluster: the same set-up step for the three-broker profile.
+    assert holders == {"secrets", "kafka-setup", "kafka-setup-cluster"}
     assert {"operator-secrets", "broker-secrets", "service-secrets"} <= set(compose["volumes"])
 
 
@@ -303,3 +304,57 @@ def test_init_secrets_generates_the_broker_passwords_once(tmp_path: Path) -> Non
         assert (tmp_path / "broker" / name).read_text() == value
     leftovers = [p.name for folder in tmp_path.iterdir() for p in folder.iterdir() if p.name.startswith(".")]
     assert not leftovers
+
+
+CLUSTER_NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
+def test_cluster_profile_is_three_kraft_nodes_replicating_every_topic(compose: dict[str, Any]) -> None:
+    """The three-broker shape: started only with --profile cluster, each node broker and controller
+    of one quorum, every topic on three brokers with two in sync required."""
+    services = compose["services"]
+    envs = {name: _environment(services[name]) for name in CLUSTER_NODES}
+    assert {env["KAFKA_NODE_ID"] for env in envs.values()} == {"1", "2", "3"}
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
+    for name, env in envs.items():
+        assert services[name]["profiles"] == ["cluster"], name
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == ",".join(f"{n}@kafka-{n}:9093" for n in (1, 2, 3))
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+        assert env["KAFKA_ADVERTISED_LISTENERS"].startswith(f"CLIENT://{name}:19092,")
+        # Each node keeps its own data.
+        assert _mounts(services[name])["/var/lib/kafka/data"] == f"{name}-data"
+    # The default `docker compose up` is unchanged: the single broker, no profile.
+    assert "profiles" not in services["kafka"]
+
+
+def test_cluster_nodes_are_secured_like_the_single_broker(compose: dict[str, Any]) -> None:
+    single = _kafka_env(compose)
+    for name in CLUSTER_NODES:
+        env = _environment(compose["services"][name])
+        for key in (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "KAFKA_SASL_ENABLED_MECHANISMS",
+            "KAFKA_AUTHORIZER_CLASS_NAME",
+            "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+            "KAFKA_SUPER_USERS",
+            "KAFKA_AUTO_CREATE_TOPICS_ENABLE",
+        ):
+            assert env[key] == single[key], f"{name}: {key}"
+        assert all(value.startswith("SASL_") for value in _listener_map(env).values()), name
+        for entry in compose["services"][name]["ports"]:
+            assert str(entry).startswith("127.0.0.1:"), f"{name} publishes {entry} beyond loopback"
+
+
+def test_cluster_set_up_runs_against_all_three_brokers(compose: dict[str, Any]) -> None:
+    setup = compose["services"]["kafka-setup-cluster"]
+    assert setup["profiles"] == ["cluster"]
+    bootstrap = _environment(setup)["CITYOS_KAFKA_BOOTSTRAP"].split(",")
+    assert bootstrap == [f"{name}:19092" for name in CLUSTER_NODES]
+    assert set(setup["depends_on"]) == set(CLUSTER_NODES)
+    assert all(c["condition"] == "service_healthy" for c in setup["depends_on"].values())
