@@ -16,13 +16,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from tests.support import needs
 from tests.support.browser import CatalogAdmin, Portal, catalog_admin, publish_portal, screenshot
 
 LOCAL_HOST = "127.0.0.1"
-DEFAULT_TIMEOUT_MS = 10_000
+# Generous: on a shared CI machine Swagger UI alone may take seconds to parse and draw.
+DEFAULT_TIMEOUT_MS = 20_000
+expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 
 NewPage = Callable[..., Page]
 
