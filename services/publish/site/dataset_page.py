@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cityos.domain.access import ReadAccess
 from cityos.domain.readmodel import queries
@@ -38,6 +39,7 @@ from cityos.kernel.db.publish_models import UsageCounter
 from cityos.kernel.timeutil import assume_utc
 from services.publish import param_caps, render
 from services.publish.context import PublishContext, caller_of, context_of, project, visible_dataset
+from services.publish.inline import renders_inline
 from services.publish.records_api import quality_of, read_paging
 from services.publish.site import dataset_view as view
 from services.publish.site.dataset_view import Lang, Params
@@ -163,13 +165,23 @@ def _page_path(lang: Lang, dataset_id: str) -> str:
 
 
 @router.get("/datasets/{dataset_id}")
-def dataset_page_ja(request: Request, dataset_id: str) -> Response:
-    return dataset_page(request, dataset_id, "ja")
+async def dataset_page_ja(request: Request, dataset_id: str) -> Response:
+    return await _answer(request, dataset_id, "ja")
 
 
 @router.get("/en/datasets/{dataset_id}")
-def dataset_page_en(request: Request, dataset_id: str) -> Response:
-    return dataset_page(request, dataset_id, "en")
+async def dataset_page_en(request: Request, dataset_id: str) -> Response:
+    return await _answer(request, dataset_id, "en")
+
+
+async def _answer(request: Request, dataset_id: str, lang: Lang) -> Response:
+    # Where the records API renders the same query: in place for a small dataset on SQLite (a
+    # worker thread's hand-off costs about as much as the page), in a worker thread otherwise.
+    ctx = context_of(request)
+    known = ctx.sizes.known(dataset_id)
+    if renders_inline(dialect=ctx.engine.dialect.name, known_records=known, limit=view.PREVIEW_MAX_LIMIT):
+        return dataset_page(request, dataset_id, lang)
+    return await run_in_threadpool(dataset_page, request, dataset_id, lang)
 
 
 def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
@@ -183,6 +195,7 @@ def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
             if refused.status_code != 404:
                 raise
             return _not_found(request, lang)
+        ctx.sizes.seen(dataset.id, dataset.record_count)
         context = _page_context(ctx, request, session, connection, dataset, access, lang)
     status = 400 if context["problem"] is not None else 200
     # The site's headers keep a signed-in caller's page out of shared caches; a non-public dataset's
@@ -442,7 +455,7 @@ def _preview(
             next_href = view.with_query(page_path, view.replaced(params, offset=str(offset + len(records))))
     return Preview(
         columns=tuple(columns),
-        rows=tuple(tuple(view.cell_text(doc.get(c)) for c in columns) for doc in documents),
+        rows=view.preview_cells(documents, columns),
         total=total,
         first=(0 if cursor else offset) + 1,
         previous_href=previous_href,

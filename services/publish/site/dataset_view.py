@@ -581,15 +581,36 @@ def cell_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def preview_rows_html(rows: Iterable[Sequence[str]]) -> Markup:
+# Separators of the preview's cells and rows while its text is escaped in one pass: control
+# characters that escaping leaves alone. Text holding either is escaped cell by cell instead.
+_CELL, _ROW = "\x00", "\x01"
+
+
+def preview_rows_html(rows: Sequence[Sequence[str]]) -> Markup:
     """The preview table's body rows, each cell's text escaped, one row a line: the markup the
-    page's template would write cell by cell, in one join (a hundred rows of dozens of fields are
-    thousands of cells)."""
+    page's template would write cell by cell, at a fraction of the cost (a hundred rows of dozens
+    of fields are thousands of cells)."""
+    if rows and all(rows):
+        text = _ROW.join([_CELL.join(row) for row in rows])
+        # A separator inside a cell's own text would show up as one too many.
+        if text.count(_ROW) == len(rows) - 1 and text.count(_CELL) == sum(len(row) - 1 for row in rows):
+            inner = str(escape(text)).replace(_CELL, "</td><td>").replace(_ROW, "</td></tr>\n    <tr><td>")
+            return Markup(f"    <tr><td>{inner}</td></tr>\n")
     return Markup(
         "".join(
             f"    <tr><td>{'</td><td>'.join(map(escape, row))}</td></tr>\n" if row else "    <tr></tr>\n"
             for row in rows
         )
+    )
+
+
+def preview_cells(
+    documents: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> tuple[tuple[str, ...], ...]:
+    """The preview's rows of ``documents`` as ``cell_text``s, in ``columns``' order."""
+    return tuple(
+        tuple([value if type(value) is str else cell_text(value) for value in map(document.get, columns)])
+        for document in documents
     )
 
 
