@@ -25,6 +25,7 @@ run_bench portal
 run_bench feeds
 run_bench anonymize
 run_bench schemas
+run_bench freshness
 if ((${#missed[@]})); then
   printf '[bench] below target or failed: %s\n' "${missed[*]}" >&2
   exit 1

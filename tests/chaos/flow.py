@@ -17,14 +17,16 @@ from typing import Any
 
 import httpx
 import orjson
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
 from cityos.department.outbox import record_event
 from cityos.kernel.db.engine import normalize_url
 from cityos.kernel.db.models import ProcessedEvent, Record
+from cityos.kernel.kafka import producer_config
 from cityos.kernel.schemas import schema_uri
+from tests.support.cluster import QUIET
 from tests.support.feeds import read_settled
 from tests.support.stack import Stack
 
@@ -130,7 +132,7 @@ class Flow:
             self.failed.append(str(error))
 
     def _run(self) -> None:
-        producer = self.stack.producer()
+        producer = Producer(producer_config(self.stack.kafka, log_level=QUIET))
         topic = self.stack.settings.department_topic(DEPARTMENT)
         started = time.monotonic()
         for index, event in enumerate(self.planned):

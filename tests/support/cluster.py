@@ -21,6 +21,8 @@ from cityos.kernel.settings import REPO_ROOT, Settings
 
 CLUSTER_SCRIPT = REPO_ROOT / "deploy" / "local" / "cluster.sh"
 NODES = (1, 2, 3)
+# librdkafka log level of these clients: a killed node is expected, its refused connections are not news.
+QUIET = 2
 
 
 def script(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
@@ -58,7 +60,7 @@ class Cluster:
     def admin(self) -> AdminClient:
         # One client, kept: futures of a client that was garbage-collected never complete.
         if self._admin is None:
-            self._admin = AdminClient(self.kafka.client_config())
+            self._admin = AdminClient({**self.kafka.client_config(), "log_level": QUIET})
         return self._admin
 
     # --- nodes -------------------------------------------------------------------------------
@@ -129,7 +131,9 @@ class Cluster:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         if self._reader is None:
-            self._reader = Consumer(reader_config(self.kafka, self.kafka.reader_group("chaos-watermarks")))
+            self._reader = Consumer(
+                reader_config(self.kafka, self.kafka.reader_group("chaos-watermarks"), log_level=QUIET)
+            )
         partitions = self._reader.list_topics(topic, timeout=10).topics[topic].partitions
         return {
             p: self._reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
@@ -141,7 +145,12 @@ class Cluster:
         2.13 crashes when that request meets a coordinator that just moved.)"""
         if group not in self._groups:
             self._groups[group] = Consumer(
-                {**self.kafka.client_config(), "group.id": group, "enable.auto.commit": False}
+                {
+                    **self.kafka.client_config(),
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "log_level": QUIET,
+                }
             )
         partitions = [TopicPartition(topic, p) for p in self.end_offsets(topic)]
         answer = self._groups[group].committed(partitions, timeout=30)
