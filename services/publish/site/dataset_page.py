@@ -52,6 +52,7 @@ router = APIRouter(include_in_schema=False)
 
 TEMPLATE = "dataset.html"
 FACTS_TEMPLATE = "dataset_facts.html"
+FILTERS_TEMPLATE = "dataset_filters.html"
 USAGE_TEMPLATE = "dataset_usage.html"
 MAP_TEMPLATE = "map_panel.html"
 
@@ -112,6 +113,7 @@ class Described:
     filter_names: tuple[str, ...]
     publisher: str
     facts_html: Markup  # the quality and schema sections
+    empty_filters_html: Markup  # the preview form's inputs, every one empty
 
 
 def _scalar(column: Any, *where: Any) -> Any:
@@ -242,7 +244,16 @@ def _describe(session: Session, dataset: Dataset, access: ReadAccess, lang: Lang
         filter_names=view.filterable_fields(schema),
         publisher=_department_name(department, lang) or dataset.department_id,
         facts_html=Markup(html),
+        empty_filters_html=_filters_html(_filters(view.filterable_fields(schema), []), None),
     )
+
+
+def _filters(names: tuple[str, ...], params: Params) -> tuple[Filter, ...]:
+    return tuple(Filter(name, f"filter-{index}", _value_of(params, name)) for index, name in enumerate(names))
+
+
+def _filters_html(filters: tuple[Filter, ...], problem: Problem | None) -> Markup:
+    return Markup(environment.get_template(FILTERS_TEMPLATE).render(filters=filters, problem=problem))
 
 
 def _map_html(ctx: PublishContext, session: Session, dataset: Dataset, lang: Lang) -> Markup:
@@ -306,9 +317,12 @@ def _page_context(
     records_endpoint = f"{base_url}{api_path}/records"
     snippet_params = _snippet_params(params, preview)
     needs_key = dataset.classification != "public"
-    filters = tuple(
-        Filter(name, f"filter-{index}", _value_of(params, name))
-        for index, name in enumerate(described.filter_names)
+    filters = _filters(described.filter_names, params)
+    filters_open = any(f.value for f in filters)
+    filters_html = (
+        _filters_html(filters, problem)
+        if filters_open or (problem is not None and problem.parameter in described.filter_names)
+        else described.empty_filters_html
     )
     shown_filter_names = {f.name for f in filters} | {"q", "limit"}
     kept = [(k, v) for k, v in params if k not in shown_filter_names and k not in ("offset", "cursor")]
@@ -360,7 +374,8 @@ def _page_context(
         "limit": _value_of(params, "limit") or str(view.PREVIEW_DEFAULT_LIMIT),
         "max_limit": view.PREVIEW_MAX_LIMIT,
         "filters": filters,
-        "filters_open": any(f.value for f in filters),
+        "filters_open": filters_open,
+        "filters_html": filters_html,
         "kept_params": kept,
         "clear_href": page_path,
         "downloads": view.downloads(f"{api_path}/export", params, located=location is not None),
