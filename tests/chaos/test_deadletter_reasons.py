@@ -62,14 +62,18 @@ def raw(body: object) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes]]
 
 
 def cases() -> dict[str, tuple[str, bytes, Headers, Reason]]:
     """name -> (department, value, headers, reason); one case at least for every ingest reason."""
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     no_key = {k: v for k, v in AED.items() if k != "NO"}
-    binary = [("ce_specversion", b"1.0"), ("ce_id", b"\xff\xfe"), ("ce_source", b"/departments/fire/x")]
+    binary: Headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"\xff\xfe"),
+        ("ce_source", b"/departments/fire/x"),
+    ]
     return {
         "over-1-MiB": ("fire", raw(aed_event("big", data=dict(AED, 備考="あ" * (MAX_MESSAGE_BYTES // 3)))), [], Reason.MESSAGE_TOO_LARGE),
         "non-utf8-body": ("fire", b'{"specversion": "1.0", "id": "\xff\xfe"}', [], Reason.INVALID_UTF8),

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from cityos.kernel.kafka import reader_config
 from cityos.kernel.kafka_access import KafkaAccess, Principal, password_secret_name
@@ -122,7 +122,7 @@ class Cluster:
         admin = self.admin()
         metadata = admin.list_topics(topic, timeout=10).topics[topic]
         replicas = min(len(info.replicas) for info in metadata.partitions.values())
-        resource = ConfigResource(ResourceType.TOPIC, topic)
+        resource = ConfigResource("topic", topic)  # type: ignore[arg-type]  # the stub names the wrong type
         configs = admin.describe_configs([resource])[resource].result(timeout=10)
         return replicas, int(configs["min.insync.replicas"].value)
 
