@@ -25,7 +25,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from markupsafe import Markup
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import BindParameter, Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -120,7 +120,7 @@ def _scalar(column: Any, *where: Any) -> Any:
     return select(column).where(*where).scalar_subquery()
 
 
-_DATASET_ID = bindparam("dataset_id")
+_DATASET_ID: BindParameter[str] = bindparam("dataset_id")
 _FACTS_KEY = ("site", "dataset-page-facts")
 _IN_WINDOW = (UsageCounter.dataset_id == _DATASET_ID, UsageCounter.hour >= bindparam("usage_since"))
 _FACTS = select(
