@@ -176,17 +176,60 @@ async def dataset_page_en(request: Request, dataset_id: str) -> Response:
     return await _answer(request, dataset_id, "en")
 
 
+@dataclass
+class _Page:
+    """A dataset's page read and laid out, its map part still to be made when ``map_key`` is set."""
+
+    dataset: Dataset
+    context: dict[str, Any]
+    map_key: tuple[Any, ...] | None
+
+
 async def _answer(request: Request, dataset_id: str, lang: Lang) -> Response:
     # Where the records API renders the same query: in place for a small dataset on SQLite (a
     # worker thread's hand-off costs about as much as the page), in a worker thread otherwise.
     ctx = context_of(request)
     known = ctx.sizes.known(dataset_id)
-    if renders_inline(dialect=ctx.engine.dialect.name, known_records=known, limit=view.PREVIEW_MAX_LIMIT):
-        return dataset_page(request, dataset_id, lang)
-    return await run_in_threadpool(dataset_page, request, dataset_id, lang)
+    if not renders_inline(dialect=ctx.engine.dialect.name, known_records=known, limit=view.PREVIEW_MAX_LIMIT):
+        return await run_in_threadpool(dataset_page, request, dataset_id, lang)
+    page = _read_page(request, dataset_id, lang)
+    if isinstance(page, Response):
+        return page
+    if page.map_key is not None:
+        # Counting every record per ward may take tens of milliseconds: never on the event loop.
+        await run_in_threadpool(_make_map, request, page, lang)
+    return _respond(request, page, lang)
 
 
 def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
+    page = _read_page(request, dataset_id, lang)
+    if isinstance(page, Response):
+        return page
+    if page.map_key is not None:
+        _make_map(request, page, lang)
+    return _respond(request, page, lang)
+
+
+def _make_map(request: Request, page: _Page, lang: Lang) -> None:
+    """The map part of ``page``, made in a read of its own (as the map page makes it) and kept."""
+    ctx = context_of(request)
+    with ctx.sessions() as session:
+        html = _map_html(ctx, session, page.dataset, lang)
+    if page.map_key is not None:
+        parts_of(request.app).maps.put(page.map_key, html)
+    page.context["map_html"] = html
+
+
+def _respond(request: Request, page: _Page, lang: Lang) -> Response:
+    context, dataset = page.context, page.dataset
+    status = 400 if context["problem"] is not None else 200
+    # The site's headers keep a signed-in caller's page out of shared caches; a non-public dataset's
+    # page stays out of them whoever asks.
+    headers = {"Cache-Control": "private, no-store"} if dataset.classification != "public" else None
+    return render_page(request, TEMPLATE, context, lang=lang, status_code=status, headers=headers)
+
+
+def _read_page(request: Request, dataset_id: str, lang: Lang) -> _Page | Response:
     ctx = context_of(request)
     # As the records API reads: statements on the connection, the session bound to it (same read
     # transaction) for what needs the ORM.
@@ -198,12 +241,8 @@ def dataset_page(request: Request, dataset_id: str, lang: Lang) -> Response:
                 raise
             return _not_found(request, lang)
         ctx.sizes.seen(dataset.id, dataset.record_count)
-        context = _page_context(ctx, request, session, connection, dataset, access, lang)
-    status = 400 if context["problem"] is not None else 200
-    # The site's headers keep a signed-in caller's page out of shared caches; a non-public dataset's
-    # page stays out of them whoever asks.
-    headers = {"Cache-Control": "private, no-store"} if dataset.classification != "public" else None
-    return render_page(request, TEMPLATE, context, lang=lang, status_code=status, headers=headers)
+        context, map_key = _page_context(ctx, request, session, connection, dataset, access, lang)
+    return _Page(dataset, context, map_key)
 
 
 def _not_found(request: Request, lang: Lang) -> Response:
@@ -285,7 +324,8 @@ def _page_context(
     dataset: Dataset,
     access: ReadAccess,
     lang: Lang,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
+    """The page's values, and the key of its map part when that is still to be made."""
     now = datetime.now(UTC)
     meta = dataset.meta
     parts = parts_of(request.app)
@@ -329,14 +369,8 @@ def _page_context(
     usage_html = parts.usage.get_or_make(
         (dataset.id, lang, today, facts.usage), lambda: _usage_html(session, dataset, lang, today)
     )
-    map_html = (
-        parts.maps.get_or_make(
-            (dataset.id, lang, state, facts.changed, dataset.record_count, facts.wards),
-            lambda: _map_html(ctx, session, dataset, lang),
-        )
-        if location is not None
-        else None
-    )
+    map_key = (dataset.id, lang, state, facts.changed, dataset.record_count, facts.wards)
+    map_html = parts.maps.get(map_key) if location is not None else None
     quoted = quote(dataset.id, safe="")
     links = [
         Link("link.api", api_path),
@@ -349,7 +383,7 @@ def _page_context(
     title = view.other_language(
         meta.get("title"), lang, dataset.title_ja if lang == "ja" else dataset.title_en
     )
-    return {
+    context = {
         "not_found": False,
         "w": _words(lang),
         "dataset_id": dataset.id,
@@ -387,6 +421,7 @@ def _page_context(
         "usage_html": usage_html,
         "preview_rows_html": view.preview_rows_html(preview.rows) if preview is not None else None,
     }
+    return context, (map_key if location is not None and map_html is None else None)
 
 
 def _department_name(department: Department | None, lang: Lang) -> str:
