@@ -153,7 +153,7 @@ class Cluster:
                 }
             )
         partitions = [TopicPartition(topic, p) for p in self.end_offsets(topic)]
-        answer = self._groups[group].committed(partitions, timeout=30)
+        answer = self._groups[group].committed(partitions, timeout=10)
         return {tp.partition: max(tp.offset, 0) for tp in answer}
 
     def lag(self, group: str, topic: str) -> dict[int, int]:
