@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -31,9 +32,12 @@ from cityos.domain.access import CallerKind
 from cityos.domain.apikeys import REFUSAL_TEXT, SCOPE_INGEST, Credential, KeyRefusal
 from cityos.domain.metric_labels import dataset_label
 from cityos.domain.registry.topic import SchemaFollower
+from cityos.kernel.api_docs import DocsText, install_api_docs
 from cityos.kernel.http_limits import BodyLimitMiddleware
 from cityos.kernel.ratelimit import RateLimiter
+from cityos.kernel.settings import get_settings
 from cityos.kernel.validation import ValidatorRegistry
+from cityos.kernel.web_assets import mount_vendor_assets
 from services.ingest.http_modes import (
     BATCH_CONTENT_TYPE,
     Mode,
@@ -286,10 +290,26 @@ class IngestHttp:
         return UNKNOWN if meta is None else dataset_label(dataset, meta.classification)
 
 
+DOCS_TEXT = DocsText(
+    title={"ja": "HTTP イベント受付 API ドキュメント", "en": "CloudEvents over HTTP: API documentation"},
+    intro={
+        "ja": "Kafka クライアントを持たない部局システムが CloudEvents を送るための API です。"
+        "送信には ingest:write 権限の認証情報（Bearer）が必要です。",
+        "en": "The API departmental systems without a Kafka client use to send CloudEvents. "
+        "Sending needs a credential with the ingest:write scope (Bearer).",
+    },
+)
+
+
 def create_app(
-    ingest: IngestHttp, *, follower: SchemaFollower | None = None, on_stop: Callable[[], None] | None = None
+    ingest: IngestHttp,
+    *,
+    follower: SchemaFollower | None = None,
+    on_stop: Callable[[], None] | None = None,
+    web_assets_dir: Path | None = None,
 ) -> Any:
-    """The ASGI app: the events route, probes, metrics and OpenAPI docs, under the body cap."""
+    """The ASGI app: the events route, probes, metrics and OpenAPI docs (Swagger UI from this
+    service's own origin, ``web_assets_dir`` defaulting to the settings'), under the body cap."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -308,7 +328,11 @@ def create_app(
         description="Departments send CloudEvents (binary, structured or batched mode) with their "
         "ingest:write credential; each event is validated as on Kafka and answered at once.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_vendor_assets(app, web_assets_dir or get_settings().web_assets_dir, ("swagger-ui",))
+    install_api_docs(app, DOCS_TEXT, openapi_url="/openapi.json", paths={"ja": "/docs"})
 
     @app.post(
         EVENTS_PATH,

@@ -5,6 +5,7 @@ dead-letters is answered at once with its 4xx, reason and pointer, and nothing r
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -275,6 +276,18 @@ def test_probes_metrics_and_openapi(http_stack: Stack) -> None:
     assert EVENTS in spec["paths"]
     metrics = httpx.get(http_stack.url(INGEST_HTTP, "/metrics")).text
     assert 'cityos_ingest_http_events_total{dataset="aed",department="fire",outcome="accepted"}' in metrics
+
+
+def test_api_docs_load_only_from_the_service_itself(http_stack: Stack) -> None:
+    page = httpx.get(http_stack.url(INGEST_HTTP, "/docs"))
+    assert page.status_code == 200 and '<html lang="ja">' in page.text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(source.startswith("/") and not source.startswith("//") for source in sources)
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in sources
+    for source in sources:
+        if source.startswith("/static/"):
+            assert httpx.get(http_stack.url(INGEST_HTTP, source)).status_code == 200, source
+    assert httpx.get(http_stack.url(INGEST_HTTP, "/redoc")).status_code == 404
 
 
 def test_a_department_over_its_rate_gets_429_with_retry_after(kafka: KafkaAccess, tmp_path: Path) -> None:
