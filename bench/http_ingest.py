@@ -34,17 +34,16 @@ from pathlib import Path
 import httpx
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
-from sqlalchemy.orm import Session
 
 from bench.ingest import free_port, machine
-from cityos.domain.apikeys import SCOPE_INGEST, OwnerKind, issue_key
+from cityos.domain.apikeys import SCOPE_INGEST, OwnerKind
 from cityos.domain.kafka_setup import setup_kafka
-from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.kafka import ensure_topics, producer_config, reader_config
 from cityos.kernel.kafka_access import KafkaAccess, Principal, kafka_access
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import REPO_ROOT, Settings
 from services.ingest.routing import validated_headers
+from tests.support.credentials import issue_credential
 
 TARGET = 0.5
 BATCH = 500
@@ -74,21 +73,14 @@ def aed_event(run: str, index: int) -> bytes:
 
 
 def issue_ingest_key(database_url: str) -> str:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as session, session.begin():
-            issued = issue_key(
-                session,
-                owner_kind=OwnerKind.department,
-                owner_id="fire",
-                purpose="bench",
-                actor="admin:bench",
-                scopes=[SCOPE_INGEST],
-            )
-    finally:
-        engine.dispose()
-    return issued.secret
+    return issue_credential(
+        database_url,
+        owner_kind=OwnerKind.department,
+        owner_id="fire",
+        purpose="bench",
+        actor="admin:bench",
+        scopes=[SCOPE_INGEST],
+    )
 
 
 def start_service(settings: Settings, database_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:

@@ -19,13 +19,12 @@ import pytest
 from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
-from sqlalchemy.orm import Session
 
-from cityos.domain.apikeys import SCOPE_INGEST, SCOPE_READ, OwnerKind, issue_key
-from cityos.kernel.db.engine import make_engine, migrate
+from cityos.domain.apikeys import SCOPE_INGEST, SCOPE_READ, OwnerKind
 from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.schemas import schema_uri
 from tests.integration.conftest import fresh_pg_database
+from tests.support.credentials import issue_credential
 from tests.support.feeds import copier
 from tests.support.stack import INGEST_HTTP, Stack
 
@@ -37,21 +36,14 @@ SOURCE = "/departments/fire/http-test"
 
 def department_key(stack: Stack, department: str, *scopes: str) -> str:
     """A department's credential with ``scopes``, issued in the stack's catalog database."""
-    migrate(stack.database_url)
-    engine = make_engine(stack.database_url)
-    try:
-        with Session(engine) as session, session.begin():
-            issued = issue_key(
-                session,
-                owner_kind=OwnerKind.department,
-                owner_id=department,
-                purpose="http ingest tests",
-                actor="admin:tests",
-                scopes=list(scopes),
-            )
-    finally:
-        engine.dispose()
-    return issued.secret
+    return issue_credential(
+        stack.database_url,
+        owner_kind=OwnerKind.department,
+        owner_id=department,
+        purpose="http ingest tests",
+        actor="admin:tests",
+        scopes=scopes,
+    )
 
 
 def aed(number: str, name: str = "市役所") -> dict[str, Any]:

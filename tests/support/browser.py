@@ -23,16 +23,16 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page
 from prometheus_client import CollectorRegistry
-from sqlalchemy.orm import Session
 
 from cityos.department.demo import demo_records
-from cityos.domain.apikeys import SCOPE_READ, OwnerKind, issue_key
+from cityos.domain.apikeys import SCOPE_READ, OwnerKind
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
 from cityos.kernel.schemas import SchemaSet, load_schema_dir
 from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.store import apply_batch, sync_schema_set
+from tests.support.credentials import issue_credential
 from tests.support.stack import free_port, issue_admin_credential
 from tests.support.wards import WARD_DIR
 
@@ -111,20 +111,14 @@ def fill_demo_catalog(database_url: str, schemas_dir: Path, *, per_dataset: int,
 
 def issue_department_key(database_url: str, department: str) -> str:
     """A department credential that only reads records (``records:read``); the secret."""
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as session, session.begin():
-            issued = issue_key(
-                session,
-                owner_kind=OwnerKind.department,
-                owner_id=department,
-                purpose="browser tests",
-                actor="admin:cli",
-                scopes=[SCOPE_READ],
-            )
-    finally:
-        engine.dispose()
-    return issued.secret
+    return issue_credential(
+        database_url,
+        owner_kind=OwnerKind.department,
+        owner_id=department,
+        purpose="browser tests",
+        actor="admin:cli",
+        scopes=[SCOPE_READ],
+    )
 
 
 def load_ward_boundaries(env: Mapping[str, str], log: Path) -> None:

@@ -22,16 +22,15 @@ from pathlib import Path
 
 import httpx
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from sqlalchemy.orm import Session
 
-from cityos.domain.apikeys import OwnerKind, issue_key
+from cityos.domain.apikeys import OwnerKind
 from cityos.domain.kafka_setup import setup_kafka
-from cityos.kernel.db.engine import make_engine, migrate
 from cityos.kernel.events import header_text
 from cityos.kernel.kafka import ensure_topics, headers_list, producer_config, reader_config
 from cityos.kernel.kafka_access import KafkaAccess
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import REPO_ROOT, Settings
+from tests.support.credentials import issue_credential
 
 SERVICES = ("ingest", "catalog", "publish", "feeds")
 INGEST_HTTP = "ingest-http"  # CloudEvents over HTTP: started only by the tests that send over HTTP
@@ -41,20 +40,13 @@ ADMIN_NAME = "tests-admin"  # the audit log's actor for what tests do as adminis
 def issue_admin_credential(database_url: str, name: str) -> str:
     """A personal administrator credential for ``name`` in the catalog at ``database_url``
     (migrated first, as the CLI does); the secret, shown this once."""
-    migrate(database_url)
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as session, session.begin():
-            issued = issue_key(
-                session,
-                owner_kind=OwnerKind.admin,
-                owner_id=name,
-                purpose="integration tests",
-                actor="admin:cli",
-            )
-    finally:
-        engine.dispose()
-    return issued.secret
+    return issue_credential(
+        database_url,
+        owner_kind=OwnerKind.admin,
+        owner_id=name,
+        purpose="integration tests",
+        actor="admin:cli",
+    )
 
 
 def free_port() -> int:
