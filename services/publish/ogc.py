@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from cityos.domain.readmodel.filters import ParamProblem
+from cityos.domain.readmodel.filters import ParamProblem, parse_media_range
 from cityos.domain.readmodel.query import RESERVED
 
 PREFIX: Final = "/ogc"
@@ -68,7 +68,7 @@ def representation(f: str | None, accept: str | None) -> Representation | ParamP
         return "html" if f == "html" else "json"
     html_q, json_q = -1.0, -1.0
     for position, media_range in enumerate((accept or "").split(",")):
-        media, quality = _media_range(media_range)
+        media, quality = parse_media_range(media_range)
         # Between equal qualities the client's own order decides: earlier ranks a little higher.
         rank = quality - position * 1e-6
         if media in (HTML, "application/xhtml+xml"):
@@ -76,19 +76,6 @@ def representation(f: str | None, accept: str | None) -> Representation | ParamP
         elif media in _JSON_TYPES or media == "*/*":
             json_q = max(json_q, rank if media != "*/*" else rank - 0.5)
     return "html" if html_q > 0 and html_q > json_q else "json"
-
-
-def _media_range(media_range: str) -> tuple[str, float]:
-    media, *parameters = (part.strip() for part in media_range.split(";"))
-    quality = 1.0
-    for parameter in parameters:
-        key, _, value = parameter.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                quality = float(value)
-            except ValueError:
-                quality = 0.0
-    return media.lower(), quality
 
 
 def language(raw: str | None) -> Lang | ParamProblem:

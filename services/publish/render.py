@@ -195,7 +195,9 @@ def csv_columns(schema: Mapping[str, Any] | None, rows: Iterable[Mapping[str, An
     return list(columns)
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value as one plain CSV cell (and one cell of the site's preview): text as is, numbers as
+    JSON writes them, nested values as compact JSON."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -210,7 +212,7 @@ def _cell(value: Any) -> str:
 
 def spreadsheet_cell(value: Any) -> str:
     """A cell of a CSV meant for a spreadsheet: formula-like text is neutralised (``formula_safe``)."""
-    return formula_safe(_cell(value))
+    return formula_safe(cell_text(value))
 
 
 def cell_writer(*, excel: bool) -> Callable[[Any], str]:
@@ -220,7 +222,7 @@ def cell_writer(*, excel: bool) -> Callable[[Any], str]:
     a CSV for Excel (``bom=true`` or ``excel=true``) is opened by people, so formula-like text is
     prefixed with a quote.
     """
-    return spreadsheet_cell if excel else _cell
+    return spreadsheet_cell if excel else cell_text
 
 
 def header_row(columns: Sequence[str], *, excel: bool) -> list[str]:

@@ -205,7 +205,7 @@ def negotiate_format(format_param: str | None, accept: str | None) -> OutputForm
         return explicit
     best: tuple[float, int, OutputFormat] | None = None
     for position, media_range in enumerate((accept or "").split(",")):
-        media, quality = _parse_media_range(media_range)
+        media, quality = parse_media_range(media_range)
         chosen = _MEDIA_TYPES.get(media)
         if chosen is None or quality <= 0:
             continue
@@ -216,7 +216,8 @@ def negotiate_format(format_param: str | None, accept: str | None) -> OutputForm
     return best[2] if best is not None else "json"
 
 
-def _parse_media_range(media_range: str) -> tuple[str, float]:
+def parse_media_range(media_range: str) -> tuple[str, float]:
+    """One ``Accept`` entry as (lower-cased media type, quality); a malformed quality counts as 0."""
     media, *parameters = (part.strip() for part in media_range.split(";"))
     quality = 1.0
     for parameter in parameters:

@@ -7,7 +7,6 @@ page's own words in Japanese and English live here too (``WORDS``), beside the c
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode
 
 from markupsafe import Markup, escape
+
+from services.publish.render import cell_text
 
 Lang = Literal["ja", "en"]
 
@@ -565,20 +566,6 @@ def python_snippet(endpoint: str, params: Params, *, needs_key: bool) -> str:
 
 
 # --- preview table cells ----------------------------------------------------------------------
-
-
-def cell_text(value: Any) -> str:
-    """A record value as the preview shows it: text as is, numbers as JSON writes them, nested
-    values as compact JSON (the same spelling as the plain CSV)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # Separators of the preview's cells and rows while its text is escaped in one pass: control

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import pytest
 
 from services.publish.quality import five_star, metadata_quality
+from services.publish.render import cell_text
 from services.publish.site import dataset_view as view
 from services.publish.site.dataset_view import DayCount
 
@@ -277,6 +278,6 @@ def test_texts_fall_back_to_the_other_language() -> None:
 
 
 def test_cells_are_written_as_the_plain_csv_writes_them() -> None:
-    assert [view.cell_text(v) for v in (None, True, 3, 33.5, "小倉", [1, {"a": "北"}])] == [
+    assert [cell_text(v) for v in (None, True, 3, 33.5, "小倉", [1, {"a": "北"}])] == [
         "", "true", "3", "33.5", "小倉", '[1,{"a":"北"}]',
     ]  # fmt: skip
