@@ -71,11 +71,13 @@ cat <<URLS
 
   CityOS Connector is up (catalog: SQLite at var/cityos.db, Kafka at $CITYOS_KAFKA_BOOTSTRAP)
 
+  catalog site      http://127.0.0.1:$PUBLISH_PORT/   (English: /en/)
   open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
   map and per ward  http://127.0.0.1:$PUBLISH_PORT/map   .../api/v1/datasets/aed/aggregate?by=ward
   events over HTTP  http://127.0.0.1:$INGEST_HTTP_PORT/api/v1/events   (docs: /docs; README "Sending events over HTTP")
+  OGC API Features  http://127.0.0.1:$PUBLISH_PORT/ogc   (GIS: ogrinfo OAPIF:http://127.0.0.1:$PUBLISH_PORT/ogc)
   CKAN action API   http://127.0.0.1:$PUBLISH_PORT/api/3/action/package_list
   DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
   catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets   (credential: .venv/bin/cityos admins issue NAME)
