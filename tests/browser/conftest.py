@@ -63,13 +63,15 @@ def catalog_service(portal: Portal, tmp_path_factory: pytest.TempPathFactory) ->
         yield running
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's synchronous API keeps an event loop running in the main
+# thread while it is open, and tests after this folder call asyncio.run(). It stops with the folder.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's chromium, headless (Playwright attaches to it; it never downloads one)."""
     executable = needs.chromium()

@@ -161,7 +161,9 @@
     wardsLayer.addTo(map);
     // The panel's stylesheets may have been applied after the map measured its box.
     map.invalidateSize();
-    map.fitBounds(wardsLayer.getBounds(), { padding: [8, 8] });
+    // Not animated: the map must have settled at the city's extent before it says it is ready, or a
+    // zoom key pressed during the animation would be swallowed and the settled zoom reported stale.
+    map.fitBounds(wardsLayer.getBounds(), { padding: [8, 8], animate: false });
   }
 
   function readPoints(collection) {
