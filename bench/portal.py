@@ -36,16 +36,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import orjson
 
 from bench._catalog_fixture import DATASET, WARDS, fill, process
 from bench.ingest import machine
-from bench.publish import publish_env
+from bench.publish import distinct_queries, publish_env
 from tests.support.stack import free_port
 
 PAGE_GOAL = 2.0  # the dataset page's median time at most this many times the JSON page's
@@ -111,20 +110,6 @@ def _items_query(rng: random.Random, kind: str, records: int) -> list[tuple[str,
 
 PAGE_KINDS = {"page": 4, "eq": 2, "range": 1, "q": 1, "bbox": 2, "sort": 1}
 ITEMS_KINDS = {"page": 3, "bbox": 3, "eq": 2, "eq+bbox": 2}
-
-
-Maker = Callable[[random.Random, str, int], list[tuple[str, str]]]
-
-
-def workload(count: int, records: int, kinds: dict[str, int], make: Maker, seed: int) -> list[str]:
-    """``count`` distinct query strings, percent-encoded as clients send them."""
-    rng = random.Random(seed)
-    names = [kind for kind, weight in kinds.items() for _ in range(weight)]
-    seen: dict[str, None] = {}
-    while len(seen) < count:
-        params = make(rng, names[len(seen) % len(names)], records)
-        seen[urlencode(params, quote_via=quote)] = None
-    return list(seen)
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -252,8 +237,8 @@ def _ms(values: Sequence[float], cut: int) -> float:
 
 
 def measure(args: argparse.Namespace, folder: Path, url: str) -> int:
-    page_queries = workload(args.requests, args.records, PAGE_KINDS, _page_query, seed=21)
-    item_queries = workload(args.requests, args.records, ITEMS_KINDS, _items_query, seed=22)
+    page_queries = distinct_queries(args.requests, args.records, PAGE_KINDS, _page_query, seed=21)
+    item_queries = distinct_queries(args.requests, args.records, ITEMS_KINDS, _items_query, seed=22)
     port = free_port()
     serve = [sys.executable, "-m", "cityos", "serve", "publish"]
     with process(serve, publish_env(url, port, 1), port, folder / "publish.log"):

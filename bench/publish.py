@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,15 +126,26 @@ KINDS = {"page": 4, "cursor": 4, "fields": 2, "csv": 2, "geojson": 2, "bbox": 2,
          "eq": 1, "range": 1, "q": 1, "sort": 1}  # fmt: skip
 
 
-def workload(count: int, records: int, seed: int = 14) -> list[str]:
-    """``count`` distinct query strings (percent-encoded, as clients send them)."""
+QueryMaker = Callable[[random.Random, str, int], list[tuple[str, str]]]
+
+
+def distinct_queries(
+    count: int, records: int, kinds: dict[str, int], make: QueryMaker, seed: int
+) -> list[str]:
+    """``count`` distinct query strings (percent-encoded, as clients send them), the kinds drawn in
+    turn by weight: every bench request is one a cache has not seen."""
     rng = random.Random(seed)
-    kinds = [kind for kind, weight in KINDS.items() for _ in range(weight)]
+    names = [kind for kind, weight in kinds.items() for _ in range(weight)]
     seen: dict[str, None] = {}
     while len(seen) < count:
-        params = _request(rng, kinds[len(seen) % len(kinds)], records)
+        params = make(rng, names[len(seen) % len(names)], records)
         seen[urlencode(params, quote_via=quote)] = None
     return list(seen)
+
+
+def workload(count: int, records: int, seed: int = 14) -> list[str]:
+    """The records endpoint's mixed workload: ``count`` distinct query strings."""
+    return distinct_queries(count, records, KINDS, _request, seed)
 
 
 # --- the same SQL, captured from the domain's query builders -------------------------------------
