@@ -18,17 +18,15 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cityos.domain.access import ReadAccess
 from cityos.domain.geo.aggregate import WardTally, record_batches, tally
-from cityos.domain.geo.store import WardIndexCache, stored_wards
+from cityos.domain.geo.store import WardIndexCache, boundaries_version, stored_wards
 from cityos.domain.geo.wards import CREDIT_EN, CREDIT_JA
 from cityos.domain.readmodel import filters
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, parse_query
-from cityos.kernel.db.geo_models import WardBoundaryRow
 from cityos.kernel.db.models import Dataset
 from services.publish import render
 from services.publish.context import (
@@ -121,8 +119,7 @@ class _WardsBody:
         self._entries: dict[tuple[str, str], tuple[tuple[int, datetime | None], bytes]] = {}
 
     def get(self, session: Session, database: str, geometry: str) -> bytes:
-        row = session.execute(select(func.count(), func.max(WardBoundaryRow.loaded_at))).one()
-        version = (int(row[0]), row[1])
+        version = boundaries_version(session)
         with self._lock:
             entry = self._entries.get((database, geometry))
         if entry is not None and entry[0] == version:

@@ -66,7 +66,8 @@ def stored_wards(bind: Session | Connection, *, display: bool = True) -> list[St
     ]
 
 
-def _version(bind: Session | Connection) -> tuple[int, datetime | None]:
+def boundaries_version(bind: Session | Connection) -> tuple[int, datetime | None]:
+    """What changes whenever the stored wards change: how many there are and their last load."""
     row = bind.execute(select(func.count(), func.max(WardBoundaryRow.loaded_at))).one()
     return int(row[0]), row[1]
 
@@ -80,7 +81,7 @@ class WardIndexCache:
         self._entries: dict[str, tuple[tuple[int, datetime | None], WardIndex]] = {}
 
     def index(self, session: Session, database: str) -> WardIndex:
-        version = _version(session)
+        version = boundaries_version(session)
         with self._lock:
             entry = self._entries.get(database)
         if entry is not None and entry[0] == version:
