@@ -73,6 +73,7 @@ class Client:
         self.accepted: set[int] = set()
         self.refused: set[int] = set()
         self.retries = 0
+        self.batches_answered = 0
 
     def send_all(self) -> None:
         with httpx.Client(timeout=30) as http:
@@ -90,16 +91,26 @@ class Client:
                 for result in answer.json()["results"]:
                     index = indexes[result["index"]]
                     (self.accepted if result["status"] == "accepted" else self.refused).add(index)
+                self.batches_answered += 1
                 return
             self.retries += 1
             time.sleep(0.2)
 
 
-def killer(stack: Stack, done: threading.Event, kills: list[float]) -> None:
-    """kill -9 the service at random moments, then start it again on the same port."""
+def killer(stack: Stack, client: Client, done: threading.Event, kills: list[float]) -> None:
+    """kill -9 the service at random points of the client's flow, then start it again on the same port.
+
+    The points are batch counts, not wall-clock moments, so every kill lands while the client still has
+    batches to send however fast the machine is; a short random delay after each point makes the kill
+    hit a request in flight rather than the gap between two.
+    """
     chance = random.Random(20261202)
-    while not done.is_set() and len(kills) < KILLS:
-        if done.wait(chance.uniform(0.1, 0.8)):
+    batches = EVENTS // BATCH
+    for point in sorted(chance.sample(range(5, batches - 5), KILLS)):
+        while client.batches_answered < point:
+            if done.wait(0.005):
+                return
+        if done.wait(chance.uniform(0.0, 0.05)):
             return
         stack.kill(INGEST_HTTP)
         kills.append(time.monotonic())
@@ -114,14 +125,14 @@ def test_kill_9_while_sending_loses_nothing_and_doubles_nothing(kafka: KafkaAcce
         client = Client(stack.url(INGEST_HTTP, "/api/v1/events"), department_key(stack, "fire", SCOPE_INGEST))
         stack.start(INGEST_HTTP)
         done, kills = threading.Event(), list[float]()
-        chaos = threading.Thread(target=killer, args=(stack, done, kills))
+        chaos = threading.Thread(target=killer, args=(stack, client, done, kills))
         chaos.start()
         try:
             client.send_all()
         finally:
             done.set()
             chaos.join(60)
-        assert len(kills) >= 3, "the service must have been killed while the client was sending"
+        assert len(kills) == KILLS, "the service must have been killed while the client was sending"
         assert client.accepted | client.refused == set(range(EVENTS))
         assert client.refused == {i for i in range(EVENTS) if i % REFUSED_EVERY == 0}
         stored = wait_for_records(stack.database_url, len(client.accepted))
