@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     kafka_password: str = ""
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.db'}"
     schemas_dir: Path = REPO_ROOT / "schemas"
+    # Reviewed KPI files of the DX plan (kpis/<id>.json), one per indicator: cityos.domain.kpi.
+    kpi_dir: Path = REPO_ROOT / "kpis"
     # Generated secrets (Kafka passwords, keys for pseudonyms), one 0600 file each: see
     # cityos.kernel.secret_store. Never committed; deleting a file rotates that secret.
     secrets_dir: Path = REPO_ROOT / "var" / "secrets"
