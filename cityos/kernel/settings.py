@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     # as its own principal, whose password `cityos kafka setup` wrote into the secrets folder.
     kafka_username: str = ""
     kafka_password: str = ""
+    # How long a service keeps trying its Kafka start-up (topics, transactions) while the cluster
+    # answers "not authorized" or "no coordinator yet", as it does while new ACLs reach every broker
+    # or after brokers restart (cityos.kernel.kafka_start); then it stops with the cause.
+    kafka_start_retry_s: float = 60.0
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'cityos.db'}"
     schemas_dir: Path = REPO_ROOT / "schemas"
     # Reviewed KPI files of the DX plan (kpis/<id>.json), one per indicator: cityos.domain.kpi.
