@@ -101,6 +101,8 @@ class BatchPlan:
     rows: list[dict[str, Any]]  # inserts and updates together, by key: what one upsert writes
     datasets: list[DatasetChange]  # by dataset id
     result: BatchResult  # counts of the events that are not rejected
+    # record_changes rows, in batch order: one per ledgered event, applied and stale alike.
+    change_rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rejected(self) -> list[EventDecision]:
@@ -200,6 +202,24 @@ def _ledger_row(event: ValidatedEvent, outcome: Outcome, note: str | None, now: 
     }
 
 
+def _change_row(event: ValidatedEvent, version: Version, now: datetime) -> dict[str, Any]:
+    # Stale events too: one lost to a newer change, yet still says what the record was at its time.
+    return {
+        "event_source": event.source,
+        "event_id": event.id,
+        "dataset_id": event.dataset_id,
+        "record_key": event.record_key,
+        "event_time": version[0],
+        "kafka_partition": event.partition,
+        "kafka_offset": event.offset,
+        "schema_version": event.schema_version,
+        "deleted": event.is_deletion,
+        # A deletion keeps no document; a validated upsert always carries one ({} only guards the type).
+        "data": None if event.is_deletion else (event.data if event.data is not None else {}),
+        "applied_at": now,
+    }
+
+
 def _decide(
     event: ValidatedEvent, version: Version, state: _Change | StoredRecord | None
 ) -> tuple[Outcome, str | None]:
@@ -264,6 +284,7 @@ def plan_batch(events: Sequence[ValidatedEvent], snapshot: BatchSnapshot, *, now
     last_change: dict[str, datetime] = {}
     decisions: list[EventDecision] = []
     ledger_rows: list[dict[str, Any]] = []
+    change_rows: list[dict[str, Any]] = []
     result = BatchResult()
 
     for event in events:
@@ -300,6 +321,7 @@ def plan_batch(events: Sequence[ValidatedEvent], snapshot: BatchSnapshot, *, now
             _bump(result.applied_by_dataset, event.dataset_id)
         decisions.append(EventDecision(event, outcome, note))
         ledger_rows.append(_ledger_row(event, outcome, note, processed_at))
+        change_rows.append(_change_row(event, version, processed_at))
 
     inserts, updates, rows, datasets = _net_effect(changes, snapshot.records, last_change)
-    return BatchPlan(decisions, ledger_rows, inserts, updates, rows, datasets, result)
+    return BatchPlan(decisions, ledger_rows, inserts, updates, rows, datasets, result, change_rows)

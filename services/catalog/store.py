@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from cityos.kernel.db.bulk import Query, insert_rows, pipelined, upsert_rows
+from cityos.kernel.db.history_models import RecordChange
 from cityos.kernel.db.models import (
     Base,
     Dataset,
@@ -243,6 +244,7 @@ def _pair_chunks(pairs: Collection[_Key]) -> Iterator[tuple[list[str], list[str]
 
 _LEDGER_TABLE: Final = Base.metadata.tables[ProcessedEvent.__tablename__]
 _RECORDS_TABLE: Final = Base.metadata.tables[Record.__tablename__]
+_CHANGES_TABLE: Final = Base.metadata.tables[RecordChange.__tablename__]
 _LEDGER_KEY: Final = (ProcessedEvent.source, ProcessedEvent.event_id)
 _RECORD_KEY: Final = (Record.dataset_id, Record.record_key)
 # Only the ordering columns: the documents are not needed to decide. Tombstones included: their
@@ -453,11 +455,15 @@ def _pg_dataset_changes(session: Session, plan: BatchPlan) -> list[Query]:
 
 
 def _write_plan(session: Session, plan: BatchPlan) -> None:
-    """The plan's rows in bulk statements: ledger, records (new and replaced alike), then datasets."""
+    """The plan's rows in bulk statements: ledger, change log, records (new and replaced alike), then
+    datasets."""
     connection = session.connection()
     # The ledger is inserted, never upserted: a concurrent apply of the same events fails on its
     # primary key (IntegrityError) and is retried, when it finds them duplicates.
     insert_rows(connection, _LEDGER_TABLE, plan.ledger_rows)
+    # The change log is keyed like the ledger and holds exactly its new events: a redelivery, a
+    # duplicate in the ledger, writes nothing here either.
+    insert_rows(connection, _CHANGES_TABLE, plan.change_rows)
     # Key order (the plan's): concurrent writers lock rows in the same order, B-tree pages in turn.
     # In dataset order (the plan's): two consumers touching the same datasets lock their rows in the
     # same order, so they cannot deadlock.
@@ -491,8 +497,11 @@ def apply_batch(session: Session, *, events: Sequence[ValidatedEvent], now: date
     arrives after it cannot create the record either. Tombstones are never counted or read. The
     decisions are ``services.catalog.batch_plan.plan_batch``'s; this reads and writes around them.
 
+    Every ledgered event, stale ones included, is also appended to the change log
+    (``record_changes``), from which ``cityos.domain.analysis.history`` rebuilds past states.
+
     Three reads per batch (ledger, records, datasets; one round trip on PostgreSQL), then one bulk
-    write per table: the ledger inserted, the records upserted (new, replaced and tombstones in one
+    write per table: the ledger and the change log inserted, the records upserted (new, replaced and tombstones in one
     statement), the datasets' counters updated (with the upsert's round trip on PostgreSQL). On a concurrent
     apply of the same events the ledger's primary key raises ``IntegrityError``: roll back and retry
     the batch.

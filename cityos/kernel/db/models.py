@@ -202,6 +202,7 @@ class ApiKey(Base):
 from cityos.kernel.db import (  # noqa: E402
     access_models,  # noqa: F401  cross-department grants, subscriptions
     geo_models,  # noqa: F401  ward boundaries
+    history_models,  # noqa: F401  record change log
     publish_models,  # noqa: F401  API keys, usage
     registry_models,  # noqa: F401  compatibility settings, dead-letter store
     release_models,  # noqa: F401  anonymized releases, proposals
