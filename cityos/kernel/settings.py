@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # them before every transaction commits, so a revoke is never outrun).
     feeds_policy_refresh_s: float = 0.2
     feeds_partitions: int = 3
+
+    # Analysis-ready snapshots: Parquet files of every dataset, of every classification -- the city's
+    # own analysis store, never served to the public. Where `cityos snapshot write` and the analysis
+    # service write them; how often the service writes the current state (seconds); its
+    # metrics/health port.
+    snapshot_dir: Path = REPO_ROOT / "var" / "snapshots"
+    snapshot_interval_s: float = 3600.0
+    analysis_host: str = "127.0.0.1"
+    analysis_port: int = 8005
     # Break-glass only: administrators work with personal credentials (`cityos admins issue NAME`),
     # audited by name. When set, this token also acts as an administrator over HTTP, audited as
     # "admin:break-glass" and logged at every use; leave it empty except to regain access.
