@@ -1,0 +1,42 @@
+"""KPI progress from the catalog: the source datasets' live records, read through SQLAlchemy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cityos.domain.kpi.definitions import KpiDefinition
+from cityos.domain.kpi.progress import KpiProgress, compute_progress
+from cityos.kernel.db.models import Record
+
+
+def source_records(session: Session, dataset_id: str) -> list[Mapping[str, Any]]:
+    """The data of every live record of a dataset (tombstones left out)."""
+    rows = session.scalars(
+        select(Record.data).where(Record.dataset_id == dataset_id, Record.deleted_at.is_(None))
+    )
+    return list(rows)
+
+
+def kpi_progress(
+    session: Session, kpis: Sequence[KpiDefinition], *, today: date, department: str | None = None
+) -> list[KpiProgress]:
+    """Each KPI's progress as of ``today``, for the whole city or one department. KPIs sharing a
+    source dataset read it once."""
+    records: dict[str, list[Mapping[str, Any]]] = {}
+    result = []
+    for kpi in kpis:
+        if kpi.source_dataset not in records:
+            records[kpi.source_dataset] = source_records(session, kpi.source_dataset)
+        result.append(compute_progress(kpi, records[kpi.source_dataset], today=today, department=department))
+    return result
+
+
+def kpi_departments(session: Session, kpi: KpiDefinition) -> list[str]:
+    """The departments with data for a KPI, sorted."""
+    found = {data.get(kpi.department_field) for data in source_records(session, kpi.source_dataset)}
+    return sorted(d for d in found if isinstance(d, str))
