@@ -21,6 +21,7 @@ from cityos.cli import keys as keys_commands
 from cityos.cli import records as records_commands
 from cityos.cli import release as release_commands
 from cityos.cli import schemas as schemas_commands
+from cityos.cli import workspace as workspace_commands
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import get_settings
@@ -234,6 +235,7 @@ app.add_typer(keys_commands.admins_app, name="admins")
 
 app.add_typer(records_commands.records_app, name="records")
 app.add_typer(geo_commands.geo_app, name="geo")
+app.add_typer(workspace_commands.workspace_app, name="workspace")
 
 
 def main() -> None:
