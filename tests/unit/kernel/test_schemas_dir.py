@@ -34,6 +34,10 @@ EXPECTED = {
     "public-toilet": ("public", "ID", True),
     "tourism": ("public", "NO", True),
     "copier-usage": ("internal", "ID", False),
+    "rpa-ai-hours": ("internal", "ID", False),
+    "e-approval": ("internal", "ID", False),
+    "telework": ("internal", "ID", False),
+    "dx-kpi": ("public", "ID", False),
     "resident-moves": ("personal", "異動ID", False),
 }
 # Datasets with more than one version: resident-moves v2 refuses impossible register entries.
