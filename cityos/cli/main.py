@@ -21,6 +21,7 @@ from cityos.cli import keys as keys_commands
 from cityos.cli import records as records_commands
 from cityos.cli import release as release_commands
 from cityos.cli import schemas as schemas_commands
+from cityos.cli import snapshot as snapshot_commands
 from cityos.cli import workspace as workspace_commands
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka_access import Principal, kafka_access
@@ -39,6 +40,7 @@ class ServiceName(StrEnum):
     publish = "publish"
     feeds = "feeds"
     ingest_http = "ingest-http"  # CloudEvents over HTTP
+    analysis = "analysis"  # Parquet snapshots of every dataset, on a schedule
 
 
 @app.command()
@@ -53,6 +55,8 @@ def serve(service: ServiceName) -> None:
         from services.feeds.main import serve as run
     elif service is ServiceName.ingest_http:
         from services.ingest.http_main import serve as run
+    elif service is ServiceName.analysis:
+        from services.analysis.main import serve as run
     else:
         from services.publish.main import serve as run
     run(settings)
@@ -236,6 +240,7 @@ app.add_typer(keys_commands.admins_app, name="admins")
 app.add_typer(records_commands.records_app, name="records")
 app.add_typer(geo_commands.geo_app, name="geo")
 app.add_typer(workspace_commands.workspace_app, name="workspace")
+app.add_typer(snapshot_commands.snapshot_app, name="snapshot")
 
 
 def main() -> None:
