@@ -40,6 +40,7 @@ from services.publish import (
     records_api,
     release_api,
     usage_api,
+    workspace_api,
 )
 from services.publish.callers import CallerMiddleware, LimitSettings
 from services.publish.context import PublishContext, error_body, install
@@ -144,6 +145,8 @@ def create_app(
     app.include_router(release_api.router)  # 個人情報ファイル簿, partner download
     app.include_router(aggregate_api.router)
     app.include_router(ogc_api.router)
+    app.include_router(workspace_api.router)  # a department's analysis workspace (DuckDB)
+    workspace_api.install(app)
     app.include_router(pages.router)
     app.include_router(dataset_page.router)
     app.include_router(map_pages.router)
