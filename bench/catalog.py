@@ -5,17 +5,18 @@ each run on a fresh database, in rotating rounds (medians reported):
   limit  — the same work by the bare driver (sqlite3 / psycopg, no SQLAlchemy, no service code), one
            transaction per batch: read the batch's ledger entries and stored record versions (one
            query each), decide by the catalog's rules written out again here (duplicates, later
-           wins by (time, partition, offset), tombstones, counters), then the fastest safe bulk
-           path of the driver -- PostgreSQL: COPY of the ledger, COPY of the records into a staging
-           table and one INSERT … SELECT … ON CONFLICT DO UPDATE; SQLite: executemany of INSERT and
-           of INSERT … ON CONFLICT DO UPDATE -- and the datasets' counters.
+           wins by (time, partition, offset), tombstones, counters, a change-log row for every
+           ledgered event), then the fastest safe bulk path of the driver -- PostgreSQL: COPY of the
+           ledger, COPY of the change log, COPY of the records into a staging table and one
+           INSERT … SELECT … ON CONFLICT DO UPDATE; SQLite: executemany of INSERT (ledger, change
+           log) and of INSERT … ON CONFLICT DO UPDATE -- and the datasets' counters.
   apply  — services.catalog.store.apply_batch, as the consumer calls it.
   writes — the limit's writes alone, every row decided before the clock starts (nothing read or
            decided): what storing costs by itself. Printed, not judged.
 The stream: 20,000 AED events by default in batches of 500, the second half updating the records of
 the first, with deletions, late (stale) events and replays of processed events (duplicates) among
 them. After every run the database is dumped (records with tombstones, the ledger with outcomes and
-notes, the datasets' counters; canonical JSON) and the three dumps compared byte for byte.
+notes, the change log, the datasets' counters; canonical JSON) and the three dumps compared byte for byte.
 Prints the machine, events/s of each and the ratio of the medians; exits 1 when apply/limit is below
 0.7 on either backend, 2 when the dumps differ.
 
@@ -53,6 +54,7 @@ from sqlalchemy.orm import Session
 from bench.catalog_scale import TARGET_SCALE, scale_out
 from bench.ingest import machine
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.db.history_models import RecordChange
 from cityos.kernel.db.models import Dataset, ProcessedEvent, Record
 from cityos.kernel.events import TYPE_DELETED, TYPE_UPSERTED, ValidatedEvent
 from cityos.kernel.schemas import SchemaSet, load_schema_dir
@@ -79,6 +81,19 @@ RECORD_COLUMNS = (
     "deleted_at",
 )
 LEDGER_COLUMNS = ("source", "event_id", "dataset_id", "outcome", "processed_at", "note")
+CHANGE_COLUMNS = (
+    "event_source",
+    "event_id",
+    "dataset_id",
+    "record_key",
+    "event_time",
+    "kafka_partition",
+    "kafka_offset",
+    "schema_version",
+    "deleted",
+    "data",
+    "applied_at",
+)
 RECORD_KEY = ("dataset_id", "record_key")
 
 
@@ -150,6 +165,7 @@ class Writes:
     """One batch's rows, ready for the driver."""
 
     ledger: list[tuple[Any, ...]]
+    changes: list[tuple[Any, ...]]  # the change log: one per ledgered event, stale ones included
     records: list[tuple[Any, ...]]
     datasets: list[tuple[int, datetime | None, str]]  # (count change, newest change, dataset)
 
@@ -224,6 +240,7 @@ def decide(
     seen = set(processed)
     latest: dict[Key, tuple[State, tuple[Any, ...]]] = {}
     ledger: list[tuple[Any, ...]] = []
+    changes: list[tuple[Any, ...]] = []
     newest: dict[str, datetime] = {}
     for e in chunk:
         if (e.source, e.id) in seen:
@@ -234,6 +251,11 @@ def decide(
         state = change[0] if change is not None else stored.get(key)
         outcome, note = _outcome(e, state)
         ledger.append((e.source, e.id, e.dataset_id, outcome, now, note))
+        deletion = e.type == TYPE_DELETED
+        changes.append(
+            (e.source, e.id, e.dataset_id, e.record_key, e.time, e.partition, e.offset, e.schema_version,
+             deletion, None if deletion else e.data or {}, now)
+        )  # fmt: skip
         if outcome == "stale":
             continue
         if outcome == "applied" or (state is not None and state.present):
@@ -249,18 +271,22 @@ def decide(
         if state.present != (before is not None and before.present):
             delta[key[0]] = delta.get(key[0], 0) + (1 if state.present else -1)
     datasets = [(delta.get(d, 0), newest.get(d), d) for d in sorted(newest.keys() | delta.keys())]
-    return Writes(ledger, [row for _, (_, row) in sorted(latest.items())], datasets)
+    return Writes(ledger, changes, [row for _, (_, row) in sorted(latest.items())], datasets)
 
 
 def encode(writes: Writes, moment: Callable[[datetime | None], Any]) -> Writes:
     """The rows as the driver takes them: JSON text, and instants as the backend stores them."""
     ledger = [(*row[:4], moment(row[4]), row[5]) for row in writes.ledger]
+    changes = [
+        (*c[:4], moment(c[4]), *c[5:9], None if c[9] is None else _json(c[9]), moment(c[10]))
+        for c in writes.changes
+    ]
     records = [
         (*r[:2], _json(r[2]), *r[3:6], moment(r[6]), *r[7:11], moment(r[11]), moment(r[12]))
         for r in writes.records
     ]
     datasets = [(delta, moment(at), dataset) for delta, at, dataset in writes.datasets]
-    return Writes(ledger, records, datasets)
+    return Writes(ledger, changes, records, datasets)
 
 
 def _dataset_update(param: str, moment: str = "") -> str:
@@ -291,6 +317,7 @@ def limit_sqlite(url: str, chunks: list[Sequence[ValidatedEvent]], known: list[W
     and records (one IN-list query each), deciding, then executemany of the rows. With ``known``,
     the rows are given and nothing is read or decided (writes alone)."""
     ledger_sql = f"INSERT INTO processed_events ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' * len(LEDGER_COLUMNS))})"
+    change_sql = f"INSERT INTO record_changes ({', '.join(CHANGE_COLUMNS)}) VALUES ({', '.join('?' * len(CHANGE_COLUMNS))})"
     record_sql = (
         f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('?' * len(RECORD_COLUMNS))}) "
         f"ON CONFLICT (dataset_id, record_key) DO UPDATE SET {_UPDATE_SET}"
@@ -309,6 +336,7 @@ def limit_sqlite(url: str, chunks: list[Sequence[ValidatedEvent]], known: list[W
                 processed, stored = _read_sqlite(conn, chunk)
                 writes = encode(decide(chunk, processed, stored, location, applied_at(number)), _sqlite_time)
             conn.executemany(ledger_sql, writes.ledger)
+            conn.executemany(change_sql, writes.changes)
             conn.executemany(record_sql, writes.records)
             conn.executemany(dataset_sql, _dataset_params(writes))
             conn.execute("COMMIT")
@@ -371,6 +399,9 @@ def limit_postgresql(
                     writes = encode(decide(chunk, processed, stored, location, applied_at(number)), _same)
                 with cursor.copy(f"COPY processed_events ({', '.join(LEDGER_COLUMNS)}) FROM STDIN") as copy:
                     for row in writes.ledger:
+                        copy.write_row(row)
+                with cursor.copy(f"COPY record_changes ({', '.join(CHANGE_COLUMNS)}) FROM STDIN") as copy:
+                    for row in writes.changes:
                         copy.write_row(row)
                 with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
                     for row in writes.records:
@@ -468,7 +499,8 @@ def _canonical(value: Any) -> Any:
 
 
 def dump(url: str) -> bytes:
-    """Records (tombstones included), the ledger and the datasets' counters as canonical JSON."""
+    """Records (tombstones included), the ledger, the change log and the datasets' counters as
+    canonical JSON."""
     engine = make_engine(url)
     try:
         with Session(engine) as session:
@@ -483,6 +515,11 @@ def dump(url: str) -> bytes:
                     "ledger",
                     [getattr(ProcessedEvent, c) for c in LEDGER_COLUMNS],
                     (ProcessedEvent.source, ProcessedEvent.event_id),
+                ),
+                (
+                    "changes",
+                    [getattr(RecordChange, c) for c in CHANGE_COLUMNS],
+                    (RecordChange.event_source, RecordChange.event_id),
                 ),
                 ("datasets", [Dataset.id, Dataset.record_count, Dataset.last_record_at], (Dataset.id,)),
             ):
@@ -528,7 +565,7 @@ def measure(
                 print(f"  {kind}: the catalog and the {mode} run wrote different tables (round {number + 1})")
                 sys.exit(2)
     print(
-        f"  {kind:10s} tables (records, ledger, counters) identical in every run: sha256 "
+        f"  {kind:10s} tables (records, ledger, change log, counters) identical in every run: sha256 "
         f"{hashlib.sha256(dumps['apply']).hexdigest()[:16]}, {len(dumps['apply']):,} bytes"
     )
     return rates

@@ -14,12 +14,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cityos.kernel.db.models import Base, JsonDoc, UTCDateTime
+from cityos.kernel.db.models import Base, UTCDateTime
 
 __all__ = ["Base", "RecordChange"]
+
+# As the catalog's documents (JSONB on PostgreSQL), but a deletion's missing document is SQL NULL on
+# every write path, never the JSON value null.
+_Document = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class RecordChange(Base):
@@ -47,6 +52,6 @@ class RecordChange(Base):
     schema_version: Mapped[int] = mapped_column(Integer)
     deleted: Mapped[bool] = mapped_column(Boolean)
     # The upsert's document; None for a deletion (a deleted record's data is not kept anywhere).
-    data: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
+    data: Mapped[dict[str, Any] | None] = mapped_column(_Document, nullable=True)
     # When the catalog accepted the event (its batch's "now").
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
