@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # A rendered records page is served again for at most this long (seconds), so a change shows
     # within it (the platform promises one second); 0 renders every request anew.
     publish_page_cache_ttl_s: float = 0.2
+    # Publish's /metrics carries the DX plan's KPIs for the whole city; a department's own figures are
+    # that department's to read, so their series appear only when this is on (for a /metrics that
+    # only monitoring can reach). Seconds between two computations of the KPI gauges.
+    publish_kpi_department_metrics: bool = False
+    publish_kpi_metrics_ttl_s: float = 30.0
     # Worker processes of the publish API (uvicorn workers sharing one socket). 1 by default: rate
     # limits, the page cache and /metrics are per process (docs/open-data-api.md), so more workers
     # are an operator's choice on a multi-core host, up to its core count.
