@@ -105,6 +105,9 @@ LISTINGS = {
     "/ogc": ["/ogc", "/ogc?f=html"], "/ogc/": ["/ogc/"],
     "/ogc/collections": ["/ogc/collections", "/ogc/collections?f=html"],
 }  # fmt: skip
+# Routes for identified departments and applicants only: anonymous callers get 401, a developer's
+# key 403, and neither answer names a hidden dataset (their matrix: test_workspace_matrix.py).
+IDENTIFIED_ONLY = {"/api/v1/workspace.duckdb": ["/api/v1/workspace.duckdb"]}
 
 
 def _routes() -> set[str]:
@@ -120,7 +123,7 @@ def test_every_route_is_walked() -> None:
     ckan_actions = {path.rsplit("/", 1)[1] for path in routes if path.startswith(ckan_prefixes)}
     assert {path for path in routes if not path.startswith(ckan_prefixes)} == set(NAMED) | set(
         NAMED_LIKE_MISSING
-    ) | {path for path in LISTINGS if not path.startswith(ckan_prefixes)}
+    ) | {path for path in LISTINGS if not path.startswith(ckan_prefixes)} | set(IDENTIFIED_ONLY)
     listed = {path.split("/")[-1].split("?")[0] for paths in LISTINGS.values() for path in paths}
     assert ckan_actions - {"{action_name}"} <= set(CKAN_ACTIONS_BY_ID) | listed
 
@@ -179,6 +182,12 @@ def test_hidden_datasets_are_absent_everywhere(database_url: str, tmp_path: Path
                             assert answer.status_code == 200, (path, answer.text)
                             for hidden in HIDDEN_IDS:
                                 assert hidden not in answer.text, (path, hidden)
+                            checked += 1
+                    for templates in IDENTIFIED_ONLY.values():
+                        for path in templates:
+                            answer = client.get(path)
+                            assert answer.status_code == (403 if headers else 401), (path, answer.text)
+                            assert not any(hidden in answer.text for hidden in HIDDEN_IDS), path
                             checked += 1
     finally:
         engine.dispose()
