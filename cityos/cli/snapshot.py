@@ -100,6 +100,13 @@ def write(
     finally:
         engine.dispose()
     _print_summary(results, root)
+    for result in results:
+        if result.outside_schema:
+            console.print(
+                f"[yellow]{result.dataset_id}:[/] {result.outside_schema} stored values did not fit their "
+                "columns (records that escaped the schema) and were written as null; the file's "
+                "cityos.outside_schema metadata names the columns"
+            )
     for dataset_id, reason in failed:
         console.print(f"[red]{dataset_id}:[/] {reason}")
     if failed:

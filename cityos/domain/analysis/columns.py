@@ -23,6 +23,8 @@ JSON Schema                Arrow / Parquet column
 A property that allows ``null`` besides one type (``["integer", "null"]``) has that type's column; one
 that allows several types, or declares none, is JSON text as well, so that ``"1"`` and ``1`` stay
 apart. Every column is nullable: a record without the field has a null there, as the API leaves it out.
+A stored value that does not fit its column (only a record that escaped its schema has one) is null
+and counted (``BatchBuilder.outside_schema``).
 
 Each field carries metadata readers can show: ``title``, ``x-en`` (the English name), ``description``
 and the JSON Schema ``type`` (and ``format``) it came from.
@@ -30,6 +32,7 @@ and the JSON Schema ``type`` (and ``format``) it came from.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -161,7 +164,11 @@ def _as_instant(value: Any) -> Any:
 
 def _as_integer(value: Any) -> Any:
     # JSON Schema counts 1.0 as an integer; the JSON parser hands it over as a float.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(value, float):
+        if not value.is_integer():  # Arrow would truncate it silently
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    return value
 
 
 def _as_json(value: Any) -> Any:
@@ -181,28 +188,78 @@ def _converter(field: pa.Field) -> Callable[[Any], Any] | None:
     return None
 
 
+def _accepted(field: pa.Field) -> frozenset[type] | None:
+    """The Python types of the stored values a column takes (None: any, as JSON text takes)."""
+    if is_json_text(field):
+        return None
+    kind = field.type
+    if pa.types.is_string(kind) or pa.types.is_date32(kind) or pa.types.is_timestamp(kind):
+        return frozenset({str})
+    if pa.types.is_boolean(kind):
+        return frozenset({bool})
+    if pa.types.is_integer(kind):
+        return frozenset({int, float})  # a float only when whole (1.0): Arrow refuses any other
+    return frozenset({int, float})  # bool is its own type here: true is never the number 1
+
+
 class BatchBuilder:
     """Turns batches of record documents into Arrow record batches of one schema.
 
-    The converters are chosen once per column, not per value; a value Arrow cannot hold in its
-    column (a record that escaped its schema) raises ``ValueError`` naming the column.
+    The converters are chosen once per column, not per value. A value the column cannot hold --
+    only a record that escaped its schema can carry one (the catalog stores what ingest validated) --
+    is written as null and counted in ``outside_schema`` by column, so a snapshot is still written
+    and the writer can say what it left out, instead of one bad record stopping the whole dataset.
     """
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self._columns = [(field.name, field.type, _converter(field)) for field in schema]
+        self._columns = [(field.name, field.type, _converter(field), _accepted(field)) for field in schema]
+        self.outside_schema: Counter[str] = Counter()
 
     def batch(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
         arrays = []
-        for name, arrow_type, convert in self._columns:
+        for name, arrow_type, convert, accepted in self._columns:
             values = [record.get(name) for record in records]
-            if convert is not None:
-                values = [None if value is None else convert(value) for value in values]
-            try:
-                arrays.append(pa.array(values, type=arrow_type))
-            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                raise ValueError(f"column {name!r}: a value does not fit {arrow_type}: {exc}") from exc
+            arrays.append(self._array(name, arrow_type, convert, accepted, values))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    def _array(
+        self,
+        name: str,
+        arrow_type: pa.DataType,
+        convert: Callable[[Any], Any] | None,
+        accepted: frozenset[type] | None,
+        values: list[Any],
+    ) -> pa.Array:
+        # Nearly every batch: one look at the types present, one conversion, one call into Arrow.
+        if accepted is None or set(map(type, values)) <= accepted | {type(None)}:
+            try:
+                converted = values if convert is None else [None if v is None else convert(v) for v in values]
+                return pa.array(converted, type=arrow_type)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                pass
+        cleaned = []
+        for value in values:
+            cleaned.append(None if value is None else self._one(name, arrow_type, convert, accepted, value))
+        return pa.array(cleaned, type=arrow_type)
+
+    def _one(
+        self,
+        name: str,
+        arrow_type: pa.DataType,
+        convert: Callable[[Any], Any] | None,
+        accepted: frozenset[type] | None,
+        value: Any,
+    ) -> Any:
+        if accepted is None or type(value) in accepted:
+            try:
+                converted = value if convert is None else convert(value)
+                pa.array([converted], type=arrow_type)
+                return converted
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                pass
+        self.outside_schema[name] += 1
+        return None
 
 
 def record_batch(schema: pa.Schema, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
@@ -211,10 +268,14 @@ def record_batch(schema: pa.Schema, records: Sequence[Mapping[str, Any]]) -> pa.
 
 
 def record_batches(
-    schema: pa.Schema, batches: Iterable[Sequence[Mapping[str, Any]]]
+    schema: pa.Schema,
+    batches: Iterable[Sequence[Mapping[str, Any]]],
+    *,
+    builder: BatchBuilder | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Arrow record batches of each batch of documents, lazily, in order (empty batches skipped)."""
-    builder = BatchBuilder(schema)
+    """Arrow record batches of each batch of documents, lazily, in order (empty batches skipped).
+    Pass ``builder`` to read its ``outside_schema`` counts afterwards."""
+    builder = builder or BatchBuilder(schema)
     for records in batches:
         if records:
             yield builder.batch(records)

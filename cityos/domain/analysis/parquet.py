@@ -78,13 +78,14 @@ def write_file(
     *,
     rows_per_group: int = ROW_GROUP_ROWS,
     on_rows: Callable[[int], None] | None = None,
+    footer: Callable[[], Mapping[str, str]] | None = None,
 ) -> Written:
     """Write ``batches`` to ``path`` as Parquet; readers see the old file or the whole new one.
 
     The rows go to a hidden temporary file in the same folder (readers of ``**/*.parquet`` skip it,
     as Hive-style dataset readers skip names starting with a dot), which replaces ``path`` once it is
     complete and flushed to disk. On any failure the temporary file is removed and ``path`` is as it
-    was.
+    was. ``footer`` gives key-value metadata known only once every row is written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -98,6 +99,7 @@ def write_file(
                     rows += table.num_rows
                     if on_rows is not None:
                         on_rows(table.num_rows)
+                _add_footer(writer, footer)
             finally:
                 writer.close()
             handle.flush()
@@ -107,6 +109,12 @@ def write_file(
         temporary.unlink(missing_ok=True)
         raise
     return Written(rows=rows, bytes=path.stat().st_size)
+
+
+def _add_footer(writer: pq.ParquetWriter, footer: Callable[[], Mapping[str, str]] | None) -> None:
+    extra = {} if footer is None else dict(footer())
+    if extra:
+        writer.add_key_value_metadata(extra)
 
 
 class _Drain:
@@ -147,6 +155,7 @@ def stream_bytes(
     *,
     rows_per_group: int = ROW_GROUP_ROWS,
     on_rows: Callable[[int], None] | None = None,
+    footer: Callable[[], Mapping[str, str]] | None = None,
 ) -> Iterator[bytes]:
     """The Parquet file of ``batches`` as byte chunks, one per row group (and the footer last), so a
     download starts before the whole dataset is read and never sits in memory whole."""
@@ -160,6 +169,7 @@ def stream_bytes(
             chunk = drain.take()
             if chunk:
                 yield chunk
+        _add_footer(writer, footer)
     finally:
         writer.close()
     yield drain.take()

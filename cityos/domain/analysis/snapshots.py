@@ -16,6 +16,8 @@ where only the city's analysts can read it, never published as it is.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -28,10 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityos.domain.analysis import history
-from cityos.domain.analysis.columns import arrow_schema, record_batches
+from cityos.domain.analysis.columns import BatchBuilder, arrow_schema, record_batches
 from cityos.domain.analysis.parquet import with_metadata, write_file
 from cityos.kernel.db.models import Dataset, SchemaVersionRow
 from cityos.kernel.timeutil import utc_now
+
+log = logging.getLogger("cityos.analysis")
 
 FILE_NAME = "part-0.parquet"
 # Records read from the catalog at a time: a batch of the widest records stays a few megabytes.
@@ -68,6 +72,8 @@ class SnapshotResult:
     rows: int
     bytes: int
     seconds: float
+    # Stored values that did not fit their column (written as null; see ``columns.BatchBuilder``).
+    outside_schema: int = 0
 
     @property
     def mb_per_s(self) -> float:
@@ -124,7 +130,20 @@ def write_snapshot(
         if at is None
         else history.records_as_of(session, dataset_id=dataset_id, at=at, batch_size=batch_size)
     )
-    written = write_file(path, schema, record_batches(schema, documents), on_rows=on_rows)
+    builder = BatchBuilder(schema)
+    written = write_file(
+        path,
+        schema,
+        record_batches(schema, documents, builder=builder),
+        on_rows=on_rows,
+        footer=lambda: _outside_schema(builder),
+    )
+    if builder.outside_schema:
+        log.warning(
+            "snapshot of %s: values that escaped the schema written as null: %s",
+            dataset_id,
+            dict(builder.outside_schema),
+        )
     return SnapshotResult(
         dataset_id=dataset_id,
         classification=dataset.classification,
@@ -133,7 +152,15 @@ def write_snapshot(
         rows=written.rows,
         bytes=written.bytes,
         seconds=time.perf_counter() - started,
+        outside_schema=sum(builder.outside_schema.values()),
     )
+
+
+def _outside_schema(builder: BatchBuilder) -> dict[str, str]:
+    """Footer metadata naming the columns where values that escaped the schema were left null."""
+    if not builder.outside_schema:
+        return {}
+    return {"cityos.outside_schema": json.dumps(dict(builder.outside_schema), ensure_ascii=False)}
 
 
 def _provenance(

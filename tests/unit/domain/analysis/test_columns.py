@@ -10,7 +10,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from cityos.domain.analysis.columns import arrow_schema, is_json_text, record_batch, record_batches
+from cityos.domain.analysis.columns import (
+    BatchBuilder,
+    arrow_schema,
+    is_json_text,
+    record_batch,
+    record_batches,
+)
 from cityos.kernel.settings import REPO_ROOT
 
 SCHEMA_FILES = sorted((REPO_ROOT / "schemas").glob("*/v*.schema.json"))
@@ -144,9 +150,27 @@ def test_values_equal_the_documents() -> None:
     assert all(value is None for value in rows[2].values())
 
 
-def test_a_value_that_escaped_its_schema_names_the_column() -> None:
-    with pytest.raises(ValueError, match="整数"):
-        record_batch(arrow_schema(SYNTHETIC), [{"整数": "three"}])
+def test_values_that_escaped_their_schema_are_null_and_counted() -> None:
+    schema = arrow_schema(SYNTHETIC)
+    builder = BatchBuilder(schema)
+    records: list[dict[str, Any]] = [
+        {"文字": "ok", "整数": 1, "数": 1.5, "真偽": False, "日付": "2026-04-01"},
+        {"文字": 1, "整数": "three", "数": "33.7", "真偽": 1, "日付": "2026-02-30"},
+        {"整数": 2**70, "数": True, "日時": "yesterday", "文字": ["a"]},
+        {"整数": 1.5, "日付": 20260401},
+    ]
+    rows = list(record_batches(schema, [records[:2], records[2:]], builder=builder))
+    values = [row for batch in rows for row in batch.to_pylist()]
+    assert values[0]["文字"] == "ok" and values[0]["整数"] == 1 and values[0]["数"] == 1.5
+    assert values[0]["真偽"] is False and values[0]["日付"] == date(2026, 4, 1)
+    for row, record in zip(values[1:], records[1:], strict=True):
+        for name in record:
+            assert row[name] is None, (name, record[name])
+    expected: dict[str, int] = {}
+    for record in records[1:]:
+        for name in record:
+            expected[name] = expected.get(name, 0) + 1
+    assert dict(builder.outside_schema) == expected
 
 
 def test_batches_are_streamed_in_order_and_empty_ones_skipped() -> None:
