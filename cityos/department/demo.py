@@ -15,17 +15,25 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 import jsonschema_rs
 
+from cityos.department.demo_kpi import (
+    KPI_SOURCE_DATASETS,
+    kpi_publication,
+    kpi_series,
+    series_length,
+)
 from cityos.department.outbox import deletion_events, upsert_events
 from cityos.domain.anonymize.places import HOME_PREFECTURE, WARDS, Ward, town_blocks
 from cityos.domain.anonymize.synthetic import as_records, synthetic_moves
+from cityos.domain.kpi.definitions import today_in_japan
+from cityos.domain.kpi.publication import KITAKYUSHU_CODE
 from cityos.kernel.schemas import SchemaSet
 from cityos.kernel.settings import Settings
 
-KITAKYUSHU_CODE = "401005"
 CITY = "北九州市"
 
 # A box inside each ward, in degrees: (latitude range, longitude range). Derived from the national
@@ -149,19 +157,6 @@ def _value(name: str, prop: dict[str, Any], rng: random.Random, index: int, plac
     return text[: prop.get("maxLength", 100)]
 
 
-_BUREAUS = ("digital", "fire", "construction", "citizens", "health-welfare", "planning")
-
-
-def _fix_up(dataset_id: str, record: dict[str, Any], index: int) -> None:
-    """Cross-field rules a per-property generator cannot know."""
-    if dataset_id == "copier-usage":
-        # One row per bureau per month, enumerated so that record keys never collide.
-        months = (index - 1) // len(_BUREAUS)
-        record["部局コード"] = _BUREAUS[(index - 1) % len(_BUREAUS)]
-        record["年月"] = f"{2024 + months // 12}-{months % 12 + 1:02d}"
-        record["ID"] = f"{record['部局コード']}-{record['年月']}"
-
-
 def _resident_moves(count: int, seed: int) -> list[dict[str, Any]]:
     # DEMO- keeps the demo's people apart from `cityos release generate-synthetic`'s (MV-…), so
     # resetting the demo never deletes records another tool wrote.
@@ -173,7 +168,15 @@ def _resident_moves(count: int, seed: int) -> list[dict[str, Any]]:
 
 # Datasets whose records need rules across fields and records that a per-property generator cannot
 # know: they come from their own synthetic generator.
-_GENERATORS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {"resident-moves": _resident_moves}
+# The KPI datasets are monthly series per department (cityos.department.demo_kpi).
+_GENERATORS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
+    "resident-moves": _resident_moves,
+    **{dataset_id: partial(kpi_series, dataset_id) for dataset_id in KPI_SOURCE_DATASETS},
+    "dx-kpi": kpi_publication,
+}
+# Datasets computed from others' records by their own command (`cityos kpi publish`): the demo leaves
+# them to it, so a demo row never stands beside a computed one.
+DERIVED_DATASETS = frozenset({"dx-kpi"})
 
 
 def _from_schema(dataset_id: str, document: dict[str, Any], *, count: int, seed: int) -> list[dict[str, Any]]:
@@ -188,7 +191,6 @@ def _from_schema(dataset_id: str, document: dict[str, Any], *, count: int, seed:
             for name, prop in document.get("properties", {}).items()
             if (value := _value(name, prop, rng, index, place)) is not None
         }
-        _fix_up(dataset_id, record, index)
         for error in list(validator.iter_errors(record)):
             path = list(error.instance_path)
             if path and path[0] not in required:
@@ -212,24 +214,39 @@ def demo_records(dataset_id: str, document: dict[str, Any], *, count: int, seed:
     return records
 
 
+def demo_count(dataset_id: str, *, per_dataset: int, today: date) -> int:
+    """How many records the demo writes to a dataset: ``per_dataset``, except the KPI datasets, which
+    get their whole monthly series from April 2021 through ``today``'s month for every department."""
+    return series_length(today) if dataset_id in KPI_SOURCE_DATASETS else per_dataset
+
+
 def _all_records(
-    schema_set: SchemaSet, *, per_dataset: int, seed: int
+    schema_set: SchemaSet, *, per_dataset: int, seed: int, today: date | None
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    for dataset_id in sorted(schema_set.datasets):
+    day = today or today_in_japan()
+    for dataset_id in sorted(set(schema_set.datasets) - DERIVED_DATASETS):
         document = schema_set.latest(dataset_id).document
-        yield dataset_id, demo_records(dataset_id, document, count=per_dataset, seed=seed)
+        count = demo_count(dataset_id, per_dataset=per_dataset, today=day)
+        yield dataset_id, demo_records(dataset_id, document, count=count, seed=seed)
 
 
 def demo_events(
-    schema_set: SchemaSet, settings: Settings, *, per_dataset: int, seed: int, run: str = ""
+    schema_set: SchemaSet,
+    settings: Settings,
+    *,
+    per_dataset: int,
+    seed: int,
+    run: str = "",
+    today: date | None = None,
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """(topic, key, value) of one upsert event per demo record, for every dataset.
 
     Event ids depend on the seed only, unless ``run`` names a new run: the catalog ignores an event
-    it has processed before, so loading the demo again after a reset needs new ids.
+    it has processed before, so loading the demo again after a reset needs new ids. ``today`` (the
+    city's date by default) ends the KPI datasets' monthly series.
     """
     suffix = f"-{run}" if run else ""
-    for dataset_id, records in _all_records(schema_set, per_dataset=per_dataset, seed=seed):
+    for dataset_id, records in _all_records(schema_set, per_dataset=per_dataset, seed=seed, today=today):
         yield from upsert_events(
             schema_set,
             settings,
@@ -241,10 +258,16 @@ def demo_events(
 
 
 def demo_reset_events(
-    schema_set: SchemaSet, settings: Settings, *, per_dataset: int, seed: int, run: str
+    schema_set: SchemaSet,
+    settings: Settings,
+    *,
+    per_dataset: int,
+    seed: int,
+    run: str,
+    today: date | None = None,
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """(topic, key, value) of one deletion per record the demo with this seed and size wrote."""
-    for dataset_id, records in _all_records(schema_set, per_dataset=per_dataset, seed=seed):
+    for dataset_id, records in _all_records(schema_set, per_dataset=per_dataset, seed=seed, today=today):
         key_field = schema_set.datasets[dataset_id].record_key
         keys = [str(record[key_field]) for record in records]
         yield from deletion_events(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import jsonschema_rs
 
@@ -24,6 +25,14 @@ MAX_FILE_BYTES = 256 * 1024
 
 class KpiError(CityOSError):
     """A KPI file that is not a valid KPI definition."""
+
+
+JAPAN = ZoneInfo("Asia/Tokyo")
+
+
+def today_in_japan() -> date:
+    """The city's date: a month or a fiscal year turns at midnight in Japan, not in UTC."""
+    return datetime.now(JAPAN).date()
 
 
 def fiscal_year(day: date) -> int:

@@ -5,6 +5,7 @@ the release's rules; a reset that deletes exactly what the demo wrote."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import date
 from functools import cache
 from typing import Any
@@ -99,11 +100,17 @@ def test_demo_resident_moves_obey_the_release_rules() -> None:
         assert record["異動ID"].startswith("DEMO-")  # apart from `release generate-synthetic`'s MV-…
 
 
+TODAY = date(2026, 12, 2)
+# The KPI datasets carry a monthly series per department from April 2021 through TODAY's month.
+KPI_SERIES = {"copier-usage", "rpa-ai-hours", "e-approval", "telework"}
+KPI_MONTHS = (2026 - 2021) * 12 + (12 - 4) + 1
+
+
 def _events(run: str = "", seed: int = 1) -> list[tuple[str, bytes, dict[str, Any]]]:
     settings = Settings()
     return [
         (t, k, orjson.loads(v))
-        for t, k, v in demo_events(SCHEMAS, settings, per_dataset=5, seed=seed, run=run)
+        for t, k, v in demo_events(SCHEMAS, settings, per_dataset=5, seed=seed, run=run, today=TODAY)
     ]
 
 
@@ -112,7 +119,13 @@ def test_same_seed_same_events() -> None:
     first, second = _events(), _events()
     strip = [[(t, k, {**e, "time": None}) for t, k, e in run] for run in (first, second)]
     assert strip[0] == strip[1]
-    assert len(first) == 5 * len(SCHEMAS.datasets)
+    per_dataset = Counter(e["dataschema"].split("/")[-2] for _, _, e in first)
+    # dx-kpi is computed from the KPI datasets by `cityos kpi publish`, never written by the demo.
+    assert per_dataset == {
+        dataset_id: KPI_MONTHS * len(SCHEMAS.departments) if dataset_id in KPI_SERIES else 5
+        for dataset_id in SCHEMAS.datasets
+        if dataset_id != "dx-kpi"
+    }
     assert {t for t, _, _ in first} == {
         settings.department_topic(m.department) for m in SCHEMAS.datasets.values()
     }
@@ -129,7 +142,7 @@ def test_reset_deletes_exactly_what_the_demo_wrote() -> None:
     written = _events(seed=3)
     deleted = [
         (t, k, orjson.loads(v))
-        for t, k, v in demo_reset_events(SCHEMAS, settings, per_dataset=5, seed=3, run="r1")
+        for t, k, v in demo_reset_events(SCHEMAS, settings, per_dataset=5, seed=3, run="r1", today=TODAY)
     ]
     assert [(t, k) for t, k, _ in written] == [(t, k) for t, k, _ in deleted]
     assert {e["type"] for _, _, e in written} == {TYPE_UPSERTED}
