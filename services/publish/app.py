@@ -35,6 +35,7 @@ from services.publish import (
     aggregate_api,
     ckan_api,
     dcat_api,
+    kpi_api,
     ogc_api,
     operations_api,
     records_api,
@@ -142,6 +143,7 @@ def create_app(
     app.include_router(ckan_api.router)
     app.include_router(dcat_api.router)
     app.include_router(usage_api.router)
+    app.include_router(kpi_api.router)  # the DX plan's KPIs
     app.include_router(release_api.router)  # 個人情報ファイル簿, partner download
     app.include_router(aggregate_api.router)
     app.include_router(ogc_api.router)
