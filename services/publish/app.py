@@ -45,12 +45,13 @@ from services.publish import (
 )
 from services.publish.callers import CallerMiddleware, LimitSettings
 from services.publish.context import PublishContext, error_body, install
+from services.publish.kpi_metrics import register_kpi_gauges
 from services.publish.limits import RateLimiter
 from services.publish.metrics import MetricsMiddleware, PublishMetrics
 from services.publish.page_cache import PageCache
 from services.publish.public_base import PublicBase
 from services.publish.records_api import RecordsMiddleware
-from services.publish.site import dataset_page, map_pages, pages
+from services.publish.site import dataset_page, kpi_pages, map_pages, pages
 from services.publish.usage import Flusher, UsageBuffer, UsageMiddleware
 
 SITE_STATIC = Path(__file__).parent / "site" / "static"
@@ -104,6 +105,7 @@ def create_app(
     metrics = PublishMetrics(registry)
     make_session = session_factory(engine)
     metrics.label_datasets_with(PublicDatasetLabels(make_session))  # /metrics names public data only
+    register_kpi_gauges(registry, make_session, settings, today=kpi_pages.city_today)
 
     usage_buffer = UsageBuffer()
     writer_sessions = session_factory(engine, sqlite_begin="IMMEDIATE")
@@ -138,20 +140,23 @@ def create_app(
 
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.include_router(operations_api.router)
-    app.include_router(records_api.router)
-    app.include_router(ckan_api.router)
-    app.include_router(dcat_api.router)
-    app.include_router(usage_api.router)
-    app.include_router(kpi_api.router)  # the DX plan's KPIs
-    app.include_router(release_api.router)  # 個人情報ファイル簿, partner download
-    app.include_router(aggregate_api.router)
-    app.include_router(ogc_api.router)
-    app.include_router(workspace_api.router)  # a department's analysis workspace (DuckDB)
+    for api_router in (
+        operations_api.router,
+        records_api.router,
+        ckan_api.router,
+        dcat_api.router,
+        usage_api.router,
+        kpi_api.router,  # the DX plan's KPIs
+        release_api.router,  # 個人情報ファイル簿, partner download
+        aggregate_api.router,
+        ogc_api.router,
+        workspace_api.router,  # a department's analysis workspace (DuckDB)
+    ):
+        app.include_router(api_router)
     workspace_api.install(app)
-    app.include_router(pages.router)
-    app.include_router(dataset_page.router)
-    app.include_router(map_pages.router)
+    # The catalog site's pages, in Japanese and English.
+    for site_router in (pages.router, dataset_page.router, map_pages.router, kpi_pages.router):
+        app.include_router(site_router)
     app.mount("/static/site", StaticFiles(directory=SITE_STATIC), name="site-static")
     mount_vendor_assets(app, settings.web_assets_dir, ("leaflet", "swagger-ui"))
     install_api_docs(

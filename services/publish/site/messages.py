@@ -19,6 +19,7 @@ MESSAGES: Final[dict[str, dict[Lang, str]]] = {
     "nav.home": {"ja": "ホーム", "en": "Home"},
     "nav.search": {"ja": "データセット検索", "en": "Search datasets"},
     "nav.map": {"ja": "地図", "en": "Map"},
+    "nav.kpi": {"ja": "DX推進計画の KPI", "en": "DX plan KPIs"},
     "nav.ogc": {"ja": "OGC API", "en": "OGC API"},
     "nav.docs": {"ja": "API ドキュメント", "en": "API docs"},
     "lang.other": {"ja": "English", "en": "日本語"},
