@@ -18,6 +18,7 @@ from cityos.cli import dlq as dlq_commands
 from cityos.cli import geo as geo_commands
 from cityos.cli import kafka as kafka_commands
 from cityos.cli import keys as keys_commands
+from cityos.cli import kpi as kpi_commands
 from cityos.cli import records as records_commands
 from cityos.cli import release as release_commands
 from cityos.cli import schemas as schemas_commands
@@ -239,6 +240,7 @@ app.add_typer(keys_commands.admins_app, name="admins")
 
 app.add_typer(records_commands.records_app, name="records")
 app.add_typer(geo_commands.geo_app, name="geo")
+app.add_typer(kpi_commands.kpi_app, name="kpi")
 app.add_typer(workspace_commands.workspace_app, name="workspace")
 app.add_typer(snapshot_commands.snapshot_app, name="snapshot")
 
