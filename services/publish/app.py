@@ -105,7 +105,7 @@ def create_app(
     metrics = PublishMetrics(registry)
     make_session = session_factory(engine)
     metrics.label_datasets_with(PublicDatasetLabels(make_session))  # /metrics names public data only
-    register_kpi_gauges(registry, make_session, settings, today=kpi_pages.city_today)
+    register_kpi_gauges(registry, make_session, settings)
 
     usage_buffer = UsageBuffer()
     writer_sessions = session_factory(engine, sqlite_begin="IMMEDIATE")

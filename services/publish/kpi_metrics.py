@@ -35,11 +35,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cityos.domain.kpi.definitions import KpiDefinition, KpiError, load_kpis
+from cityos.domain.kpi.definitions import KpiDefinition, KpiError, today_in_japan
 from cityos.domain.kpi.progress import KpiProgress, KpiValue, compute_progress
 from cityos.domain.kpi.reading import source_records
 from cityos.kernel.db.models import Department
 from cityos.kernel.settings import Settings
+from services.publish.kpi_api import current_kpis
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,11 @@ def catalog_kpis(
     today: Callable[[], date],
     by_department: bool,
 ) -> Callable[[], list[KpiProgress]]:
-    """What ``KpiCollector`` computes in the publish service: the KPI files and the catalog, read
-    afresh (an edited KPI file shows at the next computation)."""
+    """What ``KpiCollector`` computes in the publish service: the KPI files as the API reads them (an
+    edited file shows at the next computation) and the catalog's records."""
 
     def compute() -> list[KpiProgress]:
-        kpis = load_kpis(kpi_dir)
+        kpis = current_kpis(kpi_dir)
         with sessions() as session:
             return read_progress(session, kpis, today=today(), by_department=by_department)
 
@@ -231,7 +232,11 @@ def catalog_kpis(
 
 
 def register_kpi_gauges(
-    registry: CollectorRegistry, sessions: Callable[[], Session], settings: Settings, *, today: Callable[[], date]
+    registry: CollectorRegistry,
+    sessions: Callable[[], Session],
+    settings: Settings,
+    *,
+    today: Callable[[], date] = today_in_japan,
 ) -> KpiCollector:
     """The KPI gauges of the publish service on ``registry``, as ``settings`` configure them."""
     compute = catalog_kpis(

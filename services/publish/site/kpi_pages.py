@@ -16,7 +16,6 @@ cookie, or its key in a header). Anyone else, and any id that names no departmen
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -24,13 +23,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from cityos.domain.kpi.definitions import KpiDefinition, load_kpis
+from cityos.domain.kpi.definitions import KpiDefinition, today_in_japan
 from cityos.domain.kpi.progress import KpiProgress, KpiValue
 from cityos.domain.kpi.reading import kpi_progress
 from cityos.kernel.db.models import Department
 from services.publish import render as api_render
 from services.publish.context import caller_of, context_of, visible_dataset
-from services.publish.site.dataset_view import JST
+from services.publish.kpi_api import current_kpis
 from services.publish.site.kpi_chart import Chart, chart
 from services.publish.site.templating import Lang, department_of, render, site_path
 
@@ -120,11 +119,6 @@ WORDS: Final[dict[str, dict[Lang, str]]] = {
 def word(key: str, lang: Lang, **values: Any) -> str:
     text = WORDS[key][lang]
     return text.format(**values) if values else text
-
-
-def city_today() -> date:
-    """Today in the city (JST): what decides the current month and fiscal year."""
-    return datetime.now(JST).date()
 
 
 # --- what the template shows ---------------------------------------------------------------------
@@ -231,7 +225,12 @@ def _desc(kpi: KpiDefinition, series: Sequence[KpiValue], lang: Lang) -> str:
         lang,
         first=period_label(series[0].period, lang),
         last=period_label(series[-1].period, lang),
-        latest=word("period_value", lang, period=period_label(latest.period, lang), value=with_unit(kpi, latest.value, lang)),
+        latest=word(
+            "period_value",
+            lang,
+            period=period_label(latest.period, lang),
+            value=with_unit(kpi, latest.value, lang),
+        ),
         trajectory=with_unit(kpi, latest.trajectory, lang),
     )
 
@@ -262,7 +261,9 @@ def kpi_view(
     status = "unknown" if progress.on_track is None else "on" if progress.on_track else "behind"
     has_data = any(v.value is not None for v in progress.monthly)
     source_href = (
-        site_path(lang, "/datasets/" + quote(kpi.source_dataset, safe="")) if readable(kpi.source_dataset) else None
+        site_path(lang, "/datasets/" + quote(kpi.source_dataset, safe=""))
+        if readable(kpi.source_dataset)
+        else None
     )
     return KpiView(
         id=kpi.id,
@@ -320,7 +321,9 @@ def _not_found(request: Request, lang: Lang) -> Response:
     # One page for an unknown department and for a department the caller is not: nothing tells
     # them apart.
     context = {"w": _words(lang), "not_found": True}
-    return render(request, TEMPLATE, context, lang=lang, status_code=404, headers={"Cache-Control": "no-store"})
+    return render(
+        request, TEMPLATE, context, lang=lang, status_code=404, headers={"Cache-Control": "no-store"}
+    )
 
 
 def _words(lang: Lang) -> Callable[..., str]:
@@ -351,14 +354,16 @@ def kpi_page(request: Request, lang: Lang, department: str | None = None) -> Res
     own = department_of(caller_of(request))
     if department is not None and department != own:
         return _not_found(request, lang)
-    today = city_today()
+    today = today_in_japan()
     with ctx.sessions() as session:
         departments = {d.id: d for d in session.query(Department)}
         if department is not None and department not in departments:
             return _not_found(request, lang)
         names = {d.id: d.name_ja if lang == "ja" else d.name_en for d in departments.values()}
         readable = _readable(request, session)
-        progress = kpi_progress(session, load_kpis(ctx.settings.kpi_dir), today=today, department=department)
+        progress = kpi_progress(
+            session, current_kpis(ctx.settings.kpi_dir), today=today, department=department
+        )
         views = [kpi_view(p, lang, department_names=names, readable=readable) for p in progress]
         dataset_path = api_render.dataset_path(KPI_DATASET)
         dataset = (
