@@ -10,6 +10,7 @@ updates its record. A record of a KPI that no longer exists is deleted.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
@@ -122,11 +123,44 @@ def _published_keys() -> set[str]:
         return {str(data["ID"]) for data in source_records(session, DATASET_ID) if "ID" in data}
 
 
+SETTLED_S = 3.0  # the sources unchanged this long: the catalog has applied what was sent
+
+
+def wait_until_settled(timeout_s: float) -> bool:
+    """Wait until the KPI source datasets have records and stopped changing for ``SETTLED_S``
+    (right after `cityos demo`, the catalog is still applying it); False at the timeout."""
+    from cityos.cli.db import cli_session
+    from cityos.domain.kpi.definitions import load_kpis
+    from cityos.domain.kpi.reading import sources_state
+
+    kpis = load_kpis(get_settings().kpi_dir)
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, tuple[int, str]] | None = None
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        with cli_session() as session:
+            state = sources_state(session, kpis)
+        if state != last:
+            last, stable_since = state, time.monotonic()
+        elif all(count > 0 for count, _ in state.values()) and time.monotonic() - stable_since >= SETTLED_S:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 @kpi_app.command("publish")
 def publish(
     wait: Annotated[float, typer.Option(help="seconds to wait for ingest's verdict (0: don't)")] = 60,
+    settle: Annotated[
+        float,
+        typer.Option(
+            help="seconds to wait first for the catalog to finish applying the source datasets (0: don't)"
+        ),
+    ] = 0,
 ) -> None:
     """Publish every KPI's city-wide series into the public dataset dx-kpi (idempotent)."""
+    if settle > 0 and not wait_until_settled(settle):
+        console.print("[yellow]the source datasets were still changing / 元データの反映が続いています[/]")
     from cityos.cli.records import print_report, report_failed, run_id, send_events
     from cityos.domain.kpi.definitions import today_in_japan
     from cityos.domain.kpi.publication import kpi_records

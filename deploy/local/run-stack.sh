@@ -66,6 +66,9 @@ wait_http ingest-http "http://127.0.0.1:$INGEST_HTTP_PORT/readyz" 60
 
 log "producing demo events"
 "$CITYOS" demo
+# The DX plan's KPI series (open data, dx-kpi) from the demo's figures, once the catalog applied them.
+log "publishing the KPI series"
+"$CITYOS" kpi publish --settle 120 || log "WARNING: KPI series not published (see the error above)"
 
 cat <<URLS
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from cityos.domain.kpi.definitions import KpiDefinition
 from cityos.domain.kpi.progress import KpiProgress, compute_progress
-from cityos.kernel.db.models import Record
+from cityos.kernel.db.models import Dataset, Record
 
 
 def source_records(session: Session, dataset_id: str) -> list[Mapping[str, Any]]:
@@ -40,3 +40,13 @@ def kpi_departments(session: Session, kpi: KpiDefinition) -> list[str]:
     """The departments with data for a KPI, sorted."""
     found = {data.get(kpi.department_field) for data in source_records(session, kpi.source_dataset)}
     return sorted(d for d in found if isinstance(d, str))
+
+
+def sources_state(session: Session, kpis: Sequence[KpiDefinition]) -> dict[str, tuple[int, str]]:
+    """Each source dataset's record count and last change: unchanged for a while once the catalog has
+    applied what departments sent."""
+    ids = sorted({kpi.source_dataset for kpi in kpis})
+    rows = session.execute(
+        select(Dataset.id, Dataset.record_count, Dataset.last_record_at).where(Dataset.id.in_(ids))
+    )
+    return {row.id: (row.record_count, str(row.last_record_at)) for row in rows}
