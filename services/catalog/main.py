@@ -13,6 +13,7 @@ from cityos.domain.registry.store import bundled_definitions
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.kafka_access import Principal, kafka_access
+from cityos.kernel.kafka_start import Backoff, retry_at_start
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
@@ -33,7 +34,13 @@ def serve(settings: Settings) -> None:
     with sessions.begin() as session:
         sync_schema_set(session, schema_set=schema_set)
     kafka = kafka_access(settings, Principal.catalog)
-    ensure_pipeline_topics(kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic)
+    retry_at_start(
+        "catalog: pipeline topics",
+        lambda: ensure_pipeline_topics(
+            kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic
+        ),
+        backoff=Backoff(budget_s=settings.kafka_start_retry_s),
+    )
     metrics = CatalogMetrics(REGISTRY, PublicDatasetLabels(sessions))  # /metrics names public data only
     metrics.start_series(sorted(schema_set.datasets))
     api = uvicorn.Server(

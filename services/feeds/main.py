@@ -13,10 +13,11 @@ from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.kafka_access import Principal, kafka_access
+from cityos.kernel.kafka_start import Backoff, retry_at_start
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.settings import Settings
 from services.feeds.metrics import FeedsMetrics
-from services.feeds.republisher import Republisher
+from services.feeds.republisher import KAFKA_TIMEOUT_S, Republisher
 
 # A killed instance's partitions wait this long for it to come back (static membership: a restart
 # with the same instance id takes them over at once).
@@ -50,6 +51,16 @@ def feeds_producer_config(settings: Settings, *, transactional: bool = True) -> 
     return producer_config(kafka_access(settings, Principal.feeds), **extra)
 
 
+def transactional_producer(settings: Settings) -> Producer:
+    """The republisher's producer with its transactions initialised: this fences a predecessor with
+    the same transactional.id and aborts what it left open, before anything is consumed. A new
+    client each call: a refused init (the transactional id not yet authorized on the coordinator's
+    broker) is fatal to the client that met it."""
+    producer = Producer(feeds_producer_config(settings))
+    producer.init_transactions(KAFKA_TIMEOUT_S)
+    return producer
+
+
 def _http_handler(ready: threading.Event) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -80,11 +91,21 @@ def serve(settings: Settings) -> None:
     migrate(settings.database_url)
     sessions = session_factory(make_engine(settings.database_url))
     kafka = kafka_access(settings, Principal.feeds)
-    ensure_pipeline_topics(kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic)
+    backoff = Backoff(budget_s=settings.kafka_start_retry_s)
+    retry_at_start(
+        "feeds: pipeline topics",
+        lambda: ensure_pipeline_topics(
+            kafka, validated=settings.validated_topic, deadletter=settings.deadletter_topic
+        ),
+        backoff=backoff,
+    )
+    producer = retry_at_start(
+        "feeds: transactions", lambda: transactional_producer(settings), backoff=backoff
+    )
     metrics = FeedsMetrics(REGISTRY, PublicDatasetLabels(sessions))  # /metrics names public data only
     republisher = Republisher(
         consumer=Consumer(feeds_consumer_config(settings)),
-        producer=Producer(feeds_producer_config(settings)),
+        producer=producer,
         kafka=kafka,
         validated_topic=settings.validated_topic,
         state_topic=settings.feeds_state_topic,
@@ -100,7 +121,7 @@ def serve(settings: Settings) -> None:
     threading.Thread(target=server.serve_forever, name="feeds-http", daemon=True).start()
     stop = stop_on_signals()
     try:
-        republisher.start()
+        retry_at_start("feeds: state topic and policy", republisher.start, backoff=backoff)
         republisher.run(stop)
     finally:
         republisher.close()

@@ -89,10 +89,10 @@ class Republisher:
 
     # --- set-up ----------------------------------------------------------------------------
     def start(self) -> None:
+        """The state topic, the policy, the subscription. A transactional producer comes with its
+        transactions initialised (services.feeds.main): a failed init is fatal to the client, so it
+        is tried again with a fresh one there."""
         ensure_state_topic(self._kafka, self._state_topic)
-        if self._transactional:
-            # Fences a predecessor with the same transactional.id and aborts what it left open.
-            self._producer.init_transactions(KAFKA_TIMEOUT_S)
         self._set_policy(self._load_policy())
         self._consumer.subscribe(
             [self._validated], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke

@@ -15,6 +15,7 @@ from cityos.domain.registry.store import bundled_definitions
 from cityos.domain.registry.topic import SchemaFollower, ensure_schema_topic
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.kafka_access import KafkaAccess, Principal, kafka_access
+from cityos.kernel.kafka_start import Backoff, retry_at_start
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.schemas import SchemaSet, load_schema_dir
 from cityos.kernel.settings import Settings
@@ -39,13 +40,19 @@ def ingest_side(settings: Settings) -> tuple[SchemaSet, KafkaAccess, ValidatorRe
     log.info("strict decoding scans bytes with the %s scanner", SCAN)
     schema_set = load_schema_dir(settings.schemas_dir)
     kafka = kafka_access(settings, Principal.ingest)
-    ensure_pipeline_topics(
-        kafka,
-        validated=settings.validated_topic,
-        deadletter=settings.deadletter_topic,
-        department_topics=[settings.department_topic(department) for department in schema_set.departments],
-    )
-    ensure_schema_topic(kafka, settings.schemas_topic)
+
+    def topics() -> None:
+        ensure_pipeline_topics(
+            kafka,
+            validated=settings.validated_topic,
+            deadletter=settings.deadletter_topic,
+            department_topics=[
+                settings.department_topic(department) for department in schema_set.departments
+            ],
+        )
+        ensure_schema_topic(kafka, settings.schemas_topic)
+
+    retry_at_start("ingest: topics", topics, backoff=Backoff(budget_s=settings.kafka_start_retry_s))
     registry = ValidatorRegistry(schema_set, bundle=bundled_definitions(settings.schemas_dir))
     return schema_set, kafka, registry
 
@@ -67,7 +74,15 @@ def serve(settings: Settings) -> None:
     )
     known_versions.set(registry.version_count)
     recent = RecentDeadLetters(settings.ingest_deadletter_memory)
-    follower = DeadLetterFollower(kafka, settings.deadletter_topic, recent) if recent.capacity > 0 else None
+    follower = (
+        retry_at_start(
+            "ingest: dead-letter memory",
+            lambda: DeadLetterFollower(kafka, settings.deadletter_topic, recent),
+            backoff=Backoff(budget_s=settings.kafka_start_retry_s),
+        )
+        if recent.capacity > 0
+        else None
+    )
     if follower is not None:
         started = time.monotonic()
         read = follower.catch_up(timeout_s=DEADLETTER_CATCH_UP_S)
