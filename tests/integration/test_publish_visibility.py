@@ -101,6 +101,7 @@ LISTINGS = {
     "/": ["/"], "/en/": ["/en/"],
     "/search": ["/search", "/search?q=copier", "/search?q=住民"], "/en/search": ["/en/search?q=moves"],
     "/map": ["/map"], "/en/map": ["/en/map"],
+    "/kpi": ["/kpi"], "/en/kpi": ["/en/kpi"],
     "/api/v1/wards": ["/api/v1/wards"],
     "/ogc": ["/ogc", "/ogc?f=html"], "/ogc/": ["/ogc/"],
     "/ogc/collections": ["/ogc/collections", "/ogc/collections?f=html"],
@@ -108,6 +109,13 @@ LISTINGS = {
 # Routes for identified departments and applicants only: anonymous callers get 401, a developer's
 # key 403, and neither answer names a hidden dataset (their matrix: test_workspace_matrix.py).
 IDENTIFIED_ONLY = {"/api/v1/workspace.duckdb": ["/api/v1/workspace.duckdb"]}
+# A department's own KPI page: to anyone but that department, exactly the page of a department that
+# does not exist.
+DEPARTMENT_ONLY = {
+    "/kpi/departments/{department_id}": ["/kpi/departments/digital"],
+    "/en/kpi/departments/{department_id}": ["/en/kpi/departments/citizens"],
+}
+MISSING_DEPARTMENT = "no-such-department"
 
 
 def _routes() -> set[str]:
@@ -123,7 +131,9 @@ def test_every_route_is_walked() -> None:
     ckan_actions = {path.rsplit("/", 1)[1] for path in routes if path.startswith(ckan_prefixes)}
     assert {path for path in routes if not path.startswith(ckan_prefixes)} == set(NAMED) | set(
         NAMED_LIKE_MISSING
-    ) | {path for path in LISTINGS if not path.startswith(ckan_prefixes)} | set(IDENTIFIED_ONLY)
+    ) | {path for path in LISTINGS if not path.startswith(ckan_prefixes)} | set(IDENTIFIED_ONLY) | set(
+        DEPARTMENT_ONLY
+    )
     listed = {path.split("/")[-1].split("?")[0] for paths in LISTINGS.values() for path in paths}
     assert ckan_actions - {"{action_name}"} <= set(CKAN_ACTIONS_BY_ID) | listed
 
@@ -188,6 +198,17 @@ def test_hidden_datasets_are_absent_everywhere(database_url: str, tmp_path: Path
                             answer = client.get(path)
                             assert answer.status_code == (403 if headers else 401), (path, answer.text)
                             assert not any(hidden in answer.text for hidden in HIDDEN_IDS), path
+                            checked += 1
+                    for templates in DEPARTMENT_ONLY.values():
+                        for path in templates:
+                            prefix, department = path.rsplit("/", 1)
+                            answer = client.get(path)
+                            missing = client.get(f"{prefix}/{MISSING_DEPARTMENT}")
+                            assert answer.status_code == missing.status_code == 404, (path, answer.text)
+                            # The page links to its twin in the other language: the id typed aside.
+                            assert answer.text.replace(department, "?") == missing.text.replace(
+                                MISSING_DEPARTMENT, "?"
+                            ), path
                             checked += 1
     finally:
         engine.dispose()
