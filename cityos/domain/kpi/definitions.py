@@ -164,4 +164,4 @@ def load_kpis(kpi_dir: Path) -> list[KpiDefinition]:
         except ValueError as exc:
             raise KpiError(f"{file}: not JSON: {exc}") from exc
         kpis.append(parse_kpi(document, validator, name=file.stem))
-    return kpis
+    return sorted(kpis, key=lambda kpi: kpi.id)
