@@ -102,16 +102,21 @@ def _expected(kpi: KpiDefinition, frame: pd.DataFrame, department: str | None, t
     months = _values(kpi, frame, "年月")
     years = _values(kpi, frame, "fy")
     baseline = years[kpi.baseline_fiscal_year]
+    assert baseline is not None  # the demo has every department every month
+    target: float | None
     if kpi.target_change is not None:
         target = baseline * (1 + kpi.target_change)
     else:
         target = None if (department is not None and kpi.aggregation.kind == "sum") else kpi.target_value
     complete = [fy for fy in sorted(years) if fy < current_fy]
     latest = complete[-1] if complete else current_fy
-    progress = None if target is None else max(0.0, (years[latest] - baseline) / (target - baseline))
-    if latest == current_fy and kpi.aggregation.kind == "sum" and target is not None:
-        in_year = frame[frame["fy"] == current_fy]["年月"].nunique()
-        progress = max(0.0, (years[latest] * 12 / in_year - baseline) / (target - baseline))
+    latest_value = years[latest]
+    assert latest_value is not None
+    if latest == current_fy and kpi.aggregation.kind == "sum":
+        latest_value *= (
+            12 / frame[frame["fy"] == current_fy]["年月"].nunique()
+        )  # the year to date, annualised
+    progress = None if target is None else max(0.0, (latest_value - baseline) / (target - baseline))
     return {
         "months": months,
         "years": {f"FY{fy}": v for fy, v in years.items()},
