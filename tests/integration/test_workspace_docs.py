@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -25,6 +25,7 @@ from cityos.domain.access import Caller, CallerKind
 from cityos.domain.analysis.workspace import build_workspace
 from cityos.domain.anonymize.places import WARDS
 from cityos.kernel.db.engine import session_factory
+from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.schemas import SchemaSet, load_schema_dir
 from cityos.kernel.settings import REPO_ROOT
 from tests.support.publish import events, load
@@ -78,7 +79,7 @@ def expect_datasets(demo: Demo, schema_set: SchemaSet) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "classification", "owner", "row_count"]).sort_values("id")
 
 
-def expect_aed_coverage(demo: Demo, _: SchemaSet) -> pd.DataFrame:
+def expect_aed_coverage(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
     aeds = demo["aed"]["住所"].map(ward_of).value_counts()
     facilities = demo["public-facility"]["住所"].map(ward_of).value_counts()
     rows = []
@@ -90,7 +91,7 @@ def expect_aed_coverage(demo: Demo, _: SchemaSet) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def expect_aed_reach(demo: Demo, _: SchemaSet) -> pd.DataFrame:
+def expect_aed_reach(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
     sites = demo["evacuation-space"].dropna(subset=["緯度", "経度"])
     aed = demo["aed"].dropna(subset=["緯度", "経度"])
     lat1, lon1 = np.radians(sites["緯度"].to_numpy())[:, None], np.radians(sites["経度"].to_numpy())[:, None]
@@ -113,7 +114,7 @@ def _copier(demo: Demo) -> pd.DataFrame:
     return frame
 
 
-def expect_copier_months(demo: Demo, _: SchemaSet) -> pd.DataFrame:
+def expect_copier_months(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
     frame = _copier(demo).sort_values(["部局コード", "年月"])
     target = frame["用紙削減目標枚数"] if "用紙削減目標枚数" in frame else pd.Series(None, index=frame.index)
     rows = [
@@ -124,17 +125,20 @@ def expect_copier_months(demo: Demo, _: SchemaSet) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def expect_copier_fiscal_years(demo: Demo, _: SchemaSet) -> pd.DataFrame:
+def expect_copier_fiscal_years(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
     frame = _copier(demo)
     year, month = frame["年月"].str[:4].astype(int), frame["年月"].str[5:7].astype(int)
     frame["fy"] = np.where(month >= 4, year, year - 1)  # 年度: April to March
     grouped = frame.groupby(["部局コード", "fy"], sort=True).agg(
         months=("年月", "count"), pages=("pages", "sum"), colour=("枚数_カラー", "sum")
     )
-    return pd.DataFrame(
-        [(d, int(fy), int(g["months"]), int(g["pages"]), 100 * g["colour"] / g["pages"])
-         for (d, fy), g in grouped.iterrows()]
-    )  # fmt: skip
+    rows = []
+    for index, g in grouped.iterrows():
+        department, fiscal_year = cast(tuple[str, int], index)
+        rows.append(
+            (department, int(fiscal_year), int(g["months"]), int(g["pages"]), 100 * g["colour"] / g["pages"])
+        )
+    return pd.DataFrame(rows)
 
 
 # One expectation per SQL block, in the docs' order; with how many decimals each float is rounded.
@@ -162,7 +166,7 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Demo
     schemas_dir = REPO_ROOT / "schemas"
     schema_set = load_schema_dir(schemas_dir)
     demo: Demo = {}
-    batch = []
+    batch: list[ValidatedEvent] = []
     for dataset_id in sorted(schema_set.datasets):
         records = demo_records(
             dataset_id, schema_set.latest(dataset_id).document, count=PER_DATASET, seed=SEED
