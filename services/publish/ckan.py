@@ -19,12 +19,13 @@ from services.publish import param_caps
 from services.publish.render import dataset_path, iso_utc, location_fields
 
 CKAN_VERSION = "2.10.4"
-FORMATS = {"csv": "CSV", "json": "JSON", "geojson": "GeoJSON", "ndjson": "NDJSON"}
+FORMATS = {"csv": "CSV", "json": "JSON", "geojson": "GeoJSON", "ndjson": "NDJSON", "parquet": "Parquet"}
 MIMETYPES = {
     "csv": "text/csv",
     "json": "application/json",
     "geojson": "application/geo+json",
     "ndjson": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",  # typed columns for analysis tools (DuckDB, pandas)
 }
 LICENSES = {
     "CC-BY-4.0": ("Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),

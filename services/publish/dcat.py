@@ -33,7 +33,10 @@ FREQUENCIES = {
     "daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY", "quarterly": "QUARTERLY",
     "annual": "ANNUAL", "irregular": "IRREG", "continuous": "CONT", "realtime": "UPDATE_CONT",
 }  # fmt: skip
-FILE_TYPES = {"csv": "CSV", "json": "JSON", "geojson": "GEOJSON", "ndjson": "JSON"}
+FILE_TYPES = {"csv": "CSV", "json": "JSON", "geojson": "GEOJSON", "ndjson": "JSON", "parquet": "PARQUET"}
+# Formats the paged records API does not serve (a Parquet file is whole, its footer last): their
+# access URL is the download itself.
+EXPORT_ONLY = frozenset({"parquet"})
 THEME_LABELS = {
     "HEAL": "Health", "JUST": "Justice, legal system and public safety", "EDUC": "Education, culture and sport",
     "REGI": "Regions and cities", "TRAN": "Transport", "ENVI": "Environment", "GOVE": "Government and public sector",
@@ -258,7 +261,8 @@ def _add_distribution(
     graph.add((dataset_node, DCAT.distribution, distribution))
     graph.add((distribution, RDF.type, DCAT.Distribution))
     graph.add((distribution, DCTERMS.title, Literal(f"{dataset.id} ({ckan.FORMATS[fmt]})")))
-    graph.add((distribution, DCAT.accessURL, URIRef(f"{base}/records?format={fmt}")))
+    access = f"{base}/export?format={fmt}" if fmt in EXPORT_ONLY else f"{base}/records?format={fmt}"
+    graph.add((distribution, DCAT.accessURL, URIRef(access)))
     graph.add((distribution, DCAT.downloadURL, URIRef(f"{base}/export?format={fmt}")))
     file_type = EU_FILE_TYPE[FILE_TYPES[fmt]]
     graph.add((distribution, DCTERMS.format, file_type))

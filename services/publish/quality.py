@@ -15,7 +15,7 @@ from typing import Any
 OPEN_LICENSES = frozenset(
     {"CC-BY-4.0", "CC-BY-SA-4.0", "CC0-1.0", "ODbL-1.0", "PDDL-1.0", "ODC-By-1.0", "PDL-1.0", "GJ-TOU-2.0"}
 )
-OPEN_FORMATS = ("CSV", "JSON", "GeoJSON", "NDJSON")
+OPEN_FORMATS = ("CSV", "JSON", "GeoJSON", "NDJSON", "Parquet")
 
 # Keyword -> EU data theme (the DCAT-AP controlled vocabulary), for a dcat:theme harvesters can file.
 THEME_BY_KEYWORD = {

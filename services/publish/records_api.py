@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos.domain.access import ReadAccess
+from cityos.domain.analysis.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
 from cityos.domain.readmodel import filters, queries
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
@@ -64,6 +65,8 @@ MEDIA_TYPES: dict[filters.OutputFormat, str] = {
     "ndjson": "application/x-ndjson",
 }
 FormatParam = Literal["json", "csv", "geojson", "ndjson"]
+# Parquet is a whole file (its footer last): an export only, never a page of /records.
+ExportFormat = Literal["json", "csv", "geojson", "ndjson", "parquet"]
 
 _RECORDS_EXAMPLES = {
     "equality": {"summary": "Equality on a Japanese property", "value": "?設置位置=1階ロビー"},
@@ -306,6 +309,16 @@ _OTHER_FORMATS: dict[str, Any] = {
     "application/geo+json": {"schema": {"type": "object", "description": "RFC 7946 FeatureCollection"}},
     "application/x-ndjson": {"schema": {"description": "One record object (JSON) per line"}},
 }
+_EXPORT_FORMATS: dict[str, Any] = {
+    **_OTHER_FORMATS,
+    PARQUET_MEDIA_TYPE: {
+        "schema": {
+            "type": "string",
+            "format": "binary",
+            "description": "Apache Parquet (zstd): one typed column per schema property, named in Japanese",
+        }
+    },
+}
 
 
 def _prepare(
@@ -313,7 +326,7 @@ def _prepare(
     request: Request,
     session: Session,
     dataset_id: str,
-    chosen: filters.OutputFormat,
+    chosen: ExportFormat,
     format_given: bool,
     connection: Connection | None = None,
     *,
@@ -342,7 +355,7 @@ def _prepare(
     return dataset, access, schema, parsed, location
 
 
-def _refuse_position(request: Request, chosen: filters.OutputFormat) -> None:
+def _refuse_position(request: Request, chosen: ExportFormat) -> None:
     """403 for what would reveal a record's position to a caller whose grant leaves out the
     location fields: a map (GeoJSON) or a spatial filter, which would answer "is it in this box"."""
     asked = [name for name in ("bbox", "near", "distance") if name in request.query_params]
@@ -639,10 +652,10 @@ def get_record(request: Request, dataset_id: str, record_key: str, session: Sess
 
 @router.get(
     "/api/v1/datasets/{dataset_id}/export",
-    summary="The whole dataset (after filters), streamed: CSV, JSON, GeoJSON or NDJSON",
+    summary="The whole dataset (after filters), streamed: CSV, JSON, GeoJSON, NDJSON or Parquet",
     response_class=Response,
     responses={
-        200: {"model": RecordArray, "content": {"application/json": {}, **_OTHER_FORMATS}},
+        200: {"model": RecordArray, "content": {"application/json": {}, **_EXPORT_FORMATS}},
         304: {"description": "Not changed since the ETag / Last-Modified you sent"},
         400: {"description": "A parameter is malformed; the body names it"},
         403: {"description": _LOCATION_REFUSED},
@@ -654,12 +667,12 @@ def export(
     dataset_id: str,
     ctx: ContextDep,
     session: SessionDep,
-    format: Annotated[FormatParam | None, Query(description="Output format")] = None,
+    format: Annotated[ExportFormat | None, Query(description="Output format")] = None,
     bom: Annotated[bool, Query(description=_BOM_HELP)] = False,
     excel: Annotated[bool, Query(description=_EXCEL_HELP)] = False,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    chosen = filters.negotiate_format(format, accept)
+    chosen: ExportFormat = "parquet" if format == "parquet" else filters.negotiate_format(format, accept)
     request.state.response_format = chosen
     dataset, access, schema, parsed, location = _prepare(
         ctx, request, session, dataset_id, chosen, format is not None
@@ -695,19 +708,21 @@ def export(
             )
             if chosen == "csv":
                 yield from stream.csv_stream(documents, columns, bom=bom, excel=excel, on_rows=count)
+            elif chosen == "parquet":
+                yield from stream.parquet_stream(documents, schema, columns, on_rows=count)
             elif chosen == "ndjson":
                 yield from stream.ndjson_stream(documents, project=projector, on_rows=count)
             else:
                 yield from stream.json_array_stream(documents, project=projector, on_rows=count)
 
-    suffix = {"json": "json", "csv": "csv", "geojson": "geojson", "ndjson": "ndjson"}[chosen]
     headers |= {
-        "Content-Disposition": render.content_disposition(f"{dataset.id}.{suffix}"),
+        "Content-Disposition": render.content_disposition(f"{dataset.id}.{chosen}"),
         # Written while it is read from a live catalog: no byte offset of one rendering holds in the
         # next, so no ranges (a broken download resumes by cursor paging of /records instead).
         "Accept-Ranges": "none",
     }
-    return StreamingResponse(body(), media_type=MEDIA_TYPES[chosen], headers=headers)
+    media_type = PARQUET_MEDIA_TYPE if chosen == "parquet" else MEDIA_TYPES[chosen]
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
 def _export_validators(

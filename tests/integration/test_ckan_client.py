@@ -36,7 +36,7 @@ def test_ckanapi_lists_shows_searches_and_pages_every_row_once(database_url: str
             assert package["title"] == "AED設置箇所一覧"
             assert package["organization"]["name"] == "fire"
             formats = {r["format"] for r in package["resources"]}
-            assert formats == {"CSV", "JSON", "GeoJSON", "NDJSON"}
+            assert formats == {"CSV", "JSON", "GeoJSON", "NDJSON", "Parquet"}
             for hidden in HIDDEN_IDS:
                 with pytest.raises(ckanapi.NotFound):
                     ckan.action.package_show(id=hidden)

@@ -73,7 +73,7 @@ def test_catalog_conforms_and_negative_examples_fail(
     assert not set(HIDDEN_IDS) & identifiers
     aed = next(d for d in datasets if str(graph.value(d, DCTERMS.identifier)) == "aed")
     assert str(graph.value(aed, DCTERMS.conformsTo)) == "https://cityos.example/schemas/aed/1"
-    assert len(list(graph.objects(aed, DCAT.distribution))) == 4
+    assert len(list(graph.objects(aed, DCAT.distribution))) == 5  # CSV, JSON, GeoJSON, NDJSON, Parquet
     assert len(list(graph.objects(aed, DQV_MEASUREMENT))) == 2  # 5-star and metadata quality
     assert graph.value(aed, DCTERMS.spatial) is not None  # bbox from the records
 

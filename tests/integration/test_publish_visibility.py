@@ -58,6 +58,7 @@ NAMED = {
     "/api/v1/datasets/{dataset_id}/records/{record_key}": ["/api/v1/datasets/{id}/records/{key}"],
     "/api/v1/datasets/{dataset_id}/export": [
         "/api/v1/datasets/{id}/export?format=csv", "/api/v1/datasets/{id}/export?format=json",
+        "/api/v1/datasets/{id}/export?format=parquet",
     ],
     "/catalog/datasets/{name}": ["/catalog/datasets/{id}.ttl", "/catalog/datasets/{id}.jsonld", "/catalog/datasets/{id}"],
     "/api/v1/usage": ["/api/v1/usage?dataset={id}"],

@@ -163,7 +163,9 @@ def expected_facets(listing: list[dict[str, Any]]) -> dict[str, Counter[str]]:
     for dataset in listing:
         counts["department"][dataset["department"]["id"]] += 1
         counts["keyword"].update(set(dataset["keywords"]))
-        formats = ["CSV", "JSON", "NDJSON"] + (["GeoJSON"] if "geojson" in dataset["links"] else [])
+        formats = ["CSV", "JSON", "NDJSON", "Parquet"] + (
+            ["GeoJSON"] if "geojson" in dataset["links"] else []
+        )
         counts["format"].update(formats)
         counts["stars"][str(dataset["five_star"])] += 1
         counts["license"][dataset["license"]] += 1

@@ -72,7 +72,7 @@ def test_non_json_answers_name_their_media_types(spec: dict[str, Any]) -> None:
 
     records = {JSON, "text/csv", "application/geo+json", "application/x-ndjson"}
     assert media("/api/v1/datasets/{dataset_id}/records") == records
-    assert media("/api/v1/datasets/{dataset_id}/export") == records
+    assert media("/api/v1/datasets/{dataset_id}/export") == records | {"application/vnd.apache.parquet"}
     assert media("/api/v1/usage") == {JSON, "text/csv"}
     rdf = {"text/turtle", "application/ld+json", "application/rdf+xml"}
     for path in ("/catalog.ttl", "/catalog.jsonld", "/catalog", "/catalog/datasets/{name}"):
