@@ -65,9 +65,8 @@ cluster-down:
 
 ## Fault tests on that cluster (started and stopped here when not running) with a PostgreSQL server of
 ## their own: brokers, services and the database killed while events flow, 100,000 events per scenario
-## (CHAOS_EVENTS=10000 for a quick run). Bounded: each test by pytest-timeout, the whole run by 15 minutes
-## (interrupted, not killed, so every process it started is stopped).
-CHAOS_EVENTS ?= 100000
+## (CHAOS_EVENTS=10000 for a quick run). Bounded: each test by pytest-timeout, the whole run by
+## CHAOS_BUDGET_S (14 minutes); whether it passes, fails or runs out of time, every process it started
+## is stopped (tests/chaos/run.sh). CI runs it after `make test`.
 chaos: $(STAMP)
-	CITYOS_CHAOS=1 CITYOS_CHAOS_EVENTS=$(CHAOS_EVENTS) timeout --foreground -s INT -k 60 900 \
-		$(VENV)/bin/pytest tests/chaos -p no:cacheprovider -rA -s $(CHAOS_ARGS)
+	bash tests/chaos/run.sh
