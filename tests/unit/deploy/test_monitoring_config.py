@@ -27,12 +27,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy.orm import Session, sessionmaker
 
+from cityos.domain.kpi.definitions import load_kpis
+from cityos.domain.kpi.progress import KpiProgress, KpiValue
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
-from cityos.kernel.settings import REPO_ROOT
+from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.api import create_catalog_app
 from services.catalog.metrics import CatalogMetrics
 from services.feeds.metrics import FeedsMetrics
 from services.ingest.metrics import IngestMetrics
+from services.publish.kpi_metrics import KpiCollector
 from services.publish.metrics import PublishMetrics
 from tests.support import needs
 from tests.support.deploy_files import PROMETHEUS_CONFIG, load_yaml
@@ -42,6 +45,9 @@ GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "alerts.test.yml"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "cityos-overview.json"
+# Every provisioned dashboard's queries are checked below; the KPI dashboard's layout has its own test
+# (tests/unit/deploy/test_kpi_dashboard.py).
+DASHBOARDS = (DASHBOARD, GRAFANA_DIR / "dashboards" / "cityos-kpi.json")
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "cityos.yml"
 # Entrypoints that declare a metric inline (outside a metric class); read from their source.
@@ -61,6 +67,7 @@ EXPECTED_ALERTS = {
     "CityOSFeedLagHigh",
     "CityOSFeedTransactionsAborting",
     "CityOSDeadLetterReplaysFailed",
+    "CityOSKpiBehindTrajectory",
 }
 SEVERITIES = {"critical", "warning"}
 ANNOTATIONS = ("summary", "summary_ja", "description", "description_ja")
@@ -197,6 +204,8 @@ def _exposed_series(sessions: sessionmaker[Session]) -> dict[str, frozenset[str]
     IngestMetrics(registry)
     CatalogMetrics(registry)
     PublishMetrics(registry)
+    # Publish's KPI gauges are computed when scraped: one figure per KPI file stands in for the catalog.
+    registry.register(KpiCollector(_one_figure_per_kpi))
     FeedsMetrics(registry)
     create_catalog_app(sessions, registry)
     for module in INLINE_METRIC_MODULES:
@@ -212,6 +221,14 @@ def _exposed_series(sessions: sessionmaker[Session]) -> dict[str, frozenset[str]
     return series
 
 
+def _one_figure_per_kpi() -> list[KpiProgress]:
+    point = KpiValue("FY2025", 2.0, 1.0)
+    return [
+        KpiProgress(kpi, None, 3.0, 1.0, [point], [point], point, 0.5, False)
+        for kpi in load_kpis(Settings().kpi_dir)
+    ]
+
+
 def _scrape_labels(config: dict[str, Any]) -> frozenset[str]:
     labels = set(TARGET_LABELS)
     for job in config["scrape_configs"]:
@@ -224,8 +241,8 @@ def _alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"] if "alert" in rule]
 
 
-def _dashboard() -> dict[str, Any]:
-    data = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+def _dashboard(path: Path = DASHBOARD) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
 
@@ -244,10 +261,11 @@ def _variable_query(variable: dict[str, Any]) -> str:
 
 def _expressions() -> list[Expression]:
     found = [Expression(f"alerts.yml {rule['alert']}", str(rule["expr"])) for rule in _alert_rules()]
-    for panel in _panels(_dashboard()["panels"]):
-        for target in panel.get("targets", []):
-            where = f"dashboard panel {panel['id']} ({panel['title']}) {target['refId']}"
-            found.append(Expression(where, str(target["expr"])))
+    for path in DASHBOARDS:
+        for panel in _panels(_dashboard(path)["panels"]):
+            for target in panel.get("targets", []):
+                where = f"dashboard {path.stem} panel {panel['id']} ({panel['title']}) {target['refId']}"
+                found.append(Expression(where, str(target["expr"])))
     return found
 
 
@@ -457,11 +475,13 @@ def test_dashboard_has_the_rows_operators_expect() -> None:
         assert any(title.startswith(prefix) for title in rows), f"no {prefix} row in {rows}"
 
 
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
 def test_dashboard_variables_are_defined_and_real(
-    exposed: dict[str, frozenset[str]], prometheus_config: dict[str, Any]
+    path: Path, exposed: dict[str, frozenset[str]], prometheus_config: dict[str, Any]
 ) -> None:
-    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
-    assert {"department", "dataset"} <= set(variables)
+    variables = {v["name"]: v for v in _dashboard(path)["templating"]["list"]}
+    if path == DASHBOARD:
+        assert {"department", "dataset"} <= set(variables)
     for name, variable in variables.items():
         assert variable.get("datasource", {}).get("uid") == DATASOURCE_UID, name
         match = _LABEL_VALUES.match(_variable_query(variable))
@@ -469,7 +489,9 @@ def test_dashboard_variables_are_defined_and_real(
         metric, label = match.groups()
         assert metric is not None and metric in exposed, f"variable {name}: unknown metric {metric}"
         assert label in exposed[metric] | _scrape_labels(prometheus_config), f"variable {name}: {label}"
-    for expression in EXPRESSIONS:
+    own = [e for e in EXPRESSIONS if e.where.startswith(f"dashboard {path.stem} ")]
+    assert own, f"no query found in {path.name}"
+    for expression in own:
         for match in _GRAFANA_VARIABLE.finditer(expression.promql):
             used = match.group(1) or match.group(2)
             assert used.startswith("__") or used in variables, f"{expression.where}: ${used} undefined"
