@@ -78,12 +78,15 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 log "fault tests: $EVENTS events per scenario, at most ${BUDGET_S} s"
-# setsid: pytest leads a process group of its own, which the services it starts join, so all of them
-# can be stopped together (the brokers and PostgreSQL run apart, stopped by their scripts).
+# Job control: pytest leads a process group of its own, which the services it starts join, so all of
+# them can be stopped together (the brokers and PostgreSQL run apart, stopped by their scripts); and
+# it keeps SIGINT, which a script's background commands would otherwise ignore.
+set -m
 # shellcheck disable=SC2086  # CHAOS_ARGS is a list of words on purpose
-CITYOS_CHAOS=1 CITYOS_CHAOS_EVENTS=$EVENTS setsid "$REPO_ROOT/.venv/bin/pytest" tests/chaos \
+CITYOS_CHAOS=1 CITYOS_CHAOS_EVENTS=$EVENTS "$REPO_ROOT/.venv/bin/pytest" tests/chaos \
   -p no:cacheprovider -rA -s --durations=0 ${CHAOS_ARGS:-} &
 pid=$!
+set +m
 deadline=$((started + BUDGET_S))
 while alive && (($(date +%s) < deadline)); do sleep 1; done
 if alive; then
