@@ -56,13 +56,19 @@ def write(
     --as-of the records at the end of that day."""
     from sqlalchemy.orm import Session
 
-    from cityos.domain.analysis.snapshots import SnapshotError, dataset_ids, write_snapshot
+    from cityos.domain.analysis.snapshots import (
+        SnapshotError,
+        dataset_ids,
+        file_property_order,
+        write_snapshot,
+    )
     from cityos.kernel.db.engine import make_engine
     from cityos.kernel.db.models import Dataset
 
     settings = get_settings()
     day = _day(as_of)
     root = out if out is not None else settings.snapshot_dir
+    order = file_property_order(settings.schemas_dir)
     engine = make_engine(settings.database_url)
     results: list[SnapshotResult] = []
     failed: list[tuple[str, str]] = []
@@ -88,6 +94,7 @@ def write(
                             root=root,
                             as_of=day,
                             on_rows=partial(progress.advance, task),
+                            property_order=order,
                         )
                     except SnapshotError as exc:
                         failed.append((dataset_id, str(exc)))

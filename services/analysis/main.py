@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from cityos.domain.analysis.snapshots import file_property_order
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.settings import Settings
@@ -57,7 +58,11 @@ def serve(settings: Settings) -> None:
     log.info("snapshots into %s every %.0f s", settings.snapshot_dir, settings.snapshot_interval_s)
     try:
         while not stop.is_set():
-            report = run_once(sessions, settings.snapshot_dir)
+            # Read each run: a schema version added to the files since shows in its order.
+            order = file_property_order(settings.schemas_dir)
+            report = run_once(sessions, settings.snapshot_dir, property_order=order, stop=stop)
+            if stop.is_set():  # cut short: not a run to report
+                break
             metrics.record_run(report.results, report.failed, seconds=report.seconds, ended_at=time.time())
             log.info(
                 "snapshot run: %d datasets, %d rows, %d bytes in %.2f s, %d failed",

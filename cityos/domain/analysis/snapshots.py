@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from cityos.domain.analysis import history
 from cityos.domain.analysis.columns import BatchBuilder, arrow_schema, record_batches
 from cityos.domain.analysis.parquet import with_metadata, write_file
 from cityos.kernel.db.models import Dataset, SchemaVersionRow
+from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.timeutil import utc_now
 
 log = logging.getLogger("cityos.analysis")
@@ -100,6 +101,40 @@ def schema_at(session: Session, dataset_id: str, at: datetime | None) -> SchemaV
     return session.scalars(versions.order_by(SchemaVersionRow.version.desc())).first()
 
 
+# Schema URI -> its property names in the schema file's order.
+PropertyOrder = Mapping[str, Sequence[str]]
+
+
+def file_property_order(schemas_dir: Path) -> dict[str, list[str]]:
+    """Each schema version's property order as its file gives it.
+
+    PostgreSQL keeps a stored document (JSONB) with its object keys in an order of its own, so the
+    catalog's copy of a schema no longer says in which order its author listed the properties;
+    the schema files, from which every version is registered, do. Empty when the folder cannot
+    be read: the stored order is used then.
+    """
+    try:
+        schema_set = load_schema_dir(schemas_dir)
+    except Exception:  # an unreadable folder costs the column order, never the snapshot
+        log.warning("schema files in %s unreadable: columns in the catalog's stored order", schemas_dir)
+        return {}
+    return {
+        uri: list(properties)
+        for uri, version in schema_set.versions.items()
+        if isinstance(properties := version.document.get("properties"), Mapping)
+    }
+
+
+def in_file_order(document: Mapping[str, Any], order: Sequence[str] | None) -> dict[str, Any]:
+    """``document`` with its properties in ``order`` (any it does not name after, as stored)."""
+    properties = document.get("properties")
+    if order is None or not isinstance(properties, Mapping):
+        return dict(document)
+    ranked = {name: rank for rank, name in enumerate(order)}
+    names = sorted(properties, key=lambda name: (ranked.get(name, len(ranked)), list(properties).index(name)))
+    return {**document, "properties": {name: properties[name] for name in names}}
+
+
 def write_snapshot(
     session: Session,
     *,
@@ -109,10 +144,12 @@ def write_snapshot(
     now: datetime | None = None,
     batch_size: int = READ_BATCH,
     on_rows: Callable[[int], None] | None = None,
+    property_order: PropertyOrder | None = None,
 ) -> SnapshotResult:
     """Write ``dataset_id``'s snapshot under ``root``: its current records under today's date in
     Japan, or with ``as_of`` its records at the end of that day (JST). Atomic: readers see the
-    previous file of that day or the complete new one."""
+    previous file of that day or the complete new one. ``property_order`` (``file_property_order``)
+    puts the columns in the schema file's order whatever the catalog's database."""
     started = time.perf_counter()
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
@@ -124,7 +161,9 @@ def write_snapshot(
     version = schema_at(session, dataset_id, at)
     if version is None:
         raise SnapshotError(f"dataset {dataset_id!r} has no registered schema: its columns are unknown")
-    schema = with_metadata(arrow_schema(version.document), _provenance(dataset, version, day, at, moment))
+    order = None if property_order is None else property_order.get(version.uri)
+    document = in_file_order(version.document, order)
+    schema = with_metadata(arrow_schema(document), _provenance(dataset, version, day, at, moment))
     documents = (
         history.current_records(session, dataset_id=dataset_id, batch_size=batch_size)
         if at is None
