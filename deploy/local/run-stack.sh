@@ -5,7 +5,8 @@
 #   CITYOS_DETACH=1 run-stack.sh return once everything is up (stop with stop-stack.sh)
 #
 # Ports (env): KAFKA_PORT 9092, CITYOS_PUBLISH_PORT 8000, CITYOS_CATALOG_PORT 8001,
-# CITYOS_INGEST_METRICS_PORT 8002, CITYOS_FEEDS_METRICS_PORT 8003, CITYOS_INGEST_HTTP_PORT 8004. Logs and pid files: var/log, var/run.
+# CITYOS_INGEST_METRICS_PORT 8002, CITYOS_FEEDS_METRICS_PORT 8003, CITYOS_INGEST_HTTP_PORT 8004,
+# CITYOS_ANALYSIS_PORT 8005. Logs and pid files: var/log, var/run.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +19,7 @@ CATALOG_PORT=${CITYOS_CATALOG_PORT:-8001}
 INGEST_PORT=${CITYOS_INGEST_METRICS_PORT:-8002}
 FEEDS_PORT=${CITYOS_FEEDS_METRICS_PORT:-8003}
 INGEST_HTTP_PORT=${CITYOS_INGEST_HTTP_PORT:-8004}
+ANALYSIS_PORT=${CITYOS_ANALYSIS_PORT:-8005}
 CITYOS=$REPO_ROOT/.venv/bin/cityos
 mkdir -p var/log var/run
 
@@ -69,6 +71,10 @@ log "producing demo events"
 # The DX plan's KPI series (open data, dx-kpi) from the demo's figures, once the catalog applied them.
 log "publishing the KPI series"
 "$CITYOS" kpi publish --settle 120 || log "WARNING: KPI series not published (see the error above)"
+# Parquet snapshots of every dataset into var/snapshots (not public: every classification), now and
+# every CITYOS_SNAPSHOT_INTERVAL_S; started after the demo so the first one holds its records.
+start_service analysis
+wait_http analysis "http://127.0.0.1:$ANALYSIS_PORT/healthz" 60
 
 cat <<URLS
 
@@ -84,7 +90,8 @@ cat <<URLS
   CKAN action API   http://127.0.0.1:$PUBLISH_PORT/api/3/action/package_list
   DCAT-AP catalog   http://127.0.0.1:$PUBLISH_PORT/catalog.ttl
   catalog admin     http://127.0.0.1:$CATALOG_PORT/api/v1/admin/datasets   (credential: .venv/bin/cityos admins issue NAME)
-  metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics
+  metrics           http://127.0.0.1:$PUBLISH_PORT/metrics  :$CATALOG_PORT/metrics  :$INGEST_PORT/metrics  :$FEEDS_PORT/metrics  :$ANALYSIS_PORT/metrics
+  Parquet snapshots var/snapshots/dataset=<id>/date=<day>/part-0.parquet   (city-internal; docs/analysis.md)
   feeds             .venv/bin/cityos subscriptions create DATASET DEPARTMENT   (docs/feeds.md)
   import a CSV      .venv/bin/cityos import-csv FILE --dataset aed
   Kafka credential  .venv/bin/cityos kafka credential DEPARTMENT   (docs/security.md)

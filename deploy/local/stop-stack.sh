@@ -6,7 +6,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 cd "$REPO_ROOT"
 
-for name in ingest-http feeds publish ingest catalog; do
+for name in analysis ingest-http feeds publish ingest catalog; do
   pid_file=var/run/$name.pid
   [[ -f $pid_file ]] || continue
   pid=$(<"$pid_file")
