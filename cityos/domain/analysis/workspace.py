@@ -298,6 +298,9 @@ def build_workspace(
             # Batches are appended one by one; DuckDB's own threads would only compete with the
             # catalog read for the machine.
             con.execute("SET threads = 1")
+            # DuckDB keeps written blocks in its buffer until a checkpoint; a ceiling makes it write
+            # them out instead of growing with the dataset.
+            con.execute("SET memory_limit = '256MB'")
             for item in planned:
                 budget = None if max_rows is None else max_rows - sum(d.rows for d in included)
                 rows = _fill(con, session, item, batch_size=batch_size, budget=budget, progress=progress)
