@@ -26,10 +26,12 @@ COPY services ./services
 COPY schemas ./schemas
 COPY --from=web-assets /web/node_modules ./web/node_modules
 # uid and gid 10001, both fixed: docker-compose.yml hands the secrets volumes to exactly this owner.
+# The snapshots folder exists in the image so that a new volume mounted there is the service's own.
 RUN pip install . \
     && groupadd --system --gid 10001 cityos \
-    && useradd --system --uid 10001 --gid cityos --home-dir /app --shell /usr/sbin/nologin cityos
+    && useradd --system --uid 10001 --gid cityos --home-dir /app --shell /usr/sbin/nologin cityos \
+    && install -d -o cityos -g cityos -m 0750 /var/lib/cityos/snapshots
 
 USER cityos
-EXPOSE 8000 8001 8002 8003
+EXPOSE 8000 8001 8002 8003 8005
 CMD ["cityos", "--help"]

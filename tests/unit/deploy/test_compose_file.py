@@ -24,7 +24,7 @@ from tests.support.fixtures_path import FIXTURES
 
 COMPOSE_SPEC = FIXTURES / "compose-spec" / "compose-spec.json"
 
-APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002, "feeds": 8003}
+APP_SERVICES = {"publish": 8000, "catalog": 8001, "ingest": 8002, "feeds": 8003, "analysis": 8005}
 REQUIRED_ENV = ("CITYOS_KAFKA_BOOTSTRAP", "CITYOS_DATABASE_URL", "CITYOS_SECRETS_DIR")
 INIT_SECRETS = REPO_ROOT / "deploy" / "compose" / "init-secrets.sh"
 # What cityos.kernel.secret_store writes: 32 random bytes, URL-safe base64 without padding.
@@ -35,6 +35,7 @@ BIND_ENV = {
     "catalog": "CITYOS_CATALOG_HOST",
     "ingest": "CITYOS_INGEST_METRICS_HOST",
     "feeds": "CITYOS_FEEDS_METRICS_HOST",
+    "analysis": "CITYOS_ANALYSIS_HOST",
 }
 # The port each service listens on, by setting: the published container port must be this one.
 PORT_SETTING = {
@@ -42,6 +43,7 @@ PORT_SETTING = {
     "catalog": "catalog_port",
     "ingest": "ingest_metrics_port",
     "feeds": "feeds_metrics_port",
+    "analysis": "analysis_port",
 }
 
 
