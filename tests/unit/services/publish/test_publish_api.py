@@ -71,7 +71,9 @@ def test_lists_only_public_datasets(catalog: Catalog) -> None:
     assert response.status_code == 200
     body = response.json()
     ids = [d["id"] for d in body["datasets"]]
-    assert ids == ["aed", NO_LOCATION_ID, "evacuation-space", "public-facility", "public-toilet", "tourism"]
+    assert ids == [
+        "aed", NO_LOCATION_ID, "dx-kpi", "evacuation-space", "public-facility", "public-toilet", "tourism",
+    ]  # fmt: skip
     assert body["count"] == len(ids)
     assert all(d["classification"] == "public" for d in body["datasets"])
     aed = body["datasets"][0]
@@ -87,7 +89,9 @@ def test_lists_only_public_datasets(catalog: Catalog) -> None:
     assert "geojson" not in budget["links"]
 
 
-@pytest.mark.parametrize("dataset_id", ["copier-usage", "resident-moves", "no-such-dataset"])
+@pytest.mark.parametrize(
+    "dataset_id", ["copier-usage", "rpa-ai-hours", "e-approval", "telework", "resident-moves", "no-such-dataset"]
+)
 @pytest.mark.parametrize(
     "suffix",
     ["", "/records", "/records?format=csv", "/records?format=geojson", "/records?色=赤", "/records?limit=0"],
