@@ -90,7 +90,8 @@ def test_lists_only_public_datasets(catalog: Catalog) -> None:
 
 
 @pytest.mark.parametrize(
-    "dataset_id", ["copier-usage", "rpa-ai-hours", "e-approval", "telework", "resident-moves", "no-such-dataset"]
+    "dataset_id",
+    ["copier-usage", "rpa-ai-hours", "e-approval", "telework", "resident-moves", "no-such-dataset"],
 )
 @pytest.mark.parametrize(
     "suffix",
