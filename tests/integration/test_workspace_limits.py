@@ -31,9 +31,11 @@ def catalog(tmp_path: Path) -> Iterator[tuple[Engine, str]]:
     engine.dispose()
 
 
-def key(engine: Engine, kind: OwnerKind, owner: str) -> dict[str, str]:
+def key(engine: Engine, kind: OwnerKind, owner: str, scopes: list[str] | None = None) -> dict[str, str]:
     with Session(engine) as session, session.begin():
-        secret = issue_key(session, owner_kind=kind, owner_id=owner, purpose="limits", actor="test").secret
+        secret = issue_key(
+            session, owner_kind=kind, owner_id=owner, purpose="limits", actor="test", scopes=scopes
+        ).secret
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -80,6 +82,8 @@ def test_who_may_ask(catalog: tuple[Engine, str]) -> None:
     with client(engine, url) as http:
         assert http.get(PATH).status_code == 401
         assert http.get(PATH, headers=key(engine, OwnerKind.developer, "dev@example.com")).status_code == 403
+        narrow = http.get(PATH, headers=key(engine, OwnerKind.department, "fire", ["feeds:subscribe"]))
+        assert narrow.status_code == 403 and narrow.json()["error"] == "missing_scope"  # records:read needed
         applicant = http.get(PATH, headers=key(engine, OwnerKind.applicant, "acme"))
         assert applicant.status_code == 200
         assert 'filename="workspace-acme-' in applicant.headers["content-disposition"]
