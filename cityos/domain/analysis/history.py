@@ -88,14 +88,22 @@ def current_query(dataset_id: str) -> Select[tuple[str, Any]]:
 def _documents(
     session: Session, query: Select[tuple[str, Any]], batch_size: int
 ) -> Iterator[list[dict[str, Any]]]:
+    # Checked here, at the call, rather than at the first batch: the caller learns at once.
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    return _stream(session, query, batch_size)
+
+
+def _stream(
+    session: Session, query: Select[tuple[str, Any]], batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
     connection = session.connection()
     result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(query)
     try:
         for rows in result.partitions(batch_size):
             yield [data for _, data in rows]
     finally:
+        # An abandoned read closes its cursor (a server-side one on PostgreSQL) when collected.
         result.close()
 
 

@@ -51,9 +51,9 @@ def test_a_batch_size_below_one_is_refused() -> None:
     engine = create_engine("sqlite://")
     with Session(engine) as session:
         with pytest.raises(ValueError, match="batch_size"):
-            next(records_as_of(session, dataset_id="aed", at=datetime.now(UTC), batch_size=0))
+            records_as_of(session, dataset_id="aed", at=datetime.now(UTC), batch_size=0)
         with pytest.raises(ValueError, match="batch_size"):
-            next(current_records(session, dataset_id="aed", batch_size=-1))
+            current_records(session, dataset_id="aed", batch_size=-1)
 
 
 def test_the_as_of_query_ranks_by_time_then_topic_position_and_keeps_only_live_winners() -> None:
