@@ -56,14 +56,14 @@ WORDS: Final[dict[str, dict[Lang, str]]] = {
     "as_of": {"ja": "{day} 時点", "en": "As of {day}"},
     "city_page": {"ja": "市全体の KPI", "en": "The city's KPIs"},
     "own_page": {"ja": "自部局の KPI を見る", "en": "Your department's KPIs"},
-    "dataset": {"ja": "KPI のデータセット（{title}）", "en": "The KPI dataset ({title})"},
+    "dataset": {"ja": "データセット「{title}」", "en": "Dataset: {title}"},
     "dataset_csv": {"ja": "CSV でダウンロード", "en": "Download as CSV"},
     "summary": {"ja": "一覧", "en": "Summary"},
     "summary.caption": {"ja": "KPI の一覧（{as_of}）", "en": "KPIs at a glance ({as_of})"},
     "col.kpi": {"ja": "KPI", "en": "KPI"},
     "col.unit": {"ja": "単位", "en": "Unit"},
     "col.baseline": {"ja": "基準値", "en": "Baseline"},
-    "col.target": {"ja": "目標値", "en": "Target"},
+    "col.target": {"ja": "目標値（期限）", "en": "Target (due)"},
     "col.latest": {"ja": "最新値", "en": "Latest"},
     "col.progress": {"ja": "進捗", "en": "Progress"},
     "col.status": {"ja": "計画線との比較", "en": "Against the trajectory"},
@@ -349,6 +349,21 @@ def _readable(request: Request, session: Session) -> Callable[[str], bool]:
     return readable
 
 
+def _dataset_links(request: Request, session: Session, lang: Lang) -> dict[str, str] | None:
+    """The open KPI dataset's page and CSV, when the caller may read it (it is public unless the
+    city decides otherwise)."""
+    try:
+        dataset, _ = visible_dataset(session, caller_of(request), KPI_DATASET)
+    except HTTPException:
+        return None
+    title = (dataset.title_ja if lang == "ja" else dataset.title_en) or dataset.title_ja or dataset.id
+    return {
+        "title": title,
+        "href": site_path(lang, "/datasets/" + quote(dataset.id, safe="")),
+        "csv": f"{api_render.dataset_path(dataset.id)}/export?format=csv",
+    }
+
+
 def kpi_page(request: Request, lang: Lang, department: str | None = None) -> Response:
     ctx = context_of(request)
     own = department_of(caller_of(request))
@@ -365,15 +380,7 @@ def kpi_page(request: Request, lang: Lang, department: str | None = None) -> Res
             session, current_kpis(ctx.settings.kpi_dir), today=today, department=department
         )
         views = [kpi_view(p, lang, department_names=names, readable=readable) for p in progress]
-        dataset_path = api_render.dataset_path(KPI_DATASET)
-        dataset = (
-            {
-                "href": site_path(lang, "/datasets/" + quote(KPI_DATASET, safe="")),
-                "csv": f"{dataset_path}/export?format=csv",
-            }
-            if readable(KPI_DATASET)
-            else None
-        )
+        dataset = _dataset_links(request, session, lang)
     as_of = today.isoformat()
     context = {
         "w": _words(lang),
