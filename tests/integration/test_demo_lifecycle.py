@@ -7,14 +7,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from cityos.kernel.schemas import load_schema_dir
+from cityos.kernel.settings import Settings
 from tests.support.stack import Stack
 
 PUBLIC = ("aed", "evacuation-space", "public-facility", "public-toilet", "tourism")
+# The DX plan's KPI datasets get a monthly series per department from April 2021 through this month.
+KPI_SOURCES = ("copier-usage", "rpa-ai-hours", "e-approval", "telework")
+
+
+def _demo_counts() -> dict[str, int]:
+    today = datetime.now(ZoneInfo("Asia/Tokyo")).date()
+    months = (today.year - 2021) * 12 + today.month - 4 + 1
+    departments = len(load_schema_dir(Settings().schemas_dir).departments)
+    return {
+        **{d: 25 for d in (*PUBLIC, "resident-moves")},
+        **{d: months * departments for d in KPI_SOURCES},
+    }
 
 
 def _cli(stack: Stack, *args: str) -> str:
@@ -48,7 +64,7 @@ def _keys(stack: Stack, dataset: str) -> set[str]:
 
 def _all_demo_records(stack: Stack) -> bool:
     counts = _counts(stack)
-    return all(counts.get(d) == 25 for d in (*PUBLIC, "copier-usage", "resident-moves"))
+    return all(counts.get(d) == expected for d, expected in _demo_counts().items())
 
 
 @pytest.mark.timeout(420)
@@ -75,7 +91,7 @@ def test_demo_release_delete_and_reset(stack: Stack) -> None:
     # Starting clean removes every record the demo wrote, personal ones included.
     _cli(stack, "demo", "--reset", "--wait", "60")
     _eventually(
-        lambda: all(_counts(stack)[d] == 0 for d in (*PUBLIC, "copier-usage", "resident-moves")),
+        lambda: all(_counts(stack)[d] == 0 for d in _demo_counts()),
         "demo records deleted",
     )
     assert _keys(stack, "aed") == set()
