@@ -21,6 +21,7 @@ run_bench http_ingest
 run_bench catalog --pg-url "$(bash "$SCRIPT_DIR/postgres.sh" url)"
 run_bench publish
 run_bench export
+run_bench snapshot
 run_bench portal
 run_bench feeds
 run_bench anonymize
