@@ -214,13 +214,32 @@ class BatchBuilder:
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self._columns = [(field.name, field.type, _converter(field), _accepted(field)) for field in schema]
+        self._names = frozenset(schema.names)
         self.outside_schema: Counter[str] = Counter()
 
     def batch(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+        count = len(records)
+        # One pass over the fields each record has, not one look-up per record and column: a
+        # dataset's schema often declares many more optional fields than a record fills.
+        cells: dict[str, list[Any]] = {}
+        names = self._names
+        for row, record in enumerate(records):
+            for name, value in record.items():
+                if value is None:
+                    continue
+                column = cells.get(name)
+                if column is None:
+                    if name not in names:
+                        continue
+                    column = cells[name] = [None] * count
+                column[row] = value
         arrays = []
         for name, arrow_type, convert, accepted in self._columns:
-            values = [record.get(name) for record in records]
-            arrays.append(self._array(name, arrow_type, convert, accepted, values))
+            values = cells.get(name)
+            if values is None:
+                arrays.append(pa.nulls(count, arrow_type))
+            else:
+                arrays.append(self._array(name, arrow_type, convert, accepted, values))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
     def _array(
