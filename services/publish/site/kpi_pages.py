@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityos.domain.kpi.definitions import KpiDefinition, today_in_japan
@@ -371,7 +372,7 @@ def kpi_page(request: Request, lang: Lang, department: str | None = None) -> Res
         return _not_found(request, lang)
     today = today_in_japan()
     with ctx.sessions() as session:
-        departments = {d.id: d for d in session.query(Department)}
+        departments = {d.id: d for d in session.scalars(select(Department))}
         if department is not None and department not in departments:
             return _not_found(request, lang)
         names = {d.id: d.name_ja if lang == "ja" else d.name_en for d in departments.values()}
