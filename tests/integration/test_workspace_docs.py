@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from shapely.geometry import Point
 
 from cityos.department.demo import demo_records
 from cityos.domain.access import Caller, CallerKind
@@ -29,6 +30,7 @@ from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.schemas import SchemaSet, load_schema_dir
 from cityos.kernel.settings import REPO_ROOT
 from tests.support.publish import events, load
+from tests.support.wards import load_wards, reference_outlines
 
 DOC = REPO_ROOT / "docs" / "analysis.md"
 SECTIONS = ("## A department's workspace", "## Worked examples: evidence-based policy making")
@@ -77,6 +79,21 @@ def expect_datasets(demo: Demo, schema_set: SchemaSet) -> pd.DataFrame:
         or (meta.classification == "internal" and meta.department == DEPARTMENT)
     ]
     return pd.DataFrame(rows, columns=["id", "classification", "owner", "row_count"]).sort_values("id")
+
+
+def expect_aed_by_position(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
+    """AEDs per ward by point in polygon, with shapely on the boundary files themselves."""
+    outlines = reference_outlines()
+    codes = {w.code[:5]: w.code for w in WARDS}
+    aed = demo["aed"].dropna(subset=["緯度", "経度"])
+    counts: dict[str, int] = {}
+    for lat, lon in zip(aed["緯度"], aed["経度"], strict=True):
+        inside = sorted(codes[n03] for n03, outline in outlines.items() if outline.covers(Point(lon, lat)))
+        if inside:
+            counts[inside[0]] = counts.get(inside[0], 0) + 1
+    return pd.DataFrame(
+        [(w["code"], w["name"], counts.get(w["code"], 0)) for _, w in wards_frame().iterrows()]
+    )
 
 
 def expect_aed_coverage(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
@@ -144,6 +161,7 @@ def expect_copier_fiscal_years(demo: Demo, _schemas: SchemaSet) -> pd.DataFrame:
 # One expectation per SQL block, in the docs' order; with how many decimals each float is rounded.
 EXPECTED: list[tuple[Callable[[Demo, SchemaSet], pd.DataFrame], int]] = [
     (expect_datasets, 0),
+    (expect_aed_by_position, 0),
     (expect_aed_coverage, 2),
     (expect_aed_reach, 0),
     (expect_copier_months, 0),
@@ -175,6 +193,7 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Demo
         key = schema_set.datasets[dataset_id].record_key
         batch += events(dataset_id, [(str(r[key]), r) for r in records], start=len(batch))
     engine = load(f"sqlite:///{folder / 'catalog.db'}", schemas_dir, batch)
+    load_wards(engine)  # as `cityos geo load-wards` does in a running city
     try:
         with session_factory(engine)() as session:
             caller = Caller(CallerKind.department, principal=DEPARTMENT)
@@ -215,3 +234,7 @@ def test_the_examples_have_something_to_show(demo_workspace: tuple[Path, Demo, S
     reach = expect_aed_reach(demo, load_schema_dir(REPO_ROOT / "schemas"))
     assert reach[2].sum() == PER_DATASET  # every demo evacuation site is placed in a ward
     assert 0 < reach[3].sum() < PER_DATASET
+    # Demo facilities stand in the ward their address names, so position and address agree.
+    by_position = expect_aed_by_position(demo, load_schema_dir(REPO_ROOT / "schemas"))
+    by_address = expect_aed_coverage(demo, load_schema_dir(REPO_ROOT / "schemas"))
+    assert list(by_position[2]) == list(by_address[3]) and by_position[2].sum() == PER_DATASET

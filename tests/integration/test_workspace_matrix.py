@@ -45,8 +45,11 @@ from tests.support.access_matrix import (
     schemas_with_extra_datasets,
 )
 from tests.support.publish import events, load, serve
+from tests.support.wards import load_wards
 
-CATALOG_TABLES = {"_datasets", "_wards"}
+CATALOG_TABLES = {"_datasets", "_wards", "_record_wards"}
+# Matrix datasets that declare a location (every one of their records is placed in a ward).
+LOCATED = {"aed", "tourism"}
 
 
 def matrix_schemas(tmp_path: Path) -> Path:
@@ -64,6 +67,7 @@ def fill(database_url: str, schemas_dir: Path) -> Engine:
         rows = [record_for(dataset, n) for n in range(PER_DATASET)]
         batch += events(dataset, [(str(r[RECORD_KEYS[dataset]]), r) for r in rows], start=offset * 100)
     engine = load(database_url, schemas_dir, batch)
+    load_wards(engine)
     with session_factory(engine)() as session, session.begin():
         for (dataset, grantee), fields in GRANTS.items():  # each grant made by the owner
             owner = Caller(CallerKind.department, principal=DATASETS[dataset][1])
@@ -134,6 +138,8 @@ def check_workspace(
             )
         wards = con.execute("SELECT count(*) FROM _wards").fetchone()
         assert wards is not None and wards[0] == 7
+        placed = dict(con.execute("SELECT dataset, count(*) FROM _record_wards GROUP BY dataset").fetchall())
+        assert placed == {d: PER_DATASET for d in LOCATED & readable}, (department, placed)
     finally:
         con.close()
     content = path.read_bytes()

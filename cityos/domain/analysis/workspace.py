@@ -10,7 +10,10 @@ built from the catalog for one ``Caller`` with the same decision as every read p
   ``cityos.domain.analysis.columns``), and for a grant of some fields only those fields;
 * ``_datasets``: what the file holds (ids, ja/en titles, classification, owner, the columns given,
   row counts, when it was built);
-* ``_wards``: the city's wards (全国地方公共団体コード, ja/en names), for per-ward analysis.
+* ``_wards``: the city's wards (全国地方公共団体コード, ja/en names), for per-ward analysis;
+* ``_record_wards``: the ward each record's position falls in (point in polygon against the ward
+  boundaries, as the per-ward counts of the records API), for the datasets whose location fields
+  the caller reads -- filled once the catalog holds the boundaries (``cityos geo load-wards``).
 
 A personal dataset is never included raw, whatever the decision says (only anonymized releases
 leave, and a partner release only for its applicant). A dataset the caller may not read leaves no
@@ -43,6 +46,8 @@ from cityos.domain.access import Caller, ReadAccess, read_access
 from cityos.domain.analysis.columns import arrow_schema, record_batches
 from cityos.domain.analysis.history import current_records
 from cityos.domain.audit import record_audit
+from cityos.domain.geo.index import WardIndex
+from cityos.domain.geo.store import WardIndexCache
 from cityos.domain.geo.wards import known_wards
 from cityos.domain.readmodel import queries
 from cityos.kernel.db.models import Dataset
@@ -52,6 +57,7 @@ log = logging.getLogger(__name__)
 
 DATASETS_TABLE = "_datasets"
 WARDS_TABLE = "_wards"
+RECORD_WARDS_TABLE = "_record_wards"
 AUDIT_ACTION = "workspace.built"
 DEFAULT_BATCH_SIZE = 5000
 # Classifications whose records never go into a workspace, whatever an access decision says.
@@ -102,6 +108,8 @@ class PlannedDataset:
     dataset: Dataset
     access: ReadAccess
     schema: pa.Schema
+    # (latitude, longitude) columns when the dataset declares a location and the caller reads both
+    location: tuple[str, str] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -110,6 +118,17 @@ class PlannedDataset:
 
 # Called after each appended batch: (dataset id, rows of it so far).
 Progress = Callable[[str, int], None]
+
+
+def declared_location(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(latitude, longitude) property names a dataset's metadata declares, or None."""
+    location = meta.get("location")
+    if not isinstance(location, Mapping):
+        return None
+    latitude, longitude = location.get("latitude"), location.get("longitude")
+    if isinstance(latitude, str) and isinstance(longitude, str) and latitude and longitude:
+        return latitude, longitude
+    return None
 
 
 def readable_columns(document: Mapping[str, Any], access: ReadAccess) -> list[str]:
@@ -135,7 +154,11 @@ def plan_workspace(session: Session, caller: Caller) -> list[PlannedDataset]:
         if latest is None:  # registered metadata without a schema holds no records yet
             continue
         columns = readable_columns(latest.document, access)
-        planned.append(PlannedDataset(dataset, access, arrow_schema(latest.document, fields=columns)))
+        schema = arrow_schema(latest.document, fields=columns)
+        location = access.location(declared_location(dataset.meta or {}))
+        if location is not None and not all(name in schema.names for name in location):
+            location = None
+        planned.append(PlannedDataset(dataset, access, schema, location))
     return planned
 
 
@@ -168,6 +191,22 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, batch: pa.RecordBatch) -
         con.unregister("_batch")
 
 
+def _record_wards(index: WardIndex, planned: PlannedDataset, batch: pa.RecordBatch) -> pa.Table:
+    """(dataset, record key, ward code) of each record of ``batch``; the code is null for a position
+    inside no ward, or none."""
+    assert planned.location is not None
+    latitude, longitude = planned.location
+    positions = index.locate(batch.column(longitude).to_pylist(), batch.column(latitude).to_pylist())
+    keys = batch.column(planned.dataset.record_key).to_pylist()
+    return pa.table(
+        {
+            "dataset": pa.array([planned.dataset.id] * batch.num_rows, pa.string()),
+            "record_key": pa.array([None if key is None else str(key) for key in keys], pa.string()),
+            "ward_code": pa.array([index.wards[p].code if p >= 0 else None for p in positions], pa.string()),
+        }
+    )
+
+
 def _comment(con: duckdb.DuckDBPyConnection, planned: PlannedDataset) -> None:
     """Titles and English names as comments, so a SQL client shows what each table and column is."""
     dataset = planned.dataset
@@ -190,9 +229,13 @@ def _fill(
     batch_size: int,
     budget: int | None,
     progress: Progress | None,
+    wards: WardIndex | None,
 ) -> int:
     table = planned.dataset.id
     _create_table(con, table, planned.schema)
+    # Only where the caller reads the position: a record's ward is its location, coarsened.
+    place = wards is not None and bool(wards.wards) and planned.location is not None
+    key_readable = planned.dataset.record_key in planned.schema.names
     documents = current_records(session, dataset_id=table, batch_size=batch_size)
     rows = 0
     for batch in record_batches(planned.schema, _projected(documents, planned.access)):
@@ -200,6 +243,12 @@ def _fill(
         if budget is not None and rows > budget:
             raise WorkspaceTooLarge(budget)
         _append(con, table, batch)
+        if place and key_readable and wards is not None:
+            con.register("_placed", _record_wards(wards, planned, batch))
+            try:
+                con.execute(f"INSERT INTO {RECORD_WARDS_TABLE} SELECT * FROM _placed")
+            finally:
+                con.unregister("_placed")
         if progress is not None:
             progress(table, rows)
     _comment(con, planned)
@@ -242,6 +291,9 @@ def _write_catalog_tables(
             [w.code, w.n03_code, w.name_ja, w.name_en]
             for w in sorted(known_wards().values(), key=lambda w: w.code)
         ],
+    )
+    con.execute(
+        f"COMMENT ON TABLE {RECORD_WARDS_TABLE} IS '位置から求めた区 / the ward each record''s position is in'"
     )
     con.execute(
         f"COMMENT ON TABLE {WARDS_TABLE} IS '行政区（全国地方公共団体コード）/ the city''s wards (local government codes)'"
@@ -301,9 +353,15 @@ def build_workspace(
             # DuckDB keeps written blocks in its buffer until a checkpoint; a ceiling makes it write
             # them out instead of growing with the dataset.
             con.execute("SET memory_limit = '256MB'")
+            con.execute(
+                f"CREATE TABLE {RECORD_WARDS_TABLE} (dataset VARCHAR, record_key VARCHAR, ward_code VARCHAR)"
+            )
+            wards = WardIndexCache().index(session, "workspace") if any(p.location for p in planned) else None
             for item in planned:
                 budget = None if max_rows is None else max_rows - sum(d.rows for d in included)
-                rows = _fill(con, session, item, batch_size=batch_size, budget=budget, progress=progress)
+                rows = _fill(
+                    con, session, item, batch_size=batch_size, budget=budget, progress=progress, wards=wards
+                )
                 dataset = item.dataset
                 included.append(
                     WorkspaceDataset(

@@ -4,6 +4,8 @@ the typed empty table of a dataset without records."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +24,14 @@ from cityos.domain.analysis.workspace import (
     plan_workspace,
     quoted,
 )
+from cityos.domain.grants import grant
 from cityos.kernel.db.engine import session_factory
 from cityos.kernel.db.models import AuditEvent, Dataset, Record, SchemaVersionRow
 from cityos.kernel.db.release_models import Release
 from cityos.kernel.settings import REPO_ROOT
 from tests.support.moves import VALID_MOVE
 from tests.support.publish import events, load
+from tests.support.wards import load_wards
 
 NOW = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)
 PARTNER = "resident-moves-partner-acme"
@@ -174,3 +178,63 @@ def test_the_plan_is_the_read_decision(catalog: Engine) -> None:
     assert anonymous == public
     assert digital == public | own_internal  # no grants here: its own internal datasets, and no others
     assert "copier-usage" in own_internal
+
+
+def internal_facilities(tmp_path: Path) -> Path:
+    """The repository's schemas plus an internal facility list of planning's, with a location."""
+    target = tmp_path / "schemas"
+    shutil.copytree(REPO_ROOT / "schemas", target)
+    folder = target / "facility-internal"
+    shutil.copytree(target / "public-facility", folder)
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    meta.update(id="facility-internal", department="planning", classification="internal")
+    (folder / "dataset.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    schema = json.loads((folder / "v1.schema.json").read_text(encoding="utf-8"))
+    schema["$id"] = "https://cityos.example/schemas/facility-internal/1"
+    (folder / "v1.schema.json").write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
+    return target
+
+
+def test_records_are_placed_in_wards_only_for_whoever_reads_their_position(tmp_path: Path) -> None:
+    schemas_dir = internal_facilities(tmp_path)
+    # Positions inside 小倉北区 and 門司区 (the demo's boxes inside each ward), and one at sea.
+    spots = [(33.875, 130.865, "401064"), (33.89, 130.95, "401013"), (33.95, 130.60, None)]
+    rows = [
+        {**aed(n), "都道府県コード又は市区町村コード": "401005", "都道府県名": "福岡県", "市区町村名": "北九州市",
+         "緯度": lat, "経度": lon}
+        for n, (lat, lon, _) in enumerate(spots)
+    ]  # fmt: skip
+    engine = load(
+        f"sqlite:///{tmp_path / 'catalog.db'}",
+        schemas_dir,
+        events("facility-internal", [(r["NO"], r) for r in rows]),
+    )
+    try:
+        load_wards(engine)
+        with Session(engine) as session, session.begin():
+            owner = Caller(CallerKind.department, principal="planning")
+            grant(session, caller=owner, dataset_id="facility-internal", grantee="digital", fields=["名称"])
+            grant(
+                session,
+                caller=owner,
+                dataset_id="facility-internal",
+                grantee="fire",
+                fields=["名称", "緯度", "経度"],
+            )
+
+        def placed(department: str) -> dict[str, str | None]:
+            out = tmp_path / f"{department}.duckdb"
+            build(engine, Caller(CallerKind.department, principal=department), out)
+            con = duckdb.connect(str(out), read_only=True)
+            try:
+                return dict(con.execute("SELECT record_key, ward_code FROM _record_wards "
+                                        "WHERE dataset = 'facility-internal'").fetchall())  # fmt: skip
+            finally:
+                con.close()
+
+        expected = {r["NO"]: code for r, (_, _, code) in zip(rows, spots, strict=True)}
+        assert placed("planning") == expected  # the owner reads every field
+        assert placed("fire") == expected  # granted the location fields
+        assert placed("digital") == {}  # granted the name only: not even the ward of a record
+    finally:
+        engine.dispose()
