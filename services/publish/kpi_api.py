@@ -8,6 +8,7 @@ gets the same 404 for a department that exists as for one that does not, so the 
 # No ``from __future__ import annotations``: FastAPI reads handler annotations at runtime.
 
 import re
+from collections.abc import Collection
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from cityos.domain.access import CallerKind
 from cityos.domain.kpi.definitions import KpiDefinition, load_kpis, today_in_japan
 from cityos.domain.kpi.progress import KpiProgress, KpiValue
 from cityos.domain.kpi.reading import kpi_progress
-from services.publish.context import COMMON_RESPONSES, ContextDep, SessionDep, caller_of
+from services.publish.context import COMMON_RESPONSES, ContextDep, SessionDep, caller_of, visible_datasets
 from services.publish.responses import TextPair
 
 # One body for every department the caller may not read, whether it exists or not.
@@ -47,7 +48,9 @@ class KpiBody(BaseModel):
     name: TextPair
     unit: TextPair
     direction: Literal["decrease", "increase"]
-    source_dataset: str
+    source_dataset: str | None = Field(
+        description="The dataset the KPI is computed from; null unless you may read it"
+    )
     owner_department: str
     baseline: KpiYearValue
     target: KpiYearValue
@@ -86,14 +89,16 @@ def _point(value: KpiValue | None) -> dict[str, Any] | None:
     return {"period": value.period, "value": value.value, "trajectory": value.trajectory}
 
 
-def kpi_body(progress: KpiProgress) -> dict[str, Any]:
+def kpi_body(progress: KpiProgress, readable: Collection[str]) -> dict[str, Any]:
+    """The KPI's JSON; its source dataset is named only to a caller who may read it (``readable``):
+    the name of an internal dataset is not open data."""
     kpi = progress.kpi
     return {
         "id": kpi.id,
         "name": {"ja": kpi.name_ja, "en": kpi.name_en},
         "unit": {"ja": kpi.unit_ja, "en": kpi.unit_en},
         "direction": kpi.direction,
-        "source_dataset": kpi.source_dataset,
+        "source_dataset": kpi.source_dataset if kpi.source_dataset in readable else None,
         "owner_department": kpi.owner_department,
         "baseline": {"fiscal_year": kpi.baseline_fiscal_year, "value": progress.baseline_value},
         "target": {"fiscal_year": kpi.target_fiscal_year, "value": progress.target_value},
@@ -140,5 +145,10 @@ def kpis(
         raise HTTPException(status_code=404, detail=KPI_NOT_FOUND)
     today = today_in_japan()
     progress = kpi_progress(session, current_kpis(ctx.settings.kpi_dir), today=today, department=department)
-    body = {"as_of": today.isoformat(), "department": department, "kpis": [kpi_body(p) for p in progress]}
+    readable = {dataset.id for dataset, _ in visible_datasets(session, caller_of(request))}
+    body = {
+        "as_of": today.isoformat(),
+        "department": department,
+        "kpis": [kpi_body(p, readable) for p in progress],
+    }
     return Response(orjson.dumps(body), media_type="application/json")

@@ -176,10 +176,18 @@ def test_the_fiscal_year_turns_on_1_april_through_the_data(engine: Engine, raw: 
 # --- the JSON API over real HTTP ---------------------------------------------------------------------
 
 
-def _domain_bodies(engine: Engine, department: str | None) -> list[dict[str, Any]]:
+PUBLIC = {d for d, meta in SCHEMAS.datasets.items() if meta.classification == "public"}
+
+
+def _readable(department: str) -> set[str]:
+    """What a department reads without grants: the public datasets and its own."""
+    return PUBLIC | {d for d, meta in SCHEMAS.datasets.items() if meta.department == department}
+
+
+def _domain_bodies(engine: Engine, department: str | None, readable: set[str]) -> list[dict[str, Any]]:
     with session_factory(engine)() as session:
         progress = kpi_progress(session, KPIS, today=today_in_japan(), department=department)
-    bodies: list[dict[str, Any]] = orjson.loads(orjson.dumps([kpi_body(p) for p in progress]))
+    bodies: list[dict[str, Any]] = orjson.loads(orjson.dumps([kpi_body(p, readable) for p in progress]))
     return bodies
 
 
@@ -187,6 +195,9 @@ def _domain_bodies(engine: Engine, department: str | None) -> list[dict[str, Any
 def test_the_api_answers_the_domain_values_and_guards_departments(engine: Engine, database_url: str) -> None:
     fire_key = issue_credential(
         database_url, owner_kind=OwnerKind.department, owner_id="fire", purpose="KPI", actor="test"
+    )
+    digital_key = issue_credential(
+        database_url, owner_kind=OwnerKind.department, owner_id="digital", purpose="KPI", actor="test"
     )
     developer_key = issue_credential(
         database_url, owner_kind=OwnerKind.developer, owner_id="dev@example.com", purpose="KPI", actor="test"
@@ -197,13 +208,20 @@ def test_the_api_answers_the_domain_values_and_guards_departments(engine: Engine
         assert city.status_code == 200 and city.headers["content-type"].startswith("application/json")
         body = city.json()
         assert body["as_of"] == today_in_japan().isoformat() and body["department"] is None
-        assert body["kpis"] == _domain_bodies(engine, None)
+        assert body["kpis"] == _domain_bodies(engine, None, PUBLIC)
+        # The KPIs' sources are internal: their names are not open data.
+        assert {k["source_dataset"] for k in body["kpis"]} == {None}
         assert [k["id"] for k in body["kpis"]] == sorted(k.id for k in KPIS)
 
         own = httpx.get(url, params={"department": "fire"}, headers={"Authorization": f"Bearer {fire_key}"})
         assert own.status_code == 200
-        assert own.json()["department"] == "fire" and own.json()["kpis"] == _domain_bodies(engine, "fire")
+        assert own.json()["department"] == "fire"
+        assert own.json()["kpis"] == _domain_bodies(engine, "fire", _readable("fire"))
         assert own.json()["kpis"] != body["kpis"]
+        # The digital office owns the copier and AI/RPA datasets: their names are shown to it.
+        digital = httpx.get(url, headers={"Authorization": f"Bearer {digital_key}"}).json()["kpis"]
+        assert digital == _domain_bodies(engine, None, _readable("digital"))
+        assert {k["id"]: k["source_dataset"] for k in digital}["copy-paper"] == "copier-usage"
 
         # Anyone else gets one and the same 404, whether the department exists or not.
         refused = [

@@ -102,7 +102,7 @@ LISTINGS = {
     "/": ["/"], "/en/": ["/en/"],
     "/search": ["/search", "/search?q=copier", "/search?q=住民"], "/en/search": ["/en/search?q=moves"],
     "/map": ["/map"], "/en/map": ["/en/map"],
-    "/kpi": ["/kpi"], "/en/kpi": ["/en/kpi"],
+    "/kpi": ["/kpi"], "/en/kpi": ["/en/kpi"], "/api/v1/kpis": ["/api/v1/kpis"],
     "/api/v1/wards": ["/api/v1/wards"],
     "/ogc": ["/ogc", "/ogc?f=html"], "/ogc/": ["/ogc/"],
     "/ogc/collections": ["/ogc/collections", "/ogc/collections?f=html"],

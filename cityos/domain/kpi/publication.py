@@ -1,6 +1,7 @@
 """A KPI's series as records of the public dataset ``dx-kpi``: one per KPI × period × scope (pure).
 
-Periods are months (``2024-04``) and fiscal years (``FY2024``); the scope is ``city``. Values are
+Periods are months (``2024-04``) and fiscal years (``FY2024``); the scope is ``city``. The source
+dataset is not named: it is internal, and its name is not open data. Values are
 rounded to two decimals, enough for pages, hours and percentages, so the published figures do not
 change with the last bits of a float. The record key ``<KPI>-<period>-<scope>`` (``copy-paper-fy2024-city``)
 makes publishing again an update of the same record, never a second one.
@@ -49,7 +50,6 @@ def _record(
         "目標年度": kpi.target_fiscal_year,
         "方向": DIRECTIONS[kpi.direction],
         "担当部局コード": kpi.owner_department,
-        "出典データセット": kpi.source_dataset,
     }
     optional = {
         "値": value.value,
