@@ -131,7 +131,8 @@ def in_file_order(document: Mapping[str, Any], order: Sequence[str] | None) -> d
     if order is None or not isinstance(properties, Mapping):
         return dict(document)
     ranked = {name: rank for rank, name in enumerate(order)}
-    names = sorted(properties, key=lambda name: (ranked.get(name, len(ranked)), list(properties).index(name)))
+    stored = {name: rank for rank, name in enumerate(properties)}
+    names = sorted(properties, key=lambda name: (ranked.get(name, len(ranked)), stored[name]))
     return {**document, "properties": {name: properties[name] for name in names}}
 
 
