@@ -2,10 +2,15 @@
 
 The past comes from the catalog's change log (``record_changes``): for each record key, the change
 that wins among those with an event time at or before the instant is the one with the greatest
-(event time, partition, offset) -- the catalog's own rule for which event a record shows, so the
-state as of now equals ``records``. A deletion winning means the record was absent. A version names
-one message of the validated topic, so two changes of a record never share one; should they anyway
-(events written by hand), the first the catalog accepted wins, as it did in ``records``.
+(event time, partition, offset) -- the catalog's own rule for which event a record shows, so as of
+the newest change the state equals ``records``. A deletion winning means the record was absent. A
+version names one message of the validated topic, so two changes of a record never share one;
+should they anyway (events written by hand), the one of the earlier batch wins, as in ``records``,
+and within one batch the smaller (source, id).
+
+Only events applied through the catalog's batches are logged: an anonymized release's records,
+written by the catalog itself in one go, have no changes here (unless the log was started from
+them by its migration), so their dataset as of any instant is empty; ``current_records`` has them.
 
 Both readers stream: the database sends rows as they are consumed (a server-side cursor on
 PostgreSQL, SQLite's stepping cursor), and only ``batch_size`` of them are held at a time, so a
@@ -56,7 +61,7 @@ def as_of_query(dataset_id: str, at: datetime) -> Select[tuple[str, Any]]:
                 RecordChange.event_time.desc(),
                 RecordChange.kafka_partition.desc(),
                 RecordChange.kafka_offset.desc(),
-                # Ties cannot arise from the topic; if they do, the first accepted wins (see above).
+                # Ties cannot arise from the topic; if they do, the earlier batch wins (see above).
                 RecordChange.applied_at.asc(),
                 RecordChange.event_source.asc(),
                 RecordChange.event_id.asc(),
