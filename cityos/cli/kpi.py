@@ -1,21 +1,19 @@
 """``cityos kpi list|publish``: the DX plan's KPIs from the catalog, printed or published as open data.
 
 ``publish`` computes every KPI's city-wide series (months and fiscal years) from the catalog's records
-and sends them as events of the public dataset ``dx-kpi``, as its department would, through the same
-outbox and checks as every department's data. An event's id is made of the record's content, so
-publishing again with nothing changed is ignored by the catalog; a changed figure is a new event that
-updates its record. A record of a KPI that no longer exists is deleted.
+and sends what differs from the published ``dx-kpi`` records as that dataset's events, as its department
+would, through the same outbox and checks as every department's data. Publishing again with nothing
+changed sends nothing; event ids come from the content (``publication_plan``), so a repeat before the
+catalog caught up is ignored. A record of a KPI that no longer exists is deleted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +24,7 @@ from cityos.kernel.settings import get_settings
 if TYPE_CHECKING:
     from cityos.cli.records import Event
     from cityos.domain.kpi.progress import KpiProgress
+    from cityos.domain.kpi.publication import PublicationPlan
     from cityos.kernel.schemas import SchemaSet
     from cityos.kernel.settings import Settings
 
@@ -86,41 +85,29 @@ def list_kpis(
     Console().print(table)
 
 
-def content_id(record: dict[str, Any]) -> str:
-    """A digest of the record: the same figures, the same event id."""
-    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-def publication_events(
-    schema_set: SchemaSet, settings: Settings, progress: list[KpiProgress], *, stale_keys: list[str], run: str
-) -> Iterator[Event]:
-    """Upserts of every KPI record (ids from their content), deletions of records no KPI makes any more."""
+def publication_events(schema_set: SchemaSet, settings: Settings, plan: PublicationPlan) -> Iterator[Event]:
+    """The plan's upserts and deletions as the digital office's events on its topic."""
     from cityos.department.outbox import deletion_events, upsert_events
-    from cityos.domain.kpi.publication import DATASET_ID, kpi_records
-
-    for row in progress:
-        for record in kpi_records(row):
-            yield from upsert_events(
-                schema_set,
-                settings,
-                DATASET_ID,
-                [record],
-                origin="kpi",
-                id_prefix=f"kpi-{content_id(record)}",
-            )
-    if stale_keys:
-        yield from deletion_events(
-            schema_set, settings, DATASET_ID, stale_keys, origin="kpi", id_prefix=f"kpi-delete-{run}"
-        )
-
-
-def _published_keys() -> set[str]:
-    from cityos.cli.db import cli_session
     from cityos.domain.kpi.publication import DATASET_ID
-    from cityos.domain.kpi.reading import source_records
 
+    for id_prefix, record in plan.upserts:
+        yield from upsert_events(
+            schema_set, settings, DATASET_ID, [record], origin="kpi", id_prefix=id_prefix
+        )
+    for id_prefix, key in plan.deletions:
+        yield from deletion_events(schema_set, settings, DATASET_ID, [key], origin="kpi", id_prefix=id_prefix)
+
+
+def _plan(today: date) -> PublicationPlan:
+    from cityos.cli.db import cli_session
+    from cityos.domain.kpi.definitions import load_kpis
+    from cityos.domain.kpi.publication import DATASET_ID, kpi_records, publication_plan
+    from cityos.domain.kpi.reading import kpi_progress, published_records
+
+    kpis = load_kpis(get_settings().kpi_dir)
     with cli_session() as session:
-        return {str(data["ID"]) for data in source_records(session, DATASET_ID) if "ID" in data}
+        wanted = [record for row in kpi_progress(session, kpis, today=today) for record in kpi_records(row)]
+        return publication_plan(wanted, published_records(session, DATASET_ID))
 
 
 SETTLED_S = 3.0  # the sources unchanged this long: the catalog has applied what was sent
@@ -161,19 +148,19 @@ def publish(
     """Publish every KPI's city-wide series into the public dataset dx-kpi (idempotent)."""
     if settle > 0 and not wait_until_settled(settle):
         console.print("[yellow]the source datasets were still changing / 元データの反映が続いています[/]")
-    from cityos.cli.records import print_report, report_failed, run_id, send_events
+    from cityos.cli.records import print_report, report_failed, send_events
     from cityos.domain.kpi.definitions import today_in_japan
-    from cityos.domain.kpi.publication import kpi_records
     from cityos.kernel.schemas import load_schema_dir
 
     settings = get_settings()
     try:
         schema_set = load_schema_dir(settings.schemas_dir)
-        progress = _progress(today_in_japan(), None)
-        wanted = {str(record["ID"]) for row in progress for record in kpi_records(row)}
-        stale = sorted(_published_keys() - wanted)
-        events = publication_events(schema_set, settings, progress, stale_keys=stale, run=run_id())
-        report = send_events(events, settings, wait_s=wait)
+        plan = _plan(today_in_japan())
+        console.print(
+            f"{len(plan.upserts)} KPI records new or changed, {len(plan.deletions)} to delete / "
+            f"新規・変更 {len(plan.upserts)}件、削除 {len(plan.deletions)}件"
+        )
+        report = send_events(publication_events(schema_set, settings, plan), settings, wait_s=wait)
     except CityOSError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -97,13 +97,25 @@ def test_kpi_publish_reaches_the_records_api_once(stack: Stack) -> None:
     listing = httpx.get(stack.url("publish", "/api/v1/datasets")).json()
     assert DATASET_ID in {d["id"] for d in listing["datasets"]}
 
-    # Publishing again: the same events, ignored by the catalog; no record written twice or anew.
+    # Publishing again: nothing differs, nothing is sent, no record written twice or anew.
     _eventually(lambda: _catalog_caught_up(stack), "the catalog to apply the first publication")
     before = _stored(stack)
     second = stack.cli("kpi", "publish", "--wait", "120", timeout_s=300)
     assert second.returncode == 0, second.stderr.decode(errors="replace")
+    assert "sent 0 KPI events" in second.stderr.decode(errors="replace")
     _eventually(lambda: _catalog_caught_up(stack), "the catalog to read the second publication")
     assert _stored(stack) == before
+    assert _published(stack) == expected
+
+    # A record deleted by hand comes back with the next publication, as it was.
+    key = sorted(expected)[0]
+    deleted = stack.cli("records", "delete", DATASET_ID, key, "--wait", "60")
+    assert deleted.returncode == 0, deleted.stderr.decode(errors="replace")
+    _eventually(lambda: key not in _published(stack), "the record deleted")
+    restored = stack.cli("kpi", "publish", "--wait", "120", timeout_s=300)
+    assert restored.returncode == 0, restored.stderr.decode(errors="replace")
+    assert "sent 1 KPI events" in restored.stderr.decode(errors="replace")
+    _eventually(lambda: key in _published(stack), "the record published again")
     assert _published(stack) == expected
 
     # A record of a KPI that no longer exists is deleted by the next publication.

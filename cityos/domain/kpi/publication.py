@@ -4,12 +4,18 @@ Periods are months (``2024-04``) and fiscal years (``FY2024``); the scope is ``c
 dataset is not named: it is internal, and its name is not open data. Values are
 rounded to two decimals, enough for pages, hours and percentages, so the published figures do not
 change with the last bits of a float. The record key ``<KPI>-<period>-<scope>`` (``copy-paper-fy2024-city``)
-makes publishing again an update of the same record, never a second one.
+makes publishing again an update of the same record, never a second one; ``publication_plan`` sends
+only what differs from the catalog.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from cityos.domain.kpi.definitions import month_fiscal_year
 from cityos.domain.kpi.progress import KpiProgress, KpiValue
@@ -72,3 +78,44 @@ def kpi_records(progress: KpiProgress) -> list[dict[str, Any]]:
         for i, v in enumerate(progress.fiscal_years)
     ]
     return monthly + yearly
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A ``dx-kpi`` record as the catalog holds it: its last event and its data (None: deleted)."""
+
+    event_id: str
+    data: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicationPlan:
+    """What to send so the catalog holds exactly ``wanted``: upserts as (event id prefix, record), and
+    the keys to delete with their event id prefix."""
+
+    upserts: list[tuple[str, dict[str, Any]]]
+    deletions: list[tuple[str, str]]
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def publication_plan(wanted: list[dict[str, Any]], published: Mapping[str, Published]) -> PublicationPlan:
+    """Only what differs from the catalog is sent. An event's id is made of the record and of the
+    event the catalog last applied to that key: sending the plan twice before the catalog applied it
+    repeats the same ids (ignored), while a figure that returns to an earlier value, or a record
+    deleted by hand, gets a new id and is written again."""
+    upserts = []
+    for record in wanted:
+        held = published.get(str(record["ID"]))
+        if held is not None and held.data is not None and dict(held.data) == record:
+            continue
+        upserts.append((f"kpi-{_digest(record, held.event_id if held else None)}", record))
+    keys = {str(record["ID"]) for record in wanted}
+    deletions = [
+        (f"kpi-delete-{_digest(key, held.event_id)}", key)
+        for key, held in sorted(published.items())
+        if held.data is not None and key not in keys
+    ]
+    return PublicationPlan(upserts=upserts, deletions=deletions)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from cityos.domain.kpi.definitions import KpiDefinition
 from cityos.domain.kpi.progress import KpiProgress, compute_progress
+from cityos.domain.kpi.publication import Published
 from cityos.kernel.db.models import Dataset, Record
 
 
@@ -50,3 +51,18 @@ def sources_state(session: Session, kpis: Sequence[KpiDefinition]) -> dict[str, 
         select(Dataset.id, Dataset.record_count, Dataset.last_record_at).where(Dataset.id.in_(ids))
     )
     return {row.id: (row.record_count, str(row.last_record_at)) for row in rows}
+
+
+def published_records(session: Session, dataset_id: str) -> dict[str, Published]:
+    """Every record of a dataset by key, tombstones included (data None), with its last event id."""
+    rows = session.execute(
+        select(Record.record_key, Record.event_id, Record.data, Record.deleted_at).where(
+            Record.dataset_id == dataset_id
+        )
+    )
+    return {
+        row.record_key: Published(
+            event_id=row.event_id, data=None if row.deleted_at is not None else row.data
+        )
+        for row in rows
+    }
