@@ -11,7 +11,7 @@
 # Environment (defaults in brackets):
 #   CHAOS_EVENTS [100000]  events per scenario (the leader kills, the rolling restart, the PostgreSQL
 #                          restarts and the scaling; the smoke and dead-letter tests send their own)
-#   CHAOS_BUDGET_S [840]   time limit of the whole run in seconds; CHAOS_GRACE_S [60] after it
+#   CHAOS_BUDGET_S [840]   time limit of the whole run in seconds; CHAOS_GRACE_S [90] after it
 #   CHAOS_ARGS             extra pytest arguments (e.g. -k scaling)
 set -uo pipefail
 
@@ -21,13 +21,13 @@ cd "$REPO_ROOT"
 
 EVENTS=${CHAOS_EVENTS:-100000}
 BUDGET_S=${CHAOS_BUDGET_S:-840}
-GRACE_S=${CHAOS_GRACE_S:-60}
+GRACE_S=${CHAOS_GRACE_S:-90}
 CLUSTER=$REPO_ROOT/deploy/local/cluster.sh
 POSTGRES=$REPO_ROOT/deploy/local/postgres.sh
 # The fault tests' own PostgreSQL (tests/chaos/conftest.py: CITYOS_CHAOS_PGPORT, .cache/chaos-run).
 PG_ENV=(env "PGPORT=${CITYOS_CHAOS_PGPORT:-55533}" "CITYOS_RUN_DIR=$REPO_ROOT/.cache/chaos-run")
 
-log() { printf '[chaos] %s\n' "$*"; }
+log() { printf "[chaos] %s %s\n" "$(date +%H:%M:%S)" "$*"; }
 
 cluster_was_up=0
 bash "$CLUSTER" status >/dev/null 2>&1 && cluster_was_up=1
