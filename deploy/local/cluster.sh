@@ -2,8 +2,9 @@
 # Local three-node Kafka cluster (KRaft; each JVM is a broker and a controller) without Docker, for
 # fault tests and for trying the platform on the shape a city runs: replication factor 3 and
 # min.insync.replicas 2 for every topic, so one broker may die with no acknowledged event lost and
-# no producer stopped. Secured like the single broker of kafka.sh (SASL/SCRAM-SHA-512 for every client,
-# StandardAuthorizer, no topic created by a mere produce or fetch) and with the same administrator
+# no producer stopped. Secured like the single broker of kafka.sh, from the same properties
+# (kafka-properties.sh: SASL/SCRAM-SHA-512 for every client, StandardAuthorizer, no topic created by a
+# mere produce or fetch) and with the same administrator
 # password (the secrets folder is shared), so `cityos kafka setup` and every service work unchanged
 # with CITYOS_KAFKA_BOOTSTRAP=$(cluster.sh url).
 #
