@@ -159,14 +159,17 @@ def kpi_series(dataset_id: str, count: int, seed: int) -> list[dict[str, Any]]:
 
 def kpi_publication(count: int, seed: int) -> list[dict[str, Any]]:
     """The first ``count`` records of ``dx-kpi`` as ``cityos kpi publish`` computes them from the demo's
-    series through today: for pages and fixtures that want the public KPI dataset filled. ``cityos
-    demo`` itself never sends them; the KPI series are published from the catalog's data."""
+    series through today (the city's first, then each department's when more are asked for): for
+    pages and fixtures that want the public KPI dataset filled. ``cityos demo`` itself never sends
+    them; the KPI series are published from the catalog's data."""
     today = today_in_japan()
     kpis = [kpi for kpi in load_kpis(get_settings().kpi_dir) if kpi.source_dataset in _FIGURES]
     sources = {kpi.source_dataset: kpi_series(kpi.source_dataset, series_length(today), seed) for kpi in kpis}
-    records = [
-        record
-        for kpi in kpis
-        for record in kpi_records(compute_progress(kpi, sources[kpi.source_dataset], today=today))
-    ]
-    return records[:count]
+    records: list[dict[str, Any]] = []
+    for scope in (None, *(department for department, _ in DEPARTMENTS)):
+        for kpi in kpis:
+            if len(records) >= count:
+                return records
+            progress = compute_progress(kpi, sources[kpi.source_dataset], today=today, department=scope)
+            records.extend(kpi_records(progress)[: count - len(records)])
+    return records

@@ -66,7 +66,9 @@ def test_paper_falls_and_some_departments_lag() -> None:
     assert (cut >= 0.45).sum() >= 4 and (cut < 0.4).sum() >= 2
 
 
-def test_dx_kpi_demo_records_validate_with_unique_keys() -> None:
+@pytest.mark.parametrize("count", [1, 300, 2000])
+def test_dx_kpi_demo_records_validate_with_unique_keys(count: int) -> None:
     document = SCHEMAS.latest("dx-kpi").document
-    records = demo_records("dx-kpi", document, count=300, seed=2026)
-    assert len({record["ID"] for record in records}) == len(records) == 300
+    records = demo_records("dx-kpi", document, count=count, seed=2026)
+    assert len({record["ID"] for record in records}) == len(records) == count
+    assert records[0]["範囲"] == "city"  # the city's series first, then departments'
