@@ -83,6 +83,7 @@ cat <<URLS
   catalog site      http://127.0.0.1:$PUBLISH_PORT/   (English: /en/)
   open-data API     http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets
   example records   http://127.0.0.1:$PUBLISH_PORT/api/v1/datasets/aed/records
+  DX plan KPIs      http://127.0.0.1:$PUBLISH_PORT/api/v1/kpis   (.venv/bin/cityos kpi list; docs/kpi.md)
   API docs          http://127.0.0.1:$PUBLISH_PORT/docs
   map and per ward  http://127.0.0.1:$PUBLISH_PORT/map   .../api/v1/datasets/aed/aggregate?by=ward
   events over HTTP  http://127.0.0.1:$INGEST_HTTP_PORT/api/v1/events   (docs: /docs; README "Sending events over HTTP")
