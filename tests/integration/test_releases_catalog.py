@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cityos.domain.access import ANONYMOUS, Caller, CallerKind, read_access
+from cityos.domain.analysis.history import current_records, records_as_of
 from cityos.domain.anonymize import proposals as workflow
 from cityos.domain.anonymize.releases import RESTRICTED_ACTION, ReleaseError, create_release
 from cityos.domain.audit import list_audit
@@ -127,6 +128,17 @@ def test_public_release_is_open_data_for_everyone(session: Session) -> None:
     assert result.release is not None
     dataset = session.get(Dataset, result.release.dataset_id)
     assert dataset is not None and read_access(session, ANONYMOUS, dataset, audit=False) is not None
+    # The release reads the same through the change log (snapshots, workspaces) as it does now, and
+    # is absent before it was made.
+    now_rows = [row for batch in current_records(session, dataset_id=dataset.id) for row in batch]
+    logged = [row for batch in records_as_of(session, dataset_id=dataset.id, at=NOW) for row in batch]
+    before = [
+        row
+        for batch in records_as_of(session, dataset_id=dataset.id, at=NOW - timedelta(seconds=1))
+        for row in batch
+    ]
+    assert len(now_rows) == result.release.row_count > 0
+    assert logged == now_rows and before == []
     with pytest.raises(ReleaseError) as again:
         create_release(
             session,

@@ -8,9 +8,9 @@ version names one message of the validated topic, so two changes of a record nev
 should they anyway (events written by hand), the one of the earlier batch wins, as in ``records``,
 and within one batch the smaller (source, id).
 
-Only events applied through the catalog's batches are logged: an anonymized release's records,
-written by the catalog itself in one go, have no changes here (unless the log was started from
-them by its migration), so their dataset as of any instant is empty; ``current_records`` has them.
+Events applied through the catalog's batches are logged there, and so are an anonymized release's
+records, written by the catalog itself in one go at the release's creation: a release reads as empty
+before that instant and as it is now after it.
 
 Both readers stream: the database sends rows as they are consumed (a server-side cursor on
 PostgreSQL, SQLite's stepping cursor), and only ``batch_size`` of them are held at a time, so a

@@ -26,6 +26,7 @@ from cityos.domain.anonymize.verify import read_release
 from cityos.domain.audit import record_audit
 from cityos.domain.readmodel import queries
 from cityos.domain.wire import Instant
+from cityos.kernel.db.history_models import RecordChange
 from cityos.kernel.db.models import Dataset, Record, SchemaVersionRow
 from cityos.kernel.db.release_models import Release
 
@@ -279,8 +280,27 @@ def _insert_records(
         }
         for record in frame.to_dict(orient="records")
     ]
+    # The change log holds the release's rows too, so the release reads the same as of any instant after
+    # its creation as it does now (snapshots and workspaces read through the log).
+    changes = [
+        {
+            "event_source": row["event_source"],
+            "event_id": row["event_id"],
+            "dataset_id": dataset_id,
+            "record_key": row["record_key"],
+            "event_time": now,
+            "kafka_partition": -1,
+            "kafka_offset": -1,
+            "schema_version": 1,
+            "deleted": False,
+            "data": row["data"],
+            "applied_at": now,
+        }
+        for row in rows
+    ]
     for start in range(0, len(rows), 5000):
         session.execute(insert(Record), rows[start : start + 5000])
+        session.execute(insert(RecordChange), changes[start : start + 5000])
 
 
 def list_releases(session: Session) -> list[Release]:
