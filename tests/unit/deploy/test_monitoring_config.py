@@ -31,6 +31,7 @@ from cityos.domain.kpi.definitions import load_kpis
 from cityos.domain.kpi.progress import KpiProgress, KpiValue
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.settings import REPO_ROOT, Settings
+from services.analysis.metrics import AnalysisMetrics
 from services.catalog.api import create_catalog_app
 from services.catalog.metrics import CatalogMetrics
 from services.feeds.metrics import FeedsMetrics
@@ -68,6 +69,7 @@ EXPECTED_ALERTS = {
     "CityOSFeedTransactionsAborting",
     "CityOSDeadLetterReplaysFailed",
     "CityOSKpiBehindTrajectory",
+    "CityOSSnapshotsStale",
 }
 SEVERITIES = {"critical", "warning"}
 ANNOTATIONS = ("summary", "summary_ja", "description", "description_ja")
@@ -207,6 +209,7 @@ def _exposed_series(sessions: sessionmaker[Session]) -> dict[str, frozenset[str]
     # Publish's KPI gauges are computed when scraped: one figure per KPI file stands in for the catalog.
     registry.register(KpiCollector(_one_figure_per_kpi))
     FeedsMetrics(registry)
+    AnalysisMetrics(registry)
     create_catalog_app(sessions, registry)
     for module in INLINE_METRIC_MODULES:
         assert _inline_metrics(module, registry), f"{module.name} declares no metric any more"
