@@ -5,6 +5,9 @@ HTTP answers the domain's values, and a department's figures only to that depart
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -24,7 +27,7 @@ from cityos.domain.kpi.reading import kpi_departments, kpi_progress
 from cityos.kernel.db.engine import session_factory
 from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
 from cityos.kernel.schemas import load_schema_dir
-from cityos.kernel.settings import Settings
+from cityos.kernel.settings import REPO_ROOT, Settings
 from services.publish.kpi_api import kpi_body
 from tests.support.credentials import issue_credential
 from tests.support.publish import T0, load, serve
@@ -241,3 +244,21 @@ def test_the_api_answers_the_domain_values_and_guards_departments(engine: Engine
 
         spec = httpx.get(f"{server.url}/openapi.json").json()
         assert "department" in {p["name"] for p in spec["paths"]["/api/v1/kpis"]["get"]["parameters"]}
+
+
+@pytest.mark.timeout(300)
+def test_kpi_list_prints_the_domain_progress(engine: Engine, database_url: str) -> None:
+    env = {**os.environ, "CITYOS_DATABASE_URL": database_url, "COLUMNS": "200"}
+    for department in (None, "fire"):
+        args = ["--department", department] if department else []
+        shown = subprocess.run(
+            [sys.executable, "-m", "cityos", "kpi", "list", *args],
+            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        with session_factory(engine)() as session:
+            progress = kpi_progress(session, KPIS, today=today_in_japan(), department=department)
+        rows = {line.split("│")[1].strip(): line for line in shown.splitlines() if line.count("│") > 2}
+        assert set(rows) == {p.kpi.id for p in progress}
+        for p in progress:
+            assert (f"{p.progress:.0%}" if p.progress is not None else " - ") in rows[p.kpi.id], p.kpi.id
+            assert p.latest is not None and p.latest.period in rows[p.kpi.id]
