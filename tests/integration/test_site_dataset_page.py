@@ -6,6 +6,7 @@ snippets must reproduce that page when run, and it must be shown exactly to thos
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
 from cityos.domain.apikeys import OwnerKind, issue_key
@@ -308,6 +310,26 @@ def test_english_page_is_english(database_url: str, tmp_path: Path) -> None:
         assert japanese not in main, japanese
         assert japanese in ja.text, japanese
     assert 'href="/datasets/aed"' in en.text  # the same page in Japanese
+
+
+def test_the_parquet_download_holds_the_filtered_records_of_the_api(
+    database_url: str, tmp_path: Path
+) -> None:
+    with aed_server(database_url, tmp_path) as (_, server), httpx.Client(base_url=server.url) as client:
+        place = client.get(RECORDS).json()["records"][0]["設置位置"]
+        query = [("設置位置", place), ("sort", "-NO")]
+        hrefs = parse(client.get(PAGE, params=(*query, ("limit", "3"))).text).hrefs
+        parquet_link = next(h for h in hrefs if "format=parquet" in h)
+        assert dict(parse_qsl(urlsplit(parquet_link).query)) == {
+            "設置位置": place,
+            "sort": "-NO",
+            "format": "parquet",
+        }
+        table = pq.read_table(io.BytesIO(client.get(parquet_link).content))
+        every = client.get(RECORDS, params=(*query, ("limit", "1000"))).json()["records"]
+    assert table.num_rows == len(every) > 0
+    assert table.column("NO").to_pylist() == [record["NO"] for record in every]
+    assert table.column("設置位置").to_pylist() == [place] * len(every)
 
 
 def test_snippets_reproduce_the_preview_page(database_url: str, tmp_path: Path) -> None:

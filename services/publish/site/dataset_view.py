@@ -122,6 +122,7 @@ WORDS: Final[dict[str, dict[Lang, str]]] = {
     "download.geojson": {"ja": "GeoJSON（地図）", "en": "GeoJSON (map)"},
     "download.ndjson": {"ja": "NDJSON（1行1レコード）", "en": "NDJSON (one record a line)"},
     "download.json": {"ja": "JSON", "en": "JSON"},
+    "download.parquet": {"ja": "Parquet（分析ツール向け）", "en": "Parquet (for analysis tools)"},
     "api": {"ja": "API で使う", "en": "Use it from code"},
     "api.note": {
         "ja": "プレビューと同じ条件でレコード API を呼び出す例です。",
@@ -519,7 +520,11 @@ def downloads(export_path: str, params: Params, *, located: bool) -> tuple[Downl
     ]
     if located:
         formats.append(("download.geojson", [("format", "geojson")]))
-    formats += [("download.ndjson", [("format", "ndjson")]), ("download.json", [("format", "json")])]
+    formats += [
+        ("download.ndjson", [("format", "ndjson")]),
+        ("download.json", [("format", "json")]),
+        ("download.parquet", [("format", "parquet")]),
+    ]
     return tuple(Download(key, with_query(export_path, [*filters, *extra])) for key, extra in formats)
 
 

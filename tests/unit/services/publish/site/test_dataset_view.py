@@ -227,6 +227,7 @@ def test_downloads_carry_the_filters_but_not_the_page() -> None:
     links = view.downloads("/api/v1/datasets/aed/export", params, located=True)
     assert [d.key for d in links] == [
         "download.csv_bom", "download.csv", "download.geojson", "download.ndjson", "download.json",
+        "download.parquet",
     ]  # fmt: skip
     for link in links:
         query = parse_qsl(urlsplit(link.href).query)
