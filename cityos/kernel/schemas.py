@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +56,21 @@ class LocationFields(BaseModel):
 
     latitude: str = Field(min_length=1)
     longitude: str = Field(min_length=1)
+
+
+def location_fields(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(latitude property, longitude property) a stored dataset.json document declares, or None.
+
+    Reads the document as the catalog keeps it (plain JSON, not the model): every reader of stored
+    metadata -- the catalog's coordinates, publish's geo output, workspaces -- asks here.
+    """
+    location = meta.get("location")
+    if not isinstance(location, Mapping):
+        return None
+    latitude, longitude = location.get("latitude"), location.get("longitude")
+    if isinstance(latitude, str) and isinstance(longitude, str) and latitude and longitude:
+        return latitude, longitude
+    return None
 
 
 class Department(BaseModel):

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from cityos.kernel.events import ValidatedEvent
+from cityos.kernel.schemas import location_fields
 from cityos.kernel.timeutil import require_aware
 
 # Ordering of record changes: event time, then position in the validated topic.
@@ -144,16 +145,6 @@ def _coordinate(value: object, limit: float) -> float | None:
     return number
 
 
-def _location_fields(meta: Mapping[str, Any]) -> LocationFields | None:
-    location = meta.get("location")
-    if not isinstance(location, Mapping):
-        return None
-    latitude, longitude = location.get("latitude"), location.get("longitude")
-    if isinstance(latitude, str) and isinstance(longitude, str):
-        return latitude, longitude
-    return None
-
-
 def _record_row(
     event: ValidatedEvent, version: Version, location: LocationFields | None, now: datetime
 ) -> dict[str, Any]:
@@ -278,7 +269,7 @@ def plan_batch(events: Sequence[ValidatedEvent], snapshot: BatchSnapshot, *, now
     tombstone included. ``now`` stamps the ledger and the rows; naive datetimes raise ``ValueError``.
     """
     processed_at = require_aware(now)
-    locations = {dataset_id: _location_fields(meta) for dataset_id, meta in snapshot.datasets.items()}
+    locations = {dataset_id: location_fields(meta) for dataset_id, meta in snapshot.datasets.items()}
     seen = set(snapshot.processed)
     changes: dict[RecordKey, _Change] = {}
     last_change: dict[str, datetime] = {}

@@ -28,6 +28,7 @@ from cityos.domain.readmodel import filters
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, parse_query
 from cityos.kernel.db.models import Dataset
+from cityos.kernel.schemas import location_fields
 from services.publish import render
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -319,7 +320,7 @@ def aggregate(
     del by, sum, format, bom
     check_caps(request)
     dataset, access = visible_dataset(session, caller_of(request), dataset_id)
-    declared = render.location_fields(dataset.meta)
+    declared = location_fields(dataset.meta)
     if declared is None:
         raise bad_request("by", "this dataset declares no location, so its records cannot be placed in wards")
     if access.location(declared) is None:

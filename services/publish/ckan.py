@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 from cityos.domain.access import FULL, ReadAccess
 from cityos.domain.readmodel.query import MAX_Q_LENGTH
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.schemas import location_fields
 from services.publish import param_caps
-from services.publish.render import dataset_path, iso_utc, location_fields
+from services.publish.render import dataset_path, iso_utc
 
 CKAN_VERSION = "2.10.4"
 FORMATS = {"csv": "CSV", "json": "JSON", "geojson": "GeoJSON", "ndjson": "NDJSON", "parquet": "Parquet"}

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cityos.domain.access import ReadAccess
 from cityos.domain.readmodel import queries
 from cityos.kernel.db.models import Dataset
+from cityos.kernel.schemas import location_fields
 from services.publish import dcat
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -28,7 +29,6 @@ from services.publish.context import (
     visible_datasets,
 )
 from services.publish.quality import five_star, metadata_quality
-from services.publish.render import location_fields
 
 CATALOG_TITLE = {"ja": "CityOS オープンデータカタログ", "en": "CityOS open data catalog"}
 _RDF_CONTENT: dict[int | str, dict[str, Any]] = {

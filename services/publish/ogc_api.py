@@ -31,6 +31,7 @@ from cityos.domain.readmodel import queries
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, SortKey, parse_query
 from cityos.kernel.db.models import Dataset
+from cityos.kernel.schemas import location_fields
 from services.publish import ogc, param_caps, render, stream
 from services.publish.context import (
     COMMON_RESPONSES,
@@ -342,7 +343,7 @@ def _facts(
 
 
 def _located(dataset: Dataset, access: ReadAccess) -> tuple[str, str] | None:
-    return access.location(render.location_fields(dataset.meta))
+    return access.location(location_fields(dataset.meta))
 
 
 def _collections(request: Request, asked: Asked) -> tuple[dict[str, Any], list[ogc.CollectionFacts]]:

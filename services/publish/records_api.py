@@ -27,6 +27,7 @@ from cityos.domain.readmodel import filters, queries
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.schemas import location_fields
 from services.publish import page_cache, param_caps, render, stream
 from services.publish.conditional import export_etag, http_date, not_modified, weak_etag
 from services.publish.context import (
@@ -86,7 +87,7 @@ def quality_of(
         has_publisher=department is not None,
         has_contact=department is not None,
         has_schema=schema is not None,
-        has_spatial=render.location_fields(dataset.meta) is not None,
+        has_spatial=location_fields(dataset.meta) is not None,
         has_modified=dataset.last_record_at is not None,
     )
     return {"five_star": rating.as_dict(), "metadata_quality": score.as_dict()}
@@ -336,7 +337,7 @@ def _prepare(
         check_caps(request)
     dataset, access = visible_dataset(session, caller_of(request), dataset_id, connection=connection)
     schema = ctx.schemas.latest(session, dataset.id)
-    declared = render.location_fields(dataset.meta)
+    declared = location_fields(dataset.meta)
     location = access.location(declared)
     if declared is not None and location is None:
         _refuse_position(request, chosen)

@@ -18,6 +18,7 @@ import orjson
 
 from cityos.domain.access import FULL, ReadAccess
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
+from cityos.kernel.schemas import location_fields
 from cityos.kernel.spreadsheet import formula_safe
 from cityos.kernel.timeutil import assume_utc
 
@@ -47,17 +48,6 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return assume_utc(moment).isoformat().replace("+00:00", "Z")
-
-
-def location_fields(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(latitude property, longitude property) declared in dataset.json, or None."""
-    location = meta.get("location")
-    if not isinstance(location, Mapping):
-        return None
-    latitude, longitude = location.get("latitude"), location.get("longitude")
-    if isinstance(latitude, str) and isinstance(longitude, str) and latitude and longitude:
-        return latitude, longitude
-    return None
 
 
 def dataset_path(dataset_id: str) -> str:

@@ -23,7 +23,7 @@ from cityos.department.demo import demo_records
 from cityos.domain.readmodel import queries
 from cityos.domain.readmodel.query import RecordQuery, parse_query
 from cityos.kernel.db.engine import session_factory
-from cityos.kernel.schemas import SchemaSet
+from cityos.kernel.schemas import SchemaSet, location_fields
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.context import project as project_fields
 from services.publish.render import (
@@ -32,7 +32,6 @@ from services.publish.render import (
     cell_writer,
     csv_columns,
     header_row,
-    location_fields,
 )
 from services.publish.render import record_point as point_of
 from tests.support.fixtures_path import OPENDATA_SAMPLES

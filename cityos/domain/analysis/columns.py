@@ -40,6 +40,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from cityos.kernel.jsonutil import json_type_name
+
 # Field metadata key telling readers (and ``record_batch``) that a string column holds JSON text.
 ENCODING = b"encoding"
 JSON_ENCODING = b"json"
@@ -65,24 +67,10 @@ def _declared_types(node: Mapping[str, Any]) -> list[str] | None:
         names = list(declared)
     elif "const" in node or isinstance(node.get("enum"), list):
         values = [node["const"]] if "const" in node else list(node["enum"])
-        names = sorted({_json_type(value) for value in values})
+        names = sorted({json_type_name(value) for value in values})
     else:
         return None
     return [name for name in names if name != "null"]
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def column_type(node: Mapping[str, Any]) -> tuple[pa.DataType, bool]:

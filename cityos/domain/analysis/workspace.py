@@ -52,6 +52,7 @@ from cityos.domain.geo.wards import known_wards
 from cityos.domain.readmodel import queries
 from cityos.kernel.db.models import Dataset
 from cityos.kernel.errors import CityOSError
+from cityos.kernel.schemas import location_fields
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +121,6 @@ class PlannedDataset:
 Progress = Callable[[str, int], None]
 
 
-def declared_location(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(latitude, longitude) property names a dataset's metadata declares, or None."""
-    location = meta.get("location")
-    if not isinstance(location, Mapping):
-        return None
-    latitude, longitude = location.get("latitude"), location.get("longitude")
-    if isinstance(latitude, str) and isinstance(longitude, str) and latitude and longitude:
-        return latitude, longitude
-    return None
-
-
 def readable_columns(document: Mapping[str, Any], access: ReadAccess) -> list[str]:
     """The schema's properties the access covers, in schema order."""
     properties = access.schema(document).get("properties")
@@ -155,7 +145,7 @@ def plan_workspace(session: Session, caller: Caller) -> list[PlannedDataset]:
             continue
         columns = readable_columns(latest.document, access)
         schema = arrow_schema(latest.document, fields=columns)
-        location = access.location(declared_location(dataset.meta or {}))
+        location = access.location(location_fields(dataset.meta or {}))
         if location is not None and not all(name in schema.names for name in location):
             location = None
         planned.append(PlannedDataset(dataset, access, schema, location))

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cityos.kernel.jsonutil import json_type_name
+
 FilterValue = str | int | float | bool
 OutputFormat = Literal["json", "csv", "geojson", "ndjson"]
 
@@ -91,7 +93,7 @@ def _collect_types(schema: Mapping[str, Any], node: Mapping[str, Any], *, depth:
         literals = node["enum"] if isinstance(node.get("enum"), list) else []
         if "const" in node:
             literals = [node["const"]]
-        found = [_json_type_of(v) for v in literals]
+        found = [json_type_name(v) for v in literals]
     return found
 
 
@@ -105,20 +107,6 @@ def _resolve_local_ref(schema: Mapping[str, Any], ref: str) -> Mapping[str, Any]
             return None
         node = node[part]
     return node if isinstance(node, Mapping) else None
-
-
-def _json_type_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_quer
 from cityos.kernel.db.geo_models import WardBoundaryRow
 from cityos.kernel.db.models import Dataset, Department, Record, SchemaVersionRow
 from cityos.kernel.db.publish_models import UsageCounter
+from cityos.kernel.schemas import location_fields
 from cityos.kernel.timeutil import assume_utc
 from services.publish import param_caps, render
 from services.publish.context import PublishContext, caller_of, context_of, project, visible_dataset
@@ -337,7 +338,7 @@ def _page_context(
         lambda: _describe(session, dataset, access, lang),
     )
     schema = described.schema
-    location = access.location(render.location_fields(meta))
+    location = access.location(location_fields(meta))
     changed = facts.changed
 
     raw_items = request.query_params.multi_items()

@@ -23,6 +23,7 @@ from cityos.domain.geo.aggregate import WardTally
 from cityos.domain.geo.wards import CREDIT_EN, CREDIT_JA
 from cityos.domain.readmodel.query import RecordQuery
 from cityos.kernel.db.models import Dataset
+from cityos.kernel.schemas import location_fields
 from services.publish import render as api_render
 from services.publish.aggregate_api import NO_LOCATION_EN, NO_LOCATION_JA, OUTSIDE_EN, OUTSIDE_JA, ward_tally
 from services.publish.context import PublishContext, caller_of, context_of, visible_dataset, visible_datasets
@@ -170,7 +171,7 @@ def _title(dataset: Dataset, lang: Lang) -> str:
 
 
 def _located(dataset: Dataset, access: ReadAccess) -> bool:
-    return access.location(api_render.location_fields(dataset.meta)) is not None
+    return access.location(location_fields(dataset.meta)) is not None
 
 
 def map_layer(ctx: PublishContext, session: Session, dataset: Dataset, lang: Lang) -> MapLayer:
