@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,10 +70,19 @@ class CatalogAdmin:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
 
-def demo_validated_events(schema_set: SchemaSet, *, per_dataset: int, seed: int) -> list[ValidatedEvent]:
-    """One upsert per demo record of every dataset, as the catalog consumes them from Kafka."""
+def demo_validated_events(
+    schema_set: SchemaSet,
+    *,
+    per_dataset: int,
+    seed: int,
+    datasets: Iterable[str] | None = None,
+    id_prefix: str | None = None,
+) -> list[ValidatedEvent]:
+    """One upsert per demo record of every dataset (or of ``datasets``), as the catalog consumes them
+    from Kafka; event ids ``<id_prefix>-<dataset>-<n>`` (``demo-<seed>`` by default)."""
+    prefix = id_prefix if id_prefix is not None else f"demo-{seed}"
     events: list[ValidatedEvent] = []
-    for dataset_id in sorted(schema_set.datasets):
+    for dataset_id in sorted(schema_set.datasets if datasets is None else datasets):
         latest = schema_set.latest(dataset_id)
         key_field = schema_set.datasets[dataset_id].record_key
         records = demo_records(dataset_id, latest.document, count=per_dataset, seed=seed)
@@ -84,7 +93,7 @@ def demo_validated_events(schema_set: SchemaSet, *, per_dataset: int, seed: int)
                     record_key=str(record[key_field]),
                     schema_version=latest.version,
                     source=f"/departments/demo/{dataset_id}",
-                    id=f"demo-{seed}-{dataset_id}-{i}",
+                    id=f"{prefix}-{dataset_id}-{i}",
                     type=TYPE_UPSERTED,
                     time=T0 + timedelta(seconds=i),
                     data=record,

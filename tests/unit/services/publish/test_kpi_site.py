@@ -24,18 +24,18 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from cityos.department.demo import demo_records
 from cityos.department.demo_kpi import KPI_SOURCE_DATASETS, series_length
 from cityos.domain.apikeys import SCOPE_READ, OwnerKind
 from cityos.domain.kpi.definitions import load_kpis, today_in_japan
 from cityos.domain.kpi.progress import KpiProgress, KpiValue
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
-from cityos.kernel.events import TYPE_UPSERTED, ValidatedEvent
+from cityos.kernel.events import ValidatedEvent
 from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.app import create_app
 from services.publish.kpi_metrics import CITY, GAUGE_NAMES, KpiCollector
+from tests.support.browser import demo_validated_events
 from tests.support.credentials import issue_credential
 
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
@@ -53,28 +53,13 @@ class Catalog:
 
 
 def _events(schemas_dir: Path) -> list[ValidatedEvent]:
-    schema_set = load_schema_dir(schemas_dir)
-    events: list[ValidatedEvent] = []
-    count = series_length(today_in_japan())
-    for dataset_id in sorted(KPI_SOURCE_DATASETS | {PUBLIC_KPI_DATASET}):
-        latest = schema_set.latest(dataset_id)
-        key_field = schema_set.datasets[dataset_id].record_key
-        for i, record in enumerate(demo_records(dataset_id, latest.document, count=count, seed=SEED)):
-            events.append(
-                ValidatedEvent(
-                    dataset_id=dataset_id,
-                    record_key=str(record[key_field]),
-                    schema_version=latest.version,
-                    source=f"/departments/demo/{dataset_id}",
-                    id=f"kpi-test-{dataset_id}-{i}",
-                    type=TYPE_UPSERTED,
-                    time=T0 + timedelta(seconds=i),
-                    data=record,
-                    partition=0,
-                    offset=len(events),
-                )
-            )
-    return events
+    return demo_validated_events(
+        load_schema_dir(schemas_dir),
+        per_dataset=series_length(today_in_japan()),
+        seed=SEED,
+        datasets=sorted(KPI_SOURCE_DATASETS | {PUBLIC_KPI_DATASET}),
+        id_prefix="kpi-test",
+    )
 
 
 @pytest.fixture(scope="module")
