@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
 
 from cityos.domain.analysis.snapshots import file_property_order
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
+from cityos.kernel.operations_http import start_operations_server
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.settings import Settings
 from services.analysis.metrics import AnalysisMetrics
@@ -21,39 +21,13 @@ from services.analysis.runner import run_once
 log = logging.getLogger("cityos.analysis")
 
 
-def _http_handler(ready: threading.Event) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                status, body, kind = 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-            elif self.path == "/healthz":
-                status, body, kind = 200, b'{"status":"ok"}', "application/json"
-            elif self.path == "/readyz":
-                status = 200 if ready.is_set() else 503
-                body = b'{"status":"ready"}' if ready.is_set() else b'{"status":"starting"}'
-                kind = "application/json"
-            else:
-                status, body, kind = 404, b'{"error":"not_found"}', "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # scrapes every few seconds would drown the log
-
-    return Handler
-
-
 def serve(settings: Settings) -> None:
     configure_logging()
     migrate(settings.database_url)
     sessions = session_factory(make_engine(settings.database_url))
     metrics = AnalysisMetrics(REGISTRY)
     ready = threading.Event()
-    server = ThreadingHTTPServer((settings.analysis_host, settings.analysis_port), _http_handler(ready))
-    threading.Thread(target=server.serve_forever, name="analysis-http", daemon=True).start()
+    server = start_operations_server(settings.analysis_host, settings.analysis_port, ready, name="analysis")
     stop = stop_on_signals()
     log.info("snapshots into %s every %.0f s", settings.snapshot_dir, settings.snapshot_interval_s)
     try:

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from confluent_kafka import Consumer, Producer
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
 
 from cityos.domain.metric_labels import PublicDatasetLabels
 from cityos.kernel.db.engine import make_engine, migrate, session_factory
 from cityos.kernel.kafka import consumer_config, ensure_pipeline_topics, producer_config
 from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.kafka_start import Backoff, retry_at_start
+from cityos.kernel.operations_http import start_operations_server
 from cityos.kernel.runtime import configure_logging, stop_on_signals
 from cityos.kernel.settings import Settings
 from services.feeds.metrics import FeedsMetrics
@@ -61,31 +59,6 @@ def transactional_producer(settings: Settings) -> Producer:
     return producer
 
 
-def _http_handler(ready: threading.Event) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                status, body, kind = 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-            elif self.path == "/healthz":
-                status, body, kind = 200, b'{"status":"ok"}', "application/json"
-            elif self.path == "/readyz":
-                status = 200 if ready.is_set() else 503
-                body = b'{"status":"ready"}' if ready.is_set() else b'{"status":"starting"}'
-                kind = "application/json"
-            else:
-                status, body, kind = 404, b'{"error":"not_found"}', "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # scrapes every few seconds would drown the log
-
-    return Handler
-
-
 def serve(settings: Settings) -> None:
     configure_logging()
     migrate(settings.database_url)
@@ -115,10 +88,9 @@ def serve(settings: Settings) -> None:
         refresh_s=settings.feeds_policy_refresh_s,
         feed_partitions=settings.feeds_partitions,
     )
-    server = ThreadingHTTPServer(
-        (settings.feeds_metrics_host, settings.feeds_metrics_port), _http_handler(republisher.ready)
+    server = start_operations_server(
+        settings.feeds_metrics_host, settings.feeds_metrics_port, republisher.ready, name="feeds"
     )
-    threading.Thread(target=server.serve_forever, name="feeds-http", daemon=True).start()
     stop = stop_on_signals()
     try:
         retry_at_start("feeds: state topic and policy", republisher.start, backoff=backoff)
