@@ -43,7 +43,10 @@ def filled(
     migrate(url)
     engine = make_engine(url)
     fill_export_catalog(engine, schema_set)
-    settings = Settings(database_url=url, public_base_url=BASE_URL + "/")
+    # Every case of every batch size from one anonymous client: far more than a minute's allowance.
+    settings = Settings(
+        database_url=url, public_base_url=BASE_URL + "/", publish_anonymous_rate_per_minute=100_000
+    )
     with TestClient(create_app(settings, engine=engine)) as client:
         yield engine, client
     engine.dispose()
