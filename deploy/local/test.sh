@@ -62,6 +62,6 @@ fi
 # Schema evolution guard: schemas/ in the working tree against the last commit.
 log "schemas check"
 "$VENV/bin/python" -m cityos schemas check
-log "pytest"
+log "pytest (the 25 slowest tests are listed at the end)"
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words on purpose
-"$VENV/bin/pytest" ${PYTEST_ARGS:-}
+"$VENV/bin/pytest" --durations=25 ${PYTEST_ARGS:-}
