@@ -9,13 +9,17 @@ around that, so all three stop, report lag and treat consumer errors the same wa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaException, Message
 
 from cityos.kernel.kafka import check_consume_error, consumer_lag
+from cityos.kernel.kafka_start import COORDINATOR_ERRORS, kafka_error_code
+
+_log = logging.getLogger(__name__)
 
 # How often the consumer-lag gauge is recomputed. The lag comes from the client's cached
 # watermarks, so this only bounds how stale the gauge is; Prometheus scrapes every 15 s.
@@ -106,7 +110,17 @@ class ConsumeLoop:
     def turn(self) -> None:
         """One poll and its processing."""
         self._before_poll()
-        messages = self._consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout_s)
+        try:
+            messages = self._consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout_s)
+        except KafkaException as exc:
+            # The group's coordinator moved (a broker restarted or lost leadership) while the client
+            # fetched its committed offsets: the poll raises instead of returning messages. Nothing
+            # was consumed, so nothing is lost; the next poll asks the new coordinator.
+            if kafka_error_code(exc) not in COORDINATOR_ERRORS:
+                raise
+            _log.warning("poll: %s; polling again", exc)
+            time.sleep(self._poll_timeout_s)
+            return
         self._process(usable(messages))
         self._refresh_lag()
 

@@ -8,7 +8,7 @@ import threading
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cityos.kernel.consume import ConsumeLoop, Periodic, usable
 from cityos.kernel.errors import KafkaUnavailable
@@ -27,7 +27,7 @@ class ScriptedConsumer:
     second of the fake clock, like a poll that waited for its timeout. No partitions are
     assigned, so the measured lag is 0."""
 
-    def __init__(self, batches: list[list[Message]], clock: Clock, log: list[str]) -> None:
+    def __init__(self, batches: list[list[Message] | Exception], clock: Clock, log: list[str]) -> None:
         self._batches = list(batches)
         self._clock = clock
         self._log = log
@@ -37,7 +37,10 @@ class ScriptedConsumer:
         self.polls.append((num_messages, timeout))
         self._log.append("poll")
         self._clock.now += 1.0
-        return self._batches.pop(0) if self._batches else []
+        batch = self._batches.pop(0) if self._batches else []
+        if isinstance(batch, Exception):
+            raise batch
+        return batch
 
     def assignment(self) -> list[TopicPartition]:
         return []
@@ -82,7 +85,7 @@ class Recorder:
 
 
 def make_loop(
-    batches: list[list[Message]], *, turns: int, lag_refresh_s: float = 5.0
+    batches: list[list[Message] | Exception], *, turns: int, lag_refresh_s: float = 5.0
 ) -> tuple[ConsumeLoop, ScriptedConsumer, Recorder, Clock, threading.Event]:
     log: list[str] = []
     clock = Clock()
@@ -174,6 +177,27 @@ def test_a_fatal_consumer_error_stops_before_the_batch_is_processed_and_still_dr
 
     assert recorder.batches == []
     assert recorder.log == ["before_poll", "poll", "drain"]
+
+
+def test_a_coordinator_moving_during_the_poll_is_polled_through() -> None:
+    moved = KafkaException(KafkaError(KafkaError.NOT_COORDINATOR, "Failed to get committed offsets"))
+    loop, consumer, recorder, _clock, stop = make_loop([moved, [data(0), data(1)]], turns=1)
+
+    loop.run(stop)
+
+    assert recorder.batches == [[0, 1]]
+    assert len(consumer.polls) == 2
+
+
+def test_any_other_error_raised_by_the_poll_ends_the_loop_after_draining() -> None:
+    other = KafkaException(KafkaError(KafkaError.INVALID_CONFIG, "broken"))
+    loop, _consumer, recorder, _clock, stop = make_loop([other, [data(0)]], turns=1)
+
+    with pytest.raises(KafkaException):
+        loop.run(stop)
+
+    assert recorder.batches == []
+    assert recorder.log[-1] == "drain"
 
 
 def test_an_error_from_the_service_ends_the_loop_after_draining() -> None:
