@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cityos.cli import access as access_commands
@@ -24,6 +23,7 @@ from cityos.cli import release as release_commands
 from cityos.cli import schemas as schemas_commands
 from cityos.cli import snapshot as snapshot_commands
 from cityos.cli import workspace as workspace_commands
+from cityos.cli.progress import progress_bar
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.settings import get_settings
@@ -72,16 +72,6 @@ def migrate() -> None:
     console.print("[green]database is at the latest revision[/]")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 @app.command("import-csv")
 def import_csv(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV file")],
@@ -124,7 +114,7 @@ def import_csv(
         sender = EventSender(kafka)
         topic = settings.department_topic(meta.department)
         summary = ImportSummary()
-        with _progress() as progress:
+        with progress_bar(console) as progress:
             sending = progress.add_task(f"sending {file.name} → {topic}", total=None)
             events = csv_events(file, meta=meta, version=version, summary=summary, known_codes=known_codes)
             for event in events:

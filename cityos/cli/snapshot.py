@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cityos.cli.progress import progress_bar
 from cityos.kernel.settings import get_settings
 
 if TYPE_CHECKING:  # the CLI imports its commands' modules lazily, to start fast
@@ -75,13 +75,7 @@ def write(
     try:
         with Session(engine) as session:
             wanted = list(dataset) if dataset else dataset_ids(session)
-            progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            )
+            progress = progress_bar(console)
             with progress:
                 for dataset_id in wanted:
                     known = session.get(Dataset, dataset_id)

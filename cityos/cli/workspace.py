@@ -15,9 +15,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 from rich.table import Table
 
+from cityos.cli.progress import progress_bar
 from cityos.kernel.errors import CityOSError
 from cityos.kernel.settings import get_settings
 
@@ -58,7 +59,7 @@ def build(
                 console.print(f"[red]unknown department {department!r}[/] (see `cityos departments list`)")
                 raise typer.Exit(2)
             totals = {item.dataset.id: item.dataset.record_count for item in plan_workspace(session, caller)}
-            with _progress() as progress:
+            with progress_bar(console) as progress:
                 tasks: dict[str, TaskID] = {}
 
                 def advance(dataset_id: str, rows: int) -> None:
@@ -89,13 +90,3 @@ def build(
         f"{_megabytes(manifest.size_bytes)} in {elapsed:.1f} s (audited as workspace.built)"
     )
     console.print(f"open it with: duckdb -readonly {out}")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
