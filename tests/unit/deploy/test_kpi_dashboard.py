@@ -8,11 +8,8 @@ checked with the other dashboards in test_monitoring_config.py.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,6 +24,7 @@ from cityos.kernel.schemas import load_schema_dir
 from cityos.kernel.settings import REPO_ROOT, Settings
 from services.catalog.store import apply_batch, sync_schema_set
 from services.publish.app import create_app
+from tests.support.deploy_files import dashboard_panels, load_dashboard
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboards" / "cityos-kpi.json"
 DATASOURCE_UID = "prometheus"
@@ -40,22 +38,10 @@ VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 LABEL_VALUES = re.compile(r"^label_values\(\s*([a-z_:][\w:]*)\s*,\s*(\w+)\s*\)$")
 
 
-def _dashboard() -> dict[str, Any]:
-    data = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from _panels(panel.get("panels", []))
-
-
 def _queries() -> list[tuple[str, str]]:
     return [
         (f"panel {panel['id']} ({panel['title']}) {target['refId']}", str(target["expr"]))
-        for panel in _panels(_dashboard()["panels"])
+        for panel in dashboard_panels(load_dashboard(DASHBOARD)["panels"])
         for target in panel.get("targets", [])
     ]
 
@@ -98,12 +84,12 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, frozenset[str
     return found
 
 
-def test_dashboard_identity_and_panels() -> None:
-    dashboard = _dashboard()
+def test_dashboard_identity_anddashboard_panels() -> None:
+    dashboard = load_dashboard(DASHBOARD)
     assert dashboard["uid"] == "cityos-kpi"
     assert "KPI" in dashboard["title"]
     assert 36 <= dashboard["schemaVersion"] <= 41
-    panels = list(_panels(dashboard["panels"]))
+    panels = list(dashboard_panels(dashboard["panels"]))
     ids = [panel["id"] for panel in panels]
     assert len(ids) == len(set(ids))
     for panel in panels:
@@ -119,7 +105,7 @@ def test_dashboard_identity_and_panels() -> None:
 
 def test_dashboard_panels_fit_and_do_not_overlap() -> None:
     occupied: dict[tuple[int, int], str] = {}
-    for panel in _dashboard()["panels"]:
+    for panel in load_dashboard(DASHBOARD)["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
@@ -154,14 +140,18 @@ def test_every_query_names_metrics_and_labels_publish_serves(scraped: dict[str, 
 def test_variables_come_from_served_labels_and_every_used_one_is_defined(
     scraped: dict[str, frozenset[str]],
 ) -> None:
-    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    variables = {v["name"]: v for v in load_dashboard(DASHBOARD)["templating"]["list"]}
     assert {"kpi", "department"} <= set(variables)
     for name, variable in variables.items():
         match = LABEL_VALUES.match(str(variable["query"]))
         assert match, name
         metric, label = match.groups()
         assert label in scraped.get(metric, frozenset()), f"variable {name}: {metric} has no {label}"
-    repeated = {panel["repeat"] for panel in _panels(_dashboard()["panels"]) if "repeat" in panel}
+    repeated = {
+        panel["repeat"]
+        for panel in dashboard_panels(load_dashboard(DASHBOARD)["panels"])
+        if "repeat" in panel
+    }
     assert repeated <= set(variables)
     for where, promql in _queries():
         for match in VARIABLE.finditer(promql):

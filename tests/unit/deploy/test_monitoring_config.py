@@ -10,7 +10,6 @@ never fire or an empty panel.
 from __future__ import annotations
 
 import ast
-import json
 import posixpath
 import re
 import subprocess
@@ -39,7 +38,7 @@ from services.ingest.metrics import IngestMetrics
 from services.publish.kpi_metrics import KpiCollector
 from services.publish.metrics import PublishMetrics
 from tests.support import needs
-from tests.support.deploy_files import PROMETHEUS_CONFIG, load_yaml
+from tests.support.deploy_files import PROMETHEUS_CONFIG, dashboard_panels, load_dashboard, load_yaml
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
@@ -244,19 +243,6 @@ def _alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"] if "alert" in rule]
 
 
-def _dashboard(path: Path = DASHBOARD) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those nested in (collapsed) rows."""
-    for panel in panels:
-        yield panel
-        yield from _panels(panel.get("panels", []))
-
-
 def _variable_query(variable: dict[str, Any]) -> str:
     query = variable.get("query", "")
     return str(query.get("query", "") if isinstance(query, dict) else query)
@@ -265,7 +251,7 @@ def _variable_query(variable: dict[str, Any]) -> str:
 def _expressions() -> list[Expression]:
     found = [Expression(f"alerts.yml {rule['alert']}", str(rule["expr"])) for rule in _alert_rules()]
     for path in DASHBOARDS:
-        for panel in _panels(_dashboard(path)["panels"]):
+        for panel in dashboard_panels(load_dashboard(path)["panels"]):
             for target in panel.get("targets", []):
                 where = f"dashboard {path.stem} panel {panel['id']} ({panel['title']}) {target['refId']}"
                 found.append(Expression(where, str(target["expr"])))
@@ -438,14 +424,14 @@ def test_scanner_catches_unknown_names_and_labels(exposed: dict[str, frozenset[s
 
 
 def test_dashboard_identity() -> None:
-    dashboard = _dashboard()
+    dashboard = load_dashboard(DASHBOARD)
     assert dashboard["uid"] == "cityos-overview"
     assert dashboard["title"] == "CityOS Connector — overview / 概要"
     assert 36 <= dashboard["schemaVersion"] <= 41
 
 
 def test_dashboard_panels_have_unique_ids_a_datasource_and_queries() -> None:
-    panels = list(_panels(_dashboard()["panels"]))
+    panels = list(dashboard_panels(load_dashboard(DASHBOARD)["panels"]))
     ids = [panel["id"] for panel in panels]
     assert len(ids) == len(set(ids)), f"duplicate panel ids: {sorted(i for i in ids if ids.count(i) > 1)}"
     for panel in panels:
@@ -463,7 +449,7 @@ def test_dashboard_panels_have_unique_ids_a_datasource_and_queries() -> None:
 
 def test_dashboard_panels_do_not_overlap() -> None:
     occupied: dict[tuple[int, int], str] = {}
-    for panel in _dashboard()["panels"]:
+    for panel in load_dashboard(DASHBOARD)["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
@@ -473,7 +459,7 @@ def test_dashboard_panels_do_not_overlap() -> None:
 
 
 def test_dashboard_has_the_rows_operators_expect() -> None:
-    rows = [p["title"] for p in _dashboard()["panels"] if p["type"] == "row"]
+    rows = [p["title"] for p in load_dashboard(DASHBOARD)["panels"] if p["type"] == "row"]
     for prefix in ("Ingest", "Catalog", "Publish", "Feeds", "Registry"):
         assert any(title.startswith(prefix) for title in rows), f"no {prefix} row in {rows}"
 
@@ -482,7 +468,7 @@ def test_dashboard_has_the_rows_operators_expect() -> None:
 def test_dashboard_variables_are_defined_and_real(
     path: Path, exposed: dict[str, frozenset[str]], prometheus_config: dict[str, Any]
 ) -> None:
-    variables = {v["name"]: v for v in _dashboard(path)["templating"]["list"]}
+    variables = {v["name"]: v for v in load_dashboard(path)["templating"]["list"]}
     if path == DASHBOARD:
         assert {"department", "dataset"} <= set(variables)
     for name, variable in variables.items():
