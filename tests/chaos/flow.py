@@ -191,10 +191,11 @@ def catalog_state(database_url: str) -> tuple[dict[str, tuple[str, dict[str, Any
 
 def wait_for_catalog(flow: Flow, database_url: str, timeout_s: float = 300) -> None:
     """Until the ledger holds every acknowledged good event (or the time is up), then 2 s longer:
-    anything redelivered late must change nothing."""
+    anything redelivered late must change nothing. A stack service exiting meanwhile fails at once."""
     good = sum(1 for e in flow.planned if e.event_id is not None and e.value in flow.acked)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        flow.stack.assert_running()
         try:
             _records, ledger = catalog_state(database_url)
         except Exception:  # the database may be restarting

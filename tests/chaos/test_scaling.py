@@ -110,6 +110,7 @@ def kill_when_working(extra: Extra, group_topic: tuple[str, str], cluster: Clust
     """kill -9 the process once it works (or after 30 s); whether the kill landed in flight: it took
     events in the last 0.3 s while its group had not committed everything written."""
     assert flow.running, "the flow ended before the scaling did"
+    flow.stack.assert_running()
     before, after, behind = in_flight(extra, *group_topic, cluster, timeout_s=30)
     extra.process.kill()
     extra.process.wait(10)
@@ -177,7 +178,10 @@ def test_ingest_catalog_and_feeds_scaled_1_3_1_twice(stack: Stack, cluster: Clus
     copies = validated_ids(stack, len(good))
     assert set(copies) == set(good)
     delivered = Counter(
-        b["id"] for b in bodies(read_settled(stack, feed["topic"], sum(copies.values()), timeout_s=180))
+        b["id"]
+        for b in bodies(
+            read_settled(stack, feed["topic"], sum(copies.values()), timeout_s=180, watch_services=True)
+        )
     )
     assert delivered == copies, (
         f"feed: {sum(delivered.values())} events for {sum(copies.values())} validated messages; "

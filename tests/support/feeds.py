@@ -157,13 +157,22 @@ def phase(message: Message) -> str | None:
 
 
 def read_settled(
-    stack: Stack, topic: str, count: int, *, timeout_s: float = 180, settle_s: float = 2.0
+    stack: Stack,
+    topic: str,
+    count: int,
+    *,
+    timeout_s: float = 180,
+    settle_s: float = 2.0,
+    watch_services: bool = False,
 ) -> list[Message]:
     """Read ``topic`` until it holds ``count`` messages, then ``settle_s`` longer: anything
-    lost shows as fewer, anything doubled arrives in the settling time and shows as more."""
+    lost shows as fewer, anything doubled arrives in the settling time and shows as more.
+    With ``watch_services``, a stack service that exits meanwhile fails the read at once."""
     reached: list[float] = []
 
     def done(messages: list[Message]) -> bool:
+        if watch_services:
+            stack.assert_running()
         if len(messages) < count:
             return False
         if not reached:

@@ -183,6 +183,15 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"{name} not ready within {timeout_s} s:\n{self.log_tail(name)}")
 
+    def assert_running(self) -> None:
+        """Fail at once, with its log, if a service the test started (and did not stop) has exited:
+        a wait for work that no process is doing would otherwise run out its whole time."""
+        for name, process in self.processes.items():
+            code = process.poll()
+            assert code is None, (
+                f"{name} exited with {code} while the test relied on it:\n{self.log_tail(name)}"
+            )
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{self.prefix}{name}.log"
         if not path.exists():
