@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from cityos.kernel.db.engine import migrate
 from cityos.kernel.settings import Settings, get_settings
+from cityos.kernel.tcp_listener import tcp_listener
 from services.publish.app import create_app
 
 
@@ -22,11 +24,15 @@ def serve(settings: Settings) -> None:
     host, port = settings.publish_host, settings.publish_port
     if settings.publish_workers > 1:
         # Each worker process builds its own app (engine, caches, limiter) from the environment:
-        # uvicorn starts workers from an import string, never from an app object.
-        uvicorn.run(
+        # uvicorn starts workers from an import string, never from an app object. The shared socket
+        # is made here rather than by uvicorn so that its connections send without Nagle's delay
+        # (cityos.kernel.tcp_listener).
+        config = uvicorn.Config(
             f"{__name__}:app_from_environment", factory=True, workers=settings.publish_workers,
             host=host, port=port, proxy_headers=False, access_log=False,
         )  # fmt: skip
+        server = uvicorn.Server(config)
+        Multiprocess(config, target=server.run, sockets=[tcp_listener(host, port)]).run()
     else:
         uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False, access_log=False)
 

@@ -9,13 +9,10 @@ GDAL to read its own output.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import struct
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from cityos.kernel.settings import REPO_ROOT
 from tests.support import needs
 from tests.support.publish import (
     HIDDEN_IDS,
@@ -32,10 +28,10 @@ from tests.support.publish import (
     hidden_rows,
     kitakyushu_site_rows,
     load,
+    publish_process,
     schemas_with_sites,
     yaizu_aed_rows,
 )
-from tests.support.stack import free_port
 
 
 def _tool(name: str) -> str:
@@ -55,36 +51,11 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
         + hidden_rows()
     )
     load(database_url, schemas, batch).dispose()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CITYOS_DATABASE_URL": database_url,
-        "CITYOS_PUBLISH_PORT": str(port),
-        "CITYOS_PUBLIC_BASE_URL": url,
-        # GIS clients page through whole collections: many requests in a few seconds.
-        "CITYOS_PUBLISH_ANONYMOUS_RATE_PER_MINUTE": "100000",
-    }
-    log = (tmp_path / "publish.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cityos", "serve", "publish"], env=env, cwd=REPO_ROOT, stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "publish.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.2)
+    # GIS clients page through whole collections: many requests in a few seconds.
+    with publish_process(
+        database_url, tmp_path / "publish.log", CITYOS_PUBLISH_ANONYMOUS_RATE_PER_MINUTE="100000"
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def _run(*args: str) -> str:

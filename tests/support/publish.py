@@ -5,7 +5,10 @@ store, and the publish app served by a real uvicorn server on a free port in a t
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -15,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -172,3 +176,41 @@ def serve(engine: Engine, database_url: str, **overrides: Any) -> Iterator[LiveS
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@contextmanager
+def publish_process(database_url: str, log: Path, **env: str) -> Iterator[str]:
+    """``cityos serve publish`` in its own process over ``database_url``, once ready; its base URL.
+    ``env`` adds ``CITYOS_*`` settings; the process is stopped (SIGTERM) on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = {
+        **os.environ,
+        "CITYOS_DATABASE_URL": database_url,
+        "CITYOS_PUBLISH_PORT": str(port),
+        "CITYOS_PUBLIC_BASE_URL": url,
+        **env,
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cityos", "serve", "publish"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log.read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
