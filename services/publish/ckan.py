@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cityos.domain.access import FULL, ReadAccess
+from cityos.domain.analysis.formats import PARQUET_MEDIA_TYPE
 from cityos.domain.readmodel.query import MAX_Q_LENGTH
 from cityos.kernel.db.models import Dataset, Department, SchemaVersionRow
 from cityos.kernel.schemas import location_fields
@@ -26,7 +27,7 @@ MIMETYPES = {
     "json": "application/json",
     "geojson": "application/geo+json",
     "ndjson": "application/x-ndjson",
-    "parquet": "application/vnd.apache.parquet",  # typed columns for analysis tools (DuckDB, pandas)
+    "parquet": PARQUET_MEDIA_TYPE,  # typed columns for analysis tools (DuckDB, pandas)
 }
 LICENSES = {
     "CC-BY-4.0": ("Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos.domain.access import ReadAccess
-from cityos.domain.analysis.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
+from cityos.domain.analysis.formats import PARQUET_MEDIA_TYPE
 from cityos.domain.readmodel import filters, queries
 from cityos.domain.readmodel.filters import ParamProblem
 from cityos.domain.readmodel.query import RecordQuery, encode_cursor, parse_query

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
 
 from cityos.domain.access import CallerKind
-from cityos.domain.anonymize.proposals import file_register
 from cityos.domain.audit import record_audit
 from cityos.kernel.db.release_models import Release
 from services.publish.context import NOT_FOUND, ContextDep, SessionDep, caller_of, visible_dataset
@@ -25,6 +24,10 @@ router = APIRouter(tags=["anonymized releases"])
     response_model=list[PersonalInformationFile],
 )
 def personal_information_files(session: SessionDep) -> list[PersonalInformationFile]:
+    # The anonymization modules bring pandas (~60 MB with pyarrow), which no other publish route
+    # needs: loaded on the register's first request rather than in every process at start.
+    from cityos.domain.anonymize.proposals import file_register
+
     return [PersonalInformationFile.model_validate(entry) for entry in file_register(session)]
 
 

@@ -25,8 +25,6 @@ from typing import Any, cast
 
 import orjson
 
-from cityos.domain.analysis.columns import arrow_schema, record_batches
-from cityos.domain.analysis.parquet import stream_bytes
 from cityos.domain.readmodel.queries import RecordRow
 from cityos.kernel.spreadsheet import FORMULA_TRIGGERS
 from services.publish.render import UTF8_BOM, RecordLike, cell_writer, header_row, record_point
@@ -373,6 +371,11 @@ def parquet_stream(
     """A Parquet file (zstd) of ``columns``, typed from the dataset's JSON Schema and in its order,
     as the analysis snapshots write it (``cityos.domain.analysis.columns``); one chunk per row
     group, the footer last."""
+    # Loaded on the first Parquet download, not at start: pyarrow would add ~50 MB to every
+    # publish process, most of which never write Parquet.
+    from cityos.domain.analysis.columns import arrow_schema, record_batches
+    from cityos.domain.analysis.parquet import stream_bytes
+
     arrow = arrow_schema(schema or {}, fields=columns)
     datas = (decoded_batch([row[0] for row in rows]) for rows in documents)
     yield from stream_bytes(arrow, record_batches(arrow, datas), on_rows=on_rows)

@@ -26,7 +26,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from cityos.domain.access import CallerKind
-from cityos.domain.analysis.workspace import WorkspaceTooLarge, build_workspace
 from cityos.kernel.ratelimit import RateLimiter
 from services.publish.context import COMMON_RESPONSES, SessionDep, caller_of
 
@@ -124,6 +123,9 @@ def workspace(request: Request, session: SessionDep) -> Response:
     if not gate.slots.acquire(blocking=False):
         return _error(429, "busy", "other workspaces are being built; retry shortly / 混雑しています",
                       {"Retry-After": "10"})  # fmt: skip
+    # DuckDB and pyarrow are loaded on the first build, not at start (~50 MB in every process).
+    from cityos.domain.analysis.workspace import WorkspaceTooLarge, build_workspace
+
     folder = Path(tempfile.mkdtemp(prefix="cityos-workspace-"))
     try:
         manifest = build_workspace(session, caller, folder / "workspace.duckdb", max_rows=gate.max_rows)

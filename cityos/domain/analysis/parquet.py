@@ -19,9 +19,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cityos.domain.analysis.formats import PARQUET_MEDIA_TYPE
+
 ROW_GROUP_ROWS = 65_536
 COMPRESSION = "zstd"
-MEDIA_TYPE = "application/vnd.apache.parquet"
+MEDIA_TYPE = PARQUET_MEDIA_TYPE
 
 
 def with_metadata(schema: pa.Schema, extra: Mapping[str, str]) -> pa.Schema:
