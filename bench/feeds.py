@@ -34,7 +34,7 @@ from cityos.kernel.kafka_access import Principal, kafka_access
 from cityos.kernel.schemas import load_schema_dir, schema_uri
 from cityos.kernel.settings import Settings
 from services.catalog.store import sync_schema_set
-from services.feeds.main import feeds_consumer_config, feeds_producer_config
+from services.feeds.main import feeds_consumer_config, feeds_producer_config, transactional_producer
 from services.feeds.metrics import FeedsMetrics
 from services.feeds.republisher import Republisher
 
@@ -117,7 +117,12 @@ def run_once(base: Settings, count: int, *, transactional: bool, round_: int) ->
     sessions = session_factory(make_engine(settings.database_url))
     republisher = Republisher(
         consumer=Consumer(feeds_consumer_config(settings)),
-        producer=Producer(feeds_producer_config(settings, transactional=transactional)),
+        # The service's own start: transactions initialised before the republisher runs.
+        producer=(
+            transactional_producer(settings)
+            if transactional
+            else Producer(feeds_producer_config(settings, transactional=False))
+        ),
         kafka=kafka_access(settings, Principal.admin),
         validated_topic=settings.validated_topic,
         state_topic=f"{settings.topic_prefix}state-{tag}",
