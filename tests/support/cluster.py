@@ -11,13 +11,18 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from cityos.kernel.kafka import reader_config
 from cityos.kernel.kafka_access import KafkaAccess, Principal, password_secret_name
 from cityos.kernel.secret_store import read_secret
 from cityos.kernel.settings import REPO_ROOT, Settings
+
+# What a partition answers while its leadership moves after a broker died.
+_LEADER_CHANGING = frozenset(
+    {KafkaError.OFFSET_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+)
 
 CLUSTER_SCRIPT = REPO_ROOT / "deploy" / "local" / "cluster.sh"
 NODES = (1, 2, 3)
@@ -135,9 +140,24 @@ class Cluster:
                 reader_config(self.kafka, self.kafka.reader_group("chaos-watermarks"), log_level=QUIET)
             )
         partitions = self._reader.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: self._reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
+        return {p: self._high_watermark(TopicPartition(topic, p)) for p in partitions}
+
+    def _high_watermark(self, partition: TopicPartition, timeout_s: float = 20) -> int:
+        """The partition's end offset. Right after its leader was killed, the new leader answers
+        "high watermark not caught up" (or "not leader") for a moment: asked again until it knows."""
+        assert self._reader is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return int(self._reader.get_watermark_offsets(partition, timeout=10)[1])
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                transient = isinstance(error, KafkaError) and (
+                    error.retriable() or error.code() in _LEADER_CHANGING
+                )
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """The group's committed offsets on ``topic`` (0 where it has committed nothing), read as the
